@@ -1,0 +1,198 @@
+// End to end, with the real ffmpeg and a real PulseAudio server: record, ctrl-c, mux, check.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  startPulse, startVideoRecorder, startTool, tempDir, readWav, ffprobeStreams, decodeAudio, run, alive, waitFor, ffmpegPidsIn,
+} from './helpers.mjs'
+
+let pulse
+before(async () => { pulse = await startPulse() })
+after(async () => { await pulse?.stop() })
+
+/** The common session: TracktorLive writing, record-audio beside it, ctrl-c, then the recorder stops. */
+async function session({ feed = 'trial 1', args = [], recordS = 3, stopVideoFirst = true } = {}) {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, feed))
+  await sleep(300)
+  const wav = path.join(cwd, `${feed}-audio.wav`)
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source, ...args], { cwd, env: pulse.env })
+  await tool.recording(wav)
+  const recordingFromMs = Date.now()
+  await sleep(recordS * 1000)
+  if (stopVideoFirst) await video.stop()
+  const stopAtMs = Date.now()
+  tool.ctrlC()
+  const result = await tool.exited
+  if (!stopVideoFirst) await video.stop()
+  return { cwd, video, wav, result, recordingFromMs, stopAtMs, sync: readSync(path.join(cwd, `${feed}-audio-sync.json`)) }
+}
+
+function readSync(file) {
+  return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null
+}
+
+test('pulse: ctrl-c leaves a finalized WAV as long as the recording, a sync file, and a command that muxes in sync', async () => {
+  const s = await session()
+  assert.equal(s.result.code, 0, s.result.stderr)
+
+  const wav = readWav(s.wav)
+  assert.equal(wav.riff, 'RIFF')
+  assert.equal(wav.riffSize, wav.fileBytes - 8, 'RIFF size finalized')
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
+  assert.equal(wav.sampleRate, 48000)
+  assert.equal(wav.channels, 1)
+  const wavS = wav.samples / wav.sampleRate
+  const wallS = (s.stopAtMs - s.sync.audioStartEpochS * 1000) / 1000
+  assert.ok(Math.abs(wavS - wallS) < 0.15, `WAV holds ${wavS.toFixed(3)} s for ${wallS.toFixed(3)} s of wall time`)
+
+  assert.equal(s.sync.audioStartSource, 'ffmpeg-input-start')
+  assert.equal(s.sync.videoFile, s.video.file)
+  assert.equal(s.sync.videoStartEpochS * 1000, s.video.ulidEpochMs)
+  assert.equal(s.sync.videoStartSource, 'ulid')
+  assert.equal(s.sync.videoFinalized, true)
+  assert.ok(Math.abs(s.sync.offsetS - (s.sync.audioStartEpochS - s.sync.videoStartEpochS)) < 1e-9)
+  assert.ok(s.sync.offsetS > 0, 'the tool started after the video, so the audio starts late')
+  assert.deepEqual(s.result.stdout.trim(), s.sync.muxCommand)
+  assert.ok(s.result.stderr.includes('after the video'), s.result.stderr)
+
+  // The printed command, pasted into bash as it is.
+  const mux = run('bash', ['-c', s.sync.muxCommand], { cwd: tempDir() })
+  assert.equal(mux.status, 0, mux.stderr)
+  const streams = ffprobeStreams(s.sync.muxedFile)
+  const v = streams.find((x) => x.codec_type === 'video')
+  const a = streams.find((x) => x.codec_type === 'audio')
+  assert.equal(v.codec_name, 'mpeg4', 'video copied, not re-encoded')
+  assert.equal(a.codec_name, 'aac')
+  const original = ffprobeStreams(s.video.file).find((x) => x.codec_type === 'video')
+  assert.equal(v.nb_frames, original.nb_frames)
+  assert.ok(Math.abs(+a.duration - +v.duration) <= 1024 / 48000, `audio ${a.duration} s vs video ${v.duration} s`)
+
+  // The tone is continuous: the muxed audio's first sound comes exactly the delay after the WAV's
+  // (a null sink's monitor opens with some silence of its own, hence the WAV as the reference).
+  const firstSound = (samples) => samples.findIndex((x) => Math.abs(x) > 300)
+  const inWav = firstSound(decodeAudio(s.wav))
+  const inMuxed = firstSound(decodeAudio(s.sync.muxedFile))
+  const delaySamples = Math.round(s.sync.offsetS * 48000)
+  assert.equal(s.sync.delaySamples, delaySamples)
+  assert.ok(inWav >= 0 && Math.abs(inMuxed - inWav - delaySamples) <= 48, `sound at sample ${inWav} of the WAV, ${inMuxed} of the muxed file; delay ${delaySamples}`)
+})
+
+test('alsa default routed to PulseAudio (the default Linux path): records and syncs', async () => {
+  const cwd = tempDir()
+  const feed = 'alsa-feed'
+  const video = startVideoRecorder(path.join(cwd, feed))
+  await sleep(300)
+  const wavPath = path.join(cwd, `${feed}-audio.wav`)
+  const tool = startTool([feed], { cwd, env: pulse.env }) // no --format, no --device: alsa "default"
+  await tool.recording(wavPath)
+  await sleep(2000)
+  await video.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /Recording alsa device "default"/)
+  const sync = readSync(path.join(cwd, `${feed}-audio-sync.json`))
+  assert.equal(sync.audioStartSource, 'ffmpeg-input-start')
+  const wav = readWav(wavPath)
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes)
+  assert.ok(wav.samples > 1.5 * 48000, `${wav.samples} samples`)
+  const mux = run('sh', ['-c', sync.muxCommand])
+  assert.equal(mux.status, 0, mux.stderr)
+  assert.equal(ffprobeStreams(sync.muxedFile).length, 2)
+})
+
+test('audio stopped while the video is still being written: warns, and the command works once the recorder stops', async () => {
+  const s = await session({ feed: 'still writing', recordS: 2, stopVideoFirst: false })
+  assert.equal(s.result.code, 0, s.result.stderr)
+  assert.equal(s.sync.videoFinalized, false)
+  assert.match(s.result.stderr, /not finalized yet/)
+  const mux = run('bash', ['-c', s.sync.muxCommand])
+  assert.equal(mux.status, 0, mux.stderr)
+  assert.equal(ffprobeStreams(s.sync.muxedFile).length, 2)
+})
+
+test('no recording in the feed folder (only decoys): keeps the WAV, says so, exits 0', async () => {
+  const cwd = tempDir()
+  fs.mkdirSync(path.join(cwd, 'decoys'))
+  fs.writeFileSync(path.join(cwd, 'decoys', 'timelapse.mp4'), 'not a recording')
+  const wavPath = path.join(cwd, 'decoys-audio.wav')
+  const tool = startTool(['decoys', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(1000)
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /No TracktorLive recording/)
+  assert.ok(readWav(wavPath).samples > 0.5 * 48000)
+  const sync = readSync(path.join(cwd, 'decoys-audio-sync.json'))
+  assert.equal(sync.videoFile, null)
+  assert.equal(typeof sync.audioStartEpochS, 'number')
+})
+
+test('a device that cannot be opened: one error naming it and how to list devices, exit 1, nothing written, no ffmpeg left', async () => {
+  const cwd = tempDir()
+  const tool = startTool(['feed', '--format', 'pulse', '--device', 'no_such_source'], { cwd, env: pulse.env })
+  const result = await tool.exited
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /could not record from pulse device "no_such_source"/)
+  assert.match(result.stderr, /-sources pulse/)
+  assert.deepEqual(fs.readdirSync(cwd), [])
+  assert.deepEqual(ffmpegPidsIn(cwd), [])
+})
+
+test('an existing WAV is never overwritten: --out to it exits 2 and leaves it byte for byte', async () => {
+  const cwd = tempDir()
+  const wav = path.join(cwd, 'keep.wav')
+  fs.writeFileSync(wav, 'an earlier recording')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--out', wav], { cwd, env: pulse.env })
+  const result = await tool.exited
+  assert.equal(result.code, 2)
+  assert.match(result.stderr, /keep\.wav exists and is never overwritten/)
+  assert.equal(fs.readFileSync(wav, 'utf8'), 'an earlier recording')
+})
+
+test('the default WAV name is taken: records to <feed>-audio-2.wav and says so', async () => {
+  const cwd = tempDir()
+  fs.writeFileSync(path.join(cwd, 'feed-audio.wav'), 'an earlier recording')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'feed-audio-2.wav'))
+  await sleep(500)
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /feed-audio-2\.wav/)
+  assert.equal(fs.readFileSync(path.join(cwd, 'feed-audio.wav'), 'utf8'), 'an earlier recording')
+  assert.ok(fs.existsSync(path.join(cwd, 'feed-audio-2-sync.json')))
+})
+
+test('the tool killed with SIGKILL: ffmpeg stops within 2 s (parent-death signal), every sample up to then is on disk', async () => {
+  const cwd = tempDir()
+  const wavPath = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(1500)
+  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  assert.ok(ffmpegPid, 'ffmpeg is recording')
+  process.kill(tool.child.pid, 'SIGKILL')
+  const killedAtMs = Date.now()
+  await tool.exited
+  await waitFor(() => !alive(ffmpegPid), 2000, 'ffmpeg to stop after the tool died')
+  // The kernel delivers the parent-death signal once per ffmpeg thread, so ffmpeg aborts before
+  // rewriting the header (0xFFFFFFFF sizes): the samples are all there, and ffmpeg reads them.
+  const decodedS = decodeAudio(wavPath).length / 48000
+  const recordedS = (killedAtMs - fs.statSync(wavPath).birthtimeMs) / 1000
+  assert.ok(decodedS > recordedS - 0.7, `${decodedS.toFixed(3)} s decoded of ${recordedS.toFixed(3)} s recorded (device latency ≈ 0.5 s)`)
+})
+
+test('ffmpeg not found: names the path tried and how to install it, exit 1, nothing written', async () => {
+  const cwd = tempDir()
+  const tool = startTool(['feed', '--ffmpeg', '/nonexistent/ffmpeg'], { cwd, env: pulse.env })
+  const result = await tool.exited
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /ffmpeg not found \(tried "\/nonexistent\/ffmpeg"\): install it with .*apt-get install ffmpeg/)
+  assert.equal(result.stderr.trim().split('\n').length, 1)
+  assert.deepEqual(fs.readdirSync(cwd), [])
+})
