@@ -190,7 +190,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
 /** A TracktorLive recording is named <ULID>.mp4; nothing else in the folder is one. */
-export const RECORDING_NAME = /^[0-9A-HJKMNP-TV-Z]{26}\.mp4$/i
+export const RECORDING_NAME = /^[0-7][0-9A-HJKMNP-TV-Z]{25}\.mp4$/i // a first digit above 7 overflows 48 bits
 
 /** The 48-bit millisecond Unix time in a ULID's first 10 characters. */
 export function ulidTimeMs(ulid: string): number {

@@ -1,0 +1,256 @@
+// The pure parts: flags, names, times, WAV and mp4 headers, the mux arithmetic, quoting.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import {
+  parseCommand, helpText, FILE_DEFAULTS, UsageError, ulidTimeMs, newestRecording, freeName, syncFileFor, muxedFileFor,
+  captureArgs, parseInputStart, ffmpegErrorLine, parseWavHeader, hasMoov, isFinalizedMp4, muxPlan, quotePosix,
+  quotePowerShellArg, formatCommand, describeOffset, defaultFormat,
+} from '../dist/record-audio.mjs'
+import { ulidAt, tempDir, run, requireBinary } from './helpers.mjs'
+
+const settings = (argv, platform = 'linux', defaults) => parseCommand(argv, platform, defaults).settings
+const usageError = (argv, pattern, platform = 'linux') =>
+  assert.throws(() => parseCommand(argv, platform), (e) => e instanceof UsageError && pattern.test(e.message) && !e.message.includes('\n'))
+
+test('flags: defaults come from the settings block', () => {
+  const s = settings(['feed'])
+  assert.deepEqual(s, {
+    feedId: 'feed', format: 'alsa', device: 'default', sampleRate: 48000, channels: 1, audioFile: null, syncFile: null,
+    videoFile: null, muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
+  })
+})
+
+test('flags: every flag overrides its constant', () => {
+  const s = settings(['--feed-id', 'f', '--format', 'pulse', '--device', 'mic.monitor', '--rate', '96000', '--channels=2',
+    '--out', 'a.wav', '--sync-out', 's.json', '--video', 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '--muxed-out', 'm.mp4',
+    '--muxed-suffix', '_av.mp4', '--ffmpeg', '/opt/ff/ffmpeg'])
+  assert.deepEqual(s, {
+    feedId: 'f', format: 'pulse', device: 'mic.monitor', sampleRate: 96000, channels: 2, audioFile: 'a.wav', syncFile: 's.json',
+    videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: 'm.mp4', muxedSuffix: '_av.mp4', ffmpeg: '/opt/ff/ffmpeg',
+  })
+})
+
+test('flags: an edited settings block is the default, and a flag still wins over it', () => {
+  const edited = { ...FILE_DEFAULTS, feedId: 'lab', sampleRate: 44100, format: 'pulse' }
+  assert.equal(settings([], 'linux', edited).feedId, 'lab')
+  assert.equal(settings([], 'linux', edited).sampleRate, 44100)
+  assert.equal(settings(['--rate', '8000'], 'linux', edited).sampleRate, 8000)
+  assert.equal(settings(['other'], 'linux', edited).feedId, 'other')
+})
+
+test('flags: per-platform defaults (macOS and Windows faked: only the platform name is passed)', () => {
+  assert.equal(defaultFormat('linux'), 'alsa')
+  const mac = settings(['feed'], 'darwin')
+  assert.equal(mac.format, 'avfoundation')
+  assert.equal(mac.device, ':0')
+  usageError(['feed'], /dshow needs --device "audio=<name>": list the names with ffmpeg .*-list_devices true -f dshow/, 'win32')
+  assert.equal(settings(['feed', '--device', 'audio=Microphone (USB)'], 'win32').format, 'dshow')
+  usageError(['feed', '--format', 'avfoundation'], /does not exist on linux: use alsa/)
+})
+
+test('flags: bad input is one line naming the problem and the fix', () => {
+  usageError(['feed', '--rate', 'abc'], /--rate "abc" is not a whole number from 1000 to 768000/)
+  usageError(['feed', '--rate', '44100.5'], /--rate/)
+  usageError(['feed', '--channels', '0'], /--channels "0" is not a whole number from 1 to 64/)
+  usageError(['feed', '--format', 'bogus'], /--format "bogus" is unknown: use one of alsa, pulse, avfoundation, dshow/)
+  usageError(['feed', '--bogus'], /unknown flag --bogus/)
+  usageError(['feed', '--bogus=1'], /unknown flag --bogus: see/)
+  usageError([], /no feed id: run record-audio <feed_id>/)
+  usageError([''], /is not a folder name/)
+  usageError(['a/b'], /"a\/b" is not a folder name/)
+  usageError(['a\\b'], /is not a folder name/)
+  usageError(['..'], /is not a folder name/)
+  usageError(['a', 'b'], /too many arguments/)
+  usageError(['a', '--feed-id', 'b'], /given twice/)
+  usageError(['feed', '--rate', '1', '--rate', '2'], /--rate is given more than once/)
+  usageError(['feed', '--device'], /--device needs a value/)
+  usageError(['feed', '--out', 'x.mp3'], /must end in \.wav/)
+  usageError(['feed', '--video', 'x.avi'], /is not an \.mp4/)
+  usageError(['feed', '--muxed-suffix', 'x/y.mp4'], /--muxed-suffix/)
+})
+
+test('flags: --help lists every flag with its default; --version', () => {
+  assert.deepEqual(parseCommand(['--help'], 'linux'), { kind: 'help' })
+  assert.deepEqual(parseCommand(['-h'], 'linux'), { kind: 'help' })
+  assert.deepEqual(parseCommand(['--version'], 'linux'), { kind: 'version' })
+  const help = helpText('linux')
+  for (const flag of ['--feed-id', '--format', '--device', '--rate', '--channels', '--out', '--sync-out', '--video', '--muxed-out', '--muxed-suffix', '--ffmpeg'])
+    assert.ok(help.includes(flag), flag)
+  assert.match(help, /default: 48000/)
+  assert.match(help, /default: -with-audio\.mp4/)
+})
+
+test('ULID time: the ULID spec\'s example, and round trips through an independent encoder', () => {
+  assert.equal(ulidTimeMs('01ARYZ6S41TSV4RRFFQ69G5FAV'), 1469918176385)
+  assert.equal(ulidTimeMs('01aryz6s41tsv4rrffq69g5fav'), 1469918176385)
+  for (const ms of [0, 1, Date.UTC(2026, 10, 27, 12, 0, 0, 123), 2 ** 48 - 1]) assert.equal(ulidTimeMs(ulidAt(ms)), ms)
+  assert.throws(() => ulidTimeMs('8ZZZZZZZZZZZZZZZZZZZZZZZZZ'), /not a ULID/)
+  assert.throws(() => ulidTimeMs('01ARYZ6S4U'), /not a ULID/)
+})
+
+test('newest recording: the greatest ULID name, never a decoy mp4, whatever the mtimes or case', () => {
+  const older = ulidAt(Date.UTC(2026, 0, 1))
+  const newer = ulidAt(Date.UTC(2026, 0, 2))
+  const names = [`${older}.mp4`, `${newer.toLowerCase()}.mp4`, 'timelapse.mp4', `${newer}.mp4.audmux_tmp.mp4`,
+    'centered-feed-ind01.mp4', `${newer}-with-audio.mp4`, `${newer}.csv`, 'zzzzzzzzzzzzzzzzzzzzzzzzzz.mp4', `${older}.MP4`]
+  assert.equal(newestRecording(names), `${newer.toLowerCase()}.mp4`)
+  assert.equal(newestRecording(['timelapse.mp4', `${newer}-with-audio.mp4`]), undefined)
+  assert.equal(newestRecording([]), undefined)
+})
+
+test('names: free names never reuse an existing file; sync and muxed names follow their sources', () => {
+  const taken = new Set(['f-audio.wav', 'f-audio-2.wav'])
+  assert.equal(freeName('f-audio.wav', (f) => taken.has(f)), 'f-audio-3.wav')
+  assert.equal(freeName('new.wav', (f) => taken.has(f)), 'new.wav')
+  assert.equal(syncFileFor('feed 1-audio.wav'), 'feed 1-audio-sync.json')
+  assert.equal(muxedFileFor('f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '-with-audio.mp4'), 'f/01ARYZ6S41TSV4RRFFQ69G5FAV-with-audio.mp4')
+})
+
+test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, never -y', () => {
+  const args = captureArgs({ format: 'pulse', device: 'mic', sampleRate: 48000, channels: 1 }, 'out.wav')
+  const after = (flag) => args[args.indexOf(flag) + 1]
+  assert.equal(after('-f'), 'pulse')
+  assert.equal(after('-i'), 'mic')
+  assert.equal(after('-c:a'), 'pcm_s16le')
+  assert.equal(after('-rf64'), 'auto')
+  assert.equal(after('-flush_packets'), '1')
+  assert.equal(after('-loglevel'), 'info')
+  assert.ok(args.includes('-n') && !args.includes('-y'))
+  assert.equal(args.at(-1), 'out.wav')
+  assert.ok(!args.includes('-use_wallclock_as_timestamps'))
+})
+
+test('capture arguments for macOS and Windows (faked: these devices cannot exist here): wall-clock stamps', () => {
+  const mac = captureArgs({ format: 'avfoundation', device: ':0', sampleRate: 48000, channels: 1 }, 'o.wav')
+  assert.deepEqual(mac.slice(mac.indexOf('-use_wallclock_as_timestamps'), mac.indexOf('-i') + 2), ['-use_wallclock_as_timestamps', '1', '-f', 'avfoundation', '-i', ':0'])
+  const win = captureArgs({ format: 'dshow', device: 'audio=Mic (USB)', sampleRate: 44100, channels: 2 }, 'o.wav')
+  assert.deepEqual(win.slice(win.indexOf('-f'), win.indexOf('-i') + 2), ['-f', 'dshow', '-sample_rate', '44100', '-channels', '2', '-i', 'audio=Mic (USB)'])
+})
+
+test('audio start: read from a real ffmpeg log of a capture-like input', () => {
+  requireBinary('ffmpeg')
+  // lavfi stamps no epoch, so a real log is made and its start value checked for the pattern.
+  const log = run('ffmpeg', ['-hide_banner', '-nostats', '-loglevel', 'info', '-f', 'lavfi', '-i', 'sine=r=48000:d=0.1', '-f', 'null', '-']).stderr
+  assert.match(log, /Input #0, lavfi, from/)
+  assert.equal(parseInputStart(log, 'pulse'), undefined, 'start 0 is not an epoch time')
+  const pulseLog = 'Guessed Channel Layout for Input Stream #0.0 : mono\nInput #0, pulse, from \'ra.monitor\':\n  Duration: N/A, start: 1795817200.612756, bitrate: 768 kb/s\n  Stream #0:0: Audio: pcm_s16le, 48000 Hz, mono'
+  assert.deepEqual(parseInputStart(pulseLog, 'pulse'), { epochS: 1795817200.612756, source: 'ffmpeg-input-start' })
+  assert.deepEqual(parseInputStart(pulseLog.replace('pulse,', 'avfoundation,'), 'avfoundation'), { epochS: 1795817200.612756, source: 'ffmpeg-wallclock' })
+})
+
+test('ffmpeg error line: the last line that says what went wrong', () => {
+  assert.equal(ffmpegErrorLine('[pulse @ 0x5] pa_simple_new failed: No such entity\nnope: Input/output error\n'), 'nope: Input/output error')
+  assert.equal(ffmpegErrorLine("Input #0, alsa, from 'x':\n  Duration: N/A\n[alsa @ 0x1] cannot open audio device x (No such file or directory)\nx: Input/output error\nExiting normally\n"), 'x: Input/output error')
+  assert.equal(ffmpegErrorLine('Exiting normally, received signal 2.\n'), 'Exiting normally, received signal 2.', 'nothing better: the last line')
+})
+
+test('WAV header: a real finalized file, and the same file with its sizes left unwritten', () => {
+  const dir = tempDir()
+  const wav = path.join(dir, 'a.wav')
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1', '-ac', '2', '-c:a', 'pcm_s16le', wav]).status, 0)
+  const bytes = fs.readFileSync(wav)
+  const info = parseWavHeader(bytes.subarray(0, 4096), bytes.length)
+  assert.deepEqual(info, { channels: 2, sampleRate: 48000, bitsPerSample: 16, dataOffset: info.dataOffset, dataBytes: 48000 * 4, finalized: true })
+  const broken = Buffer.from(bytes)
+  broken.writeUInt32LE(0xffffffff, 4)
+  broken.writeUInt32LE(0xffffffff, info.dataOffset - 4)
+  const guessed = parseWavHeader(broken, broken.length)
+  assert.equal(guessed.finalized, false)
+  assert.equal(guessed.dataBytes, 48000 * 4)
+  assert.throws(() => parseWavHeader(Buffer.from('not a wav at all'), 16), /not a WAV/)
+})
+
+test('mp4 finalized: moov found in a real finished file, not in a truncated (still-writing) one', () => {
+  const dir = tempDir()
+  const mp4 = path.join(dir, 'v.mp4')
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=10:d=1', '-c:v', 'mpeg4', '-tag:v', 'mp4v', mp4]).status, 0)
+  assert.equal(isFinalizedMp4(mp4), true)
+  const bytes = fs.readFileSync(mp4)
+  const moovAt = bytes.indexOf('moov') - 4
+  const partial = path.join(dir, 'partial.mp4')
+  fs.writeFileSync(partial, bytes.subarray(0, moovAt + 20)) // moov begun but not whole
+  assert.equal(isFinalizedMp4(partial), false)
+  fs.writeFileSync(partial, bytes.subarray(0, moovAt))
+  assert.equal(isFinalizedMp4(partial), false)
+  // OpenCV's in-progress layout: mdat with size 0 (to end of file), no moov.
+  const mdat0 = Buffer.concat([bytes.subarray(0, bytes.indexOf('mdat') - 4), Buffer.from([0, 0, 0, 0]), Buffer.from('mdat'), Buffer.alloc(1000)])
+  assert.equal(hasMoov(mdat0.length, (o, n) => mdat0.subarray(o, o + n)), false)
+})
+
+test('mux plan: late audio is delayed by whole samples, then cut to the video', () => {
+  const base = { audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mp4', sampleRate: 48000, videoDurationS: 10 }
+  const late = muxPlan({ ...base, offsetS: 0.5234 })
+  assert.equal(late.delaySamples, Math.round(0.5234 * 48000))
+  assert.equal(late.trimSamples, 0)
+  assert.equal(late.filter, `adelay=delays=${late.delaySamples}S:all=1,apad=whole_len=480000,atrim=end_sample=480000`)
+  assert.deepEqual(late.args.slice(late.args.indexOf('-c:v'), late.args.indexOf('-c:v') + 2), ['-c:v', 'copy'])
+  for (const banned of ['-shortest', '-itsoffset', '-y']) assert.ok(!late.args.includes(banned), banned)
+  assert.ok(late.args.includes('-n'))
+})
+
+test('mux plan: early audio loses whole samples at the start; zero offset only cuts; an unfinished video is not cut', () => {
+  const base = { audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mp4', sampleRate: 44100, videoDurationS: 2 }
+  const early = muxPlan({ ...base, offsetS: -1.25 })
+  assert.equal(early.trimSamples, 55125)
+  assert.equal(early.filter, 'atrim=start_sample=55125,asetpts=PTS-STARTPTS,apad=whole_len=88200,atrim=end_sample=88200')
+  assert.equal(muxPlan({ ...base, offsetS: 0 }).filter, 'apad=whole_len=88200,atrim=end_sample=88200')
+  assert.equal(muxPlan({ ...base, offsetS: 0.1, videoDurationS: null }).filter, 'adelay=delays=4410S:all=1')
+  assert.equal(muxPlan({ ...base, offsetS: 0, videoDurationS: null }).filter, 'anull')
+})
+
+test('mux plan, run for real: a click 0.3 s into the WAV lands where the offset says', () => {
+  const dir = tempDir()
+  const wav = path.join(dir, 'click.wav')
+  const video = path.join(dir, 'v.mp4')
+  // 2 s of silence with one full-scale sample at 0.3 s, and a 2 s video.
+  const samples = new Int16Array(96000)
+  samples[14400] = 32000
+  const header = Buffer.alloc(44)
+  header.write('RIFF', 0); header.writeUInt32LE(36 + samples.byteLength, 4); header.write('WAVEfmt ', 8)
+  header.writeUInt32LE(16, 16); header.writeUInt16LE(1, 20); header.writeUInt16LE(1, 22); header.writeUInt32LE(48000, 24)
+  header.writeUInt32LE(96000, 28); header.writeUInt16LE(2, 32); header.writeUInt16LE(16, 34); header.write('data', 36); header.writeUInt32LE(samples.byteLength, 40)
+  fs.writeFileSync(wav, Buffer.concat([header, Buffer.from(samples.buffer)]))
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=25:d=2', '-c:v', 'mpeg4', '-tag:v', 'mp4v', video]).status, 0)
+  for (const offsetS of [0.25, -0.2]) {
+    const muxed = path.join(dir, `m${offsetS}.mp4`)
+    const plan = muxPlan({ audioFile: wav, videoFile: video, muxedFile: muxed, sampleRate: 48000, offsetS, videoDurationS: 2 })
+    const done = run('ffmpeg', plan.args)
+    assert.equal(done.status, 0, done.stderr)
+    const pcm = run('ffmpeg', ['-v', 'error', '-i', muxed, '-f', 's16le', '-ac', '1', '-'], { encoding: 'buffer' }).stdout
+    const decoded = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2)
+    let peakAt = 0
+    for (let i = 1; i < decoded.length; i++) if (Math.abs(decoded[i]) > Math.abs(decoded[peakAt])) peakAt = i
+    const expectedAt = 14400 + Math.round(offsetS * 48000)
+    assert.ok(Math.abs(peakAt - expectedAt) <= 2, `offset ${offsetS}: click at ${peakAt}, expected ${expectedAt}`)
+  }
+})
+
+const nasty = ['plain', 'with space', "it's", 'a"b', '$HOME', '`date`', 'new\nline', 'tab\there', 'Schrödinger 🐟', '=cmd', '~user', '!bang', '-dash', '*.mp4', 'back\\slash', '']
+
+test('POSIX quoting: bash, sh and zsh each read every nasty word back unchanged', () => {
+  for (const shell of ['bash', 'sh', 'zsh']) {
+    requireBinary(shell)
+    const script = `printf '%s\\0' ${nasty.map(quotePosix).join(' ')}`
+    const out = run(shell, ['-c', script])
+    assert.equal(out.status, 0, `${shell}: ${out.stderr}`)
+    assert.deepEqual(out.stdout.split('\0').slice(0, -1), nasty, shell)
+  }
+})
+
+test('PowerShell quoting (faked: no PowerShell here): single quotes with every single-quote character doubled', () => {
+  assert.equal(quotePowerShellArg('C:\\Users\\me\\feed\\01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'), 'C:\\Users\\me\\feed\\01ARYZ6S41TSV4RRFFQ69G5FAV.mp4')
+  assert.equal(quotePowerShellArg("it's here"), "'it''s here'")
+  assert.equal(quotePowerShellArg('a\u2019b'), "'a\u2019\u2019b'")
+  assert.equal(quotePowerShellArg('$env:HOME'), "'$env:HOME'")
+  assert.equal(quotePowerShellArg(''), "''")
+  const command = formatCommand('C:\\ffmpeg\\bin\\ffmpeg.exe', ['-i', 'C:\\my videos\\x.mp4', '-filter:a', 'adelay=delays=10S:all=1'], 'win32')
+  assert.equal(command, "& C:\\ffmpeg\\bin\\ffmpeg.exe -i 'C:\\my videos\\x.mp4' -filter:a 'adelay=delays=10S:all=1'")
+})
+
+test('offset in words says the sign', () => {
+  assert.match(describeOffset(0.1234), /audio started 123\.4 ms after the video's first frame/)
+  assert.match(describeOffset(-0.05), /audio started 50\.0 ms before the video's first frame: its first 50\.0 ms are cut/)
+  assert.match(describeOffset(0.0001), /together/)
+})
