@@ -44,7 +44,12 @@ export interface Settings {
   ffmpeg: string
 }
 
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'record'; settings: Settings }
+export interface MuxLater { syncFile: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string }
+
+export type Command =
+  | { kind: 'help' } | { kind: 'version' }
+  | { kind: 'record'; settings: Settings }
+  | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
 
 /** The settings block as values, so that tests can run the same parsing with other defaults. */
 export const FILE_DEFAULTS = {
@@ -119,6 +124,8 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     if (args[flag] === '') throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
   }
   const positional = args._.map(String)
+  // `mux FILE.json` is the subcommand; a lone `mux` is still a feed id.
+  if (positional[0] === 'mux' && positional.length === 2) return parseMuxLater(args, positional[1], defaults)
   if (positional.length > 1) throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
   if (positional.length && args['feed-id'] !== undefined) throw new UsageError('the feed id is given twice (argument and --feed-id): give it once')
 
@@ -159,6 +166,21 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   }
 }
 
+const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg']
+
+function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: FileDefaults): Command {
+  const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
+  if (other) throw new UsageError(`--${other} has no effect with mux: the sync file holds the recording's settings`)
+  if (!/\.json$/i.test(syncFile)) throw new UsageError(`mux takes the sync file (.json) that a recording wrote, not ${JSON.stringify(syncFile)}`)
+  const videoFile = args.video ?? null
+  if (videoFile != null && !/\.mp4$/i.test(videoFile)) throw new UsageError(`--video ${JSON.stringify(videoFile)} is not an .mp4: give the TracktorLive recording`)
+  const muxedFile = args['muxed-out'] ?? null
+  if (muxedFile != null && !/\.mp4$/i.test(muxedFile)) throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
+  const muxedSuffix = String(args['muxed-suffix'] ?? defaults.muxedSuffix)
+  if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix)) throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
+  return { kind: 'mux', mux: { syncFile, videoFile, muxedFile, muxedSuffix, ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg) } }
+}
+
 export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAULTS): string {
   const format = (defaults.format ?? defaultFormat(platform)) as Format
   const shown: Record<string, string> = {
@@ -174,6 +196,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     `  --${(flag + '=…').padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`)
   return [
     'Usage: record-audio <feed_id> [flags]',
+    '       record-audio mux <sync.json> [--video …] [--muxed-out …] [--muxed-suffix …] [--ffmpeg …]',
     '',
     'Records audio until ctrl-c, then prints the ffmpeg command that muxes it into the newest',
     'TracktorLive video of that feed, with the offset between them corrected.',
@@ -181,6 +204,8 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     ...rows,
     '  -h, --help         this text',
     '  --version          the version',
+    '',
+    'mux <sync.json> prints the mux command again from a recording\'s sync file, e.g. once the video exists.',
     '',
     `List capture devices: ${listDevicesHint(format)}`,
   ].join('\n')
@@ -451,12 +476,24 @@ async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFa
   return { file, startEpochS, finalized, durationS }
 }
 
-function findVideo(s: Settings): string | null {
-  if (s.videoFile) return s.videoFile
+/** --video, else the newest recording in the feed folder; null when there is none (yet). */
+function findVideo(videoFile: string | null, feedDir: string): string | null {
+  if (videoFile) return videoFile
   let names: string[]
-  try { names = fs.readdirSync(s.feedId) } catch { return null }
+  try { names = fs.readdirSync(feedDir) } catch { return null }
   const newest = newestRecording(names)
-  return newest ? path.join(s.feedId, newest) : null
+  return newest ? path.join(feedDir, newest) : null
+}
+
+function checkVideoFile(videoFile: string | null): void {
+  if (videoFile == null) return
+  if (!fs.existsSync(videoFile)) throw new UsageError(`--video ${videoFile} does not exist: give the path of the TracktorLive recording`)
+  if (!RECORDING_NAME.test(path.basename(videoFile)))
+    throw new UsageError(`--video ${videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`)
+}
+
+function checkMuxedFile(muxedFile: string | null): void {
+  if (muxedFile != null && fs.existsSync(muxedFile)) throw new UsageError(`${muxedFile} exists and is never overwritten: choose another --muxed-out`)
 }
 
 function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
@@ -467,16 +504,16 @@ function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
     if (!fs.existsSync(path.dirname(path.resolve(file)))) throw new UsageError(`folder ${path.dirname(file)} does not exist: create it, or write ${path.basename(file)} elsewhere`)
   const syncFile = s.syncFile ?? syncFileFor(audioFile)
   if (fs.existsSync(syncFile)) throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
-  if (s.videoFile != null && !fs.existsSync(s.videoFile)) throw new UsageError(`--video ${s.videoFile} does not exist: give the path of the TracktorLive recording`)
-  if (s.videoFile != null && !RECORDING_NAME.test(path.basename(s.videoFile)))
-    throw new UsageError(`--video ${s.videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`)
-  if (s.muxedFile != null && fs.existsSync(s.muxedFile)) throw new UsageError(`${s.muxedFile} exists and is never overwritten: choose another --muxed-out`)
+  checkVideoFile(s.videoFile)
+  checkMuxedFile(s.muxedFile)
   return { audioFile, syncFile }
 }
 
 /**
- * On Linux, setpriv's parent-death signal makes the kernel send ffmpeg SIGINT (which finalizes
- * the WAV) if this process dies without stopping it, even by SIGKILL.
+ * On Linux, setpriv's parent-death signal makes the kernel stop ffmpeg if this process dies
+ * without stopping it, even by SIGKILL: it must not record on until the disk is full. The signal
+ * arrives once per ffmpeg thread, so ffmpeg aborts without rewriting the WAV's sizes; the
+ * samples, flushed packet by packet, are all on disk.
  */
 async function deathSignalLauncher(): Promise<string[]> {
   if (process.platform !== 'linux') return []
@@ -554,14 +591,27 @@ async function record(s: Settings): Promise<number> {
 
   const audioStart = parseInputStart(stderr, s.format) ?? { epochS: spawnEpochS, source: 'spawn-time' as const }
   const wav = readWavInfo(audioFile)
-  const audioDurationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
-  const audioLine = `✔ Audio: ${audioFile}` + (audioDurationS == null ? '' : ` (${audioDurationS.toFixed(2)} s)`) +
-    `, first sample at ${new Date(audioStart.epochS * 1000).toISOString()} (${audioStart.source})`
-  say(audioLine)
+  const audio: AudioFacts = {
+    file: path.resolve(audioFile), startEpochS: audioStart.epochS, startSource: audioStart.source,
+    sampleRate: s.sampleRate, channels: s.channels,
+    durationS: wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null,
+  }
+  say(`✔ Audio: ${audioFile}` + (audio.durationS == null ? '' : ` (${audio.durationS.toFixed(2)} s)`) +
+    `, first sample at ${new Date(audio.startEpochS * 1000).toISOString()} (${audio.startSource})`)
   if (wav && !wav.finalized) say('⚠ The WAV header was not finalized: readers other than ffmpeg may misreport its length.')
-  if (audioStart.source === 'spawn-time') say("⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.")
+  if (audio.startSource === 'spawn-time') say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
 
-  await finish(s, { ffmpeg, ffprobe, audioFile, syncFile, audioStart, audioDurationS })
+  const sync = await syncToVideo(audio, {
+    feedDir: path.resolve(s.feedId), videoFile: s.videoFile, muxedFile: s.muxedFile, muxedSuffix: s.muxedSuffix, ffmpeg, ffprobe,
+  })
+  fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
+  say(`  Timing: ${syncFile}`)
+  if (sync.muxCommand) {
+    say('Mux with:')
+    process.stdout.write(sync.muxCommand + '\n')
+  } else {
+    say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
+  }
   return failed ? 1 : 0
 }
 
@@ -584,65 +634,83 @@ function readWavInfo(file: string): WavInfo | null {
   }
 }
 
-interface Recorded {
-  ffmpeg: string; ffprobe: string | null; audioFile: string; syncFile: string
-  audioStart: AudioStart; audioDurationS: number | null
+/** What the sync file says of the audio; all that the mux needs, so `mux` can redo it later. */
+interface AudioFacts {
+  file: string; startEpochS: number; startSource: AudioStart['source']; sampleRate: number; channels: number; durationS: number | null
 }
 
-async function finish(s: Settings, r: Recorded): Promise<void> {
-  const platform = process.platform
-  const videoFile = findVideo(s)
-  const sync: Record<string, unknown> = {
+interface VideoChoice { feedDir: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string; ffprobe: string | null }
+
+/** Finds the video, measures the offset, builds the command, says what it found; returns the sync record. */
+async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<string, unknown>> {
+  const record: Record<string, unknown> = {
     tool: `record-audio ${packageVersion()}`,
-    audioFile: path.resolve(r.audioFile),
-    audioStartEpochS: r.audioStart.epochS,
-    audioStartSource: r.audioStart.source,
-    audioSampleRate: s.sampleRate,
-    audioChannels: s.channels,
-    audioDurationS: r.audioDurationS,
+    feedDir: v.feedDir,
+    audioFile: audio.file,
+    audioStartEpochS: audio.startEpochS,
+    audioStartSource: audio.startSource,
+    audioSampleRate: audio.sampleRate,
+    audioChannels: audio.channels,
+    audioDurationS: audio.durationS,
+    videoFile: null, videoStartEpochS: null, videoStartSource: null, videoFinalized: null, videoDurationS: null,
+    offsetS: null, delaySamples: null, trimSamples: null, muxedFile: null, muxArgs: null, muxCommand: null,
   }
+  const videoFile = findVideo(v.videoFile, v.feedDir)
   if (!videoFile) {
-    say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${path.resolve(s.feedId)}${path.sep}: the WAV is kept.`)
-    say(`  Mux it later: record-audio reads the timing from ${r.syncFile}; the audio's first sample is at epoch ${r.audioStart.epochS.toFixed(6)} s.`)
-    Object.assign(sync, { videoFile: null, videoStartEpochS: null, videoStartSource: null, videoFinalized: null, offsetS: null, muxedFile: null, muxArgs: null, muxCommand: null })
-    fs.writeFileSync(r.syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
-    return
+    say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${v.feedDir}${path.sep}: the WAV is kept.`)
+    return record
   }
-  const video = await videoFacts(videoFile, r.ffprobe)
-  const offsetS = r.audioStart.epochS - video.startEpochS
-  const muxedFile = s.muxedFile ?? freeName(muxedFileFor(videoFile, s.muxedSuffix), fs.existsSync)
+  const video = await videoFacts(videoFile, v.ffprobe)
+  const offsetS = audio.startEpochS - video.startEpochS
+  const muxedFile = path.resolve(v.muxedFile ?? freeName(muxedFileFor(videoFile, v.muxedSuffix), fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
   const plan = muxPlan({
-    audioFile: path.resolve(r.audioFile), videoFile: path.resolve(videoFile), muxedFile: path.resolve(muxedFile),
-    sampleRate: s.sampleRate, offsetS, videoDurationS: video.durationS,
+    audioFile: audio.file, videoFile: path.resolve(videoFile), muxedFile,
+    sampleRate: audio.sampleRate, offsetS, videoDurationS: video.durationS,
   })
-  const muxCommand = formatCommand(r.ffmpeg, plan.args, platform)
-  Object.assign(sync, {
-    videoFile: path.resolve(videoFile),
-    videoStartEpochS: video.startEpochS,
-    videoStartSource: 'ulid',
-    videoFinalized: video.finalized,
-    videoDurationS: video.durationS,
-    offsetS,
-    delaySamples: plan.delaySamples,
-    trimSamples: plan.trimSamples,
-    muxedFile: path.resolve(muxedFile),
-    muxArgs: [r.ffmpeg, ...plan.args],
-    muxCommand,
+  const muxCommand = formatCommand(v.ffmpeg, plan.args, process.platform)
+  Object.assign(record, {
+    videoFile: path.resolve(videoFile), videoStartEpochS: video.startEpochS, videoStartSource: 'ulid',
+    videoFinalized: video.finalized, videoDurationS: video.durationS,
+    offsetS, delaySamples: plan.delaySamples, trimSamples: plan.trimSamples,
+    muxedFile, muxArgs: [v.ffmpeg, ...plan.args], muxCommand,
   })
-  fs.writeFileSync(r.syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
 
   say(`✔ Video: ${videoFile}` + (video.durationS == null ? '' : ` (${video.durationS.toFixed(2)} s)`) +
     `, first frame at ${new Date(video.startEpochS * 1000).toISOString()} (from the ULID in its name; the frame follows within a camera frame or so)`)
   say(`  Offset: ${describeOffset(offsetS)}.`)
-  const audioEndS = r.audioStart.epochS + (r.audioDurationS ?? 0)
-  if (video.durationS != null && (audioEndS < video.startEpochS || r.audioStart.epochS > video.startEpochS + video.durationS))
+  const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
+  if (video.durationS != null && (audioEndEpochS < video.startEpochS || audio.startEpochS > video.startEpochS + video.durationS))
     say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
   if (!video.finalized)
-    say('⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder has stopped. The audio is not cut to the video\'s length.')
-  say(`  Timing: ${r.syncFile}`)
+    say("⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder has stopped. The audio is not cut to the video's length.")
+  return record
+}
+
+/** `record-audio mux SYNC_FILE`: the offset and the command again, from the sync file alone. */
+async function muxLater(m: MuxLater): Promise<number> {
+  let sync: Record<string, any>
+  try {
+    sync = JSON.parse(fs.readFileSync(m.syncFile, 'utf8'))
+  } catch (error) {
+    throw new UsageError(`cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code ?? 'not JSON'}): give the -sync.json file a recording wrote`)
+  }
+  if (typeof sync.audioFile !== 'string' || typeof sync.audioStartEpochS !== 'number' || typeof sync.audioSampleRate !== 'number')
+    throw new UsageError(`${m.syncFile} is not a record-audio sync file: give the -sync.json file a recording wrote`)
+  if (!fs.existsSync(sync.audioFile)) throw new UsageError(`the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`)
+  checkVideoFile(m.videoFile)
+  checkMuxedFile(m.muxedFile)
+  const { ffmpeg, ffprobe } = await findTools(m.ffmpeg)
+  const audio: AudioFacts = {
+    file: sync.audioFile, startEpochS: sync.audioStartEpochS, startSource: sync.audioStartSource,
+    sampleRate: sync.audioSampleRate, channels: sync.audioChannels, durationS: sync.audioDurationS ?? null,
+  }
+  const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : path.dirname(sync.audioFile)
+  const again = await syncToVideo(audio, { feedDir, videoFile: m.videoFile, muxedFile: m.muxedFile, muxedSuffix: m.muxedSuffix, ffmpeg, ffprobe })
+  if (!again.muxCommand) return 1
   say('Mux with:')
-  process.stdout.write(muxCommand + '\n')
+  process.stdout.write(again.muxCommand + '\n')
+  return 0
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -657,7 +725,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'help') return (process.stdout.write(helpText(process.platform) + '\n'), 0)
   if (command.kind === 'version') return (process.stdout.write(packageVersion() + '\n'), 0)
   try {
-    return await record(command.settings)
+    return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)
   } catch (error) {
     if (error instanceof UsageError) return (say(`record-audio: ${error.message}`), 2)
     if (error instanceof ToolError) return (say(`record-audio: ${error.message}`), 1)

@@ -196,3 +196,31 @@ test('ffmpeg not found: names the path tried and how to install it, exit 1, noth
   assert.equal(result.stderr.trim().split('\n').length, 1)
   assert.deepEqual(fs.readdirSync(cwd), [])
 })
+
+test('mux later: a recording made under the wrong feed id is synced afterwards with record-audio mux <sync.json> --video', async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'right feed'))
+  await sleep(300)
+  const wavPath = path.join(cwd, 'wrong-audio.wav')
+  const tool = startTool(['wrong', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(1500)
+  await video.stop()
+  tool.ctrlC()
+  const first = await tool.exited
+  assert.equal(first.code, 0, first.stderr)
+  assert.match(first.stderr, /Once the video exists: record-audio mux wrong-audio-sync\.json/)
+  assert.equal(first.stdout, '')
+
+  const again = await startTool(['mux', 'wrong-audio-sync.json', '--video', video.file], { cwd, env: pulse.env }).exited
+  assert.equal(again.code, 0, again.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'wrong-audio-sync.json'), 'utf8'))
+  const expectedDelay = Math.round((sync.audioStartEpochS - video.ulidEpochMs / 1000) * 48000)
+  assert.ok(again.stdout.includes(`adelay=delays=${expectedDelay}S:all=1`), again.stdout)
+  const mux = run('bash', ['-c', again.stdout.trim()])
+  assert.equal(mux.status, 0, mux.stderr)
+  assert.equal(ffprobeStreams(video.file.replace(/\.mp4$/, '-with-audio.mp4')).length, 2)
+
+  const twice = run('bash', ['-c', again.stdout.trim()])
+  assert.notEqual(twice.status, 0, 'the printed command never overwrites the muxed file')
+})

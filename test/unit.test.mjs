@@ -71,6 +71,14 @@ test('flags: bad input is one line naming the problem and the fix', () => {
   usageError(['feed', '--muxed-suffix', 'x/y.mp4'], /--muxed-suffix/)
 })
 
+test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id', () => {
+  assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'),
+    { kind: 'mux', mux: { syncFile: 'a-audio-sync.json', videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg' } })
+  assert.equal(settings(['mux']).feedId, 'mux')
+  usageError(['mux', 'x.wav'], /mux takes the sync file \(\.json\)/)
+  usageError(['mux', 'x.json', '--rate', '8000'], /--rate has no effect with mux/)
+})
+
 test('flags: --help lists every flag with its default; --version', () => {
   assert.deepEqual(parseCommand(['--help'], 'linux'), { kind: 'help' })
   assert.deepEqual(parseCommand(['-h'], 'linux'), { kind: 'help' })
