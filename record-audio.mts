@@ -50,6 +50,7 @@ export type Command =
   | { kind: 'help' } | { kind: 'version' }
   | { kind: 'record'; settings: Settings }
   | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
+  | { kind: 'repair'; file: string } // record-audio repair FILE.wav: sizes for a WAV whose writer was killed
 
 /** The settings block as values, so that tests can run the same parsing with other defaults. */
 export const FILE_DEFAULTS = {
@@ -126,6 +127,12 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const positional = args._.map(String)
   // `mux FILE.json` is the subcommand; a lone `mux` is still a feed id.
   if (positional[0] === 'mux' && positional.length === 2) return parseMuxLater(args, positional[1], defaults)
+  if (positional[0] === 'repair' && positional.length === 2) {
+    const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined)
+    if (other) throw new UsageError(`--${other} has no effect with repair: give only the WAV file`)
+    if (!/\.wav$/i.test(positional[1])) throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
+    return { kind: 'repair', file: positional[1] }
+  }
   if (positional.length > 1) throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
   if (positional.length && args['feed-id'] !== undefined) throw new UsageError('the feed id is given twice (argument and --feed-id): give it once')
 
@@ -197,6 +204,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
   return [
     'Usage: record-audio <feed_id> [flags]',
     '       record-audio mux <sync.json> [--video …] [--muxed-out …] [--muxed-suffix …] [--ffmpeg …]',
+    '       record-audio repair <file.wav>',
     '',
     'Records audio until ctrl-c, then prints the ffmpeg command that muxes it into the newest',
     'TracktorLive video of that feed, with the offset between them corrected.',
@@ -206,6 +214,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     '  --version          the version',
     '',
     'mux <sync.json> prints the mux command again from a recording\'s sync file, e.g. once the video exists.',
+    'repair <file.wav> writes the sizes into a WAV whose recording was killed (only the header changes).',
     '',
     `List capture devices: ${listDevicesHint(format)}`,
   ].join('\n')
@@ -291,32 +300,75 @@ export function ffmpegErrorLine(stderr: string): string {
   return lines.filter((line) => !noise.test(line)).at(-1) ?? lines.at(-1) ?? 'no message'
 }
 
-export interface WavInfo { dataOffset: number; dataBytes: number; channels: number; sampleRate: number; bitsPerSample: number; finalized: boolean }
+export interface WavInfo {
+  dataOffset: number; dataBytes: number; channels: number; sampleRate: number; bitsPerSample: number
+  finalized: boolean // false when ffmpeg never wrote the sizes back (killed, power cut)
+  junkOffset: number | null // ffmpeg's -rf64 auto reserves a JUNK chunk that becomes ds64 past 4 GiB
+}
 
-/** Reads a RIFF or RF64 header; `finalized` is false when ffmpeg never wrote the sizes back. */
+const UNSET = 0xffffffff
+
+/** Reads a RIFF or RF64 header from the first bytes of a WAV file of `fileBytes` bytes. */
 export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
   const id = header.toString('latin1', 0, 4)
-  if ((id !== 'RIFF' && id !== 'RF64') || header.toString('latin1', 8, 12) !== 'WAVE') throw new Error('not a WAV file')
+  if (header.length < 12 || (id !== 'RIFF' && id !== 'RF64') || header.toString('latin1', 8, 12) !== 'WAVE') throw new Error('not a WAV file')
   let offset = 12
-  let ds64DataBytes: number | undefined
-  let format: Omit<WavInfo, 'dataOffset' | 'dataBytes' | 'finalized'> | undefined
+  let ds64: { riffBytes: number; dataBytes: number } | undefined
+  let junkOffset: number | null = null
+  let format: Pick<WavInfo, 'channels' | 'sampleRate' | 'bitsPerSample'> | undefined
   while (offset + 8 <= header.length) {
     const chunk = header.toString('latin1', offset, offset + 4)
     const size = header.readUInt32LE(offset + 4)
-    if (chunk === 'ds64') ds64DataBytes = Number(header.readBigUInt64LE(offset + 16))
+    if (chunk === 'ds64') ds64 = { riffBytes: Number(header.readBigUInt64LE(offset + 8)), dataBytes: Number(header.readBigUInt64LE(offset + 16)) }
+    if (chunk === 'JUNK' && size >= 28) junkOffset = offset
     if (chunk === 'fmt ') format = {
       channels: header.readUInt16LE(offset + 10), sampleRate: header.readUInt32LE(offset + 12), bitsPerSample: header.readUInt16LE(offset + 22),
     }
     if (chunk === 'data') {
       if (!format) throw new Error('WAV data before its fmt chunk')
       const dataOffset = offset + 8
-      const declared = size === 0xffffffff && ds64DataBytes !== undefined ? ds64DataBytes : size
-      const finalized = declared !== 0xffffffff && declared !== 0 && declared <= fileBytes - dataOffset
-      return { ...format, dataOffset, dataBytes: finalized ? declared : fileBytes - dataOffset, finalized }
+      const riffBytes = id === 'RF64' ? ds64?.riffBytes : header.readUInt32LE(4)
+      const dataBytes = size === UNSET && id === 'RF64' ? ds64?.dataBytes : size
+      const finalized = riffBytes !== undefined && dataBytes !== undefined && riffBytes !== UNSET && dataBytes !== UNSET &&
+        riffBytes + 8 <= fileBytes && dataOffset + dataBytes <= fileBytes
+      return { ...format, dataOffset, dataBytes: finalized ? dataBytes! : fileBytes - dataOffset, finalized, junkOffset }
     }
     offset += 8 + size + (size % 2)
   }
   throw new Error('no data chunk in the first bytes of the WAV')
+}
+
+export interface WavRepair { kind: 'RIFF' | 'RF64'; dataBytes: number; patches: { offset: number; bytes: Buffer }[] }
+
+/**
+ * The header writes that give an unfinalized WAV the sizes its file holds: RIFF when they fit in
+ * 32 bits, else RF64 in the JUNK chunk ffmpeg reserved for it. A trailing partial sample frame is
+ * left outside the data chunk. null: nothing to repair.
+ */
+export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
+  const info = parseWavHeader(header, fileBytes)
+  if (info.finalized) return null
+  const frameBytes = info.channels * (info.bitsPerSample / 8)
+  const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
+  const riffBytes = info.dataOffset + dataBytes - 8
+  const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b }
+  if (riffBytes < UNSET) {
+    return { kind: 'RIFF', dataBytes, patches: [
+      { offset: 0, bytes: Buffer.from('RIFF') }, { offset: 4, bytes: u32(riffBytes) }, { offset: info.dataOffset - 4, bytes: u32(dataBytes) },
+    ] }
+  }
+  if (info.junkOffset === null) throw new Error('the WAV is past 4 GiB and has no JUNK chunk to hold RF64 sizes')
+  const ds64 = Buffer.alloc(36)
+  ds64.write('ds64', 0, 'latin1')
+  ds64.writeUInt32LE(header.readUInt32LE(info.junkOffset + 4), 4) // the chunk keeps its size
+  ds64.writeBigUInt64LE(BigInt(riffBytes), 8)
+  ds64.writeBigUInt64LE(BigInt(dataBytes), 16)
+  ds64.writeBigUInt64LE(BigInt(dataBytes / frameBytes), 24)
+  ds64.writeUInt32LE(0, 32) // no table
+  return { kind: 'RF64', dataBytes, patches: [
+    { offset: 0, bytes: Buffer.from('RF64') }, { offset: 4, bytes: u32(UNSET) }, { offset: info.junkOffset, bytes: ds64 },
+    { offset: info.dataOffset - 4, bytes: u32(UNSET) },
+  ] }
 }
 
 // ── The video ────────────────────────────────────────────────────────────────────────────────
@@ -499,6 +551,11 @@ function checkMuxedFile(muxedFile: string | null): void {
 function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
   const explicit = s.audioFile != null
   const audioFile = explicit ? s.audioFile! : freeName(`${s.feedId}-audio.wav`, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
+  if (!explicit && audioFile !== `${s.feedId}-audio.wav`) {
+    say(`  ${s.feedId}-audio.wav exists (an earlier recording, kept): recording to ${audioFile} instead.`)
+    const earlier = readWavInfo(`${s.feedId}-audio.wav`)
+    if (earlier && !earlier.finalized) say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(`${s.feedId}-audio.wav`)}`)
+  }
   if (explicit && fs.existsSync(audioFile)) throw new UsageError(`${audioFile} exists and is never overwritten: choose another --out, or move it away`)
   for (const file of [audioFile, s.syncFile].filter((f): f is string => f != null))
     if (!fs.existsSync(path.dirname(path.resolve(file)))) throw new UsageError(`folder ${path.dirname(file)} does not exist: create it, or write ${path.basename(file)} elsewhere`)
@@ -586,8 +643,11 @@ async function record(s: Settings): Promise<number> {
     say(`  List the devices with: ${listDevicesHint(s.format, ffmpeg)}`)
     return 1
   }
-  const failed = stopRequestedEpochS === null
-  if (failed) say(`✖ ffmpeg stopped recording on its own (exit ${result.exitCode ?? result.signal}): ${ffmpegErrorLine(stderr)}. The audio recorded so far is kept.`)
+  let failed = stopRequestedEpochS === null
+  if (failed) {
+    const why = result.signal ? `ffmpeg was killed (${result.signal})` : `ffmpeg stopped recording on its own (exit ${result.exitCode}): ${ffmpegErrorLine(stderr)}`
+    say(`✖ ${why}. The audio recorded so far is kept.`)
+  }
 
   const audioStart = parseInputStart(stderr, s.format) ?? { epochS: spawnEpochS, source: 'spawn-time' as const }
   const wav = readWavInfo(audioFile)
@@ -598,14 +658,22 @@ async function record(s: Settings): Promise<number> {
   }
   say(`✔ Audio: ${audioFile}` + (audio.durationS == null ? '' : ` (${audio.durationS.toFixed(2)} s)`) +
     `, first sample at ${new Date(audio.startEpochS * 1000).toISOString()} (${audio.startSource})`)
-  if (wav && !wav.finalized) say('⚠ The WAV header was not finalized: readers other than ffmpeg may misreport its length.')
+  if (wav && !wav.finalized) say(`⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`)
   if (audio.startSource === 'spawn-time') say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
 
   const sync = await syncToVideo(audio, {
     feedDir: path.resolve(s.feedId), videoFile: s.videoFile, muxedFile: s.muxedFile, muxedSuffix: s.muxedSuffix, ffmpeg, ffprobe,
   })
-  fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
-  say(`  Timing: ${syncFile}`)
+  try {
+    fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
+    say(`  Timing: ${syncFile}`)
+  } catch (error) {
+    // A full disk must not cost the timing: it goes to the terminal instead, and the part-written
+    // file (created just now by 'wx', so ours) does not pretend to hold it.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') fs.rmSync(syncFile, { force: true })
+    say(`✖ Could not write ${syncFile} (${(error as NodeJS.ErrnoException).code}); its content:\n${JSON.stringify(sync)}`)
+    failed = true
+  }
   if (sync.muxCommand) {
     say('Mux with:')
     process.stdout.write(sync.muxCommand + '\n')
@@ -676,7 +744,7 @@ async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<st
     muxedFile, muxArgs: [v.ffmpeg, ...plan.args], muxCommand,
   })
 
-  say(`✔ Video: ${videoFile}` + (video.durationS == null ? '' : ` (${video.durationS.toFixed(2)} s)`) +
+  say(`✔ Video: ${videoFile}` + (video.finalized ? ` (finalized${video.durationS == null ? '' : `, ${video.durationS.toFixed(2)} s`})` : ' (not finalized yet)') +
     `, first frame at ${new Date(video.startEpochS * 1000).toISOString()} (from the ULID in its name; the frame follows within a camera frame or so)`)
   say(`  Offset: ${describeOffset(offsetS)}.`)
   const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
@@ -701,6 +769,8 @@ async function muxLater(m: MuxLater): Promise<number> {
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
   const { ffmpeg, ffprobe } = await findTools(m.ffmpeg)
+  if (readWavInfo(sync.audioFile)?.finalized === false)
+    say(`⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not): record-audio repair ${quotePosix(sync.audioFile)}`)
   const audio: AudioFacts = {
     file: sync.audioFile, startEpochS: sync.audioStartEpochS, startSource: sync.audioStartSource,
     sampleRate: sync.audioSampleRate, channels: sync.audioChannels, durationS: sync.audioDurationS ?? null,
@@ -713,7 +783,35 @@ async function muxLater(m: MuxLater): Promise<number> {
   return 0
 }
 
+/** `record-audio repair FILE.wav`: only the size fields of the header are written. */
+function repairWav(file: string): number {
+  let fd: number
+  try { fd = fs.openSync(file, 'r+') } catch (error) {
+    throw new UsageError(`cannot open ${file} (${(error as NodeJS.ErrnoException).code}): give the path of the WAV to repair`)
+  }
+  try {
+    const header = Buffer.alloc(4096)
+    const read = fs.readSync(fd, header, 0, header.length, 0)
+    const fileBytes = fs.fstatSync(fd).size
+    let repair: WavRepair | null
+    try { repair = wavRepair(header.subarray(0, read), fileBytes) } catch (error) {
+      throw new UsageError(`${file}: ${(error as Error).message}; it was left as it is`)
+    }
+    if (!repair) return (say(`✔ ${file} is already finalized: nothing to repair.`), 0)
+    for (const patch of repair.patches) fs.writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.offset)
+    fs.fsyncSync(fd)
+    const info = parseWavHeader(header.subarray(0, read), fileBytes)
+    const seconds = repair.dataBytes / (info.channels * (info.bitsPerSample / 8) * info.sampleRate)
+    say(`✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (the samples were not touched).`)
+    return 0
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  // A closed terminal (SIGHUP) turns writes into EIO errors: the stop must go on regardless.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
   let command: Command
   try {
     command = parseCommand(argv, process.platform)
@@ -725,6 +823,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'help') return (process.stdout.write(helpText(process.platform) + '\n'), 0)
   if (command.kind === 'version') return (process.stdout.write(packageVersion() + '\n'), 0)
   try {
+    if (command.kind === 'repair') return repairWav(command.file)
     return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)
   } catch (error) {
     if (error instanceof UsageError) return (say(`record-audio: ${error.message}`), 2)

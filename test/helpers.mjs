@@ -61,7 +61,7 @@ export function ffmpegPidsIn(dir) {
  * A PulseAudio server of our own: private runtime dir, a null sink, and a tone playing into it
  * from before any capture starts (an idle null sink's timing is worse than a live one's).
  */
-export async function startPulse() {
+export async function startPulse({ tone: playTone = true } = {}) {
   requireBinary('pulseaudio')
   requireBinary('pactl')
   requireBinary('ffmpeg')
@@ -82,14 +82,16 @@ export async function startPulse() {
   server.stderr.on('data', (d) => { serverLog += d })
   await waitFor(() => spawnSync('pactl', ['info'], { env }).status === 0 || server.exitCode !== null, 10000, 'PulseAudio to answer')
   if (server.exitCode !== null) throw new Error(`PulseAudio did not start: ${serverLog}`)
-  const tone = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-ac', '1', '-f', 'pulse', '-device', 'ra_sink', 'tone'],
+  const tone = !playTone ? null : spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-ac', '1', '-f', 'pulse', '-device', 'ra_sink', 'tone'],
     { env, stdio: ['ignore', 'ignore', 'inherit'] })
-  await sleep(500)
-  if (tone.exitCode !== null) throw new Error('the tone into the null sink did not start')
+  if (tone) {
+    await sleep(500)
+    if (tone.exitCode !== null) throw new Error('the tone into the null sink did not start')
+  }
   return {
     env, dir, source: 'ra_sink.monitor',
     async stop() {
-      for (const child of [tone, server]) {
+      for (const child of [tone, server].filter(Boolean)) {
         if (child.exitCode === null && child.signalCode === null) {
           child.kill('SIGTERM')
           await new Promise((resolve) => child.once('exit', resolve))

@@ -262,3 +262,25 @@ test('offset in words says the sign', () => {
   assert.match(describeOffset(-0.05), /audio started 50\.0 ms before the video's first frame: its first 50\.0 ms are cut/)
   assert.match(describeOffset(0.0001), /together/)
 })
+
+test('WAV repair: a real file with its sizes unset comes back byte for byte; a finalized one needs nothing', async () => {
+  const { wavRepair } = await import('../dist/record-audio.mjs')
+  const dir = tempDir()
+  const wav = path.join(dir, 'a.wav')
+  // The capture's own container options, so the header has the JUNK chunk a recording has.
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1.5', '-c:a', 'pcm_s16le', '-rf64', 'auto', wav]).status, 0)
+  const original = fs.readFileSync(wav)
+  assert.equal(wavRepair(original.subarray(0, 4096), original.length), null)
+  const info = parseWavHeader(original.subarray(0, 4096), original.length)
+  const killed = Buffer.from(original)
+  killed.writeUInt32LE(0xffffffff, 4) // what ffmpeg leaves when it never finalizes
+  killed.writeUInt32LE(0xffffffff, info.dataOffset - 4)
+  const repair = wavRepair(killed.subarray(0, 4096), killed.length)
+  assert.equal(repair.kind, 'RIFF')
+  for (const patch of repair.patches) patch.bytes.copy(killed, patch.offset)
+  assert.deepEqual(killed, original)
+  // A torn last sample frame stays outside the data chunk.
+  const torn = Buffer.concat([original, Buffer.from([1])])
+  torn.writeUInt32LE(0xffffffff, info.dataOffset - 4)
+  assert.equal(wavRepair(torn.subarray(0, 4096), torn.length).dataBytes, info.dataBytes)
+})

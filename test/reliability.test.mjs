@@ -1,0 +1,281 @@
+// Nothing lost: every way a recording can end, bad input, and hostile names, with the real
+// ffmpeg and a real PulseAudio server. Each test name states the outcome.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  startPulse, startVideoRecorder, startTool, tempDir, readWav, ffprobeStreams, decodeAudio, run, alive, waitFor, ffmpegPidsIn,
+  requireBinary, TOOL,
+} from './helpers.mjs'
+
+let pulse
+before(async () => { pulse = await startPulse() })
+after(async () => { await pulse?.stop() })
+
+const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
+
+async function recordThenStop(stop, { feed = 'feed', recordS = 2 } = {}) {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, feed))
+  await sleep(300)
+  const wavPath = path.join(cwd, `${feed}-audio.wav`)
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(recordS * 1000)
+  await video.stop()
+  const stopAtMs = Date.now()
+  await stop(tool)
+  const result = await tool.exited
+  const syncPath = path.join(cwd, `${feed}-audio-sync.json`)
+  const sync = fs.existsSync(syncPath) ? JSON.parse(fs.readFileSync(syncPath, 'utf8')) : null
+  return { cwd, wavPath, result, stopAtMs, sync, tool }
+}
+
+function assertCompleteStop(s) {
+  assert.equal(s.result.code, 0, s.result.stderr)
+  const wav = readWav(s.wavPath)
+  assert.equal(wav.riffSize, wav.fileBytes - 8, 'RIFF size finalized')
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
+  const missingS = (s.stopAtMs / 1000 - s.sync.audioStartEpochS) - wav.samples / 48000
+  assert.ok(missingS < 0.02, `every sample up to the stop: ${(missingS * 1000).toFixed(1)} ms missing`)
+  assert.ok(s.sync.muxCommand, 'sync file written with the command')
+  assert.deepEqual(ffmpegPidsIn(s.cwd), [], 'no ffmpeg left')
+}
+
+for (const [how, stop] of [
+  ['ctrl-c (SIGINT to the process group)', (tool) => tool.ctrlC()],
+  ['SIGINT to the tool alone', (tool) => process.kill(tool.child.pid, 'SIGINT')],
+  ['SIGTERM', (tool) => process.kill(tool.child.pid, 'SIGTERM')],
+  ['SIGHUP', (tool) => process.kill(tool.child.pid, 'SIGHUP')],
+]) {
+  test(`${how}: WAV finalized with every sample up to the stop, sync file and command written, no process left, exit 0`, async () => {
+    const s = await recordThenStop(stop)
+    assertCompleteStop(s)
+    assert.equal(s.result.stdout.trim(), s.sync.muxCommand)
+  })
+}
+
+test('terminal closed (tmux session killed, SIGHUP with no terminal left to print to): WAV finalized, sync file written, no process left', async () => {
+  requireBinary('tmux')
+  const cwd = tempDir()
+  const socket = path.join(cwd, '.tmux')
+  const env = { ...pulse.env, TMUX: '' }
+  const tmux = (...args) => spawnSync('tmux', ['-S', socket, ...args], { env, encoding: 'utf8' })
+  const command = `cd ${JSON.stringify(cwd)} && exec ${JSON.stringify(process.execPath)} ${JSON.stringify(TOOL)} hup --format pulse --device ${pulse.source}`
+  assert.equal(tmux('new-session', '-d', '-s', 'ra', '-x', '200', '-y', '50', command).status, 0)
+  const wavPath = path.join(cwd, 'hup-audio.wav')
+  await waitFor(() => fs.existsSync(wavPath), 10000, 'the recording to start')
+  await sleep(1500)
+  const stopAtMs = Date.now()
+  tmux('kill-server')
+  await waitFor(() => fs.existsSync(path.join(cwd, 'hup-audio-sync.json')), 5000, 'the sync file')
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'hup-audio-sync.json'), 'utf8'))
+  await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
+  const wav = readWav(wavPath)
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
+  assert.ok((stopAtMs / 1000 - sync.audioStartEpochS) - wav.samples / 48000 < 0.02, 'every sample up to the stop')
+})
+
+test('double ctrl-c during the stop: says it is forcing the stop, WAV still finalized and readable, exit 0', async () => {
+  const s = await recordThenStop(async (tool) => { tool.ctrlC(); await sleep(50); tool.ctrlC() })
+  assert.equal(s.result.code, 0, s.result.stderr)
+  assert.match(s.result.stderr, /Stopping now/)
+  const wav = readWav(s.wavPath)
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
+  assert.ok(wav.samples > 1.5 * 48000)
+  assert.deepEqual(ffmpegPidsIn(s.cwd), [])
+})
+
+test('tool killed with SIGKILL: ffmpeg stops within 2 s; record-audio repair then gives the WAV its exact length', async () => {
+  const cwd = tempDir()
+  const wavPath = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(1500)
+  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  process.kill(tool.child.pid, 'SIGKILL')
+  await tool.exited
+  await waitFor(() => !alive(ffmpegPid), 2000, 'ffmpeg to stop after the tool died')
+  const before = readWav(wavPath)
+  assert.equal(before.dataSize, 0xffffffff, 'killed: the sizes were never written')
+  const decodedBefore = decodeAudio(wavPath).length
+
+  // The next run finds the unfinished recording under the default name and says what to do.
+  const next = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await next.recording(path.join(cwd, 'feed-audio-2.wav'))
+  next.ctrlC()
+  const nextResult = await next.exited
+  assert.match(nextResult.stderr, /feed-audio\.wav exists \(an earlier recording, kept\): recording to feed-audio-2\.wav instead/)
+  assert.match(nextResult.stderr, /never finalized: record-audio repair feed-audio\.wav/)
+
+  const repaired = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
+  assert.equal(repaired.status, 0, repaired.stderr)
+  assert.match(repaired.stderr, /Repaired feed-audio\.wav: RIFF header for \d+\.\d+ s/)
+  const after = readWav(wavPath)
+  assert.equal(after.riffSize, after.fileBytes - 8)
+  assert.equal(after.dataOffset + after.dataSize, after.fileBytes)
+  assert.equal(after.samples, decodedBefore, 'the length every reader now sees is what ffmpeg decoded')
+  const again = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
+  assert.match(again.stderr, /already finalized: nothing to repair/)
+})
+
+test('ffmpeg killed mid-recording: the tool notices at once, says so, keeps the WAV, still writes the timing, exit 1', async () => {
+  const cwd = tempDir()
+  const wavPath = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(1500)
+  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  const killedAt = Date.now()
+  process.kill(ffmpegPid, 'SIGKILL')
+  const result = await tool.exited
+  assert.ok(Date.now() - killedAt < 1000, `noticed after ${Date.now() - killedAt} ms`)
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /✖ ffmpeg was killed \(SIGKILL\)\. The audio recorded so far is kept\./)
+  assert.match(result.stderr, /record-audio repair feed-audio\.wav/)
+  assert.ok(decodeAudio(wavPath).length > 48000 * 0.8)
+  assert.equal(typeof JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8')).audioStartEpochS, 'number')
+})
+
+test("device unplugged (the PulseAudio server's only source removed): prints ffmpeg's error at once, keeps the WAV, exit 1", async () => {
+  // With another source present PulseAudio would move the capture there instead (see README):
+  // so this server has one null sink, and no tone playing into it.
+  const lonely = await startPulse({ tone: false })
+  try {
+    const modules = run('pactl', ['list', 'short', 'modules'], { env: lonely.env }).stdout
+    const moduleId = modules.split('\n').find((line) => line.includes('module-null-sink')).split('\t')[0]
+    const cwd = tempDir()
+    const wavPath = path.join(cwd, 'feed-audio.wav')
+    const tool = startTool(['feed', '--format', 'pulse', '--device', lonely.source], { cwd, env: lonely.env })
+    await tool.recording(wavPath)
+    await sleep(1500)
+    const unpluggedAt = Date.now()
+    assert.equal(run('pactl', ['unload-module', moduleId], { env: lonely.env }).status, 0)
+    const result = await tool.exited
+    assert.ok(Date.now() - unpluggedAt < 1000, `noticed after ${Date.now() - unpluggedAt} ms`)
+    assert.equal(result.code, 1, result.stderr)
+    assert.match(result.stderr, /✖ ffmpeg stopped recording on its own \(exit \d+\): .*ra_sink\.monitor: .+\. The audio recorded so far is kept\./)
+    assert.ok(decodeAudio(wavPath).length > 48000)
+    assert.deepEqual(ffmpegPidsIn(cwd), [])
+  } finally {
+    await lonely.stop()
+  }
+})
+
+test('disk full while recording: a clear error, the WAV readable up to the last written sample, the timing not lost, exit 1', async () => {
+  const cwd = tempDir()
+  const mounted = run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'ra-full', cwd])
+  assert.equal(mounted.status, 0, `mounting a small tmpfs needs root (CI runs as root): ${mounted.stderr}`)
+  try {
+    const wavPath = path.join(cwd, 'feed-audio.wav')
+    const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+    await tool.recording(wavPath)
+    const result = await Promise.race([tool.exited, sleep(15000).then(() => { tool.ctrlC(); return tool.exited })])
+    assert.equal(result.code, 1, result.stderr)
+    assert.match(result.stderr, /No space left on device/)
+    const decoded = decodeAudio(wavPath)
+    assert.ok(decoded.length * 2 > fs.statSync(wavPath).size - 4096 - 100, `${decoded.length} samples decode from ${fs.statSync(wavPath).size} bytes`)
+    const syncPath = path.join(cwd, 'feed-audio-sync.json')
+    const timing = fs.existsSync(syncPath) ? fs.readFileSync(syncPath, 'utf8') : result.stderr
+    assert.match(timing, /"audioStartEpochS":\s*\d+\.\d+/)
+  } finally {
+    run('umount', [cwd])
+  }
+})
+
+test('past 4 GiB the capture arguments make RF64, read back at the right length; repair rebuilds its RF64 header exactly', async () => {
+  const { captureArgs, parseWavHeader, wavRepair } = await import('../dist/record-audio.mjs')
+  const dir = tempDir()
+  const big = path.join(dir, 'big.wav')
+  const killed = path.join(dir, 'killed.wav')
+  // The tool's own arguments, with a fast synthetic source in place of the device: 8 channels at
+  // 384 kHz reach 4 GiB in 12 minutes of audio, written here in seconds.
+  const asSynthetic = (file, seconds) => {
+    const args = captureArgs({ format: 'pulse', device: 'x', sampleRate: 384000, channels: 8 }, file)
+    const input = args.indexOf('-f')
+    args.splice(input, args.indexOf('-i') + 2 - input, '-f', 'lavfi', '-t', String(seconds), '-i', 'anullsrc=r=384000:cl=7.1')
+    return args
+  }
+  const seconds = 720
+  const made = run('ffmpeg', asSynthetic(big, seconds))
+  assert.equal(made.status, 0, made.stderr)
+  try {
+    const bytes = fs.statSync(big).size
+    assert.ok(bytes > 2 ** 32, `${bytes} bytes`)
+    const fd = fs.openSync(big, 'r')
+    const header = Buffer.alloc(4096)
+    fs.readSync(fd, header, 0, 4096, 0)
+    fs.closeSync(fd)
+    assert.equal(header.toString('latin1', 0, 4), 'RF64')
+    const info = parseWavHeader(header, bytes)
+    assert.equal(info.finalized, true)
+    assert.equal(info.dataBytes, seconds * 384000 * 8 * 2)
+    const probed = run('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', big])
+    assert.equal(Number(probed.stdout), seconds)
+
+    // The header ffmpeg leaves when killed, for the same arguments; repaired as if the file were big.
+    const realTime = asSynthetic(killed, 60)
+    realTime.splice(realTime.indexOf('-f'), 0, '-re')
+    const writer = spawn('ffmpeg', realTime, { stdio: 'ignore' })
+    await waitFor(() => fs.existsSync(killed) && fs.statSync(killed).size > info.dataOffset, 5000, 'ffmpeg to write')
+    writer.kill('SIGKILL')
+    await new Promise((resolve) => writer.once('exit', resolve))
+    const unfinished = fs.readFileSync(killed).subarray(0, info.dataOffset)
+    assert.equal(unfinished.readUInt32LE(4), 0xffffffff, 'killed: sizes unset')
+    const repair = wavRepair(Buffer.concat([unfinished, Buffer.alloc(64)]), bytes)
+    assert.equal(repair.kind, 'RF64')
+    const rebuilt = Buffer.from(unfinished)
+    for (const patch of repair.patches) patch.bytes.copy(rebuilt, patch.offset)
+    assert.deepEqual(rebuilt, header.subarray(0, info.dataOffset), "byte for byte ffmpeg's own RF64 header")
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('bad input: one line naming the problem and the fix, exit 2, nothing changed on disk', () => {
+  const cwd = tempDir()
+  fs.writeFileSync(path.join(cwd, 'taken.wav'), 'earlier')
+  fs.mkdirSync(path.join(cwd, 'feed'))
+  fs.writeFileSync(path.join(cwd, 'feed', 'clip.mp4'), 'not a recording')
+  const cases = [
+    [['feed', '--bogus'], /unknown flag --bogus/],
+    [['feed', '--rate', 'abc'], /--rate "abc" is not a whole number/],
+    [['feed', '--rate', '0'], /--rate "0"/],
+    [['feed', '--channels', '0'], /--channels "0"/],
+    [['feed', '--channels', 'two'], /--channels "two"/],
+    [['feed', '--format', 'bogus'], /--format "bogus" is unknown/],
+    [[''], /feed id "" is not a folder name/],
+    [['a/b'], /feed id "a\/b" is not a folder name/],
+    [['feed', '--out', 'missing/dir/x.wav'], /folder missing\/dir does not exist/],
+    [['feed', '--out', 'taken.wav'], /taken\.wav exists and is never overwritten/],
+    [['feed', '--video', 'feed/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], /does not exist/],
+    [['feed', '--video', 'feed/clip.avi'], /is not an \.mp4/],
+    [['feed', '--video', 'feed/clip.mp4'], /is not named <ULID>\.mp4/],
+  ]
+  const before = listing(cwd)
+  for (const [args, pattern] of cases) {
+    const result = run(process.execPath, [TOOL, ...args], { cwd, env: pulse.env, timeout: 10000 })
+    assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`)
+    assert.match(result.stderr, pattern, args.join(' '))
+    assert.equal(result.stderr.trim().split('\n').length, 1, `one line: ${result.stderr}`)
+    assert.deepEqual(listing(cwd), before, `${args.join(' ')} changed nothing`)
+    assert.equal(fs.readFileSync(path.join(cwd, 'taken.wav'), 'utf8'), 'earlier')
+  }
+})
+
+test('hostile names (spaces, quotes, $, backticks, a newline, non-ASCII): the printed command, pasted into bash, sh and zsh, makes the muxed file', async () => {
+  const feed = `it's a "$HOME" \`date\` trial\nü🐟`
+  const s = await recordThenStop((tool) => tool.ctrlC(), { feed, recordS: 1.5 })
+  assertCompleteStop(s)
+  for (const shell of ['bash', 'sh', 'zsh']) {
+    requireBinary(shell)
+    fs.rmSync(s.sync.muxedFile, { force: true })
+    const pasted = run(shell, ['-c', s.result.stdout], { cwd: tempDir() })
+    assert.equal(pasted.status, 0, `${shell}: ${pasted.stderr}`)
+    assert.equal(ffprobeStreams(s.sync.muxedFile).length, 2, shell)
+  }
+  assert.ok(s.sync.muxedFile.startsWith(path.join(s.cwd, feed)), s.sync.muxedFile)
+})
