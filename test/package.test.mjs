@@ -15,7 +15,7 @@ before(async () => {
   const packDir = tempDir('ra-pack-')
   const packed = run('npm', ['pack', '--json', '--pack-destination', packDir], { cwd: ROOT })
   assert.equal(packed.status, 0, packed.stderr)
-  tarball = path.join(packDir, JSON.parse(packed.stdout.slice(packed.stdout.indexOf('[')))[0].filename)
+  tarball = path.join(packDir, JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m)))[0].filename)
   pulse = await startPulse()
 })
 after(async () => { await pulse?.stop() })
