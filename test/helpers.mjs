@@ -31,8 +31,13 @@ export function ulidAt(ms) {
   return head + tail
 }
 
+/** Running, not a zombie: an orphan that has exited waits for init to reap it, which can take a while. */
 export function alive(pid) {
-  try { process.kill(pid, 0); return true } catch { return false }
+  try {
+    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
+  }
 }
 
 export async function waitFor(predicate, timeoutMs, what) {

@@ -89,7 +89,7 @@ test('double ctrl-c during the stop: says it is forcing the stop, WAV still fina
   assert.deepEqual(ffmpegPidsIn(s.cwd), [])
 })
 
-test('tool killed with SIGKILL: ffmpeg stops within 2 s; record-audio repair then gives the WAV its exact length', async () => {
+test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, and after record-audio repair every reader sees the right length', async () => {
   const cwd = tempDir()
   const wavPath = path.join(cwd, 'feed-audio.wav')
   const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
@@ -97,29 +97,41 @@ test('tool killed with SIGKILL: ffmpeg stops within 2 s; record-audio repair the
   await sleep(1500)
   const [ffmpegPid] = ffmpegPidsIn(cwd)
   process.kill(tool.child.pid, 'SIGKILL')
+  const killedAtMs = Date.now()
   await tool.exited
   await waitFor(() => !alive(ffmpegPid), 2000, 'ffmpeg to stop after the tool died')
-  const before = readWav(wavPath)
-  assert.equal(before.dataSize, 0xffffffff, 'killed: the sizes were never written')
-  const decodedBefore = decodeAudio(wavPath).length
-
-  // The next run finds the unfinished recording under the default name and says what to do.
-  const next = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
-  await next.recording(path.join(cwd, 'feed-audio-2.wav'))
-  next.ctrlC()
-  const nextResult = await next.exited
-  assert.match(nextResult.stderr, /feed-audio\.wav exists \(an earlier recording, kept\): recording to feed-audio-2\.wav instead/)
-  assert.match(nextResult.stderr, /never finalized: record-audio repair feed-audio\.wav/)
-
+  // The parent-death signal reaches ffmpeg once per thread; if two land before it handles the
+  // first, it aborts without writing the sizes (0xFFFFFFFF). Either way the samples are on disk.
+  const decoded = decodeAudio(wavPath).length
+  const recordedS = (killedAtMs - fs.statSync(wavPath).birthtimeMs) / 1000
+  assert.ok(decoded / 48000 > recordedS - 0.7, `${decoded} samples for ${recordedS.toFixed(2)} s (device latency ≈ 0.5 s)`)
   const repaired = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
   assert.equal(repaired.status, 0, repaired.stderr)
-  assert.match(repaired.stderr, /Repaired feed-audio\.wav: RIFF header for \d+\.\d+ s/)
+  assert.match(repaired.stderr, readWav(wavPath).dataSize === 0xffffffff ? /Repaired feed-audio\.wav: RIFF header/ : /already finalized/)
   const after = readWav(wavPath)
   assert.equal(after.riffSize, after.fileBytes - 8)
   assert.equal(after.dataOffset + after.dataSize, after.fileBytes)
-  assert.equal(after.samples, decodedBefore, 'the length every reader now sees is what ffmpeg decoded')
-  const again = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
-  assert.match(again.stderr, /already finalized: nothing to repair/)
+  assert.equal(after.samples, decoded, 'the length every reader sees is what ffmpeg decodes')
+})
+
+test('an earlier recording left unfinished under the default name: kept as it is, the new one goes to -2, and the tool names the repair', async () => {
+  const cwd = tempDir()
+  const earlier = path.join(cwd, 'feed-audio.wav')
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1', '-c:a', 'pcm_s16le', '-rf64', 'auto', earlier]).status, 0)
+  const bytes = fs.readFileSync(earlier)
+  bytes.writeUInt32LE(0xffffffff, 4) // the sizes as ffmpeg leaves them when killed
+  bytes.writeUInt32LE(0xffffffff, readWav(earlier).dataOffset - 4)
+  fs.writeFileSync(earlier, bytes)
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'feed-audio-2.wav'))
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /feed-audio\.wav exists \(an earlier recording, kept\): recording to feed-audio-2\.wav instead/)
+  assert.match(result.stderr, /never finalized: record-audio repair feed-audio\.wav/)
+  assert.deepEqual(fs.readFileSync(earlier), bytes)
+  const repaired = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
+  assert.match(repaired.stderr, /Repaired feed-audio\.wav: RIFF header for 1\.000 s/)
 })
 
 test('ffmpeg killed mid-recording: the tool notices at once, says so, keeps the WAV, still writes the timing, exit 1', async () => {
