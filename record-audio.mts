@@ -16,6 +16,10 @@ const VIDEO_INFILE: string | null = null    // --video: null → the newest Trac
 const MUXED_OUTFILE: string | null = null   // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
 const MUXED_SUFFIX = '-with-audio.mp4'      // --muxed-suffix: appended to the video's name for the muxed file
 const PATH_TO_FFMPEG = 'ffmpeg'             // --ffmpeg: ffmpeg's name on PATH or its full path; ffprobe is looked for beside it
+const TIMESYNC_INFILE: string | null = null // --timesync: TracktorLive's timesync cassette file; null → ./<feed_id>-timesyncUTC.parquet if it exists
+const VIDEO_START: string | null = null     // --video-start: the first frame's time, epoch seconds or ISO 8601 with a zone; beats every anchor on disk
+const CLOCK_OFFSET_S = 0                    // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's computer clock differs
+const DRIFT_FIX = true                      // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -30,7 +34,7 @@ export type Platform = NodeJS.Platform
 export const FORMATS = ['alsa', 'pulse', 'avfoundation', 'dshow'] as const
 export type Format = (typeof FORMATS)[number]
 
-export interface Settings {
+export interface Settings extends TimingOptions {
   feedId: string
   format: Format
   device: string
@@ -44,7 +48,7 @@ export interface Settings {
   ffmpeg: string
 }
 
-export interface MuxLater { syncFile: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string }
+export interface MuxLater extends TimingOptions { syncFile: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string }
 
 export type Command =
   | { kind: 'help' } | { kind: 'version' }
@@ -56,7 +60,8 @@ export type Command =
 export const FILE_DEFAULTS = {
   feedId: FEED_ID, format: AUDIO_INPUT_FMT, device: AUDIO_DEVICE, sampleRate: AUDIO_SAMPLERATE,
   channels: AUDIO_CHANNELS, audioFile: AUDIO_OUTFILE, syncFile: SYNC_OUTFILE, videoFile: VIDEO_INFILE,
-  muxedFile: MUXED_OUTFILE, muxedSuffix: MUXED_SUFFIX, ffmpeg: PATH_TO_FFMPEG,
+  muxedFile: MUXED_OUTFILE, muxedSuffix: MUXED_SUFFIX, ffmpeg: PATH_TO_FFMPEG, timesyncFile: TIMESYNC_INFILE,
+  videoStart: VIDEO_START, clockOffsetS: CLOCK_OFFSET_S, driftFix: DRIFT_FIX,
 }
 export type FileDefaults = typeof FILE_DEFAULTS
 
@@ -73,6 +78,9 @@ const FLAGS = {
   'muxed-out': ['muxedFile', 'the muxed mp4 that the printed command writes'],
   'muxed-suffix': ['muxedSuffix', "suffix for the muxed file's default name"],
   ffmpeg: ['ffmpeg', 'ffmpeg binary (name on PATH or full path)'],
+  timesync: ['timesyncFile', "TracktorLive's timesync file: the first frame's time and the real frame rate"],
+  'video-start': ['videoStart', "the first frame's time (epoch seconds, or ISO 8601 with a zone)"],
+  'clock-offset': ['clockOffsetS', "seconds added to the video's times when its computer's clock differs"],
 } as const satisfies Record<string, [keyof FileDefaults, string]>
 
 export class UsageError extends Error {}
@@ -101,6 +109,28 @@ const PLATFORM_FORMATS: Record<Format, Platform[]> = {
   alsa: ['linux'], pulse: ['linux', 'freebsd'], avfoundation: ['darwin'], dshow: ['win32'],
 }
 
+export interface TimingOptions { timesyncFile: string | null; videoStartEpochS: number | null; clockOffsetS: number; driftFix: boolean }
+
+function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingOptions {
+  const videoStartText = args['video-start'] ?? defaults.videoStart
+  const videoStartEpochS = videoStartText == null ? null : parseEpoch(String(videoStartText))
+  if (Number.isNaN(videoStartEpochS))
+    throw new UsageError(`--video-start ${JSON.stringify(videoStartText)} is not a time: give epoch seconds (1795817200.25) or ISO 8601 with a zone (2026-11-27T22:24:51.770Z)`)
+  const clockOffsetText = String(args['clock-offset'] ?? defaults.clockOffsetS)
+  if (!/^[+-]?\d+(\.\d+)?$/.test(clockOffsetText)) throw new UsageError(`--clock-offset ${JSON.stringify(clockOffsetText)} is not a number of seconds, e.g. --clock-offset=-0.25`)
+  const timesyncFile = args.timesync ?? defaults.timesyncFile
+  if (timesyncFile != null && !/\.parquet$/i.test(timesyncFile)) throw new UsageError(`--timesync ${JSON.stringify(timesyncFile)} must be the .parquet file of TracktorLive's timesync cassette`)
+
+  return { timesyncFile, videoStartEpochS, clockOffsetS: Number(clockOffsetText), driftFix: Boolean(args['drift-fix']) }
+}
+
+/** Epoch seconds from `1795817200.25` or an ISO 8601 time with a zone; NaN when neither. */
+export function parseEpoch(text: string): number {
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text)
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/i.test(text)) return NaN
+  return Date.parse(text) / 1000
+}
+
 function integerIn(flag: string, raw: unknown, min: number, max: number): number {
   const text = String(raw)
   if (!/^\d+$/.test(text) || +text < min || +text > max)
@@ -113,10 +143,12 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const unknown: string[] = []
   const args = minimist(argv, {
     string: Object.keys(FLAGS),
-    boolean: ['help', 'version'],
+    boolean: ['help', 'version', 'drift-fix'],
+    default: { 'drift-fix': defaults.driftFix },
     alias: { h: 'help' },
     unknown: (arg) => (arg.startsWith('-') && arg !== '-' ? (unknown.push(arg), false) : true),
   })
+  if (unknown.length && /^-\d/.test(unknown[0])) throw new UsageError(`${unknown[0]}: a negative value needs an equals sign, e.g. --clock-offset=${unknown[0]}`)
   if (unknown.length) throw new UsageError(`unknown flag ${unknown[0].split('=')[0]}: see record-audio --help`)
   if (args.help) return { kind: 'help' }
   if (args.version) return { kind: 'version' }
@@ -158,6 +190,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const muxedFile = args['muxed-out'] ?? defaults.muxedFile
   if (muxedFile != null && !/\.mp4$/i.test(muxedFile)) throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
 
+  const timing = parseTiming(args, defaults)
   const feedId = positional[0] ?? args['feed-id'] ?? defaults.feedId
   if (feedId == null) throw new UsageError('no feed id: run record-audio <feed_id>, the id TracktorLive writes videos under (./<feed_id>/)')
   if (feedId.trim() === '' || /[\\/]/.test(feedId) || feedId === '.' || feedId === '..')
@@ -169,11 +202,12 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
       feedId, format, device, sampleRate, channels, audioFile, muxedSuffix, videoFile, muxedFile,
       syncFile: args['sync-out'] ?? defaults.syncFile,
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
+      ...timing,
     },
   }
 }
 
-const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg']
+const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg', 'timesync', 'video-start', 'clock-offset']
 
 function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: FileDefaults): Command {
   const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
@@ -185,7 +219,7 @@ function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: Fi
   if (muxedFile != null && !/\.mp4$/i.test(muxedFile)) throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
   const muxedSuffix = String(args['muxed-suffix'] ?? defaults.muxedSuffix)
   if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix)) throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
-  return { kind: 'mux', mux: { syncFile, videoFile, muxedFile, muxedSuffix, ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg) } }
+  return { kind: 'mux', mux: { syncFile, videoFile, muxedFile, muxedSuffix, ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg), ...parseTiming(args, defaults) } }
 }
 
 export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAULTS): string {
@@ -198,6 +232,8 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     syncFile: defaults.syncFile ?? "the WAV's name + -sync.json",
     videoFile: defaults.videoFile ?? 'newest ./<feed_id>/<ULID>.mp4',
     muxedFile: defaults.muxedFile ?? 'video path − .mp4 + suffix',
+    timesyncFile: defaults.timesyncFile ?? './<feed_id>-timesyncUTC.parquet if it exists',
+    videoStart: defaults.videoStart ?? 'from the files (timesync, else the ULID)',
   }
   const rows = Object.entries(FLAGS).map(([flag, [key, what]]) =>
     `  --${(flag + '=…').padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`)
@@ -210,6 +246,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     'TracktorLive video of that feed, with the offset between them corrected.',
     '',
     ...rows,
+    `  --no-drift-fix     keep the video's nominal frame rate even when it ran slower or faster${defaults.driftFix ? '' : ' (set)'}`,
     '  -h, --help         this text',
     '  --version          the version',
     '',
@@ -371,6 +408,17 @@ export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
   ] }
 }
 
+export const AUDIO_SPAN_TOLERANCE_S = 0.05
+
+/**
+ * Samples written against wall time: at least every sample up to the stop request, at most what
+ * arrived before ffmpeg exited, each within 50 ms.
+ */
+export function checkAudioSpan(audioS: number, wallToStopS: number, wallToExitS: number): { ok: boolean; wallSpanS: number } {
+  const ok = audioS >= wallToStopS - AUDIO_SPAN_TOLERANCE_S && audioS <= wallToExitS + AUDIO_SPAN_TOLERANCE_S
+  return { ok, wallSpanS: wallToStopS }
+}
+
 // ── The video ────────────────────────────────────────────────────────────────────────────────
 
 /**
@@ -410,6 +458,89 @@ export function isFinalizedMp4(file: string): boolean {
   }
 }
 
+// ── The video's clock ────────────────────────────────────────────────────────────────────────
+
+export interface VideoClues {
+  ulidEpochS: number // minted when the writer opened: before the first frame
+  userStartEpochS: number | null // --video-start
+  timesync: number[] | null // one epoch time per frame, from TracktorLive's timesync cassette
+  clockOffsetS: number // added to every time above (and the mtime)
+  frames: number | null // from ffprobe, once the mp4 is finished
+  nominalFps: number | null // the rate the mp4 claims
+  mtimeEpochS: number | null // ≈ the last frame: the writer's release adds the moov then
+  driftFix: boolean
+}
+
+export interface VideoTiming {
+  startEpochS: number
+  source: 'video-start-flag' | 'timesync' | 'ulid'
+  uncertaintyS: number
+  nominalDurationS: number | null // D = frames / nominal fps
+  realSpanS: number | null // S: the wall-clock time those frames took
+  spanSource: 'timesync' | 'mtime' | null
+  driftPpm: number | null
+  driftAtEndMs: number | null
+  itsscale: number | null // S / D when the drift is corrected
+  warnings: string[]
+}
+
+/**
+ * The video's first frame on the audio's clock, how far to trust it, and its drift. Anchors, best
+ * first: the user's time, the timesync file's first row, the ULID (a lower bound: it is minted
+ * before the first frame). The real span comes from the timesync rows, else from start to mtime.
+ */
+export function videoTiming(c: VideoClues): VideoTiming {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
+  const warnings: string[] = []
+  const ulidStart = c.ulidEpochS + c.clockOffsetS
+  let timesync = c.timesync?.length ? c.timesync : null
+  // The ULID is minted before the first frame, and start hooks take seconds at most: a file far
+  // off belongs to another run of the same feed (it is rewritten at every stop).
+  if (timesync && (timesync[0] < c.ulidEpochS - 1 || timesync[0] > c.ulidEpochS + 10)) {
+    warnings.push(`the timesync file starts ${(timesync[0] - c.ulidEpochS).toFixed(1)} s from the video's ULID, so it belongs to another recording: not used`)
+    timesync = null
+  }
+  const timesyncStart = timesync ? timesync[0] + c.clockOffsetS : null
+  const [startEpochS, source, uncertaintyS] =
+    c.userStartEpochS != null ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
+    : timesyncStart != null ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
+    : [ulidStart, 'ulid' as const, framePeriodS ?? 0.04] // the first frame follows by about a camera frame, more if start hooks run
+
+  const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
+  let realSpanS: number | null = null
+  let spanSource: VideoTiming['spanSource'] = null
+  if (timesync && timesync.length >= 2 && c.frames) {
+    const realFps = (timesync.length - 1) / (timesync.at(-1)! - timesync[0])
+    realSpanS = c.frames / realFps
+    spanSource = 'timesync'
+  } else if (c.mtimeEpochS != null && nominalDurationS != null) {
+    realSpanS = c.mtimeEpochS + c.clockOffsetS - startEpochS
+    spanSource = 'mtime'
+  }
+  if (c.mtimeEpochS != null && nominalDurationS != null && framePeriodS != null && spanSource === 'mtime') {
+    const gapS = c.mtimeEpochS + c.clockOffsetS - nominalDurationS - startEpochS
+    if (Math.abs(gapS) > framePeriodS)
+      warnings.push(`the video's end (mtime − frames/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the ${source === 'ulid' ? 'ULID' : 'start given'}: ` +
+        `either the camera ran ${((gapS / nominalDurationS) * 100).toFixed(2)} % slower than its nominal ${c.nominalFps} fps, or the first frame came that much later; a timesync file tells them apart`)
+  }
+  let driftPpm: number | null = null
+  let driftAtEndMs: number | null = null
+  let itsscale: number | null = null
+  if (realSpanS != null && nominalDurationS != null && framePeriodS != null) {
+    driftPpm = (realSpanS / nominalDurationS - 1) * 1e6
+    driftAtEndMs = (realSpanS - nominalDurationS) * 1000
+    if (c.driftFix && Math.abs(realSpanS - nominalDurationS) > framePeriodS) itsscale = realSpanS / nominalDurationS
+  }
+  return { startEpochS, source, uncertaintyS, nominalDurationS, realSpanS, spanSource, driftPpm, driftAtEndMs, itsscale, warnings }
+}
+
+/** ffprobe's `30/1` or `30000/1001` as a number. */
+export function parseRate(text: string | undefined): number | null {
+  const [num, den = '1'] = String(text ?? '').split('/')
+  const rate = Number(num) / Number(den)
+  return Number.isFinite(rate) && rate > 0 ? rate : null
+}
+
 // ── Sync arithmetic and the mux command ──────────────────────────────────────────────────────
 
 export interface MuxInput {
@@ -418,7 +549,8 @@ export interface MuxInput {
   muxedFile: string
   sampleRate: number
   offsetS: number // audioStartEpochS − videoStartEpochS
-  videoDurationS: number | null // null while the video is unfinished: the audio is not cut
+  videoDurationS: number | null // on the output timeline; null while the video is unfinished: the audio is not cut
+  itsscale?: number | null // retimes the copied video to its real span (drift)
 }
 
 export interface MuxPlan { args: string[]; delaySamples: number; trimSamples: number; lengthSamples: number | null; filter: string }
@@ -442,7 +574,7 @@ export function muxPlan(m: MuxInput): MuxPlan {
   const filter = steps.length ? steps.join(',') : 'anull'
   const args = [
     '-hide_banner', '-n', // -n: never overwrite an existing output
-    '-i', m.videoFile, '-i', m.audioFile,
+    ...(m.itsscale ? ['-itsscale', m.itsscale.toFixed(9)] : []), '-i', m.videoFile, '-i', m.audioFile,
     '-map', '0:v:0', '-map', '1:a:0',
     '-c:v', 'copy', // the recording itself is never re-encoded
     '-filter:a', filter, '-c:a', 'aac', '-b:a', '192k',
@@ -514,18 +646,38 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
 
 class ToolError extends Error {}
 
-interface VideoFacts { file: string; startEpochS: number; finalized: boolean; durationS: number | null }
+interface VideoFacts { file: string; ulidEpochS: number; finalized: boolean; frames: number | null; nominalFps: number | null; mtimeEpochS: number }
 
 async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFacts> {
-  const startEpochS = ulidTimeMs(path.basename(file)) / 1000
   const finalized = isFinalizedMp4(file)
-  let durationS: number | null = null
+  let frames: number | null = null
+  let nominalFps: number | null = null
   if (finalized && ffprobe) {
-    const probe = await $({ nothrow: true, quiet: true })`${ffprobe} -v error -select_streams v:0 -show_entries stream=duration -of csv=p=0 ${file}`
-    const value = Number(probe.stdout.trim())
-    if (probe.exitCode === 0 && value > 0) durationS = value
+    const probe = await $({ nothrow: true, quiet: true })`${ffprobe} -v error -select_streams v:0 -show_entries stream=nb_frames,r_frame_rate -of json ${file}`
+    const stream = probe.exitCode === 0 ? JSON.parse(probe.stdout).streams?.[0] : undefined
+    if (Number(stream?.nb_frames) > 0) frames = Number(stream.nb_frames)
+    nominalFps = parseRate(stream?.r_frame_rate)
   }
-  return { file, startEpochS, finalized, durationS }
+  return { file, ulidEpochS: ulidTimeMs(path.basename(file)) / 1000, finalized, frames, nominalFps, mtimeEpochS: fs.statSync(file).mtimeMs / 1000 }
+}
+
+/** The `timestampUTC` column of TracktorLive's timesync cassette; null when there is no file. */
+async function readTimesync(file: string): Promise<number[] | null> {
+  if (!fs.existsSync(file)) return null
+  try {
+    return await readTimesyncColumn(file)
+  } catch (error) {
+    throw new ToolError(`${file} cannot be read (${(error as Error).message})`)
+  }
+}
+
+async function readTimesyncColumn(file: string): Promise<number[]> {
+  const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet') // only runs with such a file
+  const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file), columns: ['timestampUTC'] })
+  const times = rows.map((row) => Number(row.timestampUTC))
+  if (times.length < 2 || times.some((t, i) => !Number.isFinite(t) || (i > 0 && t < times[i - 1])))
+    throw new Error('no increasing timestampUTC column')
+  return times
 }
 
 /** --video, else the newest recording in the feed folder; null when there is none (yet). */
@@ -542,6 +694,10 @@ function checkVideoFile(videoFile: string | null): void {
   if (!fs.existsSync(videoFile)) throw new UsageError(`--video ${videoFile} does not exist: give the path of the TracktorLive recording`)
   if (!RECORDING_NAME.test(path.basename(videoFile)))
     throw new UsageError(`--video ${videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`)
+}
+
+function checkTimesyncFile(timesyncFile: string | null): void {
+  if (timesyncFile != null && !fs.existsSync(timesyncFile)) throw new UsageError(`--timesync ${timesyncFile} does not exist: give the path of <feed_id>-timesyncUTC.parquet, or leave it out`)
 }
 
 function checkMuxedFile(muxedFile: string | null): void {
@@ -563,6 +719,7 @@ function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
   if (fs.existsSync(syncFile)) throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
   checkVideoFile(s.videoFile)
   checkMuxedFile(s.muxedFile)
+  checkTimesyncFile(s.timesyncFile)
   return { audioFile, syncFile }
 }
 
@@ -634,6 +791,7 @@ async function record(s: Settings): Promise<number> {
   process.on('exit', killOnExit)
 
   const result = await capture
+  const exitedEpochS = Date.now() / 1000
   clearTimeout(escalation)
   for (const signal of stopSignals) process.off(signal, onSignal)
   process.off('exit', killOnExit)
@@ -660,10 +818,15 @@ async function record(s: Settings): Promise<number> {
     `, first sample at ${new Date(audio.startEpochS * 1000).toISOString()} (${audio.startSource})`)
   if (wav && !wav.finalized) say(`⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`)
   if (audio.startSource === 'spawn-time') say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
+  // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
+  // read before it exited: a length outside that means the device's timestamps or samples jumped.
+  const audioCheck = audio.durationS == null || stopRequestedEpochS === null ? null
+    : checkAudioSpan(audio.durationS, stopRequestedEpochS - audio.startEpochS, exitedEpochS - audio.startEpochS)
+  if (audioCheck && !audioCheck.ok)
+    say(`⚠ The WAV holds ${audio.durationS!.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`)
 
-  const sync = await syncToVideo(audio, {
-    feedDir: path.resolve(s.feedId), videoFile: s.videoFile, muxedFile: s.muxedFile, muxedSuffix: s.muxedSuffix, ffmpeg, ffprobe,
-  })
+  const sync = await syncToVideo(audio, { ...s, feedDir: path.resolve(s.feedId), ffmpeg, ffprobe })
+  Object.assign(sync, { audioWallSpanS: audioCheck?.wallSpanS ?? null, audioStartDoubtful: audioCheck ? !audioCheck.ok : null })
   try {
     fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
     say(`  Timing: ${syncFile}`)
@@ -707,7 +870,15 @@ interface AudioFacts {
   file: string; startEpochS: number; startSource: AudioStart['source']; sampleRate: number; channels: number; durationS: number | null
 }
 
-interface VideoChoice { feedDir: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string; ffprobe: string | null }
+interface VideoChoice extends TimingOptions {
+  feedDir: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string; ffprobe: string | null
+}
+
+const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
+  'video-start-flag': 'from --video-start',
+  timesync: "from the timesync file's first row",
+  ulid: 'from the ULID in its name, minted just before the first frame',
+}
 
 /** Finds the video, measures the offset, builds the command, says what it found; returns the sync record. */
 async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<string, unknown>> {
@@ -720,7 +891,9 @@ async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<st
     audioSampleRate: audio.sampleRate,
     audioChannels: audio.channels,
     audioDurationS: audio.durationS,
-    videoFile: null, videoStartEpochS: null, videoStartSource: null, videoFinalized: null, videoDurationS: null,
+    videoFile: null, videoStartEpochS: null, videoStartSource: null, videoStartUncertaintyS: null, videoFinalized: null,
+    videoFrames: null, videoNominalFps: null, videoDurationS: null, videoRealSpanS: null, videoSpanSource: null,
+    timesyncFile: null, clockOffsetS: v.clockOffsetS, driftPpm: null, driftAtEndMs: null, itsscale: null, anchorWarnings: [],
     offsetS: null, delaySamples: null, trimSamples: null, muxedFile: null, muxArgs: null, muxCommand: null,
   }
   const videoFile = findVideo(v.videoFile, v.feedDir)
@@ -729,26 +902,45 @@ async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<st
     return record
   }
   const video = await videoFacts(videoFile, v.ffprobe)
-  const offsetS = audio.startEpochS - video.startEpochS
+  const timesyncFile = v.timesyncFile ?? `${v.feedDir}-timesyncUTC.parquet`
+  const timing = videoTiming({
+    ulidEpochS: video.ulidEpochS, userStartEpochS: v.videoStartEpochS, timesync: await readTimesync(timesyncFile).catch((error) => {
+      say(`⚠ ${(error as Error).message}: the timesync file is not used.`) // never at the cost of the rest
+      return null
+    }),
+    clockOffsetS: v.clockOffsetS, frames: video.frames, nominalFps: video.nominalFps,
+    mtimeEpochS: video.finalized ? video.mtimeEpochS : null, driftFix: v.driftFix,
+  })
+  const offsetS = audio.startEpochS - timing.startEpochS
+  const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
   const muxedFile = path.resolve(v.muxedFile ?? freeName(muxedFileFor(videoFile, v.muxedSuffix), fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
   const plan = muxPlan({
     audioFile: audio.file, videoFile: path.resolve(videoFile), muxedFile,
-    sampleRate: audio.sampleRate, offsetS, videoDurationS: video.durationS,
+    sampleRate: audio.sampleRate, offsetS, videoDurationS, itsscale: timing.itsscale,
   })
   const muxCommand = formatCommand(v.ffmpeg, plan.args, process.platform)
   Object.assign(record, {
-    videoFile: path.resolve(videoFile), videoStartEpochS: video.startEpochS, videoStartSource: 'ulid',
-    videoFinalized: video.finalized, videoDurationS: video.durationS,
+    videoFile: path.resolve(videoFile), videoStartEpochS: timing.startEpochS, videoStartSource: timing.source,
+    videoStartUncertaintyS: timing.uncertaintyS, videoFinalized: video.finalized, videoFrames: video.frames,
+    videoNominalFps: video.nominalFps, videoDurationS, videoRealSpanS: timing.realSpanS, videoSpanSource: timing.spanSource,
+    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
+    driftPpm: timing.driftPpm, driftAtEndMs: timing.driftAtEndMs, itsscale: timing.itsscale, anchorWarnings: timing.warnings,
     offsetS, delaySamples: plan.delaySamples, trimSamples: plan.trimSamples,
     muxedFile, muxArgs: [v.ffmpeg, ...plan.args], muxCommand,
   })
 
-  say(`✔ Video: ${videoFile}` + (video.finalized ? ` (finalized${video.durationS == null ? '' : `, ${video.durationS.toFixed(2)} s`})` : ' (not finalized yet)') +
-    `, first frame at ${new Date(video.startEpochS * 1000).toISOString()} (from the ULID in its name; the frame follows within a camera frame or so)`)
+  say(`✔ Video: ${videoFile}` + (video.finalized ? ` (finalized${videoDurationS == null ? '' : `, ${videoDurationS.toFixed(2)} s`})` : ' (not finalized yet)') +
+    `, first frame at ${new Date(timing.startEpochS * 1000).toISOString()} ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`)
   say(`  Offset: ${describeOffset(offsetS)}.`)
+  for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
+  if (timing.driftPpm != null && timing.driftAtEndMs != null) {
+    const drift = `  Drift: the video's real span (${timing.spanSource}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
+    say(drift + (timing.itsscale ? `: corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time; --no-drift-fix keeps the nominal timeline).`
+      : Math.abs(timing.driftAtEndMs) > 1000 / (video.nominalFps ?? 25) ? ': not corrected (--no-drift-fix).' : ': within a frame, nothing to correct.'))
+  }
   const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
-  if (video.durationS != null && (audioEndEpochS < video.startEpochS || audio.startEpochS > video.startEpochS + video.durationS))
+  if (videoDurationS != null && (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS))
     say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
   if (!video.finalized)
     say("⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder has stopped. The audio is not cut to the video's length.")
@@ -768,6 +960,7 @@ async function muxLater(m: MuxLater): Promise<number> {
   if (!fs.existsSync(sync.audioFile)) throw new UsageError(`the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`)
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
+  checkTimesyncFile(m.timesyncFile)
   const { ffmpeg, ffprobe } = await findTools(m.ffmpeg)
   if (readWavInfo(sync.audioFile)?.finalized === false)
     say(`⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not): record-audio repair ${quotePosix(sync.audioFile)}`)
@@ -776,7 +969,7 @@ async function muxLater(m: MuxLater): Promise<number> {
     sampleRate: sync.audioSampleRate, channels: sync.audioChannels, durationS: sync.audioDurationS ?? null,
   }
   const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : path.dirname(sync.audioFile)
-  const again = await syncToVideo(audio, { feedDir, videoFile: m.videoFile, muxedFile: m.muxedFile, muxedSuffix: m.muxedSuffix, ffmpeg, ffprobe })
+  const again = await syncToVideo(audio, { ...m, feedDir, ffmpeg, ffprobe })
   if (!again.muxCommand) return 1
   say('Mux with:')
   process.stdout.write(again.muxCommand + '\n')

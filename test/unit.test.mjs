@@ -19,16 +19,19 @@ test('flags: defaults come from the settings block', () => {
   assert.deepEqual(s, {
     feedId: 'feed', format: 'alsa', device: 'default', sampleRate: 48000, channels: 1, audioFile: null, syncFile: null,
     videoFile: null, muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
+    timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true,
   })
 })
 
 test('flags: every flag overrides its constant', () => {
   const s = settings(['--feed-id', 'f', '--format', 'pulse', '--device', 'mic.monitor', '--rate', '96000', '--channels=2',
     '--out', 'a.wav', '--sync-out', 's.json', '--video', 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '--muxed-out', 'm.mp4',
-    '--muxed-suffix', '_av.mp4', '--ffmpeg', '/opt/ff/ffmpeg'])
+    '--muxed-suffix', '_av.mp4', '--ffmpeg', '/opt/ff/ffmpeg', '--timesync', 'f-timesyncUTC.parquet',
+    '--video-start', '2026-11-27T22:24:51.770Z', '--clock-offset=-0.25', '--no-drift-fix'])
   assert.deepEqual(s, {
     feedId: 'f', format: 'pulse', device: 'mic.monitor', sampleRate: 96000, channels: 2, audioFile: 'a.wav', syncFile: 's.json',
     videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: 'm.mp4', muxedSuffix: '_av.mp4', ffmpeg: '/opt/ff/ffmpeg',
+    timesyncFile: 'f-timesyncUTC.parquet', videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000, clockOffsetS: -0.25, driftFix: false,
   })
 })
 
@@ -73,7 +76,8 @@ test('flags: bad input is one line naming the problem and the fix', () => {
 
 test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id', () => {
   assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'),
-    { kind: 'mux', mux: { syncFile: 'a-audio-sync.json', videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg' } })
+    { kind: 'mux', mux: { syncFile: 'a-audio-sync.json', videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
+      timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true } })
   assert.equal(settings(['mux']).feedId, 'mux')
   usageError(['mux', 'x.wav'], /mux takes the sync file \(\.json\)/)
   usageError(['mux', 'x.json', '--rate', '8000'], /--rate has no effect with mux/)
@@ -283,4 +287,76 @@ test('WAV repair: a real file with its sizes unset comes back byte for byte; a f
   const torn = Buffer.concat([original, Buffer.from([1])])
   torn.writeUInt32LE(0xffffffff, info.dataOffset - 4)
   assert.equal(wavRepair(torn.subarray(0, 4096), torn.length).dataBytes, info.dataBytes)
+})
+
+test('video timing: the ULID alone, a camera on time: start = ULID ± a frame, no drift to correct', async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  const ulid = 1795817200.5
+  const t = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames: 300, nominalFps: 30, mtimeEpochS: ulid + 0.03 + 10, driftFix: true })
+  assert.equal(t.startEpochS, ulid)
+  assert.equal(t.source, 'ulid')
+  assert.equal(t.uncertaintyS, 1 / 30)
+  assert.equal(t.nominalDurationS, 10)
+  assert.equal(t.spanSource, 'mtime')
+  assert.ok(Math.abs(t.driftAtEndMs - 30) < 1e-3)
+  assert.equal(t.itsscale, null, 'within a frame')
+  assert.deepEqual(t.warnings, [])
+})
+
+test('video timing: a camera 1 % slower than nominal, seen from mtime: drift corrected with itsscale S/D, and the ambiguity said', async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  const ulid = 1795817200.5
+  const frames = 1782 // 60 s at a real 29.7 fps, stamped as 30 fps: D = 59.4 s
+  const t = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames, nominalFps: 30, mtimeEpochS: ulid + 60, driftFix: true })
+  assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-9)
+  assert.ok(Math.abs(t.driftPpm - (60 / 59.4 - 1) * 1e6) < 1e-3)
+  assert.match(t.warnings[0], /camera ran 1\.01 % slower than its nominal 30 fps, or the first frame came that much later; a timesync file tells them apart/)
+  const kept = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames, nominalFps: 30, mtimeEpochS: ulid + 60, driftFix: false })
+  assert.equal(kept.itsscale, null)
+  assert.ok(kept.driftPpm > 10000)
+})
+
+test('video timing: a timesync file gives the start and the real rate; one from another run is not used', async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  const first = 1795817200.5
+  const timesync = Array.from({ length: 1781 }, (_, k) => first + k / 29.7)
+  const t = videoTiming({ ulidEpochS: first - 5.03, userStartEpochS: null, timesync, clockOffsetS: 0, frames: 1782, nominalFps: 30, mtimeEpochS: first + 60, driftFix: true })
+  assert.equal(t.startEpochS, first, 'a 5 s start hook between ULID and first frame does not matter')
+  assert.equal(t.source, 'timesync')
+  assert.equal(t.spanSource, 'timesync')
+  assert.ok(Math.abs(t.realSpanS - 60) < 1e-5)
+  assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-7)
+  const stale = videoTiming({ ulidEpochS: first + 100, userStartEpochS: null, timesync, clockOffsetS: 0, frames: 1782, nominalFps: 30, mtimeEpochS: null, driftFix: true })
+  assert.equal(stale.source, 'ulid')
+  assert.match(stale.warnings[0], /belongs to another recording: not used/)
+})
+
+test('video timing: --video-start beats every anchor, and --clock-offset moves every video time', async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  const base = { ulidEpochS: 1795817200, timesync: [1795817200.03, 1795817200.063], frames: null, nominalFps: null, mtimeEpochS: null, driftFix: true }
+  const user = videoTiming({ ...base, userStartEpochS: 1795817201.25, clockOffsetS: 0.5 })
+  assert.equal(user.startEpochS, 1795817201.75)
+  assert.equal(user.source, 'video-start-flag')
+  assert.equal(user.uncertaintyS, 0)
+  assert.equal(videoTiming({ ...base, userStartEpochS: null, clockOffsetS: -2 }).startEpochS, 1795817198.03)
+})
+
+test('epoch times, frame rates, audio span check, and itsscale in the mux', async () => {
+  const { parseEpoch, parseRate, checkAudioSpan } = await import('../dist/record-audio.mjs')
+  assert.equal(parseEpoch('1795817200.25'), 1795817200.25)
+  assert.equal(parseEpoch('2026-11-27T22:24:51.770Z'), Date.UTC(2026, 10, 27, 22, 24, 51, 770) / 1000)
+  assert.equal(parseEpoch('2026-11-27T23:24:51.770+01:00'), Date.UTC(2026, 10, 27, 22, 24, 51, 770) / 1000)
+  assert.ok(Number.isNaN(parseEpoch('2026-11-27T22:24:51')), 'no zone: ambiguous, refused')
+  assert.ok(Number.isNaN(parseEpoch('yesterday')))
+  assert.equal(parseRate('30000/1001'), 30000 / 1001)
+  assert.equal(parseRate('0/0'), null)
+  assert.equal(checkAudioSpan(10.05, 10, 10.2).ok, true)
+  assert.equal(checkAudioSpan(9.9, 10, 10.2).ok, false, 'samples missing before the stop')
+  assert.equal(checkAudioSpan(10.4, 10, 10.2).ok, false, 'more samples than time passed')
+  const plan = muxPlan({ audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mp4', sampleRate: 48000, offsetS: 0, videoDurationS: 60, itsscale: 60 / 59.4 })
+  assert.deepEqual(plan.args.slice(plan.args.indexOf('-itsscale'), plan.args.indexOf('-itsscale') + 4), ['-itsscale', (60 / 59.4).toFixed(9), '-i', 'v.mp4'])
+  usageError(['feed', '--video-start', 'tomorrow'], /--video-start "tomorrow" is not a time/)
+  usageError(['feed', '--clock-offset', 'x'], /--clock-offset "x" is not a number/)
+  usageError(['feed', '--clock-offset', '-0.5'], /-0\.5: a negative value needs an equals sign, e\.g\. --clock-offset=-0\.5/)
+  usageError(['feed', '--timesync', 'x.csv'], /--timesync "x\.csv" must be the \.parquet file/)
 })
