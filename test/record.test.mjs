@@ -226,3 +226,39 @@ test('mux later: a recording made under the wrong feed id is synced afterwards w
   const twice = run('bash', ['-c', again.stdout.trim()])
   assert.notEqual(twice.status, 0, 'the printed command never overwrites the muxed file')
 })
+
+test('timesync file: the start is its first row (a 0.5 s start hook after the ULID is no error), its rows give the real rate, drift corrected with -itsscale', async () => {
+  const { parquetWriteFile } = await import('hyparquet-writer')
+  const cwd = tempDir()
+  const feed = 'tsync'
+  const video = startVideoRecorder(path.join(cwd, feed))
+  await sleep(300)
+  const wavPath = path.join(cwd, `${feed}-audio.wav`)
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(2000)
+  await video.stop()
+  // What TracktorLive's timesync cassette writes: one epoch time per frame (here 29.7 real fps,
+  // against the video's nominal 30), the first frame 0.5 s after the ULID.
+  const frames = Number(ffprobeStreams(video.file)[0].nb_frames)
+  const firstFrameEpochS = video.ulidEpochMs / 1000 + 0.5
+  const timestampUTC = Array.from({ length: frames - 1 }, (_, k) => firstFrameEpochS + k / 29.7)
+  parquetWriteFile({ filename: path.join(cwd, `${feed}-timesyncUTC.parquet`), columnData: [{ name: 'timestampUTC', data: timestampUTC, type: 'DOUBLE' }] })
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, `${feed}-audio-sync.json`), 'utf8'))
+  assert.equal(sync.videoStartSource, 'timesync')
+  assert.equal(sync.videoStartEpochS, firstFrameEpochS)
+  assert.equal(sync.delaySamples, Math.round((sync.audioStartEpochS - firstFrameEpochS) * 48000))
+  assert.ok(Math.abs(sync.itsscale - 30 / 29.7) < 1e-6, `itsscale ${sync.itsscale}`)
+  assert.match(result.stderr, /Drift: .* corrected with -itsscale 1\.0101/)
+  const mux = run('bash', ['-c', sync.muxCommand])
+  assert.equal(mux.status, 0, mux.stderr)
+  const streams = ffprobeStreams(sync.muxedFile)
+  const v = streams.find((x) => x.codec_type === 'video')
+  const a = streams.find((x) => x.codec_type === 'audio')
+  assert.equal(Number(v.nb_frames), frames, 'every frame copied')
+  assert.ok(Math.abs(Number(v.duration) - frames / 29.7) < 1 / 29.7, `video spans ${v.duration} s, real ${frames / 29.7} s`)
+  assert.ok(Math.abs(Number(a.duration) - Number(v.duration)) <= 1024 / 48000 + 1 / 29.7, `audio ${a.duration} s, video ${v.duration} s`)
+})
