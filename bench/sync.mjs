@@ -1,0 +1,241 @@
+// npm run bench: a real session on this machine, measured by decoding the muxed file.
+//
+// A PulseAudio null sink plays a live "microphone": quiet noise with a click at every whole epoch
+// second, paced by the wall clock. A TracktorLive stand-in writes <feed>/<ULID>.mp4 (mp4v) in real
+// time, the ULID minted when the writer opens and the first frame `gapMs` later, a white frame at
+// the first frame of every whole second, and records each white frame's true wall time.
+// record-audio records the sink's monitor, is stopped with ctrl-c, and its command is run.
+//
+// The error of a pair (white frame, click of the same second) is how far apart they are in the
+// muxed file minus how far apart they truly were, with the click's time taken on the capture's own
+// clock (record-audio's WAV and its claimed first-sample epoch): a null sink's latency varies by
+// hundreds of ms between runs, so no outside capture could be a truth for the audio clock. This
+// judges the video anchor and the mux arithmetic; the audio anchor is reported on its own.
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startPulse, startTool, tempDir, ulidAt, run, decodeAudio, ROOT } from '../test/helpers.mjs'
+import { parquetWriteFile } from 'hyparquet-writer'
+
+const RATE = 48000
+const quick = process.argv.includes('--quick') // shorter recordings, for trying the bench itself
+
+/** The live microphone: noise at −60 dBFS and a 2 ms click at every whole epoch second. */
+function startClickStream(env, sink) {
+  const player = spawn('pacat', ['--raw', '--playback', `--device=${sink}`, '--rate=48000', '--channels=1', '--format=s16le', '--latency-msec=20'], { env, stdio: ['pipe', 'ignore', 'inherit'] })
+  let stopping = false
+  player.stdin.on('error', (error) => { if (!stopping) console.error('the click player stopped:', error.message) })
+  let writtenUntilS = Date.now() / 1000
+  const timer = setInterval(() => {
+    const nowS = Date.now() / 1000 + 0.02 // keep the player's buffer a little ahead
+    const count = Math.floor((nowS - writtenUntilS) * RATE)
+    if (count <= 0) return
+    const samples = new Int16Array(count)
+    for (let i = 0; i < count; i++) {
+      const t = writtenUntilS + i / RATE
+      const intoSecond = t - Math.floor(t)
+      samples[i] = intoSecond < 0.002 ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
+    }
+    writtenUntilS += count / RATE
+    player.stdin.write(Buffer.from(samples.buffer))
+  }, 10)
+  return { stop() { stopping = true; clearInterval(timer); player.stdin.end(); player.kill('SIGTERM') } }
+}
+
+/**
+ * TracktorLive's writer: mp4v at a nominal fps, frames written in real time at `realFps`, white at
+ * the first frame of each whole second. Returns each frame's true wall time.
+ */
+function startStandIn(feedDir, { nominalFps = 30, realFps = 30, gapMs = 30 } = {}) {
+  fs.mkdirSync(feedDir, { recursive: true })
+  const ulidEpochMs = Date.now()
+  const file = path.join(feedDir, `${ulidAt(ulidEpochMs)}.mp4`)
+  const writer = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '64x48', '-r', String(nominalFps), '-i', '-',
+    '-c:v', 'mpeg4', '-tag:v', 'mp4v', '-q:v', '5', '-f', 'mp4', file], { stdio: ['pipe', 'ignore', 'inherit'] })
+  writer.stdin.on('error', (error) => console.error('the stand-in writer stopped:', error.message))
+  const frameTimesS = []
+  const whiteFrames = [] // { frame, wallS }
+  let lastSecond = null
+  let stopped = false
+  const done = (async () => {
+    const firstAtMs = ulidEpochMs + gapMs
+    for (let k = 0; !stopped; k++) {
+      const dueMs = firstAtMs + (k * 1000) / realFps
+      const waitMs = dueMs - Date.now()
+      if (waitMs > 0) await sleep(waitMs)
+      const wallS = Date.now() / 1000
+      const second = Math.floor(wallS)
+      const white = lastSecond !== null && second !== lastSecond
+      lastSecond = second
+      frameTimesS.push(wallS)
+      if (white) whiteFrames.push({ frame: k, wallS })
+      writer.stdin.write(Buffer.alloc(64 * 48, white ? 255 : 16))
+    }
+    writer.stdin.end()
+    await new Promise((resolve) => writer.once('exit', resolve))
+  })()
+  return { file, ulidEpochMs, frameTimesS, whiteFrames, async stop() { stopped = true; await done } }
+}
+
+/** Presentation times of the white frames in a file, as the file states them. */
+function whiteFramePts(file) {
+  const probe = run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file], { maxBuffer: 1 << 26 })
+  const pts = probe.stdout.trim().split('\n').map(Number)
+  const raw = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'], { maxBuffer: 1 << 30 }).stdout
+  const frameBytes = 64 * 48
+  const white = []
+  for (let k = 0; k * frameBytes < raw.length; k++) {
+    let sum = 0
+    for (let i = k * frameBytes; i < (k + 1) * frameBytes; i++) sum += raw[i]
+    if (sum / frameBytes > 128) white.push({ frame: k, ptsS: pts[k] })
+  }
+  return white
+}
+
+/** Click onsets (sample indexes) in decoded audio: the first sample of each loud run. */
+function clickOnsets(samples) {
+  const onsets = []
+  for (let i = 0; i < samples.length; i++) {
+    if (Math.abs(samples[i]) > 8000) {
+      onsets.push(i)
+      i += RATE / 2
+    }
+  }
+  return onsets
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN
+}
+
+/** The tool's own CPU seconds and peak RSS, from /proc (ffmpeg is a separate process). */
+function procStats(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    const ticks = 100
+    const cpuS = (Number(stat[11]) + Number(stat[12])) / ticks
+    const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1])
+    return { cpuS, rssMb: hwmKb / 1024 }
+  } catch { return null }
+}
+
+async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesync = false, env = {} }) {
+  const cwd = tempDir('ra-bench-')
+  const feed = 'bench'
+  const video = startStandIn(path.join(cwd, feed), { realFps, gapMs })
+  const serverStartEpochS = video.ulidEpochMs / 1000 - 0.7 // the cassette's t_init: a 0.7 s camera open before the ULID
+  await sleep(400)
+  const spawnEpochS = Date.now() / 1000
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: { ...pulse.env, ...env } })
+  await tool.recording(path.join(cwd, `${feed}-audio.wav`), 20000)
+  await sleep(1000)
+  const startStats = procStats(tool.child.pid)
+  const startedMs = Date.now()
+  await sleep(seconds * 1000)
+  const endStats = procStats(tool.child.pid)
+  const cpuShare = startStats && endStats ? (endStats.cpuS - startStats.cpuS) / ((Date.now() - startedMs) / 1000) : NaN
+  await video.stop()
+  if (timesync) {
+    parquetWriteFile({ filename: path.join(cwd, `${feed}-timesyncUTC.parquet`),
+      columnData: [{ name: 'timestampUTC', data: video.frameTimesS.slice(0, -1), type: 'DOUBLE' }] })
+  }
+  const ctrlCMs = Date.now()
+  let commandShownMs = null
+  tool.child.stdout.on('data', () => { commandShownMs ??= Date.now() })
+  tool.ctrlC()
+  const result = await tool.exited
+  if (result.code !== 0) throw new Error(`${name}: record-audio exited ${result.code}: ${result.stderr}`)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, `${feed}-audio-sync.json`), 'utf8'))
+  const mux = run('bash', ['-c', sync.muxCommand])
+  if (mux.status !== 0) throw new Error(`${name}: mux failed: ${mux.stderr}`)
+
+  const wavClicks = clickOnsets(decodeAudio(sync.audioFile))
+  const muxClicks = clickOnsets(decodeAudio(sync.muxedFile))
+  const whites = whiteFramePts(sync.muxedFile)
+  const trueFirstFrameS = video.frameTimesS[0]
+  const errorsMs = []
+  const cassetteMs = []
+  const spawnMs = []
+  for (const white of whites) {
+    const truth = video.whiteFrames.find((w) => w.frame === white.frame)
+    if (!truth) continue
+    const second = Math.floor(truth.wallS)
+    // The click of that second, on the capture's clock: its index in the WAV, as claimed.
+    const wavIndex = wavClicks.find((i) => Math.abs(sync.audioStartEpochS + i / RATE - second) < 0.45)
+    if (wavIndex === undefined) continue
+    const clickClaimedS = sync.audioStartEpochS + wavIndex / RATE
+    const muxIndex = muxClicks.find((i) => Math.abs(i / RATE - (clickClaimedS - sync.videoStartEpochS)) < 0.25)
+    if (muxIndex === undefined) continue
+    errorsMs.push(((muxIndex / RATE - white.ptsS) - (clickClaimedS - truth.wallS)) * 1000)
+    // The same pair under the other methods' offsets (a plain delay, no drift fix): the audio at
+    // output time i/RATE + offset against the frame at its nominal time.
+    const nominalPtsS = white.frame / 30
+    const trueOffsetAtPair = (clickClaimedS - truth.wallS) - (wavIndex / RATE - nominalPtsS)
+    cassetteMs.push(((spawnEpochS - serverStartEpochS) - trueOffsetAtPair) * 1000)
+    spawnMs.push(((spawnEpochS - sync.videoStartEpochS) - trueOffsetAtPair) * 1000)
+  }
+  return {
+    name, pairs: errorsMs.length,
+    toolMedianMs: median(errorsMs), toolMaxMs: Math.max(...errorsMs.map(Math.abs)), toolEndMs: errorsMs.at(-1),
+    cassetteMedianMs: median(cassetteMs), spawnMedianMs: median(spawnMs),
+    videoStartSource: sync.videoStartSource, videoTrueGapMs: (trueFirstFrameS - sync.videoStartEpochS) * 1000,
+    itsscale: sync.itsscale, driftAtEndMs: sync.driftAtEndMs,
+    audioStartSource: sync.audioStartSource, audioDoubtful: sync.audioStartDoubtful,
+    audioVsSpawnMs: (sync.audioStartEpochS - spawnEpochS) * 1000,
+    ctrlCToCommandMs: commandShownMs ? commandShownMs - ctrlCMs : NaN,
+    cpuShare, rssMb: endStats?.rssMb ?? NaN, framePeriodMs: 1000 / realFps,
+    warnings: sync.anchorWarnings,
+  }
+}
+
+function coldNpxMs() {
+  const packDir = tempDir('ra-bench-pack-')
+  const packed = run('npm', ['pack', '--json', '--pack-destination', packDir], { cwd: ROOT })
+  const tarball = path.join(packDir, JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m)))[0].filename)
+  const times = []
+  for (let i = 0; i < 3; i++) {
+    const t0 = Date.now()
+    const out = run('npx', ['--yes', '--cache', tempDir('ra-bench-cache-'), `--package=${tarball}`, 'record-audio', '--version'], { cwd: tempDir('ra-bench-empty-') })
+    if (out.status !== 0) throw new Error(out.stderr)
+    times.push(Date.now() - t0)
+  }
+  return median(times)
+}
+
+const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '—')
+
+const pulse = await startPulse({ tone: false })
+const clicks = startClickStream(pulse.env, 'ra_sink')
+await sleep(1000)
+const rows = []
+try {
+  const short = quick ? 8 : 20
+  rows.push(await scenario(pulse, 'default (ULID, 30 ms first-frame gap)', { seconds: short }))
+  rows.push(await scenario(pulse, 'bursty sink (2 s latency)', { seconds: short, env: { PULSE_LATENCY_MSEC: '2000' } }))
+  rows.push(await scenario(pulse, 'drift (real fps 1 % below nominal)', { seconds: quick ? 20 : 60, realFps: 29.7 }))
+  rows.push(await scenario(pulse, 'timesync file', { seconds: short, timesync: true }))
+} finally {
+  clicks.stop()
+  await pulse.stop()
+}
+
+console.log('\nSync error of the muxed file, ms (white frame vs click; + means the sound comes late)\n')
+console.log('| scenario | pairs | record-audio median | max abs | at the end | in-server cassette (median) | spawn time as audio start (median) | video anchor | true first-frame gap after the anchor | frame period |')
+console.log('|---|---|---|---|---|---|---|---|---|---|')
+for (const r of rows)
+  console.log(`| ${r.name} | ${r.pairs} | ${fmt(r.toolMedianMs)} | ${fmt(r.toolMaxMs)} | ${fmt(r.toolEndMs)} | ${fmt(r.cassetteMedianMs)} | ${fmt(r.spawnMedianMs)} | ${r.videoStartSource}${r.itsscale ? `, itsscale ${r.itsscale.toFixed(5)}` : ''} | ${fmt(r.videoTrueGapMs)} | ${fmt(r.framePeriodMs)} |`)
+console.log('\nAudio anchor (its own check: samples vs wall time, and what it removes against the spawn time)\n')
+console.log('| scenario | source | doubtful | first sample after spawn, ms |')
+console.log('|---|---|---|---|')
+for (const r of rows) console.log(`| ${r.name} | ${r.audioStartSource} | ${r.audioDoubtful} | ${fmt(r.audioVsSpawnMs)} |`)
+const drift = rows.find((r) => r.name.startsWith('drift'))
+console.log('\nCost\n')
+console.log('| what | measured | target |')
+console.log('|---|---|---|')
+for (const r of rows) console.log(`| ctrl-c → command on screen, ${r.name} | ${fmt(r.ctrlCToCommandMs, 0)} ms | ≤ 500 ms |`)
+console.log(`| the tool's CPU while recording (${quick ? 20 : 60} s, ffmpeg excluded) | ${fmt(drift.cpuShare * 100, 2)} % of a core | ≤ 1 % |`)
+console.log(`| the tool's peak RSS | ${fmt(drift.rssMb)} MB | ≤ 80 MB |`)
+console.log(`| cold npx --package=<tarball> record-audio --version (empty npm cache) | ${fmt(coldNpxMs(), 0)} ms | ≤ 1000 ms |`)
+for (const r of rows) for (const w of r.warnings ?? []) console.log(`\nnote (${r.name}): ${w}`)
