@@ -20,6 +20,8 @@ const TIMESYNC_INFILE: string | null = null // --timesync: TracktorLive's timesy
 const VIDEO_START: string | null = null     // --video-start: the first frame's time, epoch seconds or ISO 8601 with a zone; beats every anchor on disk
 const CLOCK_OFFSET_S = 0                    // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's computer clock differs
 const DRIFT_FIX = true                      // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
+const MUX_AFTER_STOP = false                // --mux: after the stop, wait for the video to be finished, mux it and check the result
+const MUX_WAIT_S = 600                      // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -52,6 +54,7 @@ export interface MuxLater extends TimingOptions { syncFile: string; videoFile: s
 
 export type Command =
   | { kind: 'help' } | { kind: 'version' }
+  | { kind: 'list-devices'; format: Format; ffmpeg: string }
   | { kind: 'record'; settings: Settings }
   | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
   | { kind: 'repair'; file: string } // record-audio repair FILE.wav: sizes for a WAV whose writer was killed
@@ -61,7 +64,7 @@ export const FILE_DEFAULTS = {
   feedId: FEED_ID, format: AUDIO_INPUT_FMT, device: AUDIO_DEVICE, sampleRate: AUDIO_SAMPLERATE,
   channels: AUDIO_CHANNELS, audioFile: AUDIO_OUTFILE, syncFile: SYNC_OUTFILE, videoFile: VIDEO_INFILE,
   muxedFile: MUXED_OUTFILE, muxedSuffix: MUXED_SUFFIX, ffmpeg: PATH_TO_FFMPEG, timesyncFile: TIMESYNC_INFILE,
-  videoStart: VIDEO_START, clockOffsetS: CLOCK_OFFSET_S, driftFix: DRIFT_FIX,
+  videoStart: VIDEO_START, clockOffsetS: CLOCK_OFFSET_S, driftFix: DRIFT_FIX, mux: MUX_AFTER_STOP, waitS: MUX_WAIT_S,
 }
 export type FileDefaults = typeof FILE_DEFAULTS
 
@@ -81,6 +84,7 @@ const FLAGS = {
   timesync: ['timesyncFile', "TracktorLive's timesync file: the first frame's time and the real frame rate"],
   'video-start': ['videoStart', "the first frame's time (epoch seconds, or ISO 8601 with a zone)"],
   'clock-offset': ['clockOffsetS', "seconds added to the video's times when its computer's clock differs"],
+  wait: ['waitS', 'with --mux: how long to wait for the video to be finished, in seconds'],
 } as const satisfies Record<string, [keyof FileDefaults, string]>
 
 export class UsageError extends Error {}
@@ -109,7 +113,21 @@ const PLATFORM_FORMATS: Record<Format, Platform[]> = {
   alsa: ['linux'], pulse: ['linux', 'freebsd'], avfoundation: ['darwin'], dshow: ['win32'],
 }
 
-export interface TimingOptions { timesyncFile: string | null; videoStartEpochS: number | null; clockOffsetS: number; driftFix: boolean }
+function parseFormat(args: minimist.ParsedArgs, platform: Platform, defaults: FileDefaults): Format {
+  const formatText = String(args.format ?? defaults.format ?? defaultFormat(platform))
+  if (!(FORMATS as readonly string[]).includes(formatText))
+    throw new UsageError(`--format ${JSON.stringify(formatText)} is unknown: use one of ${FORMATS.join(', ')}`)
+  const format = formatText as Format
+  if (!PLATFORM_FORMATS[format].includes(platform))
+    throw new UsageError(`--format ${format} does not exist on ${platform}: use ${defaultFormat(platform)}`)
+  return format
+}
+
+export interface TimingOptions {
+  timesyncFile: string | null; videoStartEpochS: number | null; clockOffsetS: number; driftFix: boolean
+  mux: boolean; waitS: number // --mux, --wait
+  json: boolean // --json: the sync record on stdout, for scripts
+}
 
 function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingOptions {
   const videoStartText = args['video-start'] ?? defaults.videoStart
@@ -121,7 +139,11 @@ function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingO
   const timesyncFile = args.timesync ?? defaults.timesyncFile
   if (timesyncFile != null && !/\.parquet$/i.test(timesyncFile)) throw new UsageError(`--timesync ${JSON.stringify(timesyncFile)} must be the .parquet file of TracktorLive's timesync cassette`)
 
-  return { timesyncFile, videoStartEpochS, clockOffsetS: Number(clockOffsetText), driftFix: Boolean(args['drift-fix']) }
+  const waitS = integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600)
+  return {
+    timesyncFile, videoStartEpochS, clockOffsetS: Number(clockOffsetText), driftFix: Boolean(args['drift-fix']),
+    mux: Boolean(args.mux), waitS, json: Boolean(args.json),
+  }
 }
 
 /** Epoch seconds from `1795817200.25` or an ISO 8601 time with a zone; NaN when neither. */
@@ -143,8 +165,8 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const unknown: string[] = []
   const args = minimist(argv, {
     string: Object.keys(FLAGS),
-    boolean: ['help', 'version', 'drift-fix'],
-    default: { 'drift-fix': defaults.driftFix },
+    boolean: ['help', 'version', 'drift-fix', 'mux', 'json', 'list-devices'],
+    default: { 'drift-fix': defaults.driftFix, mux: defaults.mux },
     alias: { h: 'help' },
     unknown: (arg) => (arg.startsWith('-') && arg !== '-' ? (unknown.push(arg), false) : true),
   })
@@ -152,6 +174,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   if (unknown.length) throw new UsageError(`unknown flag ${unknown[0].split('=')[0]}: see record-audio --help`)
   if (args.help) return { kind: 'help' }
   if (args.version) return { kind: 'version' }
+  if (args['list-devices']) return { kind: 'list-devices', format: parseFormat(args, platform, defaults), ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg) }
   for (const flag of Object.keys(FLAGS)) {
     if (Array.isArray(args[flag])) throw new UsageError(`--${flag} is given more than once: give it once`)
     if (args[flag] === '') throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
@@ -168,12 +191,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   if (positional.length > 1) throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
   if (positional.length && args['feed-id'] !== undefined) throw new UsageError('the feed id is given twice (argument and --feed-id): give it once')
 
-  const formatText = String(args.format ?? defaults.format ?? defaultFormat(platform))
-  if (!(FORMATS as readonly string[]).includes(formatText))
-    throw new UsageError(`--format ${JSON.stringify(formatText)} is unknown: use one of ${FORMATS.join(', ')}`)
-  const format = formatText as Format
-  if (!PLATFORM_FORMATS[format].includes(platform))
-    throw new UsageError(`--format ${format} does not exist on ${platform}: use ${defaultFormat(platform)}`)
+  const format = parseFormat(args, platform, defaults)
 
   const device = args.device ?? defaults.device ?? defaultDevice(format)
   if (device == null) throw new UsageError(`--format ${format} needs --device "audio=<name>": list the names with ${listDevicesHint(format)}`)
@@ -207,7 +225,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   }
 }
 
-const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg', 'timesync', 'video-start', 'clock-offset']
+const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg', 'timesync', 'video-start', 'clock-offset', 'wait']
 
 function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: FileDefaults): Command {
   const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
@@ -247,6 +265,9 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     '',
     ...rows,
     `  --no-drift-fix     keep the video's nominal frame rate even when it ran slower or faster${defaults.driftFix ? '' : ' (set)'}`,
+    `  --mux              after the stop, wait for the video, mux it and check the result${defaults.mux ? ' (set)' : ''}`,
+    '  --json             print the sync record (JSON) on stdout instead of the command',
+    '  --list-devices     list the capture devices of --format, the default marked *',
     '  -h, --help         this text',
     '  --version          the version',
     '',
@@ -553,6 +574,13 @@ export interface MuxInput {
   itsscale?: number | null // retimes the copied video to its real span (drift)
 }
 
+export const MAX_AAC_RATE = 96000
+
+/** The muxed file's name for the audio's rate: past AAC's 96 kHz the container is Matroska. */
+export function muxedNameForRate(muxedFile: string, sampleRate: number): string {
+  return sampleRate > MAX_AAC_RATE ? muxedFile.replace(/\.mp4$/i, '.mkv') : muxedFile
+}
+
 export interface MuxPlan { args: string[]; delaySamples: number; trimSamples: number; lengthSamples: number | null; filter: string }
 
 /**
@@ -572,12 +600,14 @@ export function muxPlan(m: MuxInput): MuxPlan {
     ...(lengthSamples != null ? [`apad=whole_len=${lengthSamples}`, `atrim=end_sample=${lengthSamples}`] : []),
   ]
   const filter = steps.length ? steps.join(',') : 'anull'
+  // AAC stops at 96 kHz: ultrasonic recordings keep every sample as FLAC, which needs Matroska.
+  const audioCodec = m.sampleRate > MAX_AAC_RATE ? ['-c:a', 'flac'] : ['-c:a', 'aac', '-b:a', '192k']
   const args = [
     '-hide_banner', '-n', // -n: never overwrite an existing output
     ...(m.itsscale ? ['-itsscale', m.itsscale.toFixed(9)] : []), '-i', m.videoFile, '-i', m.audioFile,
     '-map', '0:v:0', '-map', '1:a:0',
     '-c:v', 'copy', // the recording itself is never re-encoded
-    '-filter:a', filter, '-c:a', 'aac', '-b:a', '192k',
+    '-filter:a', filter, ...audioCodec,
     m.muxedFile,
   ]
   return { args, delaySamples, trimSamples, lengthSamples, filter }
@@ -825,6 +855,7 @@ async function record(s: Settings): Promise<number> {
   if (audioCheck && !audioCheck.ok)
     say(`⚠ The WAV holds ${audio.durationS!.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`)
 
+  if (s.mux) await waitForVideo(findVideo(s.videoFile, path.resolve(s.feedId)), s.waitS)
   const sync = await syncToVideo(audio, { ...s, feedDir: path.resolve(s.feedId), ffmpeg, ffprobe })
   Object.assign(sync, { audioWallSpanS: audioCheck?.wallSpanS ?? null, audioStartDoubtful: audioCheck ? !audioCheck.ok : null })
   try {
@@ -837,13 +868,110 @@ async function record(s: Settings): Promise<number> {
     say(`✖ Could not write ${syncFile} (${(error as NodeJS.ErrnoException).code}); its content:\n${JSON.stringify(sync)}`)
     failed = true
   }
-  if (sync.muxCommand) {
-    say('Mux with:')
+  if (!sync.muxCommand) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
+  const delivered = await deliver(sync, s, ffprobe)
+  return failed ? 1 : delivered
+}
+
+/** The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux. */
+async function deliver(sync: Record<string, any>, o: TimingOptions, ffprobe: string | null): Promise<number> {
+  if (o.json) process.stdout.write(JSON.stringify(sync, null, 2) + '\n')
+  if (!sync.muxCommand) return 0
+  if (!o.json) {
+    say(o.mux ? 'The mux command:' : 'Mux with:')
     process.stdout.write(sync.muxCommand + '\n')
-  } else {
-    say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   }
-  return failed ? 1 : 0
+  if (!o.mux) return 0
+  if (!sync.videoFinalized) return (say('✖ Not muxed: the video was not finished in time. Run the command above once it is.'), 1)
+  return runMux(sync, ffprobe)
+}
+
+const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
+
+/** --mux: wait until the mp4 has its moov box and its size holds still; ctrl-c stops the waiting. */
+async function waitForVideo(videoFile: string | null, waitS: number): Promise<void> {
+  if (!videoFile || !fs.existsSync(videoFile)) return
+  const finished = () => isFinalizedMp4(videoFile) && fileBytes(videoFile) === lastBytes
+  let lastBytes = fileBytes(videoFile)
+  if (isFinalizedMp4(videoFile)) { await sleep(300); if (finished()) return }
+  let interrupted = false
+  const stopWaiting = () => { interrupted = true }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, stopWaiting)
+  const tty = process.stderr.isTTY
+  const deadline = Date.now() + waitS * 1000
+  if (!tty) say(`  Waiting up to ${waitS} s for TracktorLive to finish ${videoFile} (ctrl-c stops waiting)…`)
+  try {
+    for (let tick = 0; !interrupted && Date.now() < deadline; tick++) {
+      if (tty) process.stderr.write(`\r${SPINNER[tick % SPINNER.length]} Waiting for TracktorLive to finish ${path.basename(videoFile)} (${Math.round((deadline - Date.now()) / 1000)} s left, ctrl-c stops waiting)\x1b[K`)
+      await sleep(250)
+      if (finished()) break
+      lastBytes = fileBytes(videoFile)
+    }
+  } finally {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, stopWaiting)
+    if (tty) process.stderr.write('\r\x1b[K')
+  }
+}
+
+/** ffprobe's view of a file's streams. */
+async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>>> {
+  // Packets are counted (no decoding), since Matroska states no frame count.
+  const probe = await $({ nothrow: true, quiet: true })`${ffprobe} -v error -count_packets -show_entries stream=codec_type,codec_name,nb_read_packets,duration -of json ${file}`
+  return probe.exitCode === 0 ? JSON.parse(probe.stdout).streams ?? [] : []
+}
+
+/**
+ * --mux: the printed command, writing to a temporary name beside the target, with a progress bar;
+ * then ffprobe checks it (video copied frame for frame, audio present, same length within an audio
+ * frame) before it takes the final name. A failed mux leaves nothing behind; originals are only read.
+ */
+async function runMux(sync: Record<string, any>, ffprobe: string | null): Promise<number> {
+  const [ffmpeg, ...args] = sync.muxArgs as string[]
+  const finalFile: string = sync.muxedFile
+  const ext = path.extname(finalFile)
+  const partial = finalFile.slice(0, -ext.length) + `.partial-${process.pid}${ext}`
+  const partialArgs = [...args.slice(0, -1), '-nostats', '-progress', 'pipe:1', partial]
+  const totalUs = (sync.videoDurationS ?? 0) * 1e6
+  const tty = process.stderr.isTTY
+  const mux = $({ nothrow: true, quiet: true })`${ffmpeg} ${partialArgs}`
+  mux.stdout.on('data', (chunk: Buffer) => {
+    const outUs = Number(/out_time_us=(\d+)/.exec(chunk.toString())?.[1])
+    if (tty && totalUs > 0 && Number.isFinite(outUs)) {
+      const done = Math.min(1, outUs / totalUs)
+      process.stderr.write(`\r  Muxing [${'#'.repeat(Math.round(done * 30)).padEnd(30)}] ${(done * 100).toFixed(0).padStart(3)} %\x1b[K`)
+    }
+  })
+  const interruptMux = () => { void mux.kill('SIGINT') }
+  process.once('SIGINT', interruptMux)
+  const result = await mux
+  process.off('SIGINT', interruptMux)
+  if (tty) process.stderr.write('\r\x1b[K')
+  const fail = (why: string) => {
+    fs.rmSync(partial, { force: true })
+    say(`✖ Mux failed: ${why}. Nothing was written; the recording and the video are untouched.`)
+    return 1
+  }
+  if (result.exitCode !== 0) return fail(ffmpegErrorLine(result.stderr))
+  if (ffprobe) {
+    const [original, muxed] = [await probeStreams(ffprobe, sync.videoFile), await probeStreams(ffprobe, partial)]
+    const video = muxed.find((x) => x.codec_type === 'video')
+    const audio = muxed.find((x) => x.codec_type === 'audio')
+    const source = original.find((x) => x.codec_type === 'video')
+    if (!video || !audio) return fail('the result lacks a video or an audio stream')
+    if (source && (video.codec_name !== source.codec_name || video.nb_read_packets !== source.nb_read_packets))
+      return fail(`the video was not copied whole (${video.nb_read_packets} frames of ${source.nb_read_packets})`)
+    const audioFrameS = (audio.codec_name === 'flac' ? 4608 : 1024) / sync.audioSampleRate
+    if (Number(video.duration) > 0 && Number(audio.duration) > 0 && Math.abs(Number(video.duration) - Number(audio.duration)) > audioFrameS + 1e-3)
+      return fail(`audio ${audio.duration} s against video ${video.duration} s`)
+  }
+  try {
+    fs.linkSync(partial, finalFile) // fails rather than replace a file that appeared meanwhile
+    fs.rmSync(partial)
+  } catch (error) {
+    return fail(`${finalFile} could not be created (${(error as NodeJS.ErrnoException).code})`)
+  }
+  say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${sync.audioSampleRate > MAX_AAC_RATE ? 'FLAC' : 'AAC'}, in sync)`)
+  return 0
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
@@ -913,7 +1041,10 @@ async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<st
   })
   const offsetS = audio.startEpochS - timing.startEpochS
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
-  const muxedFile = path.resolve(v.muxedFile ?? freeName(muxedFileFor(videoFile, v.muxedSuffix), fs.existsSync))
+  const wantedMuxed = muxedNameForRate(v.muxedFile ?? muxedFileFor(videoFile, v.muxedSuffix), audio.sampleRate)
+  if (v.muxedFile && wantedMuxed !== v.muxedFile) say(`  ${audio.sampleRate} Hz is past AAC's 96 kHz: the audio goes into ${wantedMuxed} as FLAC, every sample kept.`)
+  else if (wantedMuxed.endsWith('.mkv')) say(`  ${audio.sampleRate} Hz is past AAC's 96 kHz: the muxed file is Matroska (.mkv) with FLAC audio, every sample kept.`)
+  const muxedFile = path.resolve(v.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
   const plan = muxPlan({
     audioFile: audio.file, videoFile: path.resolve(videoFile), muxedFile,
@@ -969,10 +1100,34 @@ async function muxLater(m: MuxLater): Promise<number> {
     sampleRate: sync.audioSampleRate, channels: sync.audioChannels, durationS: sync.audioDurationS ?? null,
   }
   const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : path.dirname(sync.audioFile)
+  if (m.mux) await waitForVideo(findVideo(m.videoFile, feedDir), m.waitS)
   const again = await syncToVideo(audio, { ...m, feedDir, ffmpeg, ffprobe })
-  if (!again.muxCommand) return 1
-  say('Mux with:')
-  process.stdout.write(again.muxCommand + '\n')
+  if (!again.muxCommand && !m.json) return 1
+  return deliver(again, m, ffprobe)
+}
+
+/** ffmpeg's own device list for a format (avfoundation prints its list in the log). */
+export function listDevicesArgs(format: Format): string[] {
+  if (format === 'avfoundation') return ['-hide_banner', '-f', 'avfoundation', '-list_devices', 'true', '-i', '']
+  return ['-hide_banner', '-sources', format]
+}
+
+/** `-sources` lines: `* name [description]` for the default, `  name [description]` for the rest. */
+export function parseSources(text: string): { name: string; description: string; isDefault: boolean }[] {
+  return [...text.matchAll(/^([* ]) (\S+) \[(.*)\]/gm)].map(([, mark, name, description]) => ({ name, description, isDefault: mark === '*' }))
+}
+
+async function listDevices(format: Format, ffmpegSetting: string): Promise<number> {
+  const { ffmpeg } = await findTools(ffmpegSetting)
+  const out = await $({ nothrow: true, quiet: true })`${ffmpeg} ${listDevicesArgs(format)}`
+  if (format === 'avfoundation') return (process.stdout.write(out.stderr), 0)
+  const devices = parseSources(out.stdout + out.stderr)
+  if (!devices.length) {
+    say(`✖ ffmpeg lists no ${format} devices (${ffmpegErrorLine(out.stderr + out.stdout)}). Try: ${listDevicesHint(format)}`)
+    return 1
+  }
+  for (const d of devices) process.stdout.write(`${d.isDefault ? '*' : ' '} ${d.name}  ${d.description}\n`)
+  say(`(${format}; * is the default. Record one with --format ${format} --device <name>)`)
   return 0
 }
 
@@ -1017,6 +1172,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'version') return (process.stdout.write(packageVersion() + '\n'), 0)
   try {
     if (command.kind === 'repair') return repairWav(command.file)
+    if (command.kind === 'list-devices') return await listDevices(command.format, command.ffmpeg)
     return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)
   } catch (error) {
     if (error instanceof UsageError) return (say(`record-audio: ${error.message}`), 2)

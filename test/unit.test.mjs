@@ -19,7 +19,7 @@ test('flags: defaults come from the settings block', () => {
   assert.deepEqual(s, {
     feedId: 'feed', format: 'alsa', device: 'default', sampleRate: 48000, channels: 1, audioFile: null, syncFile: null,
     videoFile: null, muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
-    timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true,
+    timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false,
   })
 })
 
@@ -27,11 +27,12 @@ test('flags: every flag overrides its constant', () => {
   const s = settings(['--feed-id', 'f', '--format', 'pulse', '--device', 'mic.monitor', '--rate', '96000', '--channels=2',
     '--out', 'a.wav', '--sync-out', 's.json', '--video', 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '--muxed-out', 'm.mp4',
     '--muxed-suffix', '_av.mp4', '--ffmpeg', '/opt/ff/ffmpeg', '--timesync', 'f-timesyncUTC.parquet',
-    '--video-start', '2026-11-27T22:24:51.770Z', '--clock-offset=-0.25', '--no-drift-fix'])
+    '--video-start', '2026-11-27T22:24:51.770Z', '--clock-offset=-0.25', '--no-drift-fix', '--mux', '--wait', '30', '--json'])
   assert.deepEqual(s, {
     feedId: 'f', format: 'pulse', device: 'mic.monitor', sampleRate: 96000, channels: 2, audioFile: 'a.wav', syncFile: 's.json',
     videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: 'm.mp4', muxedSuffix: '_av.mp4', ffmpeg: '/opt/ff/ffmpeg',
     timesyncFile: 'f-timesyncUTC.parquet', videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000, clockOffsetS: -0.25, driftFix: false,
+    mux: true, waitS: 30, json: true,
   })
 })
 
@@ -77,7 +78,7 @@ test('flags: bad input is one line naming the problem and the fix', () => {
 test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id', () => {
   assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'),
     { kind: 'mux', mux: { syncFile: 'a-audio-sync.json', videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
-      timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true } })
+      timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false } })
   assert.equal(settings(['mux']).feedId, 'mux')
   usageError(['mux', 'x.wav'], /mux takes the sync file \(\.json\)/)
   usageError(['mux', 'x.json', '--rate', '8000'], /--rate has no effect with mux/)
@@ -359,4 +360,24 @@ test('epoch times, frame rates, audio span check, and itsscale in the mux', asyn
   usageError(['feed', '--clock-offset', 'x'], /--clock-offset "x" is not a number/)
   usageError(['feed', '--clock-offset', '-0.5'], /-0\.5: a negative value needs an equals sign, e\.g\. --clock-offset=-0\.5/)
   usageError(['feed', '--timesync', 'x.csv'], /--timesync "x\.csv" must be the \.parquet file/)
+})
+
+test('high sample rates: past 96 kHz the muxed file is Matroska with FLAC; at 96 kHz and below, mp4 with AAC', async () => {
+  const { muxedNameForRate } = await import('../dist/record-audio.mjs')
+  assert.equal(muxedNameForRate('/v/x-with-audio.mp4', 384000), '/v/x-with-audio.mkv')
+  assert.equal(muxedNameForRate('/v/x-with-audio.mp4', 96000), '/v/x-with-audio.mp4')
+  const plan = muxPlan({ audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mkv', sampleRate: 250000, offsetS: 0.1, videoDurationS: 1 })
+  assert.deepEqual(plan.args.slice(plan.args.indexOf('-c:a'), plan.args.indexOf('-c:a') + 2), ['-c:a', 'flac'])
+  assert.ok(!plan.args.includes('aresample') && !plan.filter.includes('aresample'), 'never resampled')
+})
+
+test('device lists: ffmpeg -sources lines parsed, the default marked; avfoundation (faked: no macOS here) asks for its log', async () => {
+  const { parseSources, listDevicesArgs } = await import('../dist/record-audio.mjs')
+  const text = 'Auto-detected sources for pulse:\n  ra_sink.monitor [Monitor of Null Output] (none)\n* mic [USB Microphone Mono] (none)\n'
+  assert.deepEqual(parseSources(text), [
+    { name: 'ra_sink.monitor', description: 'Monitor of Null Output', isDefault: false },
+    { name: 'mic', description: 'USB Microphone Mono', isDefault: true },
+  ])
+  assert.deepEqual(listDevicesArgs('pulse'), ['-hide_banner', '-sources', 'pulse'])
+  assert.deepEqual(listDevicesArgs('avfoundation'), ['-hide_banner', '-f', 'avfoundation', '-list_devices', 'true', '-i', ''])
 })

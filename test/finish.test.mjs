@@ -1,0 +1,110 @@
+// Finishing the job for the user: --mux, --json, --list-devices, high sample rates; real ffmpeg
+// and a real PulseAudio server.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startPulse, startVideoRecorder, startTool, tempDir, ffprobeStreams, run, TOOL } from './helpers.mjs'
+
+let pulse
+before(async () => { pulse = await startPulse() })
+after(async () => { await pulse?.stop() })
+
+const sha = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
+
+test('--mux with the video still being written: waits for it, muxes, checks, prints the path, leaves no temporary file, exit 0', async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'feed'))
+  await sleep(300)
+  const wav = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux', '--wait', '30'], { cwd, env: pulse.env })
+  await tool.recording(wav)
+  await sleep(1500)
+  tool.ctrlC() // the recorder is still writing: --mux waits for it
+  await sleep(1500)
+  assert.equal(tool.child.exitCode, null, 'still waiting for the video')
+  await video.stop()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /Waiting up to 30 s for TracktorLive to finish/)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
+  assert.equal(sync.videoFinalized, true)
+  assert.match(result.stderr, new RegExp(`✔ Muxed: ${sync.muxedFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+  const streams = ffprobeStreams(sync.muxedFile)
+  const original = ffprobeStreams(video.file)[0]
+  assert.equal(streams.find((s) => s.codec_type === 'video').nb_frames, original.nb_frames)
+  assert.ok(streams.some((s) => s.codec_type === 'audio'))
+  assert.equal(ffprobeStreams(video.file).length, 1, 'the original video keeps its one stream (its bytes: see the failing-mux test)')
+  assert.deepEqual(fs.readdirSync(path.join(cwd, 'feed')).filter((f) => f.includes('.partial')), [])
+})
+
+test('mux later with --mux, failing (the target disk fills up): no partial file left, originals untouched, exit 1', async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'feed'))
+  await sleep(300)
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'feed-audio.wav'))
+  await sleep(2000)
+  await video.stop()
+  tool.ctrlC()
+  assert.equal((await tool.exited).code, 0)
+  const full = path.join(cwd, 'full')
+  fs.mkdirSync(full)
+  const mounted = run('mount', ['-t', 'tmpfs', '-o', 'size=8k', 'ra-full', full])
+  assert.equal(mounted.status, 0, `mounting a small tmpfs needs root (CI runs as root): ${mounted.stderr}`)
+  try {
+    const before = [sha(video.file), sha(path.join(cwd, 'feed-audio.wav'))]
+    const result = run(process.execPath, [TOOL, 'mux', 'feed-audio-sync.json', '--mux', '--muxed-out', path.join(full, 'out.mp4')], { cwd, env: pulse.env, timeout: 60000 })
+    assert.equal(result.status, 1, result.stderr)
+    assert.match(result.stderr, /✖ Mux failed: .+\. Nothing was written; the recording and the video are untouched\./)
+    assert.deepEqual(fs.readdirSync(full), [])
+    assert.deepEqual([sha(video.file), sha(path.join(cwd, 'feed-audio.wav'))], before)
+  } finally {
+    run('umount', [full])
+  }
+})
+
+test('--json: the sync record on stdout, parseable, human lines on stderr', async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'feed'))
+  await sleep(300)
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--json'], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'feed-audio.wav'))
+  await sleep(1000)
+  await video.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const record = JSON.parse(result.stdout)
+  assert.deepEqual(record, JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8')))
+  assert.equal(record.videoFile, video.file)
+  assert.match(result.stderr, /✔ Audio: feed-audio\.wav/)
+})
+
+test('--list-devices: the PulseAudio sources, the null sink monitor among them, exit 0', () => {
+  const result = run(process.execPath, [TOOL, '--list-devices', '--format', 'pulse'], { env: pulse.env })
+  assert.equal(result.status, 0, result.stderr)
+  assert.match(result.stdout, /^[* ] ra_sink\.monitor {2}Monitor of/m)
+  assert.match(result.stderr, /\* is the default/)
+})
+
+test('192 kHz (ultrasonic): recorded at that rate, muxed by --mux into .mkv with FLAC, every sample kept, never resampled', async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'bats'))
+  await sleep(300)
+  const tool = startTool(['bats', '--format', 'pulse', '--device', pulse.source, '--rate', '192000', '--mux'], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'bats-audio.wav'))
+  await sleep(1500)
+  await video.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /192000 Hz is past AAC's 96 kHz: the muxed file is Matroska \(\.mkv\) with FLAC audio/)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'bats-audio-sync.json'), 'utf8'))
+  assert.match(sync.muxedFile, /-with-audio\.mkv$/)
+  const audio = ffprobeStreams(sync.muxedFile).find((s) => s.codec_type === 'audio')
+  assert.equal(audio.codec_name, 'flac')
+  assert.equal(audio.sample_rate, '192000')
+})
