@@ -649,7 +649,8 @@ export function installHint(platform: Platform): string {
 // ── The run ──────────────────────────────────────────────────────────────────────────────────
 
 const say = (line: string) => {
-  try { process.stderr.write(line + '\n') } catch { /* the terminal is gone (SIGHUP): the files still get written */ }
+  // On a terminal, first clear the live status line that may stand there.
+  try { process.stderr.write((process.stderr.isTTY ? '\r\x1b[K' : '') + line + '\n') } catch { /* the terminal is gone (SIGHUP): the files still get written */ }
 }
 
 function packageVersion(): string {
@@ -820,7 +821,9 @@ async function record(s: Settings): Promise<number> {
   const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
   process.on('exit', killOnExit)
 
+  const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stopRequestedEpochS !== null)
   const result = await capture
+  status.stop()
   const exitedEpochS = Date.now() / 1000
   clearTimeout(escalation)
   for (const signal of stopSignals) process.off(signal, onSignal)
@@ -972,6 +975,72 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
   }
   say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${sync.audioSampleRate > MAX_AAC_RATE ? 'FLAC' : 'AAC'}, in sync)`)
   return 0
+}
+
+export const SILENCE_DBFS = -80
+export const SILENCE_WARN_S = 5
+
+/** RMS level of 16-bit samples in dBFS (−Infinity for digital silence). */
+export function levelDbfs(samples: Int16Array): number {
+  if (!samples.length) return -Infinity
+  let sum = 0
+  for (const x of samples) sum += x * x
+  return 10 * Math.log10(sum / samples.length / (32768 * 32768))
+}
+
+/** The status line: elapsed time, WAV size, input level with a bar (colored on a TTY). */
+export function statusLine(elapsedS: number, wavBytes: number, dbfs: number, color: boolean): string {
+  const hms = [elapsedS / 3600, (elapsedS / 60) % 60, elapsedS % 60].map((n) => String(Math.floor(n)).padStart(2, '0')).join(':')
+  const size = wavBytes >= 1e9 ? `${(wavBytes / 1e9).toFixed(2)} GB` : `${(wavBytes / 1e6).toFixed(1)} MB`
+  const level = Number.isFinite(dbfs) ? `${dbfs.toFixed(1)} dBFS` : 'silence'
+  const bar = '▮'.repeat(Math.max(0, Math.min(20, Math.round((dbfs + 80) / 4))))
+  const dot = color ? '\x1b[31m●\x1b[0m' : '●'
+  return `${dot} ${hms}  ${size}  ${level.padStart(11)} ${color ? `\x1b[32m${bar}\x1b[0m` : bar}`
+}
+
+/**
+ * While recording: reads what ffmpeg appended to the WAV (never touching ffmpeg), and shows the
+ * elapsed time, size and level, redrawn on a TTY and as a plain line a minute when piped. Warns
+ * once per quiet spell when the input stays below −80 dBFS for 5 s: a muted or wrong microphone.
+ */
+function startLiveStatus(audioFile: string, channels: number, sampleRate: number, stopping: () => boolean) {
+  const tty = Boolean(process.stderr.isTTY)
+  const color = tty && !('NO_COLOR' in process.env)
+  const startedMs = Date.now()
+  const frameBytes = channels * 2
+  let readFrom: number | null = null
+  let silentSinceMs: number | null = null
+  let warned = false
+  let lastPlainMs = startedMs
+  const tick = () => {
+    if (stopping()) return
+    const bytes = fileBytes(audioFile)
+    readFrom ??= readWavInfo(audioFile)?.dataOffset ?? null
+    if (readFrom === null || bytes <= readFrom) return
+    // At most the last second: the level is of now, and a long stall costs nothing.
+    const from = Math.max(readFrom, bytes - sampleRate * frameBytes)
+    const start = from - ((from - readFrom) % frameBytes)
+    const length = Math.floor((bytes - start) / frameBytes) * frameBytes
+    const chunk = Buffer.alloc(length)
+    const fd = fs.openSync(audioFile, 'r')
+    try { fs.readSync(fd, chunk, 0, length, start) } finally { fs.closeSync(fd) }
+    readFrom = start + length
+    const dbfs = levelDbfs(new Int16Array(chunk.buffer, chunk.byteOffset, length / 2))
+    const now = Date.now()
+    if (dbfs < SILENCE_DBFS) silentSinceMs ??= now
+    else { silentSinceMs = null; warned = false }
+    const line = statusLine((now - startedMs) / 1000, bytes, dbfs, color)
+    if (tty) process.stderr.write(`\r${line}\x1b[K`)
+    else if (now - lastPlainMs >= 60000) { say(line); lastPlainMs = now }
+    if (silentSinceMs !== null && now - silentSinceMs >= SILENCE_WARN_S * 1000 && !warned) {
+      warned = true
+      const warning = `⚠ The input has been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s: is the microphone muted, or the wrong one? (record-audio --list-devices)`
+      if (tty) process.stderr.write('\r\x1b[K')
+      say(color ? `\x1b[33m${warning}\x1b[0m` : warning)
+    }
+  }
+  const timer = setInterval(tick, 500)
+  return { stop() { clearInterval(timer); if (tty) process.stderr.write('\r\x1b[K') } }
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop

@@ -6,7 +6,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startPulse, startVideoRecorder, startTool, tempDir, ffprobeStreams, run, TOOL } from './helpers.mjs'
+import { startPulse, startVideoRecorder, startTool, tempDir, ffprobeStreams, run, TOOL, requireBinary, waitFor } from './helpers.mjs'
 
 let pulse
 before(async () => { pulse = await startPulse() })
@@ -107,4 +107,43 @@ test('192 kHz (ultrasonic): recorded at that rate, muxed by --mux into .mkv with
   const audio = ffprobeStreams(sync.muxedFile).find((s) => s.codec_type === 'audio')
   assert.equal(audio.codec_name, 'flac')
   assert.equal(audio.sample_rate, '192000')
+})
+
+test('a silent input (muted microphone): after 5 s a plain warning line when piped, the recording goes on, exit 0', async () => {
+  const quiet = await startPulse({ tone: false })
+  try {
+    const cwd = tempDir()
+    const tool = startTool(['feed', '--format', 'pulse', '--device', quiet.source], { cwd, env: quiet.env })
+    await tool.recording(path.join(cwd, 'feed-audio.wav'))
+    await sleep(6500)
+    assert.match(tool.stderr, /⚠ The input has been silent \(below -80 dBFS\) for 5 s: is the microphone muted, or the wrong one\?/)
+    assert.ok(!tool.stderr.includes('\x1b'), 'no color when piped')
+    tool.ctrlC()
+    assert.equal((await tool.exited).code, 0)
+  } finally {
+    await quiet.stop()
+  }
+})
+
+test('live status on a terminal (tmux): elapsed time, WAV size and level redrawn in place; NO_COLOR leaves out the colors', async () => {
+  requireBinary('tmux')
+  for (const noColor of [false, true]) {
+    const cwd = tempDir()
+    const socket = path.join(cwd, '.tmux')
+    const env = { ...pulse.env, TMUX: '' }
+    delete env.NO_COLOR
+    const tmux = (...args) => run('tmux', ['-S', socket, ...args], { env })
+    const command = `cd ${JSON.stringify(cwd)} && ${noColor ? 'NO_COLOR=1 ' : ''}${JSON.stringify(process.execPath)} ${JSON.stringify(TOOL)} feed --format pulse --device ${pulse.source}; sleep 30`
+    assert.equal(tmux('new-session', '-d', '-s', 'ra', '-x', '160', '-y', '20', command).status, 0)
+    try {
+      await sleep(3500)
+      const screen = tmux('capture-pane', '-p', '-e', '-t', 'ra').stdout
+      assert.match(screen.replace(/\x1b\[[0-9;]*m/g, ''), /● 00:00:0\d {2}\d+\.\d MB +-\d+\.\d dBFS ▮+/, screen)
+      assert.equal(screen.includes('\x1b[31m'), !noColor, `colors ${noColor ? 'off' : 'on'}: ${JSON.stringify(screen)}`)
+      tmux('send-keys', '-t', 'ra', 'C-c')
+      await waitFor(() => fs.existsSync(path.join(cwd, 'feed-audio-sync.json')), 5000, 'the stop')
+    } finally {
+      tmux('kill-server')
+    }
+  }
 })

@@ -381,3 +381,16 @@ test('device lists: ffmpeg -sources lines parsed, the default marked; avfoundati
   assert.deepEqual(listDevicesArgs('pulse'), ['-hide_banner', '-sources', 'pulse'])
   assert.deepEqual(listDevicesArgs('avfoundation'), ['-hide_banner', '-f', 'avfoundation', '-list_devices', 'true', '-i', ''])
 })
+
+test('input level in dBFS, and the status line with and without color', async () => {
+  const { levelDbfs, statusLine } = await import('../dist/record-audio.mjs')
+  assert.equal(levelDbfs(new Int16Array([32767, -32768, 32767, -32768])) > -0.001, true)
+  assert.equal(levelDbfs(new Int16Array(100)), -Infinity)
+  const sine = Int16Array.from({ length: 48000 }, (_, i) => Math.round(16384 * Math.sin((2 * Math.PI * 440 * i) / 48000)))
+  assert.ok(Math.abs(levelDbfs(sine) - 20 * Math.log10(0.5 / Math.SQRT2)) < 0.01)
+  const plain = statusLine(3723.4, 123_456_789, -23.44, false)
+  assert.equal(plain, `● 01:02:03  123.5 MB   -23.4 dBFS ${'▮'.repeat(14)}`)
+  assert.ok(!plain.includes('\x1b'))
+  assert.ok(statusLine(1, 0, -Infinity, true).includes('\x1b[31m'))
+  assert.match(statusLine(1, 0, -Infinity, false), /silence/)
+})
