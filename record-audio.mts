@@ -37,7 +37,7 @@ export const FORMATS = ['alsa', 'pulse', 'avfoundation', 'dshow'] as const
 export type Format = (typeof FORMATS)[number]
 
 export interface Settings extends TimingOptions {
-  feedId: string
+  feedId: string | null // null: find the video whose time span overlaps the audio
   format: Format
   device: string
   sampleRate: number
@@ -70,7 +70,7 @@ export type FileDefaults = typeof FILE_DEFAULTS
 
 // flag → [settings key, what it is]; the help text is built from this table.
 const FLAGS = {
-  'feed-id': ['feedId', "TracktorLive feed id (or give it as the first argument); videos are looked for in ./<feed_id>/"],
+  'feed-id': ['feedId', "TracktorLive feed id (or the first argument): videos are in ./<feed_id>/; none: any subfolder's recording that overlaps the audio"],
   format: ['format', 'capture API: alsa | pulse (Linux), avfoundation (macOS), dshow (Windows)'],
   device: ['device', 'capture device, as ffmpeg names it for that format'],
   rate: ['sampleRate', 'sample rate in Hz'],
@@ -210,8 +210,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
 
   const timing = parseTiming(args, defaults)
   const feedId = positional[0] ?? args['feed-id'] ?? defaults.feedId
-  if (feedId == null) throw new UsageError('no feed id: run record-audio <feed_id>, the id TracktorLive writes videos under (./<feed_id>/)')
-  if (feedId.trim() === '' || /[\\/]/.test(feedId) || feedId === '.' || feedId === '..')
+  if (feedId != null && (feedId.trim() === '' || /[\\/]/.test(feedId) || feedId === '.' || feedId === '..'))
     throw new UsageError(`feed id ${JSON.stringify(feedId)} is not a folder name: give the id alone, without slashes`)
 
   return {
@@ -243,7 +242,7 @@ function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: Fi
 export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAULTS): string {
   const format = (defaults.format ?? defaultFormat(platform)) as Format
   const shown: Record<string, string> = {
-    feedId: defaults.feedId ?? '(required)',
+    feedId: defaults.feedId ?? 'none: the recording in any subfolder that overlaps the audio',
     format: format,
     device: defaults.device ?? defaultDevice(format) ?? '(required for dshow)',
     audioFile: defaults.audioFile ?? './<feed_id>-audio.wav',
@@ -256,7 +255,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
   const rows = Object.entries(FLAGS).map(([flag, [key, what]]) =>
     `  --${(flag + '=…').padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`)
   return [
-    'Usage: record-audio <feed_id> [flags]',
+    'Usage: record-audio [<feed_id>] [flags]',
     '       record-audio mux <sync.json> [--video …] [--muxed-out …] [--muxed-suffix …] [--ffmpeg …]',
     '       record-audio repair <file.wav>',
     '',
@@ -711,13 +710,56 @@ async function readTimesyncColumn(file: string): Promise<number[]> {
   return times
 }
 
-/** --video, else the newest recording in the feed folder; null when there is none (yet). */
-function findVideo(videoFile: string | null, feedDir: string): string | null {
-  if (videoFile) return videoFile
-  let names: string[]
-  try { names = fs.readdirSync(feedDir) } catch { return null }
-  const newest = newestRecording(names)
-  return newest ? path.join(feedDir, newest) : null
+/** `20261127T222451Z`: a UTC time that sorts and fits in a file name on every system. */
+export function fileTimestamp(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+}
+
+export interface Candidate { file: string; startEpochS: number; endEpochS: number; overlapS: number }
+
+/** Recordings by how much of the audio they cover, most first; the best covers some of it. */
+export function rankByOverlap(videos: Omit<Candidate, 'overlapS'>[], audioStartEpochS: number, audioEndEpochS: number): Candidate[] {
+  return videos
+    .map((v) => ({ ...v, overlapS: Math.max(0, Math.min(v.endEpochS, audioEndEpochS) - Math.max(v.startEpochS, audioStartEpochS)) }))
+    .sort((a, b) => b.overlapS - a.overlapS || b.startEpochS - a.startEpochS)
+}
+
+interface VideoSearch { videoFile: string | null; feedDir: string | null; searchRoot: string }
+
+/**
+ * --video; else the newest recording in the feed folder; else, with no feed id, the recording in
+ * any subfolder of the search root whose span (ULID → mtime) overlaps the audio most. null: none.
+ */
+function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: number | null }): string | null {
+  if (v.videoFile) return v.videoFile
+  if (v.feedDir) {
+    let names: string[]
+    try { names = fs.readdirSync(v.feedDir) } catch { return null }
+    const newest = newestRecording(names)
+    return newest ? path.join(v.feedDir, newest) : null
+  }
+  const videos: Omit<Candidate, 'overlapS'>[] = []
+  for (const dir of fs.readdirSync(v.searchRoot, { withFileTypes: true })) {
+    if (!dir.isDirectory()) continue
+    let names: string[]
+    try { names = fs.readdirSync(path.join(v.searchRoot, dir.name)) } catch { continue }
+    for (const name of names.filter((n) => RECORDING_NAME.test(n))) {
+      const file = path.join(v.searchRoot, dir.name, name)
+      videos.push({ file, startEpochS: ulidTimeMs(name) / 1000, endEpochS: fs.statSync(file).mtimeMs / 1000 })
+    }
+  }
+  const ranked = rankByOverlap(videos, audio.startEpochS, audio.startEpochS + (audio.durationS ?? 0))
+  const overlapping = ranked.filter((c) => c.overlapS > 0)
+  if (!overlapping.length) {
+    say(`⚠ No TracktorLive recording (<subfolder>/<ULID>.mp4) under ${v.searchRoot} overlaps the audio in time${ranked.length ? ` (${ranked.length} looked at)` : ''}.`)
+    return null
+  }
+  const chosen = overlapping[0]
+  say(`  No feed id: picked ${path.relative(v.searchRoot, chosen.file)}, which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
+    (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.'))
+  if (overlapping.length > 1)
+    for (const c of overlapping) say(`    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s  (give it with --video to choose)`)
+  return chosen.file
 }
 
 function checkVideoFile(videoFile: string | null): void {
@@ -737,11 +779,12 @@ function checkMuxedFile(muxedFile: string | null): void {
 
 function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
   const explicit = s.audioFile != null
-  const audioFile = explicit ? s.audioFile! : freeName(`${s.feedId}-audio.wav`, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
-  if (!explicit && audioFile !== `${s.feedId}-audio.wav`) {
-    say(`  ${s.feedId}-audio.wav exists (an earlier recording, kept): recording to ${audioFile} instead.`)
-    const earlier = readWavInfo(`${s.feedId}-audio.wav`)
-    if (earlier && !earlier.finalized) say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(`${s.feedId}-audio.wav`)}`)
+  const defaultName = s.feedId != null ? `${s.feedId}-audio.wav` : `audio-${fileTimestamp(new Date())}.wav`
+  const audioFile = explicit ? s.audioFile! : freeName(defaultName, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
+  if (!explicit && audioFile !== defaultName) {
+    say(`  ${defaultName} exists (an earlier recording, kept): recording to ${audioFile} instead.`)
+    const earlier = readWavInfo(defaultName)
+    if (earlier && !earlier.finalized) say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(defaultName)}`)
   }
   if (explicit && fs.existsSync(audioFile)) throw new UsageError(`${audioFile} exists and is never overwritten: choose another --out, or move it away`)
   for (const file of [audioFile, s.syncFile].filter((f): f is string => f != null))
@@ -858,8 +901,10 @@ async function record(s: Settings): Promise<number> {
   if (audioCheck && !audioCheck.ok)
     say(`⚠ The WAV holds ${audio.durationS!.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`)
 
-  if (s.mux) await waitForVideo(findVideo(s.videoFile, path.resolve(s.feedId)), s.waitS)
-  const sync = await syncToVideo(audio, { ...s, feedDir: path.resolve(s.feedId), ffmpeg, ffprobe })
+  const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
+  const videoFile = findVideo({ videoFile: s.videoFile, feedDir, searchRoot: process.cwd() }, audio)
+  if (s.mux) await waitForVideo(videoFile, s.waitS)
+  const sync = await syncToVideo(audio, videoFile, { ...s, feedDir, ffmpeg, ffprobe })
   Object.assign(sync, { audioWallSpanS: audioCheck?.wallSpanS ?? null, audioStartDoubtful: audioCheck ? !audioCheck.ok : null })
   try {
     fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
@@ -1068,7 +1113,7 @@ interface AudioFacts {
 }
 
 interface VideoChoice extends TimingOptions {
-  feedDir: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string; ffprobe: string | null
+  feedDir: string | null; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string; ffprobe: string | null
 }
 
 const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
@@ -1078,7 +1123,7 @@ const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
 }
 
 /** Finds the video, measures the offset, builds the command, says what it found; returns the sync record. */
-async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<string, unknown>> {
+async function syncToVideo(audio: AudioFacts, videoFile: string | null, v: VideoChoice): Promise<Record<string, unknown>> {
   const record: Record<string, unknown> = {
     tool: `record-audio ${packageVersion()}`,
     feedDir: v.feedDir,
@@ -1093,13 +1138,12 @@ async function syncToVideo(audio: AudioFacts, v: VideoChoice): Promise<Record<st
     timesyncFile: null, clockOffsetS: v.clockOffsetS, driftPpm: null, driftAtEndMs: null, itsscale: null, anchorWarnings: [],
     offsetS: null, delaySamples: null, trimSamples: null, muxedFile: null, muxArgs: null, muxCommand: null,
   }
-  const videoFile = findVideo(v.videoFile, v.feedDir)
   if (!videoFile) {
-    say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${v.feedDir}${path.sep}: the WAV is kept.`)
+    if (v.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${v.feedDir}${path.sep}: the WAV is kept.`)
     return record
   }
   const video = await videoFacts(videoFile, v.ffprobe)
-  const timesyncFile = v.timesyncFile ?? `${v.feedDir}-timesyncUTC.parquet`
+  const timesyncFile = v.timesyncFile ?? `${v.feedDir ?? path.dirname(path.resolve(videoFile))}-timesyncUTC.parquet`
   const timing = videoTiming({
     ulidEpochS: video.ulidEpochS, userStartEpochS: v.videoStartEpochS, timesync: await readTimesync(timesyncFile).catch((error) => {
       say(`⚠ ${(error as Error).message}: the timesync file is not used.`) // never at the cost of the rest
@@ -1168,9 +1212,10 @@ async function muxLater(m: MuxLater): Promise<number> {
     file: sync.audioFile, startEpochS: sync.audioStartEpochS, startSource: sync.audioStartSource,
     sampleRate: sync.audioSampleRate, channels: sync.audioChannels, durationS: sync.audioDurationS ?? null,
   }
-  const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : path.dirname(sync.audioFile)
-  if (m.mux) await waitForVideo(findVideo(m.videoFile, feedDir), m.waitS)
-  const again = await syncToVideo(audio, { ...m, feedDir, ffmpeg, ffprobe })
+  const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : null
+  const videoFile = findVideo({ videoFile: m.videoFile, feedDir, searchRoot: path.dirname(sync.audioFile) }, audio)
+  if (m.mux) await waitForVideo(videoFile, m.waitS)
+  const again = await syncToVideo(audio, videoFile, { ...m, feedDir, ffmpeg, ffprobe })
   if (!again.muxCommand && !m.json) return 1
   return deliver(again, m, ffprobe)
 }

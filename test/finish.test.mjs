@@ -147,3 +147,34 @@ test('live status on a terminal (tmux): elapsed time, WAV size and level redrawn
     }
   }
 })
+
+test('no feed id: the recording that overlaps the audio most is picked, the others listed, an old one ignored; audio named by its start', async () => {
+  const cwd = tempDir()
+  const old = startVideoRecorder(path.join(cwd, 'old trial'))
+  await sleep(500)
+  await old.stop()
+  const anHourAgo = new Date(Date.now() - 3600e3)
+  fs.utimesSync(old.file, anHourAgo, anHourAgo)
+  const camA = startVideoRecorder(path.join(cwd, 'cam A'))
+  const camB = startVideoRecorder(path.join(cwd, 'cam B'))
+  await sleep(300)
+  const tool = startTool(['--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await waitFor(() => fs.readdirSync(cwd).some((f) => /^audio-\d{8}T\d{6}Z\.wav$/.test(f)), 10000, 'audio-<start>.wav')
+  await sleep(1000)
+  await camB.stop() // B covers only the first part of the audio
+  await sleep(1500)
+  await camA.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, new RegExp(`No feed id: picked cam A/${path.basename(camA.file)}, which covers \\d+\\.\\d s of the audio, the most of 2 overlapping recordings:`))
+  assert.match(result.stderr, new RegExp(`→ cam A/${path.basename(camA.file)}`))
+  assert.match(result.stderr, new RegExp(`  cam B/${path.basename(camB.file)}`))
+  assert.ok(!result.stderr.includes('old trial'), 'the old recording does not overlap')
+  const syncName = fs.readdirSync(cwd).find((f) => f.endsWith('-sync.json'))
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, syncName), 'utf8'))
+  assert.equal(sync.videoFile, camA.file)
+  assert.equal(sync.feedDir, null)
+  const mux = run('bash', ['-c', sync.muxCommand])
+  assert.equal(mux.status, 0, mux.stderr)
+})

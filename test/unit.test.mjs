@@ -61,7 +61,6 @@ test('flags: bad input is one line naming the problem and the fix', () => {
   usageError(['feed', '--format', 'bogus'], /--format "bogus" is unknown: use one of alsa, pulse, avfoundation, dshow/)
   usageError(['feed', '--bogus'], /unknown flag --bogus/)
   usageError(['feed', '--bogus=1'], /unknown flag --bogus: see/)
-  usageError([], /no feed id: run record-audio <feed_id>/)
   usageError([''], /is not a folder name/)
   usageError(['a/b'], /"a\/b" is not a folder name/)
   usageError(['a\\b'], /is not a folder name/)
@@ -393,4 +392,16 @@ test('input level in dBFS, and the status line with and without color', async ()
   assert.ok(!plain.includes('\x1b'))
   assert.ok(statusLine(1, 0, -Infinity, true).includes('\x1b[31m'))
   assert.match(statusLine(1, 0, -Infinity, false), /silence/)
+})
+
+test('no feed id: audio named by its UTC start, and recordings ranked by how much of the audio they cover', async () => {
+  const { fileTimestamp, rankByOverlap } = await import('../dist/record-audio.mjs')
+  assert.equal(settings([]).feedId, null)
+  assert.equal(fileTimestamp(new Date(Date.UTC(2026, 10, 27, 22, 24, 51, 770))), '20261127T222451Z')
+  const ranked = rankByOverlap([
+    { file: 'old/A.mp4', startEpochS: 0, endEpochS: 50 },
+    { file: 'b/B.mp4', startEpochS: 95, endEpochS: 130 },
+    { file: 'a/A.mp4', startEpochS: 90, endEpochS: 200 },
+  ], 100, 150)
+  assert.deepEqual(ranked.map((c) => [c.file, c.overlapS]), [['a/A.mp4', 50], ['b/B.mp4', 30], ['old/A.mp4', 0]])
 })
