@@ -32,7 +32,7 @@ test('npx --package=<tarball> from an empty folder: --version and --help work', 
   assert.equal(version.stdout.trim(), pkg.version)
   const help = run('npx', ['--yes', `--package=${tarball}`, 'record-audio', '--help'], { cwd })
   assert.equal(help.status, 0, help.stderr)
-  assert.match(help.stdout, /Usage: record-audio <feed_id>/)
+  assert.match(help.stdout, /Usage: record-audio \[<feed_id>\] \[flags\]/)
   assert.deepEqual(fs.readdirSync(cwd), [], 'npx leaves the folder as it was')
 })
 
