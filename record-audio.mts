@@ -1025,12 +1025,12 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
 export const SILENCE_DBFS = -80
 export const SILENCE_WARN_S = 5
 
-/** RMS level of 16-bit samples in dBFS (−Infinity for digital silence). */
-export function levelDbfs(samples: Int16Array): number {
-  if (!samples.length) return -Infinity
+/** RMS level of 16-bit samples in dBFS (−Infinity for digital silence), of every `step`-th sample. */
+export function levelDbfs(samples: Int16Array, step = 1): number {
   let sum = 0
-  for (const x of samples) sum += x * x
-  return 10 * Math.log10(sum / samples.length / (32768 * 32768))
+  let count = 0
+  for (let i = 0; i < samples.length; i += step, count++) sum += samples[i] * samples[i]
+  return count ? 10 * Math.log10(sum / count / (32768 * 32768)) : -Infinity
 }
 
 /** The status line: elapsed time, WAV size, input level with a bar (colored on a TTY). */
@@ -1057,35 +1057,45 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
   let silentSinceMs: number | null = null
   let warned = false
   let lastPlainMs = startedMs
+  let fd: number | null = null
+  // A wake-up is the cost here (about 15 ms of CPU each on a small VM, whatever it does), so a
+  // terminal gets one a second and a pipe, which only needs the silence watch, one per 2.5 s.
+  const tickMs = tty ? 1000 : 2500
+  const chunk = Buffer.allocUnsafe(Math.ceil((tickMs / 1000) * sampleRate) * frameBytes) // reused: no garbage per tick
   const tick = () => {
     if (stopping()) return
-    const bytes = fileBytes(audioFile)
+    // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
+    try { fd ??= fs.openSync(audioFile, 'r') } catch { return }
+    const bytes = fs.fstatSync(fd).size
     readFrom ??= readWavInfo(audioFile)?.dataOffset ?? null
     if (readFrom === null || bytes <= readFrom) return
-    // At most the last second: the level is of now, and a long stall costs nothing.
-    const from = Math.max(readFrom, bytes - sampleRate * frameBytes)
+    const from = Math.max(readFrom, bytes - chunk.length)
     const start = from - ((from - readFrom) % frameBytes)
-    const length = Math.floor((bytes - start) / frameBytes) * frameBytes
-    const chunk = Buffer.alloc(length)
-    const fd = fs.openSync(audioFile, 'r')
-    try { fs.readSync(fd, chunk, 0, length, start) } finally { fs.closeSync(fd) }
+    const length = Math.floor(Math.min(chunk.length, bytes - start) / frameBytes) * frameBytes
+    fs.readSync(fd, chunk, 0, length, start)
     readFrom = start + length
-    const dbfs = levelDbfs(new Int16Array(chunk.buffer, chunk.byteOffset, length / 2))
+    // Every 47th sample (a prime, so no channel count or steady tone aliases with it): a thousand
+    // a second is plenty for a level, and so short a loop never makes V8 compile it over and over.
+    const dbfs = levelDbfs(new Int16Array(chunk.buffer, chunk.byteOffset, length / 2), 47)
     const now = Date.now()
-    if (dbfs < SILENCE_DBFS) silentSinceMs ??= now
+    if (dbfs < SILENCE_DBFS) silentSinceMs ??= now - (length / frameBytes / sampleRate) * 1000 // since the window began
     else { silentSinceMs = null; warned = false }
-    const line = statusLine((now - startedMs) / 1000, bytes, dbfs, color)
-    if (tty) process.stderr.write(`\r${line}\x1b[K`)
-    else if (now - lastPlainMs >= 60000) { say(line); lastPlainMs = now }
+    if (tty) process.stderr.write(`\r${statusLine((now - startedMs) / 1000, bytes, dbfs, color)}\x1b[K`)
+    else if (now - lastPlainMs >= 60000) { say(statusLine((now - startedMs) / 1000, bytes, dbfs, false)); lastPlainMs = now }
     if (silentSinceMs !== null && now - silentSinceMs >= SILENCE_WARN_S * 1000 && !warned) {
       warned = true
       const warning = `⚠ The input has been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s: is the microphone muted, or the wrong one? (record-audio --list-devices)`
-      if (tty) process.stderr.write('\r\x1b[K')
       say(color ? `\x1b[33m${warning}\x1b[0m` : warning)
     }
   }
-  const timer = setInterval(tick, 500)
-  return { stop() { clearInterval(timer); if (tty) process.stderr.write('\r\x1b[K') } }
+  const timer = setInterval(tick, tickMs)
+  return {
+    stop() {
+      clearInterval(timer)
+      if (fd !== null) fs.closeSync(fd)
+      if (tty) process.stderr.write('\r\x1b[K')
+    },
+  }
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop

@@ -110,12 +110,15 @@ function median(values) {
   return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN
 }
 
-/** The tool's own CPU seconds and peak RSS, from /proc (ffmpeg is a separate process). */
+/**
+ * The tool's own CPU seconds (every thread's scheduler runtime, in ns, rather than the 10 ms ticks
+ * of /proc/pid/stat) and peak RSS; ffmpeg is a separate process and not counted.
+ */
 function procStats(pid) {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-    const ticks = 100
-    const cpuS = (Number(stat[11]) + Number(stat[12])) / ticks
+    let cpuNs = 0
+    for (const thread of fs.readdirSync(`/proc/${pid}/task`)) cpuNs += Number(fs.readFileSync(`/proc/${pid}/task/${thread}/schedstat`, 'utf8').split(' ')[0])
+    const cpuS = cpuNs / 1e9
     const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1])
     return { cpuS, rssMb: hwmKb / 1024 }
   } catch { return null }
