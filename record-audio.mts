@@ -22,6 +22,7 @@ const CLOCK_OFFSET_S = 0                    // --clock-offset: seconds added to 
 const DRIFT_FIX = true                      // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const MUX_AFTER_STOP = false                // --mux: after the stop, wait for the video to be finished, mux it and check the result
 const MUX_WAIT_S = 600                      // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
+const PLOT_OUTFILE: string | null = null    // --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -65,6 +66,7 @@ export const FILE_DEFAULTS = {
   channels: AUDIO_CHANNELS, audioFile: AUDIO_OUTFILE, syncFile: SYNC_OUTFILE, videoFile: VIDEO_INFILE,
   muxedFile: MUXED_OUTFILE, muxedSuffix: MUXED_SUFFIX, ffmpeg: PATH_TO_FFMPEG, timesyncFile: TIMESYNC_INFILE,
   videoStart: VIDEO_START, clockOffsetS: CLOCK_OFFSET_S, driftFix: DRIFT_FIX, mux: MUX_AFTER_STOP, waitS: MUX_WAIT_S,
+  plotFile: PLOT_OUTFILE,
 }
 export type FileDefaults = typeof FILE_DEFAULTS
 
@@ -85,6 +87,7 @@ const FLAGS = {
   'video-start': ['videoStart', "the first frame's time (epoch seconds, or ISO 8601 with a zone)"],
   'clock-offset': ['clockOffsetS', "seconds added to the video's times when its computer's clock differs"],
   wait: ['waitS', 'with --mux: how long to wait for the video to be finished, in seconds'],
+  plot: ['plotFile', "a PNG: the audio's waveform above the video's span, their starts marked"],
 } as const satisfies Record<string, [keyof FileDefaults, string]>
 
 export class UsageError extends Error {}
@@ -127,6 +130,7 @@ export interface TimingOptions {
   timesyncFile: string | null; videoStartEpochS: number | null; clockOffsetS: number; driftFix: boolean
   mux: boolean; waitS: number // --mux, --wait
   json: boolean // --json: the sync record on stdout, for scripts
+  plotFile: string | null // --plot
 }
 
 function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingOptions {
@@ -140,9 +144,11 @@ function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingO
   if (timesyncFile != null && !/\.parquet$/i.test(timesyncFile)) throw new UsageError(`--timesync ${JSON.stringify(timesyncFile)} must be the .parquet file of TracktorLive's timesync cassette`)
 
   const waitS = integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600)
+  const plotFile = args.plot ?? defaults.plotFile
+  if (plotFile != null && !/\.png$/i.test(plotFile)) throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
   return {
     timesyncFile, videoStartEpochS, clockOffsetS: Number(clockOffsetText), driftFix: Boolean(args['drift-fix']),
-    mux: Boolean(args.mux), waitS, json: Boolean(args.json),
+    mux: Boolean(args.mux), waitS, json: Boolean(args.json), plotFile,
   }
 }
 
@@ -224,7 +230,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   }
 }
 
-const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg', 'timesync', 'video-start', 'clock-offset', 'wait']
+const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg', 'timesync', 'video-start', 'clock-offset', 'wait', 'plot']
 
 function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: FileDefaults): Command {
   const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
@@ -559,6 +565,41 @@ export function parseRate(text: string | undefined): number | null {
   const [num, den = '1'] = String(text ?? '').split('/')
   const rate = Number(num) / Number(den)
   return Number.isFinite(rate) && rate > 0 ? rate : null
+}
+
+// ── The picture ──────────────────────────────────────────────────────────────────────────────
+
+export const PLOT_WIDTH = 1200
+export const PLOT_HEIGHT = 240
+
+export interface PlotInput { audioFile: string; plotFile: string; audioStartEpochS: number; audioDurationS: number; videoStartEpochS: number; videoDurationS: number }
+
+/**
+ * ffmpeg draws it: the waveform (showwavespic) at the audio's place on a shared time axis, the
+ * video's span as an orange bar below, the video's first frame as a red line, the audio's first
+ * sample as a green one. Their distance is the offset. No text, so no font is needed.
+ */
+export function plotArgs(p: PlotInput): { args: string[]; videoX: number; audioX: number } {
+  const margin = 20
+  const t0 = Math.min(p.audioStartEpochS, p.videoStartEpochS)
+  const t1 = Math.max(p.audioStartEpochS + p.audioDurationS, p.videoStartEpochS + p.videoDurationS)
+  const pxPerS = (PLOT_WIDTH - 2 * margin) / Math.max(t1 - t0, 1e-3)
+  const x = (epochS: number) => Math.round(margin + (epochS - t0) * pxPerS)
+  const [audioX, videoX] = [x(p.audioStartEpochS), x(p.videoStartEpochS)]
+  const audioW = Math.max(2, Math.round(p.audioDurationS * pxPerS))
+  const videoW = Math.max(2, Math.round(p.videoDurationS * pxPerS))
+  const graph = [
+    `[0:a]showwavespic=s=${audioW}x120:colors=0x1f77b4[wave]`,
+    `[1:v][wave]overlay=x=${audioX}:y=20,` +
+    `drawbox=x=${videoX}:y=160:w=${videoW}:h=40:color=0xff7f0e:t=fill,` +
+    `drawbox=x=${videoX}:y=0:w=2:h=${PLOT_HEIGHT}:color=0xd62728:t=fill,` +
+    `drawbox=x=${audioX}:y=0:w=2:h=150:color=0x2ca02c:t=fill[out]`,
+  ].join(';')
+  return {
+    videoX, audioX,
+    args: ['-hide_banner', '-v', 'error', '-n', '-i', p.audioFile, '-f', 'lavfi', '-i', `color=c=white:s=${PLOT_WIDTH}x${PLOT_HEIGHT}:d=1`,
+      '-filter_complex', graph, '-map', '[out]', '-frames:v', '1', p.plotFile],
+  }
 }
 
 // ── Sync arithmetic and the mux command ──────────────────────────────────────────────────────
@@ -921,8 +962,20 @@ async function record(s: Settings): Promise<number> {
   return failed ? 1 : delivered
 }
 
+async function plot(sync: Record<string, any>, plotFile: string): Promise<void> {
+  if (sync.videoStartEpochS == null) return say('⚠ No plot: there is no video to draw the audio against.')
+  if (fs.existsSync(plotFile)) return say(`⚠ No plot: ${plotFile} exists and is never overwritten.`)
+  const { args } = plotArgs({
+    audioFile: sync.audioFile, plotFile, audioStartEpochS: sync.audioStartEpochS, audioDurationS: sync.audioDurationS ?? 0,
+    videoStartEpochS: sync.videoStartEpochS, videoDurationS: sync.videoDurationS ?? sync.videoRealSpanS ?? sync.audioDurationS ?? 0,
+  })
+  const drawn = await $({ nothrow: true, quiet: true })`${sync.muxArgs[0]} ${args}`
+  say(drawn.exitCode === 0 ? `✔ Plot: ${plotFile} (waveform above the video's span; red: first frame, green: first sample)` : `⚠ No plot: ${ffmpegErrorLine(drawn.stderr)}`)
+}
+
 /** The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux. */
 async function deliver(sync: Record<string, any>, o: TimingOptions, ffprobe: string | null): Promise<number> {
+  if (o.plotFile && sync.muxArgs) await plot(sync, o.plotFile)
   if (o.json) process.stdout.write(JSON.stringify(sync, null, 2) + '\n')
   if (!sync.muxCommand) return 0
   if (!o.json) {

@@ -66,11 +66,11 @@ test('mux later with --mux, failing (the target disk fills up): no partial file 
   }
 })
 
-test('--json: the sync record on stdout, parseable, human lines on stderr', async () => {
+test('--json: the sync record on stdout, parseable, human lines on stderr; --plot: the offset drawn where it belongs', async () => {
   const cwd = tempDir()
   const video = startVideoRecorder(path.join(cwd, 'feed'))
   await sleep(300)
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--json'], { cwd, env: pulse.env })
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--json', '--plot', 'timeline.png'], { cwd, env: pulse.env })
   await tool.recording(path.join(cwd, 'feed-audio.wav'))
   await sleep(1000)
   await video.stop()
@@ -81,6 +81,20 @@ test('--json: the sync record on stdout, parseable, human lines on stderr', asyn
   assert.deepEqual(record, JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8')))
   assert.equal(record.videoFile, video.file)
   assert.match(result.stderr, /✔ Audio: feed-audio\.wav/)
+
+  // --plot: the red line (first frame) and the green one (first sample) where the offset puts them.
+  const { plotArgs, PLOT_WIDTH, PLOT_HEIGHT } = await import('../dist/record-audio.mjs')
+  assert.match(result.stderr, /✔ Plot: timeline\.png/)
+  const { videoX, audioX } = plotArgs({ audioFile: '', plotFile: '', audioStartEpochS: record.audioStartEpochS, audioDurationS: record.audioDurationS,
+    videoStartEpochS: record.videoStartEpochS, videoDurationS: record.videoDurationS })
+  assert.ok(audioX - videoX > 5, 'the audio started visibly later')
+  const rgb = run('ffmpeg', ['-v', 'error', '-i', path.join(cwd, 'timeline.png'), '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer' }).stdout
+  assert.equal(rgb.length, PLOT_WIDTH * PLOT_HEIGHT * 3)
+  const pixel = (x, y) => [...rgb.subarray((y * PLOT_WIDTH + x) * 3, (y * PLOT_WIDTH + x) * 3 + 3)]
+  const near = (got, want) => got.every((v, i) => Math.abs(v - want[i]) < 40)
+  assert.ok(near(pixel(videoX, 5), [0xd6, 0x27, 0x28]), `red at x=${videoX}: ${pixel(videoX, 5)}`)
+  assert.ok(near(pixel(audioX, 5), [0x2c, 0xa0, 0x2c]), `green at x=${audioX}: ${pixel(audioX, 5)}`)
+  assert.ok(near(pixel(Math.round((videoX + audioX) / 2), 5), [255, 255, 255]), 'white between them')
 })
 
 test('--list-devices: the PulseAudio sources, the null sink monitor among them, exit 0', () => {

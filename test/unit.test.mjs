@@ -19,7 +19,7 @@ test('flags: defaults come from the settings block', () => {
   assert.deepEqual(s, {
     feedId: 'feed', format: 'alsa', device: 'default', sampleRate: 48000, channels: 1, audioFile: null, syncFile: null,
     videoFile: null, muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
-    timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false,
+    timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false, plotFile: null,
   })
 })
 
@@ -27,12 +27,12 @@ test('flags: every flag overrides its constant', () => {
   const s = settings(['--feed-id', 'f', '--format', 'pulse', '--device', 'mic.monitor', '--rate', '96000', '--channels=2',
     '--out', 'a.wav', '--sync-out', 's.json', '--video', 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '--muxed-out', 'm.mp4',
     '--muxed-suffix', '_av.mp4', '--ffmpeg', '/opt/ff/ffmpeg', '--timesync', 'f-timesyncUTC.parquet',
-    '--video-start', '2026-11-27T22:24:51.770Z', '--clock-offset=-0.25', '--no-drift-fix', '--mux', '--wait', '30', '--json'])
+    '--video-start', '2026-11-27T22:24:51.770Z', '--clock-offset=-0.25', '--no-drift-fix', '--mux', '--wait', '30', '--json', '--plot', 'p.png'])
   assert.deepEqual(s, {
     feedId: 'f', format: 'pulse', device: 'mic.monitor', sampleRate: 96000, channels: 2, audioFile: 'a.wav', syncFile: 's.json',
     videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: 'm.mp4', muxedSuffix: '_av.mp4', ffmpeg: '/opt/ff/ffmpeg',
     timesyncFile: 'f-timesyncUTC.parquet', videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000, clockOffsetS: -0.25, driftFix: false,
-    mux: true, waitS: 30, json: true,
+    mux: true, waitS: 30, json: true, plotFile: 'p.png',
   })
 })
 
@@ -77,7 +77,7 @@ test('flags: bad input is one line naming the problem and the fix', () => {
 test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id', () => {
   assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'),
     { kind: 'mux', mux: { syncFile: 'a-audio-sync.json', videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
-      timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false } })
+      timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false, plotFile: null } })
   assert.equal(settings(['mux']).feedId, 'mux')
   usageError(['mux', 'x.wav'], /mux takes the sync file \(\.json\)/)
   usageError(['mux', 'x.json', '--rate', '8000'], /--rate has no effect with mux/)
@@ -404,4 +404,14 @@ test('no feed id: audio named by its UTC start, and recordings ranked by how muc
     { file: 'a/A.mp4', startEpochS: 90, endEpochS: 200 },
   ], 100, 150)
   assert.deepEqual(ranked.map((c) => [c.file, c.overlapS]), [['a/A.mp4', 50], ['b/B.mp4', 30], ['old/A.mp4', 0]])
+})
+
+test('plot geometry: one time axis for both, the first frame and the first sample where their epochs put them', async () => {
+  const { plotArgs, PLOT_WIDTH } = await import('../dist/record-audio.mjs')
+  const p = plotArgs({ audioFile: 'a.wav', plotFile: 'p.png', audioStartEpochS: 1001, audioDurationS: 10, videoStartEpochS: 1000, videoDurationS: 10 })
+  const pxPerS = (PLOT_WIDTH - 40) / 11
+  assert.equal(p.videoX, 20)
+  assert.equal(p.audioX, Math.round(20 + pxPerS))
+  assert.ok(p.args.includes('-n'), 'never overwrites')
+  usageError(['feed', '--plot', 'p.jpg'], /--plot "p\.jpg" must end in \.png/)
 })
