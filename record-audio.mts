@@ -555,10 +555,17 @@ export function videoTiming(c: VideoClues): VideoTiming {
   if (realSpanS != null && nominalDurationS != null && framePeriodS != null) {
     driftPpm = (realSpanS / nominalDurationS - 1) * 1e6
     driftAtEndMs = (realSpanS - nominalDurationS) * 1000
-    if (c.driftFix && Math.abs(realSpanS - nominalDurationS) > framePeriodS) itsscale = realSpanS / nominalDurationS
+    // From the mtime, S also holds any lateness of the first frame; stretching to it still anchors
+    // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
+    // likely not the recording's end at all (a copied file): then nothing is corrected.
+    const plausible = spanSource === 'timesync' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
+    if (!plausible) warnings.push(`the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length, too far for a camera's drift (was the file copied?): no drift correction; a timesync file gives the real rate`)
+    if (c.driftFix && plausible && Math.abs(realSpanS - nominalDurationS) > framePeriodS) itsscale = realSpanS / nominalDurationS
   }
   return { startEpochS, source, uncertaintyS, nominalDurationS, realSpanS, spanSource, driftPpm, driftAtEndMs, itsscale, warnings }
 }
+
+export const MAX_MTIME_DRIFT = 0.05
 
 /** ffprobe's `30/1` or `30000/1001` as a number. */
 export function parseRate(text: string | undefined): number | null {
@@ -786,7 +793,9 @@ function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: numb
     try { names = fs.readdirSync(path.join(v.searchRoot, dir.name)) } catch { continue }
     for (const name of names.filter((n) => RECORDING_NAME.test(n))) {
       const file = path.join(v.searchRoot, dir.name, name)
-      videos.push({ file, startEpochS: ulidTimeMs(name) / 1000, endEpochS: fs.statSync(file).mtimeMs / 1000 })
+      // Still being written (no moov yet): it runs until now, whatever its mtime says.
+      const endEpochS = isFinalizedMp4(file) ? fs.statSync(file).mtimeMs / 1000 : Date.now() / 1000
+      videos.push({ file, startEpochS: ulidTimeMs(name) / 1000, endEpochS })
     }
   }
   const ranked = rankByOverlap(videos, audio.startEpochS, audio.startEpochS + (audio.durationS ?? 0))
@@ -1242,7 +1251,8 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, v: Video
   say(`  Offset: ${describeOffset(offsetS)}.`)
   for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
   if (timing.driftPpm != null && timing.driftAtEndMs != null) {
-    const drift = `  Drift: the video's real span (${timing.spanSource}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
+    const from = timing.spanSource === 'timesync' ? "the timesync rows" : "start to mtime, so the video's end is anchored to its mtime"
+    const drift = `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
     say(drift + (timing.itsscale ? `: corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time; --no-drift-fix keeps the nominal timeline).`
       : Math.abs(timing.driftAtEndMs) > 1000 / (video.nominalFps ?? 25) ? ': not corrected (--no-drift-fix).' : ': within a frame, nothing to correct.'))
   }

@@ -124,14 +124,14 @@ function procStats(pid) {
   } catch { return null }
 }
 
-async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesync = false, env = {} }) {
+async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesync = false, env = {}, plot = false }) {
   const cwd = tempDir('ra-bench-')
   const feed = 'bench'
   const video = startStandIn(path.join(cwd, feed), { realFps, gapMs })
   const serverStartEpochS = video.ulidEpochMs / 1000 - 0.7 // the cassette's t_init: a 0.7 s camera open before the ULID
   await sleep(400)
   const spawnEpochS = Date.now() / 1000
-  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: { ...pulse.env, ...env } })
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source, ...(plot ? ['--plot', 'timeline.png'] : [])], { cwd, env: { ...pulse.env, ...env } })
   await tool.recording(path.join(cwd, `${feed}-audio.wav`), 20000)
   await sleep(1000)
   const startStats = procStats(tool.child.pid)
@@ -190,6 +190,7 @@ async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesy
     ctrlCToCommandMs: commandShownMs ? commandShownMs - ctrlCMs : NaN,
     cpuShare, rssMb: endStats?.rssMb ?? NaN, framePeriodMs: 1000 / realFps,
     warnings: sync.anchorWarnings,
+    plotFile: plot ? path.join(cwd, 'timeline.png') : null,
   }
 }
 
@@ -215,7 +216,7 @@ await sleep(1000)
 const rows = []
 try {
   const short = quick ? 8 : 20
-  rows.push(await scenario(pulse, 'default (ULID, 30 ms first-frame gap)', { seconds: short }))
+  rows.push(await scenario(pulse, 'default (ULID, 30 ms first-frame gap)', { seconds: short, plot: true }))
   rows.push(await scenario(pulse, 'bursty sink (2 s latency)', { seconds: short, env: { PULSE_LATENCY_MSEC: '2000' } }))
   rows.push(await scenario(pulse, 'drift (real fps 1 % below nominal)', { seconds: quick ? 20 : 60, realFps: 29.7 }))
   rows.push(await scenario(pulse, 'timesync file', { seconds: short, timesync: true }))
@@ -242,3 +243,4 @@ console.log(`| the tool's CPU while recording (${quick ? 20 : 60} s, ffmpeg excl
 console.log(`| the tool's peak RSS | ${fmt(drift.rssMb)} MB | ≤ 80 MB |`)
 console.log(`| cold npx --package=<tarball> record-audio --version (empty npm cache) | ${fmt(coldNpxMs(), 0)} ms | ≤ 1000 ms |`)
 for (const r of rows) for (const w of r.warnings ?? []) console.log(`\nnote (${r.name}): ${w}`)
+console.log(`\n--plot of the default scenario: ${rows[0].plotFile}`)

@@ -415,3 +415,11 @@ test('plot geometry: one time axis for both, the first frame and the first sampl
   assert.ok(p.args.includes('-n'), 'never overwrites')
   usageError(['feed', '--plot', 'p.jpg'], /--plot "p\.jpg" must end in \.png/)
 })
+
+test('video timing: an mtime far past any drift (a copied file) corrects nothing and says why', async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  const ulid = 1795817200.5
+  const t = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames: 300, nominalFps: 30, mtimeEpochS: ulid + 3600, driftFix: true })
+  assert.equal(t.itsscale, null)
+  assert.ok(t.warnings.some((w) => /too far for a camera's drift \(was the file copied\?\): no drift correction/.test(w)))
+})
