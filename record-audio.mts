@@ -5,12 +5,12 @@
 
 // ── Settings ─────────────────────────────────────────────────────────────────────────────────
 // Edit these, or override any of them with its flag (shown after each). null means "work it out".
-const FEED_ID: string | null = null         // <feed_id> or --feed-id: TracktorLive's feed id; its videos are in ./<feed_id>/
+const FEED_ID: string | null = null         // <feed_id> or --feed-id: TracktorLive's feed id, videos in ./<feed_id>/; null → the subfolder recording that overlaps the audio
 const AUDIO_INPUT_FMT: string | null = null // --format: alsa | pulse | avfoundation | dshow; null → alsa (Linux), avfoundation (macOS), dshow (Windows)
 const AUDIO_DEVICE: string | null = null    // --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow
 const AUDIO_SAMPLERATE = 48000              // --rate: samples per second, asked of the device and written to the WAV
 const AUDIO_CHANNELS = 1                    // --channels: 1 = mono, 2 = stereo
-const AUDIO_OUTFILE: string | null = null   // --out: null → ./<feed_id>-audio.wav (or -audio-2.wav … if taken); never overwritten
+const AUDIO_OUTFILE: string | null = null   // --out: null → ./<feed_id>-audio.wav, or ./audio-<UTC start>.wav without one (-2, -3 … if taken); never overwritten
 const SYNC_OUTFILE: string | null = null    // --sync-out: null → the WAV's name with -sync.json instead of .wav
 const VIDEO_INFILE: string | null = null    // --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
 const MUXED_OUTFILE: string | null = null   // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
