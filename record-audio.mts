@@ -207,12 +207,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
 
   const audioFile = args.out ?? defaults.audioFile
   if (audioFile != null && !/\.wav$/i.test(audioFile)) throw new UsageError(`--out ${JSON.stringify(audioFile)} must end in .wav`)
-  const muxedSuffix = String(args['muxed-suffix'] ?? defaults.muxedSuffix)
-  if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix)) throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
-  const videoFile = args.video ?? defaults.videoFile
-  if (videoFile != null && !/\.mp4$/i.test(videoFile)) throw new UsageError(`--video ${JSON.stringify(videoFile)} is not an .mp4: give the TracktorLive recording`)
-  const muxedFile = args['muxed-out'] ?? defaults.muxedFile
-  if (muxedFile != null && !/\.mp4$/i.test(muxedFile)) throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
+  const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, defaults)
 
   const timing = parseTiming(args, defaults)
   const feedId = positional[0] ?? args['feed-id'] ?? defaults.feedId
@@ -236,13 +231,20 @@ function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: Fi
   const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
   if (other) throw new UsageError(`--${other} has no effect with mux: the sync file holds the recording's settings`)
   if (!/\.json$/i.test(syncFile)) throw new UsageError(`mux takes the sync file (.json) that a recording wrote, not ${JSON.stringify(syncFile)}`)
-  const videoFile = args.video ?? null
+  // The settings block's video and muxed file belong to new recordings, not to this old one.
+  const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, { ...defaults, videoFile: null, muxedFile: null })
+  return { kind: 'mux', mux: { syncFile, videoFile, muxedFile, muxedSuffix, ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg), ...parseTiming(args, defaults) } }
+}
+
+/** --video, --muxed-out and --muxed-suffix, for a recording and for mux later alike. */
+function parseVideoFlags(args: minimist.ParsedArgs, defaults: Pick<FileDefaults, 'videoFile' | 'muxedFile' | 'muxedSuffix'>) {
+  const videoFile: string | null = args.video ?? defaults.videoFile
   if (videoFile != null && !/\.mp4$/i.test(videoFile)) throw new UsageError(`--video ${JSON.stringify(videoFile)} is not an .mp4: give the TracktorLive recording`)
-  const muxedFile = args['muxed-out'] ?? null
+  const muxedFile: string | null = args['muxed-out'] ?? defaults.muxedFile
   if (muxedFile != null && !/\.mp4$/i.test(muxedFile)) throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
   const muxedSuffix = String(args['muxed-suffix'] ?? defaults.muxedSuffix)
   if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix)) throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
-  return { kind: 'mux', mux: { syncFile, videoFile, muxedFile, muxedSuffix, ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg), ...parseTiming(args, defaults) } }
+  return { videoFile, muxedFile, muxedSuffix }
 }
 
 export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAULTS): string {
