@@ -106,6 +106,17 @@ export function listDevicesHint(format: Format, ffmpeg = 'ffmpeg'): string {
   }
 }
 
+/** ffmpeg's own device list for a format (avfoundation prints its list in the log). */
+export function listDevicesArgs(format: Format): string[] {
+  if (format === 'avfoundation') return ['-hide_banner', '-f', 'avfoundation', '-list_devices', 'true', '-i', '']
+  return ['-hide_banner', '-sources', format]
+}
+
+/** `-sources` lines: `* name [description]` for the default, `  name [description]` for the rest. */
+export function parseSources(text: string): { name: string; description: string; isDefault: boolean }[] {
+  return [...text.matchAll(/^([* ]) (\S+) \[(.*)\]/gm)].map(([, mark, name, description]) => ({ name, description, isDefault: mark === '*' }))
+}
+
 export function defaultDevice(format: Format): string | null {
   if (format === 'alsa' || format === 'pulse') return 'default'
   if (format === 'avfoundation') return ':0' // no video, first audio device
@@ -329,6 +340,20 @@ export function muxedFileFor(videoFile: string, suffix: string): string {
   return videoFile.replace(/\.mp4$/i, '') + suffix
 }
 
+/** `20261127T222451Z`: a UTC time that sorts and fits in a file name on every system. */
+export function fileTimestamp(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+}
+
+export interface Candidate { file: string; startEpochS: number; endEpochS: number; overlapS: number }
+
+/** Recordings by how much of the audio they cover, most first; the best covers some of it. */
+export function rankByOverlap(videos: Omit<Candidate, 'overlapS'>[], audioStartEpochS: number, audioEndEpochS: number): Candidate[] {
+  return videos
+    .map((v) => ({ ...v, overlapS: Math.max(0, Math.min(v.endEpochS, audioEndEpochS) - Math.max(v.startEpochS, audioStartEpochS)) }))
+    .sort((a, b) => b.overlapS - a.overlapS || b.startEpochS - a.startEpochS)
+}
+
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
 
 /** ffmpeg's arguments for the capture. No -y: an existing file makes ffmpeg refuse (-n). */
@@ -512,6 +537,8 @@ export interface VideoTiming {
   warnings: string[]
 }
 
+export const MAX_MTIME_DRIFT = 0.05
+
 /**
  * The video's first frame on the audio's clock, how far to trust it, and its drift. Anchors, best
  * first: the user's time, the timesync file's first row, the ULID (a lower bound: it is minted
@@ -567,8 +594,6 @@ export function videoTiming(c: VideoClues): VideoTiming {
   return { startEpochS, source, uncertaintyS, nominalDurationS, realSpanS, spanSource, driftPpm, driftAtEndMs, itsscale, warnings }
 }
 
-export const MAX_MTIME_DRIFT = 0.05
-
 /** ffprobe's `30/1` or `30000/1001` as a number. */
 export function parseRate(text: string | undefined): number | null {
   const [num, den = '1'] = String(text ?? '').split('/')
@@ -609,6 +634,29 @@ export function plotArgs(p: PlotInput): { args: string[]; videoX: number; audioX
     args: ['-hide_banner', '-v', 'error', '-n', '-i', p.audioFile, '-f', 'lavfi', '-i', `color=c=white:s=${PLOT_WIDTH}x${PLOT_HEIGHT}:d=1`,
       '-filter_complex', graph, '-map', '[out]', '-frames:v', '1', p.plotFile],
   }
+}
+
+// ── The live status ─────────────────────────────────────────────────────────────────────────
+
+export const SILENCE_DBFS = -80
+export const SILENCE_WARN_S = 5
+
+/** RMS level of 16-bit samples in dBFS (−Infinity for digital silence), of every `step`-th sample. */
+export function levelDbfs(samples: Int16Array, step = 1): number {
+  let sum = 0
+  let count = 0
+  for (let i = 0; i < samples.length; i += step, count++) sum += samples[i] * samples[i]
+  return count ? 10 * Math.log10(sum / count / (32768 * 32768)) : -Infinity
+}
+
+/** The status line: elapsed time, WAV size, input level with a bar (colored on a TTY). */
+export function statusLine(elapsedS: number, wavBytes: number, dbfs: number, color: boolean): string {
+  const hms = [elapsedS / 3600, (elapsedS / 60) % 60, elapsedS % 60].map((n) => String(Math.floor(n)).padStart(2, '0')).join(':')
+  const size = wavBytes >= 1e9 ? `${(wavBytes / 1e9).toFixed(2)} GB` : `${(wavBytes / 1e6).toFixed(1)} MB`
+  const level = Number.isFinite(dbfs) ? `${dbfs.toFixed(1)} dBFS` : 'silence'
+  const bar = '▮'.repeat(Math.max(0, Math.min(20, Math.round((dbfs + 80) / 4))))
+  const dot = color ? '\x1b[31m●\x1b[0m' : '●'
+  return `${dot} ${hms}  ${size}  ${level.padStart(11)} ${color ? `\x1b[32m${bar}\x1b[0m` : bar}`
 }
 
 // ── Sync arithmetic and the mux command ──────────────────────────────────────────────────────
@@ -758,20 +806,6 @@ async function readTimesyncColumn(file: string): Promise<number[]> {
   if (times.length < 2 || times.some((t, i) => !Number.isFinite(t) || (i > 0 && t < times[i - 1])))
     throw new Error('no increasing timestampUTC column')
   return times
-}
-
-/** `20261127T222451Z`: a UTC time that sorts and fits in a file name on every system. */
-export function fileTimestamp(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
-}
-
-export interface Candidate { file: string; startEpochS: number; endEpochS: number; overlapS: number }
-
-/** Recordings by how much of the audio they cover, most first; the best covers some of it. */
-export function rankByOverlap(videos: Omit<Candidate, 'overlapS'>[], audioStartEpochS: number, audioEndEpochS: number): Candidate[] {
-  return videos
-    .map((v) => ({ ...v, overlapS: Math.max(0, Math.min(v.endEpochS, audioEndEpochS) - Math.max(v.startEpochS, audioStartEpochS)) }))
-    .sort((a, b) => b.overlapS - a.overlapS || b.startEpochS - a.startEpochS)
 }
 
 interface VideoSearch { videoFile: string | null; feedDir: string | null; searchRoot: string }
@@ -1086,27 +1120,6 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
   return 0
 }
 
-export const SILENCE_DBFS = -80
-export const SILENCE_WARN_S = 5
-
-/** RMS level of 16-bit samples in dBFS (−Infinity for digital silence), of every `step`-th sample. */
-export function levelDbfs(samples: Int16Array, step = 1): number {
-  let sum = 0
-  let count = 0
-  for (let i = 0; i < samples.length; i += step, count++) sum += samples[i] * samples[i]
-  return count ? 10 * Math.log10(sum / count / (32768 * 32768)) : -Infinity
-}
-
-/** The status line: elapsed time, WAV size, input level with a bar (colored on a TTY). */
-export function statusLine(elapsedS: number, wavBytes: number, dbfs: number, color: boolean): string {
-  const hms = [elapsedS / 3600, (elapsedS / 60) % 60, elapsedS % 60].map((n) => String(Math.floor(n)).padStart(2, '0')).join(':')
-  const size = wavBytes >= 1e9 ? `${(wavBytes / 1e9).toFixed(2)} GB` : `${(wavBytes / 1e6).toFixed(1)} MB`
-  const level = Number.isFinite(dbfs) ? `${dbfs.toFixed(1)} dBFS` : 'silence'
-  const bar = '▮'.repeat(Math.max(0, Math.min(20, Math.round((dbfs + 80) / 4))))
-  const dot = color ? '\x1b[31m●\x1b[0m' : '●'
-  return `${dot} ${hms}  ${size}  ${level.padStart(11)} ${color ? `\x1b[32m${bar}\x1b[0m` : bar}`
-}
-
 /**
  * While recording: reads what ffmpeg appended to the WAV (never touching ffmpeg), and shows the
  * elapsed time, size and level, redrawn on a TTY and as a plain line a minute when piped. Warns
@@ -1293,17 +1306,6 @@ async function muxLater(m: MuxLater): Promise<number> {
   const again = await syncToVideo(audio, videoFile, { ...m, feedDir, ffmpeg, ffprobe })
   if (!again.muxCommand && !m.json) return 1
   return deliver(again, m, ffprobe)
-}
-
-/** ffmpeg's own device list for a format (avfoundation prints its list in the log). */
-export function listDevicesArgs(format: Format): string[] {
-  if (format === 'avfoundation') return ['-hide_banner', '-f', 'avfoundation', '-list_devices', 'true', '-i', '']
-  return ['-hide_banner', '-sources', format]
-}
-
-/** `-sources` lines: `* name [description]` for the default, `  name [description]` for the rest. */
-export function parseSources(text: string): { name: string; description: string; isDefault: boolean }[] {
-  return [...text.matchAll(/^([* ]) (\S+) \[(.*)\]/gm)].map(([, mark, name, description]) => ({ name, description, isDefault: mark === '*' }))
 }
 
 async function listDevices(format: Format, ffmpegSetting: string): Promise<number> {
