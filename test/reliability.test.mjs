@@ -34,6 +34,18 @@ async function recordThenStop(stop, { feed = 'feed', recordS = 2 } = {}) {
   return { cwd, wavPath, result, stopAtMs, sync, tool }
 }
 
+/** record-audio recording into a fresh folder for `seconds`, with its ffmpeg's PID. */
+async function recordingFor(seconds) {
+  const cwd = tempDir()
+  const wavPath = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(seconds * 1000)
+  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  assert.ok(ffmpegPid, 'ffmpeg is recording')
+  return { cwd, wavPath, tool, ffmpegPid }
+}
+
 function assertCompleteStop(s) {
   assert.equal(s.result.code, 0, s.result.stderr)
   const wav = readWav(s.wavPath)
@@ -90,12 +102,7 @@ test('double ctrl-c during the stop: says it is forcing the stop, WAV still fina
 })
 
 test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, and after record-audio repair every reader sees the right length', async () => {
-  const cwd = tempDir()
-  const wavPath = path.join(cwd, 'feed-audio.wav')
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
-  await tool.recording(wavPath)
-  await sleep(1500)
-  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(1.5)
   process.kill(tool.child.pid, 'SIGKILL')
   const killedAtMs = Date.now()
   await tool.exited
@@ -136,12 +143,7 @@ test('an earlier recording left unfinished under the default name: kept as it is
 })
 
 test('ffmpeg killed mid-recording: the tool notices at once, says so, keeps the WAV, still writes the timing, exit 1', async () => {
-  const cwd = tempDir()
-  const wavPath = path.join(cwd, 'feed-audio.wav')
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
-  await tool.recording(wavPath)
-  await sleep(1500)
-  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(1.5)
   const killedAt = Date.now()
   process.kill(ffmpegPid, 'SIGKILL')
   const result = await tool.exited
