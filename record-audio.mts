@@ -5,24 +5,24 @@
 
 // ── Settings ─────────────────────────────────────────────────────────────────────────────────
 // Edit these, or override any of them with its flag (shown after each). null means "work it out".
-const FEED_ID: string | null = null         // <feed_id> or --feed-id: TracktorLive's feed id, videos in ./<feed_id>/; null → the subfolder recording that overlaps the audio
+const FEED_ID: string | null = null // <feed_id> or --feed-id: TracktorLive's feed id, videos in ./<feed_id>/; null → the subfolder recording that overlaps the audio
 const AUDIO_INPUT_FMT: string | null = null // --format: alsa | pulse | avfoundation | dshow; null → alsa (Linux), avfoundation (macOS), dshow (Windows)
-const AUDIO_DEVICE: string | null = null    // --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow
-const AUDIO_SAMPLERATE = 48000              // --rate: samples per second, asked of the device and written to the WAV
-const AUDIO_CHANNELS = 1                    // --channels: 1 = mono, 2 = stereo
-const AUDIO_OUTFILE: string | null = null   // --out: null → ./<feed_id>-audio.wav, or ./audio-<UTC start>.wav without one (-2, -3 … if taken); never overwritten
-const SYNC_OUTFILE: string | null = null    // --sync-out: null → the WAV's name with -sync.json instead of .wav
-const VIDEO_INFILE: string | null = null    // --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
-const MUXED_OUTFILE: string | null = null   // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
-const MUXED_SUFFIX = '-with-audio.mp4'      // --muxed-suffix: appended to the video's name for the muxed file
-const PATH_TO_FFMPEG = 'ffmpeg'             // --ffmpeg: ffmpeg's name on PATH or its full path; ffprobe is looked for beside it
+const AUDIO_DEVICE: string | null = null // --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow
+const AUDIO_SAMPLERATE = 48000 // --rate: samples per second, asked of the device and written to the WAV
+const AUDIO_CHANNELS = 1 // --channels: 1 = mono, 2 = stereo
+const AUDIO_OUTFILE: string | null = null // --out: null → ./<feed_id>-audio.wav, or ./audio-<UTC start>.wav without one (-2, -3 … if taken); never overwritten
+const SYNC_OUTFILE: string | null = null // --sync-out: null → the WAV's name with -sync.json instead of .wav
+const VIDEO_INFILE: string | null = null // --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
+const MUXED_OUTFILE: string | null = null // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
+const MUXED_SUFFIX = '-with-audio.mp4' // --muxed-suffix: appended to the video's name for the muxed file
+const PATH_TO_FFMPEG = 'ffmpeg' // --ffmpeg: ffmpeg's name on PATH or its full path; ffprobe is looked for beside it
 const TIMESYNC_INFILE: string | null = null // --timesync: TracktorLive's timesync cassette file; null → ./<feed_id>-timesyncUTC.parquet if it exists
-const VIDEO_START: string | null = null     // --video-start: the first frame's time, epoch seconds or ISO 8601 with a zone; beats every anchor on disk
-const CLOCK_OFFSET_S = 0                    // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's computer clock differs
-const DRIFT_FIX = true                      // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
-const MUX_AFTER_STOP = false                // --mux: after the stop, wait for the video to be finished, mux it and check the result
-const MUX_WAIT_S = 600                      // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
-const PLOT_OUTFILE: string | null = null    // --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
+const VIDEO_START: string | null = null // --video-start: the first frame's time, epoch seconds or ISO 8601 with a zone; beats every anchor on disk
+const CLOCK_OFFSET_S = 0 // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's computer clock differs
+const DRIFT_FIX = true // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
+const MUX_AFTER_STOP = false // --mux: after the stop, wait for the video to be finished, mux it and check the result
+const MUX_WAIT_S = 600 // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
+const PLOT_OUTFILE: string | null = null // --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -51,10 +51,17 @@ export interface Settings extends TimingOptions {
   ffmpeg: string
 }
 
-export interface MuxLater extends TimingOptions { syncFile: string; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string }
+export interface MuxLater extends TimingOptions {
+  syncFile: string
+  videoFile: string | null
+  muxedFile: string | null
+  muxedSuffix: string
+  ffmpeg: string
+}
 
 export type Command =
-  | { kind: 'help' } | { kind: 'version' }
+  | { kind: 'help' }
+  | { kind: 'version' }
   | { kind: 'list-devices'; format: Format; ffmpeg: string }
   | { kind: 'record'; settings: Settings }
   | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
@@ -62,17 +69,33 @@ export type Command =
 
 /** The settings block as values, so that tests can run the same parsing with other defaults. */
 export const FILE_DEFAULTS = {
-  feedId: FEED_ID, format: AUDIO_INPUT_FMT, device: AUDIO_DEVICE, sampleRate: AUDIO_SAMPLERATE,
-  channels: AUDIO_CHANNELS, audioFile: AUDIO_OUTFILE, syncFile: SYNC_OUTFILE, videoFile: VIDEO_INFILE,
-  muxedFile: MUXED_OUTFILE, muxedSuffix: MUXED_SUFFIX, ffmpeg: PATH_TO_FFMPEG, timesyncFile: TIMESYNC_INFILE,
-  videoStart: VIDEO_START, clockOffsetS: CLOCK_OFFSET_S, driftFix: DRIFT_FIX, mux: MUX_AFTER_STOP, waitS: MUX_WAIT_S,
+  feedId: FEED_ID,
+  format: AUDIO_INPUT_FMT,
+  device: AUDIO_DEVICE,
+  sampleRate: AUDIO_SAMPLERATE,
+  channels: AUDIO_CHANNELS,
+  audioFile: AUDIO_OUTFILE,
+  syncFile: SYNC_OUTFILE,
+  videoFile: VIDEO_INFILE,
+  muxedFile: MUXED_OUTFILE,
+  muxedSuffix: MUXED_SUFFIX,
+  ffmpeg: PATH_TO_FFMPEG,
+  timesyncFile: TIMESYNC_INFILE,
+  videoStart: VIDEO_START,
+  clockOffsetS: CLOCK_OFFSET_S,
+  driftFix: DRIFT_FIX,
+  mux: MUX_AFTER_STOP,
+  waitS: MUX_WAIT_S,
   plotFile: PLOT_OUTFILE,
 }
 export type FileDefaults = typeof FILE_DEFAULTS
 
 // flag → [settings key, what it is]; the help text is built from this table.
 const FLAGS = {
-  'feed-id': ['feedId', "TracktorLive feed id (or the first argument): videos are in ./<feed_id>/; none: any subfolder's recording that overlaps the audio"],
+  'feed-id': [
+    'feedId',
+    "TracktorLive feed id (or the first argument): videos are in ./<feed_id>/; none: any subfolder's recording that overlaps the audio",
+  ],
   format: ['format', 'capture API: alsa | pulse (Linux), avfoundation (macOS), dshow (Windows)'],
   device: ['device', 'capture device, as ffmpeg names it for that format'],
   rate: ['sampleRate', 'sample rate in Hz'],
@@ -99,10 +122,14 @@ export function defaultFormat(platform: Platform): Format {
 /** The device list command the user should run for a format; the fix for most device errors. */
 export function listDevicesHint(format: Format, ffmpeg = 'ffmpeg'): string {
   switch (format) {
-    case 'pulse': return `${ffmpeg} -hide_banner -sources pulse (or: pactl list short sources)`
-    case 'alsa': return `${ffmpeg} -hide_banner -sources alsa (or: arecord -L)`
-    case 'avfoundation': return `${ffmpeg} -hide_banner -f avfoundation -list_devices true -i ""`
-    case 'dshow': return `${ffmpeg} -hide_banner -list_devices true -f dshow -i dummy`
+    case 'pulse':
+      return `${ffmpeg} -hide_banner -sources pulse (or: pactl list short sources)`
+    case 'alsa':
+      return `${ffmpeg} -hide_banner -sources alsa (or: arecord -L)`
+    case 'avfoundation':
+      return `${ffmpeg} -hide_banner -f avfoundation -list_devices true -i ""`
+    case 'dshow':
+      return `${ffmpeg} -hide_banner -list_devices true -f dshow -i dummy`
   }
 }
 
@@ -114,7 +141,11 @@ export function listDevicesArgs(format: Format): string[] {
 
 /** `-sources` lines: `* name [description]` for the default, `  name [description]` for the rest. */
 export function parseSources(text: string): { name: string; description: string; isDefault: boolean }[] {
-  return [...text.matchAll(/^([* ]) (\S+) \[(.*)\]/gm)].map(([, mark, name, description]) => ({ name, description, isDefault: mark === '*' }))
+  return [...text.matchAll(/^([* ]) (\S+) \[(.*)\]/gm)].map(([, mark, name, description]) => ({
+    name,
+    description,
+    isDefault: mark === '*',
+  }))
 }
 
 export function defaultDevice(format: Format): string | null {
@@ -124,7 +155,10 @@ export function defaultDevice(format: Format): string | null {
 }
 
 const PLATFORM_FORMATS: Record<Format, Platform[]> = {
-  alsa: ['linux'], pulse: ['linux', 'freebsd'], avfoundation: ['darwin'], dshow: ['win32'],
+  alsa: ['linux'],
+  pulse: ['linux', 'freebsd'],
+  avfoundation: ['darwin'],
+  dshow: ['win32'],
 }
 
 function parseFormat(args: minimist.ParsedArgs, platform: Platform, defaults: FileDefaults): Format {
@@ -138,8 +172,12 @@ function parseFormat(args: minimist.ParsedArgs, platform: Platform, defaults: Fi
 }
 
 export interface TimingOptions {
-  timesyncFile: string | null; videoStartEpochS: number | null; clockOffsetS: number; driftFix: boolean
-  mux: boolean; waitS: number // --mux, --wait
+  timesyncFile: string | null
+  videoStartEpochS: number | null
+  clockOffsetS: number
+  driftFix: boolean
+  mux: boolean
+  waitS: number // --mux, --wait
   json: boolean // --json: the sync record on stdout, for scripts
   plotFile: string | null // --plot
 }
@@ -148,18 +186,33 @@ function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingO
   const videoStartText = args['video-start'] ?? defaults.videoStart
   const videoStartEpochS = videoStartText == null ? null : parseEpoch(String(videoStartText))
   if (Number.isNaN(videoStartEpochS))
-    throw new UsageError(`--video-start ${JSON.stringify(videoStartText)} is not a time: give epoch seconds (1795817200.25) or ISO 8601 with a zone (2026-11-27T22:24:51.770Z)`)
+    throw new UsageError(
+      `--video-start ${JSON.stringify(videoStartText)} is not a time: give epoch seconds (1795817200.25) or ISO 8601 with a zone (2026-11-27T22:24:51.770Z)`,
+    )
   const clockOffsetText = String(args['clock-offset'] ?? defaults.clockOffsetS)
-  if (!/^[+-]?\d+(\.\d+)?$/.test(clockOffsetText)) throw new UsageError(`--clock-offset ${JSON.stringify(clockOffsetText)} is not a number of seconds, e.g. --clock-offset=-0.25`)
+  if (!/^[+-]?\d+(\.\d+)?$/.test(clockOffsetText))
+    throw new UsageError(
+      `--clock-offset ${JSON.stringify(clockOffsetText)} is not a number of seconds, e.g. --clock-offset=-0.25`,
+    )
   const timesyncFile = args.timesync ?? defaults.timesyncFile
-  if (timesyncFile != null && !/\.parquet$/i.test(timesyncFile)) throw new UsageError(`--timesync ${JSON.stringify(timesyncFile)} must be the .parquet file of TracktorLive's timesync cassette`)
+  if (timesyncFile != null && !/\.parquet$/i.test(timesyncFile))
+    throw new UsageError(
+      `--timesync ${JSON.stringify(timesyncFile)} must be the .parquet file of TracktorLive's timesync cassette`,
+    )
 
   const waitS = integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600)
   const plotFile = args.plot ?? defaults.plotFile
-  if (plotFile != null && !/\.png$/i.test(plotFile)) throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
+  if (plotFile != null && !/\.png$/i.test(plotFile))
+    throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
   return {
-    timesyncFile, videoStartEpochS, clockOffsetS: Number(clockOffsetText), driftFix: Boolean(args['drift-fix']),
-    mux: Boolean(args.mux), waitS, json: Boolean(args.json), plotFile,
+    timesyncFile,
+    videoStartEpochS,
+    clockOffsetS: Number(clockOffsetText),
+    driftFix: Boolean(args['drift-fix']),
+    mux: Boolean(args.mux),
+    waitS,
+    json: Boolean(args.json),
+    plotFile,
   }
 }
 
@@ -187,11 +240,17 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     alias: { h: 'help' },
     unknown: (arg) => (arg.startsWith('-') && arg !== '-' ? (unknown.push(arg), false) : true),
   })
-  if (unknown.length && /^-\d/.test(unknown[0])) throw new UsageError(`${unknown[0]}: a negative value needs an equals sign, e.g. --clock-offset=${unknown[0]}`)
+  if (unknown.length && /^-\d/.test(unknown[0]))
+    throw new UsageError(`${unknown[0]}: a negative value needs an equals sign, e.g. --clock-offset=${unknown[0]}`)
   if (unknown.length) throw new UsageError(`unknown flag ${unknown[0].split('=')[0]}: see record-audio --help`)
   if (args.help) return { kind: 'help' }
   if (args.version) return { kind: 'version' }
-  if (args['list-devices']) return { kind: 'list-devices', format: parseFormat(args, platform, defaults), ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg) }
+  if (args['list-devices'])
+    return {
+      kind: 'list-devices',
+      format: parseFormat(args, platform, defaults),
+      ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
+    }
   for (const flag of Object.keys(FLAGS)) {
     if (Array.isArray(args[flag])) throw new UsageError(`--${flag} is given more than once: give it once`)
     if (args[flag] === '') throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
@@ -202,22 +261,29 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   if (positional[0] === 'repair' && positional.length === 2) {
     const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined)
     if (other) throw new UsageError(`--${other} has no effect with repair: give only the WAV file`)
-    if (!/\.wav$/i.test(positional[1])) throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
+    if (!/\.wav$/i.test(positional[1]))
+      throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
     return { kind: 'repair', file: positional[1] }
   }
-  if (positional.length > 1) throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
-  if (positional.length && args['feed-id'] !== undefined) throw new UsageError('the feed id is given twice (argument and --feed-id): give it once')
+  if (positional.length > 1)
+    throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
+  if (positional.length && args['feed-id'] !== undefined)
+    throw new UsageError('the feed id is given twice (argument and --feed-id): give it once')
 
   const format = parseFormat(args, platform, defaults)
 
   const device = args.device ?? defaults.device ?? defaultDevice(format)
-  if (device == null) throw new UsageError(`--format ${format} needs --device "audio=<name>": list the names with ${listDevicesHint(format)}`)
+  if (device == null)
+    throw new UsageError(
+      `--format ${format} needs --device "audio=<name>": list the names with ${listDevicesHint(format)}`,
+    )
 
   const sampleRate = integerIn('rate', args.rate ?? defaults.sampleRate, 1000, 768000)
   const channels = integerIn('channels', args.channels ?? defaults.channels, 1, 64)
 
   const audioFile = args.out ?? defaults.audioFile
-  if (audioFile != null && !/\.wav$/i.test(audioFile)) throw new UsageError(`--out ${JSON.stringify(audioFile)} must end in .wav`)
+  if (audioFile != null && !/\.wav$/i.test(audioFile))
+    throw new UsageError(`--out ${JSON.stringify(audioFile)} must end in .wav`)
   const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, defaults)
 
   const timing = parseTiming(args, defaults)
@@ -228,7 +294,15 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   return {
     kind: 'record',
     settings: {
-      feedId, format, device, sampleRate, channels, audioFile, muxedSuffix, videoFile, muxedFile,
+      feedId,
+      format,
+      device,
+      sampleRate,
+      channels,
+      audioFile,
+      muxedSuffix,
+      videoFile,
+      muxedFile,
       syncFile: args['sync-out'] ?? defaults.syncFile,
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
       ...timing,
@@ -236,25 +310,52 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   }
 }
 
-const MUX_LATER_FLAGS = ['video', 'muxed-out', 'muxed-suffix', 'ffmpeg', 'timesync', 'video-start', 'clock-offset', 'wait', 'plot']
+const MUX_LATER_FLAGS = [
+  'video',
+  'muxed-out',
+  'muxed-suffix',
+  'ffmpeg',
+  'timesync',
+  'video-start',
+  'clock-offset',
+  'wait',
+  'plot',
+]
 
 function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: FileDefaults): Command {
   const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
   if (other) throw new UsageError(`--${other} has no effect with mux: the sync file holds the recording's settings`)
-  if (!/\.json$/i.test(syncFile)) throw new UsageError(`mux takes the sync file (.json) that a recording wrote, not ${JSON.stringify(syncFile)}`)
+  if (!/\.json$/i.test(syncFile))
+    throw new UsageError(`mux takes the sync file (.json) that a recording wrote, not ${JSON.stringify(syncFile)}`)
   // The settings block's video and muxed file belong to new recordings, not to this old one.
   const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, { ...defaults, videoFile: null, muxedFile: null })
-  return { kind: 'mux', mux: { syncFile, videoFile, muxedFile, muxedSuffix, ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg), ...parseTiming(args, defaults) } }
+  return {
+    kind: 'mux',
+    mux: {
+      syncFile,
+      videoFile,
+      muxedFile,
+      muxedSuffix,
+      ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
+      ...parseTiming(args, defaults),
+    },
+  }
 }
 
 /** --video, --muxed-out and --muxed-suffix, for a recording and for mux later alike. */
-function parseVideoFlags(args: minimist.ParsedArgs, defaults: Pick<FileDefaults, 'videoFile' | 'muxedFile' | 'muxedSuffix'>) {
+function parseVideoFlags(
+  args: minimist.ParsedArgs,
+  defaults: Pick<FileDefaults, 'videoFile' | 'muxedFile' | 'muxedSuffix'>,
+) {
   const videoFile: string | null = args.video ?? defaults.videoFile
-  if (videoFile != null && !/\.mp4$/i.test(videoFile)) throw new UsageError(`--video ${JSON.stringify(videoFile)} is not an .mp4: give the TracktorLive recording`)
+  if (videoFile != null && !/\.mp4$/i.test(videoFile))
+    throw new UsageError(`--video ${JSON.stringify(videoFile)} is not an .mp4: give the TracktorLive recording`)
   const muxedFile: string | null = args['muxed-out'] ?? defaults.muxedFile
-  if (muxedFile != null && !/\.mp4$/i.test(muxedFile)) throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
+  if (muxedFile != null && !/\.mp4$/i.test(muxedFile))
+    throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
   const muxedSuffix = String(args['muxed-suffix'] ?? defaults.muxedSuffix)
-  if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix)) throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
+  if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix))
+    throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
   return { videoFile, muxedFile, muxedSuffix }
 }
 
@@ -271,8 +372,10 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     timesyncFile: defaults.timesyncFile ?? './<feed_id>-timesyncUTC.parquet if it exists',
     videoStart: defaults.videoStart ?? 'from the files (timesync, else the ULID)',
   }
-  const rows = Object.entries(FLAGS).map(([flag, [key, what]]) =>
-    `  --${(flag + '=…').padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`)
+  const rows = Object.entries(FLAGS).map(
+    ([flag, [key, what]]) =>
+      `  --${(flag + '=…').padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`,
+  )
   return [
     'Usage: record-audio [<feed_id>] [flags]',
     '       record-audio mux <sync.json> [--video …] [--muxed-out …] [--muxed-suffix …] [--ffmpeg …]',
@@ -289,7 +392,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     '  -h, --help         this text',
     '  --version          the version',
     '',
-    'mux <sync.json> prints the mux command again from a recording\'s sync file, e.g. once the video exists.',
+    "mux <sync.json> prints the mux command again from a recording's sync file, e.g. once the video exists.",
     'repair <file.wav> writes the sizes into a WAV whose recording was killed (only the header changes).',
     '',
     `List capture devices: ${listDevicesHint(format)}`,
@@ -342,41 +445,87 @@ export function muxedFileFor(videoFile: string, suffix: string): string {
 
 /** `20261127T222451Z`: a UTC time that sorts and fits in a file name on every system. */
 export function fileTimestamp(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
 }
 
-export interface Candidate { file: string; startEpochS: number; endEpochS: number; overlapS: number }
+export interface Candidate {
+  file: string
+  startEpochS: number
+  endEpochS: number
+  overlapS: number
+}
 
 /** Recordings by how much of the audio they cover, most first; the best covers some of it. */
-export function rankByOverlap(videos: Omit<Candidate, 'overlapS'>[], audioStartEpochS: number, audioEndEpochS: number): Candidate[] {
+export function rankByOverlap(
+  videos: Omit<Candidate, 'overlapS'>[],
+  audioStartEpochS: number,
+  audioEndEpochS: number,
+): Candidate[] {
   return videos
-    .map((v) => ({ ...v, overlapS: Math.max(0, Math.min(v.endEpochS, audioEndEpochS) - Math.max(v.startEpochS, audioStartEpochS)) }))
+    .map((v) => ({
+      ...v,
+      overlapS: Math.max(0, Math.min(v.endEpochS, audioEndEpochS) - Math.max(v.startEpochS, audioStartEpochS)),
+    }))
     .sort((a, b) => b.overlapS - a.overlapS || b.startEpochS - a.startEpochS)
 }
 
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
 
 /** ffmpeg's arguments for the capture. No -y: an existing file makes ffmpeg refuse (-n). */
-export function captureArgs(s: Pick<Settings, 'format' | 'device' | 'sampleRate' | 'channels'>, audioFile: string): string[] {
+export function captureArgs(
+  s: Pick<Settings, 'format' | 'device' | 'sampleRate' | 'channels'>,
+  audioFile: string,
+): string[] {
   // alsa and pulse stamp packets with epoch time; avfoundation and dshow do not, so there the
   // arrival time is the best epoch anchor ffmpeg can give (about one fragment late).
   const wallclock = s.format === 'avfoundation' || s.format === 'dshow' ? ['-use_wallclock_as_timestamps', '1'] : []
   // Asking the device for the rate and channel count avoids a resample; avfoundation takes no such options.
-  const deviceSpec = s.format === 'avfoundation' ? [] : ['-sample_rate', String(s.sampleRate), '-channels', String(s.channels)]
+  const deviceSpec =
+    s.format === 'avfoundation' ? [] : ['-sample_rate', String(s.sampleRate), '-channels', String(s.channels)]
 
   return [
-    '-hide_banner', '-nostats', '-loglevel', 'info', // info prints the input's start: time
-    ...wallclock, '-f', s.format, ...deviceSpec, '-i', s.device,
-    '-map', '0:a:0', '-ar', String(s.sampleRate), '-ac', String(s.channels),
-    '-c:a', 'pcm_s16le', '-rf64', 'auto', '-flush_packets', '1', '-f', 'wav', '-n', audioFile,
+    '-hide_banner',
+    '-nostats',
+    '-loglevel',
+    'info', // info prints the input's start: time
+    ...wallclock,
+    '-f',
+    s.format,
+    ...deviceSpec,
+    '-i',
+    s.device,
+    '-map',
+    '0:a:0',
+    '-ar',
+    String(s.sampleRate),
+    '-ac',
+    String(s.channels),
+    '-c:a',
+    'pcm_s16le',
+    '-rf64',
+    'auto',
+    '-flush_packets',
+    '1',
+    '-f',
+    'wav',
+    '-n',
+    audioFile,
   ]
 }
 
-export interface AudioStart { epochS: number; source: 'ffmpeg-input-start' | 'ffmpeg-wallclock' | 'spawn-time' }
+export interface AudioStart {
+  epochS: number
+  source: 'ffmpeg-input-start' | 'ffmpeg-wallclock' | 'spawn-time'
+}
 
 /** The epoch time of the first sample, from ffmpeg's `Input #0, <fmt>, from …` / `start: X` lines. */
 export function parseInputStart(stderr: string, format: Format): AudioStart | undefined {
-  const match = /^Input #0, (\w+), from [^\n]*\n(?:[^\n]*\n)*?\s*Duration: [^\n]*?start: (-?\d+(?:\.\d+)?)/m.exec(stderr)
+  const match = /^Input #0, (\w+), from [^\n]*\n(?:[^\n]*\n)*?\s*Duration: [^\n]*?start: (-?\d+(?:\.\d+)?)/m.exec(
+    stderr,
+  )
   if (!match) return undefined
   const epochS = Number(match[2])
   if (!(epochS > 1e9)) return undefined // not an epoch time: the device's own clock
@@ -385,13 +534,21 @@ export function parseInputStart(stderr: string, format: Format): AudioStart | un
 
 /** The last line of ffmpeg's log that says what went wrong. */
 export function ffmpegErrorLine(stderr: string): string {
-  const lines = stderr.split(/[\r\n]+/).map((line) => line.trim()).filter(Boolean)
-  const noise = /^(Press \[q\]|Exiting normally|Guessed Channel|Stream mapping|Stream #|Input #|Output #|Duration:|Metadata:|[A-Z]+\s+:|size=|video:|Conversion failed)/
+  const lines = stderr
+    .split(/[\r\n]+/)
+    .map((line) => line.trim())
+    .filter(Boolean)
+  const noise =
+    /^(Press \[q\]|Exiting normally|Guessed Channel|Stream mapping|Stream #|Input #|Output #|Duration:|Metadata:|[A-Z]+\s+:|size=|video:|Conversion failed)/
   return lines.filter((line) => !noise.test(line)).at(-1) ?? lines.at(-1) ?? 'no message'
 }
 
 export interface WavInfo {
-  dataOffset: number; dataBytes: number; channels: number; sampleRate: number; bitsPerSample: number
+  dataOffset: number
+  dataBytes: number
+  channels: number
+  sampleRate: number
+  bitsPerSample: number
   finalized: boolean // false when ffmpeg never wrote the sizes back (killed, power cut)
   junkOffset: number | null // ffmpeg's -rf64 auto reserves a JUNK chunk that becomes ds64 past 4 GiB
 }
@@ -401,7 +558,8 @@ const UNSET = 0xffffffff
 /** Reads a RIFF or RF64 header from the first bytes of a WAV file of `fileBytes` bytes. */
 export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
   const id = header.toString('latin1', 0, 4)
-  if (header.length < 12 || (id !== 'RIFF' && id !== 'RF64') || header.toString('latin1', 8, 12) !== 'WAVE') throw new Error('not a WAV file')
+  if (header.length < 12 || (id !== 'RIFF' && id !== 'RF64') || header.toString('latin1', 8, 12) !== 'WAVE')
+    throw new Error('not a WAV file')
   let offset = 12
   let ds64: { riffBytes: number; dataBytes: number } | undefined
   let junkOffset: number | null = null
@@ -409,26 +567,48 @@ export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
   while (offset + 8 <= header.length) {
     const chunk = header.toString('latin1', offset, offset + 4)
     const size = header.readUInt32LE(offset + 4)
-    if (chunk === 'ds64') ds64 = { riffBytes: Number(header.readBigUInt64LE(offset + 8)), dataBytes: Number(header.readBigUInt64LE(offset + 16)) }
+    if (chunk === 'ds64')
+      ds64 = {
+        riffBytes: Number(header.readBigUInt64LE(offset + 8)),
+        dataBytes: Number(header.readBigUInt64LE(offset + 16)),
+      }
     if (chunk === 'JUNK' && size >= 28) junkOffset = offset
-    if (chunk === 'fmt ') format = {
-      channels: header.readUInt16LE(offset + 10), sampleRate: header.readUInt32LE(offset + 12), bitsPerSample: header.readUInt16LE(offset + 22),
-    }
+    if (chunk === 'fmt ')
+      format = {
+        channels: header.readUInt16LE(offset + 10),
+        sampleRate: header.readUInt32LE(offset + 12),
+        bitsPerSample: header.readUInt16LE(offset + 22),
+      }
     if (chunk === 'data') {
       if (!format) throw new Error('WAV data before its fmt chunk')
       const dataOffset = offset + 8
       const riffBytes = id === 'RF64' ? ds64?.riffBytes : header.readUInt32LE(4)
       const dataBytes = size === UNSET && id === 'RF64' ? ds64?.dataBytes : size
-      const finalized = riffBytes !== undefined && dataBytes !== undefined && riffBytes !== UNSET && dataBytes !== UNSET &&
-        riffBytes + 8 <= fileBytes && dataOffset + dataBytes <= fileBytes
-      return { ...format, dataOffset, dataBytes: finalized ? dataBytes! : fileBytes - dataOffset, finalized, junkOffset }
+      const finalized =
+        riffBytes !== undefined &&
+        dataBytes !== undefined &&
+        riffBytes !== UNSET &&
+        dataBytes !== UNSET &&
+        riffBytes + 8 <= fileBytes &&
+        dataOffset + dataBytes <= fileBytes
+      return {
+        ...format,
+        dataOffset,
+        dataBytes: finalized ? dataBytes! : fileBytes - dataOffset,
+        finalized,
+        junkOffset,
+      }
     }
     offset += 8 + size + (size % 2)
   }
   throw new Error('no data chunk in the first bytes of the WAV')
 }
 
-export interface WavRepair { kind: 'RIFF' | 'RF64'; dataBytes: number; patches: { offset: number; bytes: Buffer }[] }
+export interface WavRepair {
+  kind: 'RIFF' | 'RF64'
+  dataBytes: number
+  patches: { offset: number; bytes: Buffer }[]
+}
 
 /**
  * The header writes that give an unfinalized WAV the sizes its file holds: RIFF when they fit in
@@ -441,11 +621,21 @@ export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
   const frameBytes = info.channels * (info.bitsPerSample / 8)
   const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
   const riffBytes = info.dataOffset + dataBytes - 8
-  const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b }
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4)
+    b.writeUInt32LE(n)
+    return b
+  }
   if (riffBytes < UNSET) {
-    return { kind: 'RIFF', dataBytes, patches: [
-      { offset: 0, bytes: Buffer.from('RIFF') }, { offset: 4, bytes: u32(riffBytes) }, { offset: info.dataOffset - 4, bytes: u32(dataBytes) },
-    ] }
+    return {
+      kind: 'RIFF',
+      dataBytes,
+      patches: [
+        { offset: 0, bytes: Buffer.from('RIFF') },
+        { offset: 4, bytes: u32(riffBytes) },
+        { offset: info.dataOffset - 4, bytes: u32(dataBytes) },
+      ],
+    }
   }
   if (info.junkOffset === null) throw new Error('the WAV is past 4 GiB and has no JUNK chunk to hold RF64 sizes')
   const ds64 = Buffer.alloc(36)
@@ -455,10 +645,16 @@ export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
   ds64.writeBigUInt64LE(BigInt(dataBytes), 16)
   ds64.writeBigUInt64LE(BigInt(dataBytes / frameBytes), 24)
   ds64.writeUInt32LE(0, 32) // no table
-  return { kind: 'RF64', dataBytes, patches: [
-    { offset: 0, bytes: Buffer.from('RF64') }, { offset: 4, bytes: u32(UNSET) }, { offset: info.junkOffset, bytes: ds64 },
-    { offset: info.dataOffset - 4, bytes: u32(UNSET) },
-  ] }
+  return {
+    kind: 'RF64',
+    dataBytes,
+    patches: [
+      { offset: 0, bytes: Buffer.from('RF64') },
+      { offset: 4, bytes: u32(UNSET) },
+      { offset: info.junkOffset, bytes: ds64 },
+      { offset: info.dataOffset - 4, bytes: u32(UNSET) },
+    ],
+  }
 }
 
 export const AUDIO_SPAN_TOLERANCE_S = 0.05
@@ -467,7 +663,11 @@ export const AUDIO_SPAN_TOLERANCE_S = 0.05
  * Samples written against wall time: at least every sample up to the stop request, at most what
  * arrived before ffmpeg exited, each within 50 ms.
  */
-export function checkAudioSpan(audioS: number, wallToStopS: number, wallToExitS: number): { ok: boolean; wallSpanS: number } {
+export function checkAudioSpan(
+  audioS: number,
+  wallToStopS: number,
+  wallToExitS: number,
+): { ok: boolean; wallSpanS: number } {
   const ok = audioS >= wallToStopS - AUDIO_SPAN_TOLERANCE_S && audioS <= wallToExitS + AUDIO_SPAN_TOLERANCE_S
   return { ok, wallSpanS: wallToStopS }
 }
@@ -552,14 +752,18 @@ export function videoTiming(c: VideoClues): VideoTiming {
   // The ULID is minted before the first frame, and start hooks take seconds at most: a file far
   // off belongs to another run of the same feed (it is rewritten at every stop).
   if (timesync && (timesync[0] < c.ulidEpochS - 1 || timesync[0] > c.ulidEpochS + 10)) {
-    warnings.push(`the timesync file starts ${(timesync[0] - c.ulidEpochS).toFixed(1)} s from the video's ULID, so it belongs to another recording: not used`)
+    warnings.push(
+      `the timesync file starts ${(timesync[0] - c.ulidEpochS).toFixed(1)} s from the video's ULID, so it belongs to another recording: not used`,
+    )
     timesync = null
   }
   const timesyncStart = timesync ? timesync[0] + c.clockOffsetS : null
   const [startEpochS, source, uncertaintyS] =
-    c.userStartEpochS != null ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
-    : timesyncStart != null ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
-    : [ulidStart, 'ulid' as const, framePeriodS ?? 0.04] // the first frame follows by about a camera frame, more if start hooks run
+    c.userStartEpochS != null
+      ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
+      : timesyncStart != null
+        ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
+        : [ulidStart, 'ulid' as const, framePeriodS ?? 0.04] // the first frame follows by about a camera frame, more if start hooks run
 
   const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
   let realSpanS: number | null = null
@@ -575,8 +779,10 @@ export function videoTiming(c: VideoClues): VideoTiming {
   if (c.mtimeEpochS != null && nominalDurationS != null && framePeriodS != null && spanSource === 'mtime') {
     const gapS = c.mtimeEpochS + c.clockOffsetS - nominalDurationS - startEpochS
     if (Math.abs(gapS) > framePeriodS)
-      warnings.push(`the video's end (mtime − frames/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the ${source === 'ulid' ? 'ULID' : 'start given'}: ` +
-        `either the camera ran ${((gapS / nominalDurationS) * 100).toFixed(2)} % slower than its nominal ${c.nominalFps} fps, or the first frame came that much later; a timesync file tells them apart`)
+      warnings.push(
+        `the video's end (mtime − frames/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the ${source === 'ulid' ? 'ULID' : 'start given'}: ` +
+          `either the camera ran ${((gapS / nominalDurationS) * 100).toFixed(2)} % slower than its nominal ${c.nominalFps} fps, or the first frame came that much later; a timesync file tells them apart`,
+      )
   }
   let driftPpm: number | null = null
   let driftAtEndMs: number | null = null
@@ -588,10 +794,25 @@ export function videoTiming(c: VideoClues): VideoTiming {
     // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
     // likely not the recording's end at all (a copied file): then nothing is corrected.
     const plausible = spanSource === 'timesync' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
-    if (!plausible) warnings.push(`the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length, too far for a camera's drift (was the file copied?): no drift correction; a timesync file gives the real rate`)
-    if (c.driftFix && plausible && Math.abs(realSpanS - nominalDurationS) > framePeriodS) itsscale = realSpanS / nominalDurationS
+    if (!plausible)
+      warnings.push(
+        `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length, too far for a camera's drift (was the file copied?): no drift correction; a timesync file gives the real rate`,
+      )
+    if (c.driftFix && plausible && Math.abs(realSpanS - nominalDurationS) > framePeriodS)
+      itsscale = realSpanS / nominalDurationS
   }
-  return { startEpochS, source, uncertaintyS, nominalDurationS, realSpanS, spanSource, driftPpm, driftAtEndMs, itsscale, warnings }
+  return {
+    startEpochS,
+    source,
+    uncertaintyS,
+    nominalDurationS,
+    realSpanS,
+    spanSource,
+    driftPpm,
+    driftAtEndMs,
+    itsscale,
+    warnings,
+  }
 }
 
 /** ffprobe's `30/1` or `30000/1001` as a number. */
@@ -606,7 +827,14 @@ export function parseRate(text: string | undefined): number | null {
 export const PLOT_WIDTH = 1200
 export const PLOT_HEIGHT = 240
 
-export interface PlotInput { audioFile: string; plotFile: string; audioStartEpochS: number; audioDurationS: number; videoStartEpochS: number; videoDurationS: number }
+export interface PlotInput {
+  audioFile: string
+  plotFile: string
+  audioStartEpochS: number
+  audioDurationS: number
+  videoStartEpochS: number
+  videoDurationS: number
+}
 
 /**
  * ffmpeg draws it: the waveform (showwavespic) at the audio's place on a shared time axis, the
@@ -625,14 +853,32 @@ export function plotArgs(p: PlotInput): { args: string[]; videoX: number; audioX
   const graph = [
     `[0:a]showwavespic=s=${audioW}x120:colors=0x1f77b4[wave]`,
     `[1:v][wave]overlay=x=${audioX}:y=20,` +
-    `drawbox=x=${videoX}:y=160:w=${videoW}:h=40:color=0xff7f0e:t=fill,` +
-    `drawbox=x=${videoX}:y=0:w=2:h=${PLOT_HEIGHT}:color=0xd62728:t=fill,` +
-    `drawbox=x=${audioX}:y=0:w=2:h=150:color=0x2ca02c:t=fill[out]`,
+      `drawbox=x=${videoX}:y=160:w=${videoW}:h=40:color=0xff7f0e:t=fill,` +
+      `drawbox=x=${videoX}:y=0:w=2:h=${PLOT_HEIGHT}:color=0xd62728:t=fill,` +
+      `drawbox=x=${audioX}:y=0:w=2:h=150:color=0x2ca02c:t=fill[out]`,
   ].join(';')
   return {
-    videoX, audioX,
-    args: ['-hide_banner', '-v', 'error', '-n', '-i', p.audioFile, '-f', 'lavfi', '-i', `color=c=white:s=${PLOT_WIDTH}x${PLOT_HEIGHT}:d=1`,
-      '-filter_complex', graph, '-map', '[out]', '-frames:v', '1', p.plotFile],
+    videoX,
+    audioX,
+    args: [
+      '-hide_banner',
+      '-v',
+      'error',
+      '-n',
+      '-i',
+      p.audioFile,
+      '-f',
+      'lavfi',
+      '-i',
+      `color=c=white:s=${PLOT_WIDTH}x${PLOT_HEIGHT}:d=1`,
+      '-filter_complex',
+      graph,
+      '-map',
+      '[out]',
+      '-frames:v',
+      '1',
+      p.plotFile,
+    ],
   }
 }
 
@@ -651,7 +897,9 @@ export function levelDbfs(samples: Int16Array, step = 1): number {
 
 /** The status line: elapsed time, WAV size, input level with a bar (colored on a TTY). */
 export function statusLine(elapsedS: number, wavBytes: number, dbfs: number, color: boolean): string {
-  const hms = [elapsedS / 3600, (elapsedS / 60) % 60, elapsedS % 60].map((n) => String(Math.floor(n)).padStart(2, '0')).join(':')
+  const hms = [elapsedS / 3600, (elapsedS / 60) % 60, elapsedS % 60]
+    .map((n) => String(Math.floor(n)).padStart(2, '0'))
+    .join(':')
   const size = wavBytes >= 1e9 ? `${(wavBytes / 1e9).toFixed(2)} GB` : `${(wavBytes / 1e6).toFixed(1)} MB`
   const level = Number.isFinite(dbfs) ? `${dbfs.toFixed(1)} dBFS` : 'silence'
   const bar = '▮'.repeat(Math.max(0, Math.min(20, Math.round((dbfs + 80) / 4))))
@@ -678,7 +926,13 @@ export function muxedNameForRate(muxedFile: string, sampleRate: number): string 
   return sampleRate > MAX_AAC_RATE ? muxedFile.replace(/\.mp4$/i, '.mkv') : muxedFile
 }
 
-export interface MuxPlan { args: string[]; delaySamples: number; trimSamples: number; lengthSamples: number | null; filter: string }
+export interface MuxPlan {
+  args: string[]
+  delaySamples: number
+  trimSamples: number
+  lengthSamples: number | null
+  filter: string
+}
 
 /**
  * Late audio gets N samples of silence in front (adelay), early audio loses its first N samples
@@ -700,11 +954,22 @@ export function muxPlan(m: MuxInput): MuxPlan {
   // AAC stops at 96 kHz: ultrasonic recordings keep every sample as FLAC, which needs Matroska.
   const audioCodec = m.sampleRate > MAX_AAC_RATE ? ['-c:a', 'flac'] : ['-c:a', 'aac', '-b:a', '192k']
   const args = [
-    '-hide_banner', '-n', // -n: never overwrite an existing output
-    ...(m.itsscale ? ['-itsscale', m.itsscale.toFixed(9)] : []), '-i', m.videoFile, '-i', m.audioFile,
-    '-map', '0:v:0', '-map', '1:a:0',
-    '-c:v', 'copy', // the recording itself is never re-encoded
-    '-filter:a', filter, ...audioCodec,
+    '-hide_banner',
+    '-n', // -n: never overwrite an existing output
+    ...(m.itsscale ? ['-itsscale', m.itsscale.toFixed(9)] : []),
+    '-i',
+    m.videoFile,
+    '-i',
+    m.audioFile,
+    '-map',
+    '0:v:0',
+    '-map',
+    '1:a:0',
+    '-c:v',
+    'copy', // the recording itself is never re-encoded
+    '-filter:a',
+    filter,
+    ...audioCodec,
     m.muxedFile,
   ]
   return { args, delaySamples, trimSamples, lengthSamples, filter }
@@ -725,7 +990,10 @@ export function quotePowerShellArg(arg: string): string {
 }
 
 export function formatCommand(file: string, args: string[], platform: Platform): string {
-  if (platform === 'win32') return ['&', quotePowerShellArg(file), ...args.map((a) => (/^-[\w:]+$/.test(a) ? a : quotePowerShellArg(a)))].join(' ')
+  if (platform === 'win32')
+    return ['&', quotePowerShellArg(file), ...args.map((a) => (/^-[\w:]+$/.test(a) ? a : quotePowerShellArg(a)))].join(
+      ' ',
+    )
   return [file, ...args].map(quotePosix).join(' ')
 }
 
@@ -740,14 +1008,18 @@ export function describeOffset(offsetS: number): string {
 export function installHint(platform: Platform): string {
   if (platform === 'darwin') return 'brew install ffmpeg'
   if (platform === 'win32') return 'winget install ffmpeg'
-  return 'sudo apt-get install ffmpeg (Debian/Ubuntu) or your distribution\'s ffmpeg package'
+  return "sudo apt-get install ffmpeg (Debian/Ubuntu) or your distribution's ffmpeg package"
 }
 
 // ── The run ──────────────────────────────────────────────────────────────────────────────────
 
 const say = (line: string) => {
   // On a terminal, first clear the live status line that may stand there.
-  try { process.stderr.write((process.stderr.isTTY ? '\r\x1b[K' : '') + line + '\n') } catch { /* the terminal is gone (SIGHUP): the files still get written */ }
+  try {
+    process.stderr.write((process.stderr.isTTY ? '\r\x1b[K' : '') + line + '\n')
+  } catch {
+    /* the terminal is gone (SIGHUP): the files still get written */
+  }
 }
 
 function packageVersion(): string {
@@ -755,7 +1027,9 @@ function packageVersion(): string {
     try {
       const pkg = JSON.parse(fs.readFileSync(new URL(rel, import.meta.url), 'utf8'))
       if (pkg.name === 'record-audio') return pkg.version
-    } catch { /* try the next place */ }
+    } catch {
+      /* try the next place */
+    }
   }
   return 'unknown'
 }
@@ -763,9 +1037,14 @@ function packageVersion(): string {
 /** ffmpeg and ffprobe as runnable paths; ffprobe from the same folder when ffmpeg was given by path. */
 async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffprobe: string | null }> {
   const ffmpeg = /[\\/]/.test(ffmpegSetting)
-    ? (fs.existsSync(ffmpegSetting) ? path.resolve(ffmpegSetting) : null)
+    ? fs.existsSync(ffmpegSetting)
+      ? path.resolve(ffmpegSetting)
+      : null
     : await which(ffmpegSetting, { nothrow: true })
-  if (!ffmpeg) throw new ToolError(`ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}): install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`)
+  if (!ffmpeg)
+    throw new ToolError(
+      `ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}): install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`,
+    )
   const exe = process.platform === 'win32' ? '.exe' : ''
   const sibling = path.join(path.dirname(ffmpeg), 'ffprobe' + exe)
   const ffprobe = fs.existsSync(sibling) ? sibling : await which('ffprobe', { nothrow: true })
@@ -774,19 +1053,36 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
 
 class ToolError extends Error {}
 
-interface VideoFacts { file: string; ulidEpochS: number; finalized: boolean; frames: number | null; nominalFps: number | null; mtimeEpochS: number }
+interface VideoFacts {
+  file: string
+  ulidEpochS: number
+  finalized: boolean
+  frames: number | null
+  nominalFps: number | null
+  mtimeEpochS: number
+}
 
 async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFacts> {
   const finalized = isFinalizedMp4(file)
   let frames: number | null = null
   let nominalFps: number | null = null
   if (finalized && ffprobe) {
-    const probe = await $({ nothrow: true, quiet: true })`${ffprobe} -v error -select_streams v:0 -show_entries stream=nb_frames,r_frame_rate -of json ${file}`
+    const probe = await $({
+      nothrow: true,
+      quiet: true,
+    })`${ffprobe} -v error -select_streams v:0 -show_entries stream=nb_frames,r_frame_rate -of json ${file}`
     const stream = probe.exitCode === 0 ? JSON.parse(probe.stdout).streams?.[0] : undefined
     if (Number(stream?.nb_frames) > 0) frames = Number(stream.nb_frames)
     nominalFps = parseRate(stream?.r_frame_rate)
   }
-  return { file, ulidEpochS: ulidTimeMs(path.basename(file)) / 1000, finalized, frames, nominalFps, mtimeEpochS: fs.statSync(file).mtimeMs / 1000 }
+  return {
+    file,
+    ulidEpochS: ulidTimeMs(path.basename(file)) / 1000,
+    finalized,
+    frames,
+    nominalFps,
+    mtimeEpochS: fs.statSync(file).mtimeMs / 1000,
+  }
 }
 
 /** The `timestampUTC` column of TracktorLive's timesync cassette; null when there is no file. */
@@ -808,7 +1104,11 @@ async function readTimesyncColumn(file: string): Promise<number[]> {
   return times
 }
 
-interface VideoSearch { videoFile: string | null; feedDir: string | null; searchRoot: string }
+interface VideoSearch {
+  videoFile: string | null
+  feedDir: string | null
+  searchRoot: string
+}
 
 /**
  * --video; else the newest recording in the feed folder; else, with no feed id, the recording in
@@ -818,7 +1118,11 @@ function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: numb
   if (v.videoFile) return v.videoFile
   if (v.feedDir) {
     let names: string[]
-    try { names = fs.readdirSync(v.feedDir) } catch { return null }
+    try {
+      names = fs.readdirSync(v.feedDir)
+    } catch {
+      return null
+    }
     const newest = newestRecording(names)
     return newest ? path.join(v.feedDir, newest) : null
   }
@@ -826,7 +1130,11 @@ function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: numb
   for (const dir of fs.readdirSync(v.searchRoot, { withFileTypes: true })) {
     if (!dir.isDirectory()) continue
     let names: string[]
-    try { names = fs.readdirSync(path.join(v.searchRoot, dir.name)) } catch { continue }
+    try {
+      names = fs.readdirSync(path.join(v.searchRoot, dir.name))
+    } catch {
+      continue
+    }
     for (const name of names.filter((n) => RECORDING_NAME.test(n))) {
       const file = path.join(v.searchRoot, dir.name, name)
       // Still being written (no moov yet): it runs until now, whatever its mtime says.
@@ -837,46 +1145,68 @@ function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: numb
   const ranked = rankByOverlap(videos, audio.startEpochS, audio.startEpochS + (audio.durationS ?? 0))
   const overlapping = ranked.filter((c) => c.overlapS > 0)
   if (!overlapping.length) {
-    say(`⚠ No TracktorLive recording (<subfolder>/<ULID>.mp4) under ${v.searchRoot} overlaps the audio in time${ranked.length ? ` (${ranked.length} looked at)` : ''}.`)
+    say(
+      `⚠ No TracktorLive recording (<subfolder>/<ULID>.mp4) under ${v.searchRoot} overlaps the audio in time${ranked.length ? ` (${ranked.length} looked at)` : ''}.`,
+    )
     return null
   }
   const chosen = overlapping[0]
-  say(`  No feed id: picked ${path.relative(v.searchRoot, chosen.file)}, which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
-    (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.'))
+  say(
+    `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)}, which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
+      (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.'),
+  )
   if (overlapping.length > 1)
-    for (const c of overlapping) say(`    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s  (give it with --video to choose)`)
+    for (const c of overlapping)
+      say(
+        `    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s  (give it with --video to choose)`,
+      )
   return chosen.file
 }
 
 function checkVideoFile(videoFile: string | null): void {
   if (videoFile == null) return
-  if (!fs.existsSync(videoFile)) throw new UsageError(`--video ${videoFile} does not exist: give the path of the TracktorLive recording`)
+  if (!fs.existsSync(videoFile))
+    throw new UsageError(`--video ${videoFile} does not exist: give the path of the TracktorLive recording`)
   if (!RECORDING_NAME.test(path.basename(videoFile)))
-    throw new UsageError(`--video ${videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`)
+    throw new UsageError(
+      `--video ${videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`,
+    )
 }
 
 function checkTimesyncFile(timesyncFile: string | null): void {
-  if (timesyncFile != null && !fs.existsSync(timesyncFile)) throw new UsageError(`--timesync ${timesyncFile} does not exist: give the path of <feed_id>-timesyncUTC.parquet, or leave it out`)
+  if (timesyncFile != null && !fs.existsSync(timesyncFile))
+    throw new UsageError(
+      `--timesync ${timesyncFile} does not exist: give the path of <feed_id>-timesyncUTC.parquet, or leave it out`,
+    )
 }
 
 function checkMuxedFile(muxedFile: string | null): void {
-  if (muxedFile != null && fs.existsSync(muxedFile)) throw new UsageError(`${muxedFile} exists and is never overwritten: choose another --muxed-out`)
+  if (muxedFile != null && fs.existsSync(muxedFile))
+    throw new UsageError(`${muxedFile} exists and is never overwritten: choose another --muxed-out`)
 }
 
 function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
   const explicit = s.audioFile != null
   const defaultName = s.feedId != null ? `${s.feedId}-audio.wav` : `audio-${fileTimestamp(new Date())}.wav`
-  const audioFile = explicit ? s.audioFile! : freeName(defaultName, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
+  const audioFile = explicit
+    ? s.audioFile!
+    : freeName(defaultName, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
   if (!explicit && audioFile !== defaultName) {
     say(`  ${defaultName} exists (an earlier recording, kept): recording to ${audioFile} instead.`)
     const earlier = readWavInfo(defaultName)
-    if (earlier && !earlier.finalized) say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(defaultName)}`)
+    if (earlier && !earlier.finalized)
+      say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(defaultName)}`)
   }
-  if (explicit && fs.existsSync(audioFile)) throw new UsageError(`${audioFile} exists and is never overwritten: choose another --out, or move it away`)
+  if (explicit && fs.existsSync(audioFile))
+    throw new UsageError(`${audioFile} exists and is never overwritten: choose another --out, or move it away`)
   for (const file of [audioFile, s.syncFile].filter((f): f is string => f != null))
-    if (!fs.existsSync(path.dirname(path.resolve(file)))) throw new UsageError(`folder ${path.dirname(file)} does not exist: create it, or write ${path.basename(file)} elsewhere`)
+    if (!fs.existsSync(path.dirname(path.resolve(file))))
+      throw new UsageError(
+        `folder ${path.dirname(file)} does not exist: create it, or write ${path.basename(file)} elsewhere`,
+      )
   const syncFile = s.syncFile ?? syncFileFor(audioFile)
-  if (fs.existsSync(syncFile)) throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
+  if (fs.existsSync(syncFile))
+    throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
   checkVideoFile(s.videoFile)
   checkMuxedFile(s.muxedFile)
   checkTimesyncFile(s.timesyncFile)
@@ -903,12 +1233,23 @@ async function record(s: Settings): Promise<number> {
   // ffmpeg runs in its own process group, so a terminal's ctrl-c reaches only this process, which
   // then stops ffmpeg exactly once, with `q` on its stdin (a second signal would abort its writes).
   const spawnEpochS = Date.now() / 1000
-  const capture = $({ nothrow: true, quiet: true, detached: process.platform !== 'win32', stdio: ['pipe', 'ignore', 'pipe'] })`exec ${launcher} ${ffmpeg} ${captureArgs(s, audioFile)}`
+  const capture = $({
+    nothrow: true,
+    quiet: true,
+    detached: process.platform !== 'win32',
+    stdio: ['pipe', 'ignore', 'pipe'],
+  })`exec ${launcher} ${ffmpeg} ${captureArgs(s, audioFile)}`
   let stderr = ''
-  capture.stderr.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString('utf8')).slice(-65536) })
-  capture.stdin.on('error', () => { /* ffmpeg already gone: its exit is handled below */ })
+  capture.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-65536)
+  })
+  capture.stdin.on('error', () => {
+    /* ffmpeg already gone: its exit is handled below */
+  })
   const channelsText = s.channels === 1 ? 'mono' : s.channels === 2 ? 'stereo' : `${s.channels} channels`
-  say(`● Recording ${s.format} device ${JSON.stringify(s.device)} (${s.sampleRate} Hz, ${channelsText}) to ${audioFile}. Press ctrl-c to stop.`)
+  say(
+    `● Recording ${s.format} device ${JSON.stringify(s.device)} (${s.sampleRate} Hz, ${channelsText}) to ${audioFile}. Press ctrl-c to stop.`,
+  )
 
   let stopRequestedEpochS: number | null = null
   let signals = 0
@@ -916,7 +1257,11 @@ async function record(s: Settings): Promise<number> {
   const signalFfmpeg = (signal: NodeJS.Signals) => {
     const child = capture.child
     if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null)
-      try { process.kill(child.pid, signal) } catch { /* exited meanwhile */ }
+      try {
+        process.kill(child.pid, signal)
+      } catch {
+        /* exited meanwhile */
+      }
   }
   // Samples reach the WAV one device latency after they were captured: wait until every sample up
   // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
@@ -939,7 +1284,9 @@ async function record(s: Settings): Promise<number> {
       say('■ Stopping: ffmpeg is writing the last samples and finishing the WAV…')
       void drainThenStop(stopRequestedEpochS)
     } else if (signals === 2) {
-      say('■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept, but the WAV header may be left unfinished).')
+      say(
+        '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept, but the WAV header may be left unfinished).',
+      )
       signalFfmpeg('SIGINT')
     } else {
       signalFfmpeg('SIGKILL')
@@ -965,33 +1312,52 @@ async function record(s: Settings): Promise<number> {
   }
   let failed = stopRequestedEpochS === null
   if (failed) {
-    const why = result.signal ? `ffmpeg was killed (${result.signal})` : `ffmpeg stopped recording on its own (exit ${result.exitCode}): ${ffmpegErrorLine(stderr)}`
+    const why = result.signal
+      ? `ffmpeg was killed (${result.signal})`
+      : `ffmpeg stopped recording on its own (exit ${result.exitCode}): ${ffmpegErrorLine(stderr)}`
     say(`✖ ${why}. The audio recorded so far is kept.`)
   }
 
   const audioStart = parseInputStart(stderr, s.format) ?? { epochS: spawnEpochS, source: 'spawn-time' as const }
   const wav = readWavInfo(audioFile)
   const audio: AudioFacts = {
-    file: path.resolve(audioFile), startEpochS: audioStart.epochS, startSource: audioStart.source,
-    sampleRate: s.sampleRate, channels: s.channels,
+    file: path.resolve(audioFile),
+    startEpochS: audioStart.epochS,
+    startSource: audioStart.source,
+    sampleRate: s.sampleRate,
+    channels: s.channels,
     durationS: wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null,
   }
-  say(`✔ Audio: ${audioFile}` + (audio.durationS == null ? '' : ` (${audio.durationS.toFixed(2)} s)`) +
-    `, first sample at ${new Date(audio.startEpochS * 1000).toISOString()} (${audio.startSource})`)
-  if (wav && !wav.finalized) say(`⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`)
-  if (audio.startSource === 'spawn-time') say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
+  say(
+    `✔ Audio: ${audioFile}` +
+      (audio.durationS == null ? '' : ` (${audio.durationS.toFixed(2)} s)`) +
+      `, first sample at ${new Date(audio.startEpochS * 1000).toISOString()} (${audio.startSource})`,
+  )
+  if (wav && !wav.finalized)
+    say(
+      `⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`,
+    )
+  if (audio.startSource === 'spawn-time')
+    say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
   // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
   // read before it exited: a length outside that means the device's timestamps or samples jumped.
-  const audioCheck = audio.durationS == null || stopRequestedEpochS === null ? null
-    : checkAudioSpan(audio.durationS, stopRequestedEpochS - audio.startEpochS, exitedEpochS - audio.startEpochS)
+  const audioCheck =
+    audio.durationS == null || stopRequestedEpochS === null
+      ? null
+      : checkAudioSpan(audio.durationS, stopRequestedEpochS - audio.startEpochS, exitedEpochS - audio.startEpochS)
   if (audioCheck && !audioCheck.ok)
-    say(`⚠ The WAV holds ${audio.durationS!.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`)
+    say(
+      `⚠ The WAV holds ${audio.durationS!.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`,
+    )
 
   const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
   const videoFile = findVideo({ videoFile: s.videoFile, feedDir, searchRoot: process.cwd() }, audio)
   if (s.mux) await waitForVideo(videoFile, s.waitS)
   const sync = await syncToVideo(audio, videoFile, { ...s, feedDir, ffmpeg, ffprobe })
-  Object.assign(sync, { audioWallSpanS: audioCheck?.wallSpanS ?? null, audioStartDoubtful: audioCheck ? !audioCheck.ok : null })
+  Object.assign(sync, {
+    audioWallSpanS: audioCheck?.wallSpanS ?? null,
+    audioStartDoubtful: audioCheck ? !audioCheck.ok : null,
+  })
   try {
     fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
     say(`  Timing: ${syncFile}`)
@@ -999,7 +1365,9 @@ async function record(s: Settings): Promise<number> {
     // A full disk must not cost the timing: it goes to the terminal instead, and the part-written
     // file (created just now by 'wx', so ours) does not pretend to hold it.
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') fs.rmSync(syncFile, { force: true })
-    say(`✖ Could not write ${syncFile} (${(error as NodeJS.ErrnoException).code}); its content:\n${JSON.stringify(sync)}`)
+    say(
+      `✖ Could not write ${syncFile} (${(error as NodeJS.ErrnoException).code}); its content:\n${JSON.stringify(sync)}`,
+    )
     failed = true
   }
   if (!sync.muxCommand) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
@@ -1011,11 +1379,19 @@ async function plot(sync: Record<string, any>, plotFile: string): Promise<void> 
   if (sync.videoStartEpochS == null) return say('⚠ No plot: there is no video to draw the audio against.')
   if (fs.existsSync(plotFile)) return say(`⚠ No plot: ${plotFile} exists and is never overwritten.`)
   const { args } = plotArgs({
-    audioFile: sync.audioFile, plotFile, audioStartEpochS: sync.audioStartEpochS, audioDurationS: sync.audioDurationS ?? 0,
-    videoStartEpochS: sync.videoStartEpochS, videoDurationS: sync.videoDurationS ?? sync.videoRealSpanS ?? sync.audioDurationS ?? 0,
+    audioFile: sync.audioFile,
+    plotFile,
+    audioStartEpochS: sync.audioStartEpochS,
+    audioDurationS: sync.audioDurationS ?? 0,
+    videoStartEpochS: sync.videoStartEpochS,
+    videoDurationS: sync.videoDurationS ?? sync.videoRealSpanS ?? sync.audioDurationS ?? 0,
   })
   const drawn = await $({ nothrow: true, quiet: true })`${sync.muxArgs[0]} ${args}`
-  say(drawn.exitCode === 0 ? `✔ Plot: ${plotFile} (waveform above the video's span; red: first frame, green: first sample)` : `⚠ No plot: ${ffmpegErrorLine(drawn.stderr)}`)
+  say(
+    drawn.exitCode === 0
+      ? `✔ Plot: ${plotFile} (waveform above the video's span; red: first frame, green: first sample)`
+      : `⚠ No plot: ${ffmpegErrorLine(drawn.stderr)}`,
+  )
 }
 
 /** The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux. */
@@ -1028,7 +1404,8 @@ async function deliver(sync: Record<string, any>, o: TimingOptions, ffprobe: str
     process.stdout.write(sync.muxCommand + '\n')
   }
   if (!o.mux) return 0
-  if (!sync.videoFinalized) return (say('✖ Not muxed: the video was not finished in time. Run the command above once it is.'), 1)
+  if (!sync.videoFinalized)
+    return (say('✖ Not muxed: the video was not finished in time. Run the command above once it is.'), 1)
   return runMux(sync, ffprobe)
 }
 
@@ -1039,16 +1416,24 @@ async function waitForVideo(videoFile: string | null, waitS: number): Promise<vo
   if (!videoFile || !fs.existsSync(videoFile)) return
   const finished = () => isFinalizedMp4(videoFile) && fileBytes(videoFile) === lastBytes
   let lastBytes = fileBytes(videoFile)
-  if (isFinalizedMp4(videoFile)) { await sleep(300); if (finished()) return }
+  if (isFinalizedMp4(videoFile)) {
+    await sleep(300)
+    if (finished()) return
+  }
   let interrupted = false
-  const stopWaiting = () => { interrupted = true }
+  const stopWaiting = () => {
+    interrupted = true
+  }
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, stopWaiting)
   const tty = process.stderr.isTTY
   const deadline = Date.now() + waitS * 1000
   if (!tty) say(`  Waiting up to ${waitS} s for TracktorLive to finish ${videoFile} (ctrl-c stops waiting)…`)
   try {
     for (let tick = 0; !interrupted && Date.now() < deadline; tick++) {
-      if (tty) process.stderr.write(`\r${SPINNER[tick % SPINNER.length]} Waiting for TracktorLive to finish ${path.basename(videoFile)} (${Math.round((deadline - Date.now()) / 1000)} s left, ctrl-c stops waiting)\x1b[K`)
+      if (tty)
+        process.stderr.write(
+          `\r${SPINNER[tick % SPINNER.length]} Waiting for TracktorLive to finish ${path.basename(videoFile)} (${Math.round((deadline - Date.now()) / 1000)} s left, ctrl-c stops waiting)\x1b[K`,
+        )
       await sleep(250)
       if (finished()) break
       lastBytes = fileBytes(videoFile)
@@ -1062,8 +1447,11 @@ async function waitForVideo(videoFile: string | null, waitS: number): Promise<vo
 /** ffprobe's view of a file's streams. */
 async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>>> {
   // Packets are counted (no decoding), since Matroska states no frame count.
-  const probe = await $({ nothrow: true, quiet: true })`${ffprobe} -v error -count_packets -show_entries stream=codec_type,codec_name,nb_read_packets,duration -of json ${file}`
-  return probe.exitCode === 0 ? JSON.parse(probe.stdout).streams ?? [] : []
+  const probe = await $({
+    nothrow: true,
+    quiet: true,
+  })`${ffprobe} -v error -count_packets -show_entries stream=codec_type,codec_name,nb_read_packets,duration -of json ${file}`
+  return probe.exitCode === 0 ? (JSON.parse(probe.stdout).streams ?? []) : []
 }
 
 /**
@@ -1084,10 +1472,14 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
     const outUs = Number(/out_time_us=(\d+)/.exec(chunk.toString())?.[1])
     if (tty && totalUs > 0 && Number.isFinite(outUs)) {
       const done = Math.min(1, outUs / totalUs)
-      process.stderr.write(`\r  Muxing [${'#'.repeat(Math.round(done * 30)).padEnd(30)}] ${(done * 100).toFixed(0).padStart(3)} %\x1b[K`)
+      process.stderr.write(
+        `\r  Muxing [${'#'.repeat(Math.round(done * 30)).padEnd(30)}] ${(done * 100).toFixed(0).padStart(3)} %\x1b[K`,
+      )
     }
   })
-  const interruptMux = () => { void mux.kill('SIGINT') }
+  const interruptMux = () => {
+    void mux.kill('SIGINT')
+  }
   process.once('SIGINT', interruptMux)
   const result = await mux
   process.off('SIGINT', interruptMux)
@@ -1107,7 +1499,11 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
     if (source && (video.codec_name !== source.codec_name || video.nb_read_packets !== source.nb_read_packets))
       return fail(`the video was not copied whole (${video.nb_read_packets} frames of ${source.nb_read_packets})`)
     const audioFrameS = (audio.codec_name === 'flac' ? 4608 : 1024) / sync.audioSampleRate
-    if (Number(video.duration) > 0 && Number(audio.duration) > 0 && Math.abs(Number(video.duration) - Number(audio.duration)) > audioFrameS + 1e-3)
+    if (
+      Number(video.duration) > 0 &&
+      Number(audio.duration) > 0 &&
+      Math.abs(Number(video.duration) - Number(audio.duration)) > audioFrameS + 1e-3
+    )
       return fail(`audio ${audio.duration} s against video ${video.duration} s`)
   }
   try {
@@ -1116,7 +1512,9 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
   } catch (error) {
     return fail(`${finalFile} could not be created (${(error as NodeJS.ErrnoException).code})`)
   }
-  say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${sync.audioSampleRate > MAX_AAC_RATE ? 'FLAC' : 'AAC'}, in sync)`)
+  say(
+    `✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${sync.audioSampleRate > MAX_AAC_RATE ? 'FLAC' : 'AAC'}, in sync)`,
+  )
   return 0
 }
 
@@ -1142,7 +1540,11 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
   const tick = () => {
     if (stopping()) return
     // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
-    try { fd ??= fs.openSync(audioFile, 'r') } catch { return }
+    try {
+      fd ??= fs.openSync(audioFile, 'r')
+    } catch {
+      return
+    }
     const bytes = fs.fstatSync(fd).size
     readFrom ??= readWavInfo(audioFile)?.dataOffset ?? null
     if (readFrom === null || bytes <= readFrom) return
@@ -1155,10 +1557,17 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
     // a second is plenty for a level, and so short a loop never makes V8 compile it over and over.
     const dbfs = levelDbfs(new Int16Array(chunk.buffer, chunk.byteOffset, length / 2), 47)
     const now = Date.now()
-    if (dbfs < SILENCE_DBFS) silentSinceMs ??= now - (length / frameBytes / sampleRate) * 1000 // since the window began
-    else { silentSinceMs = null; warned = false }
+    if (dbfs < SILENCE_DBFS)
+      silentSinceMs ??= now - (length / frameBytes / sampleRate) * 1000 // since the window began
+    else {
+      silentSinceMs = null
+      warned = false
+    }
     if (tty) process.stderr.write(`\r${statusLine((now - startedMs) / 1000, bytes, dbfs, color)}\x1b[K`)
-    else if (now - lastPlainMs >= 60000) { say(statusLine((now - startedMs) / 1000, bytes, dbfs, false)); lastPlainMs = now }
+    else if (now - lastPlainMs >= 60000) {
+      say(statusLine((now - startedMs) / 1000, bytes, dbfs, false))
+      lastPlainMs = now
+    }
     if (silentSinceMs !== null && now - silentSinceMs >= SILENCE_WARN_S * 1000 && !warned) {
       warned = true
       const warning = `⚠ The input has been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s: is the microphone muted, or the wrong one? (record-audio --list-devices)`
@@ -1178,7 +1587,11 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
 
 function fileBytes(file: string): number {
-  try { return fs.statSync(file).size } catch { return 0 }
+  try {
+    return fs.statSync(file).size
+  } catch {
+    return 0
+  }
 }
 
 function readWavInfo(file: string): WavInfo | null {
@@ -1188,7 +1601,9 @@ function readWavInfo(file: string): WavInfo | null {
       const header = Buffer.alloc(4096)
       const read = fs.readSync(fd, header, 0, header.length, 0)
       return parseWavHeader(header.subarray(0, read), fs.fstatSync(fd).size)
-    } finally { fs.closeSync(fd) }
+    } finally {
+      fs.closeSync(fd)
+    }
   } catch {
     return null
   }
@@ -1196,11 +1611,21 @@ function readWavInfo(file: string): WavInfo | null {
 
 /** What the sync file says of the audio; all that the mux needs, so `mux` can redo it later. */
 interface AudioFacts {
-  file: string; startEpochS: number; startSource: AudioStart['source']; sampleRate: number; channels: number; durationS: number | null
+  file: string
+  startEpochS: number
+  startSource: AudioStart['source']
+  sampleRate: number
+  channels: number
+  durationS: number | null
 }
 
 interface VideoChoice extends TimingOptions {
-  feedDir: string | null; videoFile: string | null; muxedFile: string | null; muxedSuffix: string; ffmpeg: string; ffprobe: string | null
+  feedDir: string | null
+  videoFile: string | null
+  muxedFile: string | null
+  muxedSuffix: string
+  ffmpeg: string
+  ffprobe: string | null
 }
 
 const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
@@ -1210,7 +1635,11 @@ const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
 }
 
 /** Finds the video, measures the offset, builds the command, says what it found; returns the sync record. */
-async function syncToVideo(audio: AudioFacts, videoFile: string | null, v: VideoChoice): Promise<Record<string, unknown>> {
+async function syncToVideo(
+  audio: AudioFacts,
+  videoFile: string | null,
+  v: VideoChoice,
+): Promise<Record<string, unknown>> {
   const record: Record<string, unknown> = {
     tool: `record-audio ${packageVersion()}`,
     feedDir: v.feedDir,
@@ -1220,10 +1649,28 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, v: Video
     audioSampleRate: audio.sampleRate,
     audioChannels: audio.channels,
     audioDurationS: audio.durationS,
-    videoFile: null, videoStartEpochS: null, videoStartSource: null, videoStartUncertaintyS: null, videoFinalized: null,
-    videoFrames: null, videoNominalFps: null, videoDurationS: null, videoRealSpanS: null, videoSpanSource: null,
-    timesyncFile: null, clockOffsetS: v.clockOffsetS, driftPpm: null, driftAtEndMs: null, itsscale: null, anchorWarnings: [],
-    offsetS: null, delaySamples: null, trimSamples: null, muxedFile: null, muxArgs: null, muxCommand: null,
+    videoFile: null,
+    videoStartEpochS: null,
+    videoStartSource: null,
+    videoStartUncertaintyS: null,
+    videoFinalized: null,
+    videoFrames: null,
+    videoNominalFps: null,
+    videoDurationS: null,
+    videoRealSpanS: null,
+    videoSpanSource: null,
+    timesyncFile: null,
+    clockOffsetS: v.clockOffsetS,
+    driftPpm: null,
+    driftAtEndMs: null,
+    itsscale: null,
+    anchorWarnings: [],
+    offsetS: null,
+    delaySamples: null,
+    trimSamples: null,
+    muxedFile: null,
+    muxArgs: null,
+    muxCommand: null,
   }
   if (!videoFile) {
     if (v.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${v.feedDir}${path.sep}: the WAV is kept.`)
@@ -1232,50 +1679,97 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, v: Video
   const video = await videoFacts(videoFile, v.ffprobe)
   const timesyncFile = v.timesyncFile ?? `${v.feedDir ?? path.dirname(path.resolve(videoFile))}-timesyncUTC.parquet`
   const timing = videoTiming({
-    ulidEpochS: video.ulidEpochS, userStartEpochS: v.videoStartEpochS, timesync: await readTimesync(timesyncFile).catch((error) => {
+    ulidEpochS: video.ulidEpochS,
+    userStartEpochS: v.videoStartEpochS,
+    timesync: await readTimesync(timesyncFile).catch((error) => {
       say(`⚠ ${(error as Error).message}: the timesync file is not used.`) // never at the cost of the rest
       return null
     }),
-    clockOffsetS: v.clockOffsetS, frames: video.frames, nominalFps: video.nominalFps,
-    mtimeEpochS: video.finalized ? video.mtimeEpochS : null, driftFix: v.driftFix,
+    clockOffsetS: v.clockOffsetS,
+    frames: video.frames,
+    nominalFps: video.nominalFps,
+    mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
+    driftFix: v.driftFix,
   })
   const offsetS = audio.startEpochS - timing.startEpochS
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
   const wantedMuxed = muxedNameForRate(v.muxedFile ?? muxedFileFor(videoFile, v.muxedSuffix), audio.sampleRate)
-  if (v.muxedFile && wantedMuxed !== v.muxedFile) say(`  ${audio.sampleRate} Hz is past AAC's 96 kHz: the audio goes into ${wantedMuxed} as FLAC, every sample kept.`)
-  else if (wantedMuxed.endsWith('.mkv')) say(`  ${audio.sampleRate} Hz is past AAC's 96 kHz: the muxed file is Matroska (.mkv) with FLAC audio, every sample kept.`)
+  if (v.muxedFile && wantedMuxed !== v.muxedFile)
+    say(`  ${audio.sampleRate} Hz is past AAC's 96 kHz: the audio goes into ${wantedMuxed} as FLAC, every sample kept.`)
+  else if (wantedMuxed.endsWith('.mkv'))
+    say(
+      `  ${audio.sampleRate} Hz is past AAC's 96 kHz: the muxed file is Matroska (.mkv) with FLAC audio, every sample kept.`,
+    )
   const muxedFile = path.resolve(v.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
   const plan = muxPlan({
-    audioFile: audio.file, videoFile: path.resolve(videoFile), muxedFile,
-    sampleRate: audio.sampleRate, offsetS, videoDurationS, itsscale: timing.itsscale,
+    audioFile: audio.file,
+    videoFile: path.resolve(videoFile),
+    muxedFile,
+    sampleRate: audio.sampleRate,
+    offsetS,
+    videoDurationS,
+    itsscale: timing.itsscale,
   })
   const muxCommand = formatCommand(v.ffmpeg, plan.args, process.platform)
   Object.assign(record, {
-    videoFile: path.resolve(videoFile), videoStartEpochS: timing.startEpochS, videoStartSource: timing.source,
-    videoStartUncertaintyS: timing.uncertaintyS, videoFinalized: video.finalized, videoFrames: video.frames,
-    videoNominalFps: video.nominalFps, videoDurationS, videoRealSpanS: timing.realSpanS, videoSpanSource: timing.spanSource,
+    videoFile: path.resolve(videoFile),
+    videoStartEpochS: timing.startEpochS,
+    videoStartSource: timing.source,
+    videoStartUncertaintyS: timing.uncertaintyS,
+    videoFinalized: video.finalized,
+    videoFrames: video.frames,
+    videoNominalFps: video.nominalFps,
+    videoDurationS,
+    videoRealSpanS: timing.realSpanS,
+    videoSpanSource: timing.spanSource,
     timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
-    driftPpm: timing.driftPpm, driftAtEndMs: timing.driftAtEndMs, itsscale: timing.itsscale, anchorWarnings: timing.warnings,
-    offsetS, delaySamples: plan.delaySamples, trimSamples: plan.trimSamples,
-    muxedFile, muxArgs: [v.ffmpeg, ...plan.args], muxCommand,
+    driftPpm: timing.driftPpm,
+    driftAtEndMs: timing.driftAtEndMs,
+    itsscale: timing.itsscale,
+    anchorWarnings: timing.warnings,
+    offsetS,
+    delaySamples: plan.delaySamples,
+    trimSamples: plan.trimSamples,
+    muxedFile,
+    muxArgs: [v.ffmpeg, ...plan.args],
+    muxCommand,
   })
 
-  say(`✔ Video: ${videoFile}` + (video.finalized ? ` (finalized${videoDurationS == null ? '' : `, ${videoDurationS.toFixed(2)} s`})` : ' (not finalized yet)') +
-    `, first frame at ${new Date(timing.startEpochS * 1000).toISOString()} ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`)
+  say(
+    `✔ Video: ${videoFile}` +
+      (video.finalized
+        ? ` (finalized${videoDurationS == null ? '' : `, ${videoDurationS.toFixed(2)} s`})`
+        : ' (not finalized yet)') +
+      `, first frame at ${new Date(timing.startEpochS * 1000).toISOString()} ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
+  )
   say(`  Offset: ${describeOffset(offsetS)}.`)
   for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
   if (timing.driftPpm != null && timing.driftAtEndMs != null) {
-    const from = timing.spanSource === 'timesync' ? "the timesync rows" : "start to mtime, so the video's end is anchored to its mtime"
+    const from =
+      timing.spanSource === 'timesync'
+        ? 'the timesync rows'
+        : "start to mtime, so the video's end is anchored to its mtime"
     const drift = `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
-    say(drift + (timing.itsscale ? `: corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time; --no-drift-fix keeps the nominal timeline).`
-      : Math.abs(timing.driftAtEndMs) > 1000 / (video.nominalFps ?? 25) ? ': not corrected (--no-drift-fix).' : ': within a frame, nothing to correct.'))
+    say(
+      drift +
+        (timing.itsscale
+          ? `: corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time; --no-drift-fix keeps the nominal timeline).`
+          : Math.abs(timing.driftAtEndMs) > 1000 / (video.nominalFps ?? 25)
+            ? ': not corrected (--no-drift-fix).'
+            : ': within a frame, nothing to correct.'),
+    )
   }
   const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
-  if (videoDurationS != null && (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS))
+  if (
+    videoDurationS != null &&
+    (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS)
+  )
     say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
   if (!video.finalized)
-    say("⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder has stopped. The audio is not cut to the video's length.")
+    say(
+      "⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder has stopped. The audio is not cut to the video's length.",
+    )
   return record
 }
 
@@ -1285,20 +1779,35 @@ async function muxLater(m: MuxLater): Promise<number> {
   try {
     sync = JSON.parse(fs.readFileSync(m.syncFile, 'utf8'))
   } catch (error) {
-    throw new UsageError(`cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code ?? 'not JSON'}): give the -sync.json file a recording wrote`)
+    throw new UsageError(
+      `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code ?? 'not JSON'}): give the -sync.json file a recording wrote`,
+    )
   }
-  if (typeof sync.audioFile !== 'string' || typeof sync.audioStartEpochS !== 'number' || typeof sync.audioSampleRate !== 'number')
+  if (
+    typeof sync.audioFile !== 'string' ||
+    typeof sync.audioStartEpochS !== 'number' ||
+    typeof sync.audioSampleRate !== 'number'
+  )
     throw new UsageError(`${m.syncFile} is not a record-audio sync file: give the -sync.json file a recording wrote`)
-  if (!fs.existsSync(sync.audioFile)) throw new UsageError(`the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`)
+  if (!fs.existsSync(sync.audioFile))
+    throw new UsageError(
+      `the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
+    )
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
   checkTimesyncFile(m.timesyncFile)
   const { ffmpeg, ffprobe } = await findTools(m.ffmpeg)
   if (readWavInfo(sync.audioFile)?.finalized === false)
-    say(`⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not): record-audio repair ${quotePosix(sync.audioFile)}`)
+    say(
+      `⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not): record-audio repair ${quotePosix(sync.audioFile)}`,
+    )
   const audio: AudioFacts = {
-    file: sync.audioFile, startEpochS: sync.audioStartEpochS, startSource: sync.audioStartSource,
-    sampleRate: sync.audioSampleRate, channels: sync.audioChannels, durationS: sync.audioDurationS ?? null,
+    file: sync.audioFile,
+    startEpochS: sync.audioStartEpochS,
+    startSource: sync.audioStartSource,
+    sampleRate: sync.audioSampleRate,
+    channels: sync.audioChannels,
+    durationS: sync.audioDurationS ?? null,
   }
   const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : null
   const videoFile = findVideo({ videoFile: m.videoFile, feedDir, searchRoot: path.dirname(sync.audioFile) }, audio)
@@ -1314,7 +1823,9 @@ async function listDevices(format: Format, ffmpegSetting: string): Promise<numbe
   if (format === 'avfoundation') return (process.stdout.write(out.stderr), 0)
   const devices = parseSources(out.stdout + out.stderr)
   if (!devices.length) {
-    say(`✖ ffmpeg lists no ${format} devices (${ffmpegErrorLine(out.stderr + out.stdout)}). Try: ${listDevicesHint(format)}`)
+    say(
+      `✖ ffmpeg lists no ${format} devices (${ffmpegErrorLine(out.stderr + out.stdout)}). Try: ${listDevicesHint(format)}`,
+    )
     return 1
   }
   for (const d of devices) process.stdout.write(`${d.isDefault ? '*' : ' '} ${d.name}  ${d.description}\n`)
@@ -1325,15 +1836,21 @@ async function listDevices(format: Format, ffmpegSetting: string): Promise<numbe
 /** `record-audio repair FILE.wav`: only the size fields of the header are written. */
 function repairWav(file: string): number {
   let fd: number
-  try { fd = fs.openSync(file, 'r+') } catch (error) {
-    throw new UsageError(`cannot open ${file} (${(error as NodeJS.ErrnoException).code}): give the path of the WAV to repair`)
+  try {
+    fd = fs.openSync(file, 'r+')
+  } catch (error) {
+    throw new UsageError(
+      `cannot open ${file} (${(error as NodeJS.ErrnoException).code}): give the path of the WAV to repair`,
+    )
   }
   try {
     const header = Buffer.alloc(4096)
     const read = fs.readSync(fd, header, 0, header.length, 0)
     const fileBytes = fs.fstatSync(fd).size
     let repair: WavRepair | null
-    try { repair = wavRepair(header.subarray(0, read), fileBytes) } catch (error) {
+    try {
+      repair = wavRepair(header.subarray(0, read), fileBytes)
+    } catch (error) {
       throw new UsageError(`${file}: ${(error as Error).message}; it was left as it is`)
     }
     if (!repair) return (say(`✔ ${file} is already finalized: nothing to repair.`), 0)
@@ -1341,7 +1858,9 @@ function repairWav(file: string): number {
     fs.fsyncSync(fd)
     const info = parseWavHeader(header.subarray(0, read), fileBytes)
     const seconds = repair.dataBytes / (info.channels * (info.bitsPerSample / 8) * info.sampleRate)
-    say(`✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (the samples were not touched).`)
+    say(
+      `✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (the samples were not touched).`,
+    )
     return 0
   } finally {
     fs.closeSync(fd)

@@ -23,9 +23,15 @@ const quick = process.argv.includes('--quick') // shorter recordings, for trying
 
 /** The live microphone: noise at −60 dBFS and a 2 ms click at every whole epoch second. */
 function startClickStream(env, sink) {
-  const player = spawn('pacat', ['--raw', '--playback', `--device=${sink}`, '--rate=48000', '--channels=1', '--format=s16le', '--latency-msec=20'], { env, stdio: ['pipe', 'ignore', 'inherit'] })
+  const player = spawn(
+    'pacat',
+    ['--raw', '--playback', `--device=${sink}`, '--rate=48000', '--channels=1', '--format=s16le', '--latency-msec=20'],
+    { env, stdio: ['pipe', 'ignore', 'inherit'] },
+  )
   let stopping = false
-  player.stdin.on('error', (error) => { if (!stopping) console.error('the click player stopped:', error.message) })
+  player.stdin.on('error', (error) => {
+    if (!stopping) console.error('the click player stopped:', error.message)
+  })
   let writtenUntilS = Date.now() / 1000
   const timer = setInterval(() => {
     const nowS = Date.now() / 1000 + 0.02 // keep the player's buffer a little ahead
@@ -40,7 +46,14 @@ function startClickStream(env, sink) {
     writtenUntilS += count / RATE
     player.stdin.write(Buffer.from(samples.buffer))
   }, 10)
-  return { stop() { stopping = true; clearInterval(timer); player.stdin.end(); player.kill('SIGTERM') } }
+  return {
+    stop() {
+      stopping = true
+      clearInterval(timer)
+      player.stdin.end()
+      player.kill('SIGTERM')
+    },
+  }
 }
 
 /**
@@ -51,8 +64,34 @@ function startStandIn(feedDir, { nominalFps = 30, realFps = 30, gapMs = 30 } = {
   fs.mkdirSync(feedDir, { recursive: true })
   const ulidEpochMs = Date.now()
   const file = path.join(feedDir, `${ulidAt(ulidEpochMs)}.mp4`)
-  const writer = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '64x48', '-r', String(nominalFps), '-i', '-',
-    '-c:v', 'mpeg4', '-tag:v', 'mp4v', '-q:v', '5', '-f', 'mp4', file], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const writer = spawn(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'gray',
+      '-s',
+      '64x48',
+      '-r',
+      String(nominalFps),
+      '-i',
+      '-',
+      '-c:v',
+      'mpeg4',
+      '-tag:v',
+      'mp4v',
+      '-q:v',
+      '5',
+      '-f',
+      'mp4',
+      file,
+    ],
+    { stdio: ['pipe', 'ignore', 'inherit'] },
+  )
   writer.stdin.on('error', (error) => console.error('the stand-in writer stopped:', error.message))
   const frameTimesS = []
   const whiteFrames = [] // { frame, wallS }
@@ -75,14 +114,31 @@ function startStandIn(feedDir, { nominalFps = 30, realFps = 30, gapMs = 30 } = {
     writer.stdin.end()
     await new Promise((resolve) => writer.once('exit', resolve))
   })()
-  return { file, ulidEpochMs, frameTimesS, whiteFrames, async stop() { stopped = true; await done } }
+  return {
+    file,
+    ulidEpochMs,
+    frameTimesS,
+    whiteFrames,
+    async stop() {
+      stopped = true
+      await done
+    },
+  }
 }
 
 /** Presentation times of the white frames in a file, as the file states them. */
 function whiteFramePts(file) {
-  const probe = run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file], { maxBuffer: 1 << 26 })
+  const probe = run(
+    'ffprobe',
+    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file],
+    { maxBuffer: 1 << 26 },
+  )
   const pts = probe.stdout.trim().split('\n').map(Number)
-  const raw = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'], { maxBuffer: 1 << 30 }).stdout
+  const raw = spawnSync(
+    'ffmpeg',
+    ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'],
+    { maxBuffer: 1 << 30 },
+  ).stdout
   const frameBytes = 64 * 48
   const white = []
   for (let k = 0; k * frameBytes < raw.length; k++) {
@@ -117,11 +173,14 @@ function median(values) {
 function procStats(pid) {
   try {
     let cpuNs = 0
-    for (const thread of fs.readdirSync(`/proc/${pid}/task`)) cpuNs += Number(fs.readFileSync(`/proc/${pid}/task/${thread}/schedstat`, 'utf8').split(' ')[0])
+    for (const thread of fs.readdirSync(`/proc/${pid}/task`))
+      cpuNs += Number(fs.readFileSync(`/proc/${pid}/task/${thread}/schedstat`, 'utf8').split(' ')[0])
     const cpuS = cpuNs / 1e9
     const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1])
     return { cpuS, rssMb: hwmKb / 1024 }
-  } catch { return null }
+  } catch {
+    return null
+  }
 }
 
 async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesync = false, env = {}, plot = false }) {
@@ -131,7 +190,10 @@ async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesy
   const serverStartEpochS = video.ulidEpochMs / 1000 - 0.7 // the cassette's t_init: a 0.7 s camera open before the ULID
   await sleep(400)
   const spawnEpochS = Date.now() / 1000
-  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source, ...(plot ? ['--plot', 'timeline.png'] : [])], { cwd, env: { ...pulse.env, ...env } })
+  const tool = startTool(
+    [feed, '--format', 'pulse', '--device', pulse.source, ...(plot ? ['--plot', 'timeline.png'] : [])],
+    { cwd, env: { ...pulse.env, ...env } },
+  )
   await tool.recording(path.join(cwd, `${feed}-audio.wav`), 20000)
   await sleep(1000)
   const startStats = procStats(tool.child.pid)
@@ -141,12 +203,16 @@ async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesy
   const cpuShare = startStats && endStats ? (endStats.cpuS - startStats.cpuS) / ((Date.now() - startedMs) / 1000) : NaN
   await video.stop()
   if (timesync) {
-    parquetWriteFile({ filename: path.join(cwd, `${feed}-timesyncUTC.parquet`),
-      columnData: [{ name: 'timestampUTC', data: video.frameTimesS.slice(0, -1), type: 'DOUBLE' }] })
+    parquetWriteFile({
+      filename: path.join(cwd, `${feed}-timesyncUTC.parquet`),
+      columnData: [{ name: 'timestampUTC', data: video.frameTimesS.slice(0, -1), type: 'DOUBLE' }],
+    })
   }
   const ctrlCMs = Date.now()
   let commandShownMs = null
-  tool.child.stdout.on('data', () => { commandShownMs ??= Date.now() })
+  tool.child.stdout.on('data', () => {
+    commandShownMs ??= Date.now()
+  })
   tool.ctrlC()
   const result = await tool.exited
   if (result.code !== 0) throw new Error(`${name}: record-audio exited ${result.code}: ${result.stderr}`)
@@ -171,24 +237,33 @@ async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesy
     const clickClaimedS = sync.audioStartEpochS + wavIndex / RATE
     const muxIndex = muxClicks.find((i) => Math.abs(i / RATE - (clickClaimedS - sync.videoStartEpochS)) < 0.25)
     if (muxIndex === undefined) continue
-    errorsMs.push(((muxIndex / RATE - white.ptsS) - (clickClaimedS - truth.wallS)) * 1000)
+    errorsMs.push((muxIndex / RATE - white.ptsS - (clickClaimedS - truth.wallS)) * 1000)
     // The same pair under the other methods' offsets (a plain delay, no drift fix): the audio at
     // output time i/RATE + offset against the frame at its nominal time.
     const nominalPtsS = white.frame / 30
-    const trueOffsetAtPair = (clickClaimedS - truth.wallS) - (wavIndex / RATE - nominalPtsS)
-    cassetteMs.push(((spawnEpochS - serverStartEpochS) - trueOffsetAtPair) * 1000)
-    spawnMs.push(((spawnEpochS - sync.videoStartEpochS) - trueOffsetAtPair) * 1000)
+    const trueOffsetAtPair = clickClaimedS - truth.wallS - (wavIndex / RATE - nominalPtsS)
+    cassetteMs.push((spawnEpochS - serverStartEpochS - trueOffsetAtPair) * 1000)
+    spawnMs.push((spawnEpochS - sync.videoStartEpochS - trueOffsetAtPair) * 1000)
   }
   return {
-    name, pairs: errorsMs.length,
-    toolMedianMs: median(errorsMs), toolMaxMs: Math.max(...errorsMs.map(Math.abs)), toolEndMs: errorsMs.at(-1),
-    cassetteMedianMs: median(cassetteMs), spawnMedianMs: median(spawnMs),
-    videoStartSource: sync.videoStartSource, videoTrueGapMs: (trueFirstFrameS - sync.videoStartEpochS) * 1000,
-    itsscale: sync.itsscale, driftAtEndMs: sync.driftAtEndMs,
-    audioStartSource: sync.audioStartSource, audioDoubtful: sync.audioStartDoubtful,
+    name,
+    pairs: errorsMs.length,
+    toolMedianMs: median(errorsMs),
+    toolMaxMs: Math.max(...errorsMs.map(Math.abs)),
+    toolEndMs: errorsMs.at(-1),
+    cassetteMedianMs: median(cassetteMs),
+    spawnMedianMs: median(spawnMs),
+    videoStartSource: sync.videoStartSource,
+    videoTrueGapMs: (trueFirstFrameS - sync.videoStartEpochS) * 1000,
+    itsscale: sync.itsscale,
+    driftAtEndMs: sync.driftAtEndMs,
+    audioStartSource: sync.audioStartSource,
+    audioDoubtful: sync.audioStartDoubtful,
     audioVsSpawnMs: (sync.audioStartEpochS - spawnEpochS) * 1000,
     ctrlCToCommandMs: commandShownMs ? commandShownMs - ctrlCMs : NaN,
-    cpuShare, rssMb: endStats?.rssMb ?? NaN, framePeriodMs: 1000 / realFps,
+    cpuShare,
+    rssMb: endStats?.rssMb ?? NaN,
+    framePeriodMs: 1000 / realFps,
     warnings: sync.anchorWarnings,
     plotFile: plot ? path.join(cwd, 'timeline.png') : null,
   }
@@ -201,7 +276,11 @@ function coldNpxMs() {
   const times = []
   for (let i = 0; i < 3; i++) {
     const t0 = Date.now()
-    const out = run('npx', ['--yes', '--cache', tempDir('ra-bench-cache-'), `--package=${tarball}`, 'record-audio', '--version'], { cwd: tempDir('ra-bench-empty-') })
+    const out = run(
+      'npx',
+      ['--yes', '--cache', tempDir('ra-bench-cache-'), `--package=${tarball}`, 'record-audio', '--version'],
+      { cwd: tempDir('ra-bench-empty-') },
+    )
     if (out.status !== 0) throw new Error(out.stderr)
     times.push(Date.now() - t0)
   }
@@ -226,21 +305,31 @@ try {
 }
 
 console.log('\nSync error of the muxed file, ms (white frame vs click; + means the sound comes late)\n')
-console.log('| scenario | pairs | record-audio median | max abs | at the end | in-server cassette (median) | spawn time as audio start (median) | video anchor | true first-frame gap after the anchor | frame period |')
+console.log(
+  '| scenario | pairs | record-audio median | max abs | at the end | in-server cassette (median) | spawn time as audio start (median) | video anchor | true first-frame gap after the anchor | frame period |',
+)
 console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const r of rows)
-  console.log(`| ${r.name} | ${r.pairs} | ${fmt(r.toolMedianMs)} | ${fmt(r.toolMaxMs)} | ${fmt(r.toolEndMs)} | ${fmt(r.cassetteMedianMs)} | ${fmt(r.spawnMedianMs)} | ${r.videoStartSource}${r.itsscale ? `, itsscale ${r.itsscale.toFixed(5)}` : ''} | ${fmt(r.videoTrueGapMs)} | ${fmt(r.framePeriodMs)} |`)
+  console.log(
+    `| ${r.name} | ${r.pairs} | ${fmt(r.toolMedianMs)} | ${fmt(r.toolMaxMs)} | ${fmt(r.toolEndMs)} | ${fmt(r.cassetteMedianMs)} | ${fmt(r.spawnMedianMs)} | ${r.videoStartSource}${r.itsscale ? `, itsscale ${r.itsscale.toFixed(5)}` : ''} | ${fmt(r.videoTrueGapMs)} | ${fmt(r.framePeriodMs)} |`,
+  )
 console.log('\nAudio anchor (its own check: samples vs wall time, and what it removes against the spawn time)\n')
 console.log('| scenario | source | doubtful | first sample after spawn, ms |')
 console.log('|---|---|---|---|')
-for (const r of rows) console.log(`| ${r.name} | ${r.audioStartSource} | ${r.audioDoubtful} | ${fmt(r.audioVsSpawnMs)} |`)
+for (const r of rows)
+  console.log(`| ${r.name} | ${r.audioStartSource} | ${r.audioDoubtful} | ${fmt(r.audioVsSpawnMs)} |`)
 const drift = rows.find((r) => r.name.startsWith('drift'))
 console.log('\nCost\n')
 console.log('| what | measured | target |')
 console.log('|---|---|---|')
-for (const r of rows) console.log(`| ctrl-c → command on screen, ${r.name} | ${fmt(r.ctrlCToCommandMs, 0)} ms | ≤ 500 ms |`)
-console.log(`| the tool's CPU while recording (${quick ? 20 : 60} s, ffmpeg excluded) | ${fmt(drift.cpuShare * 100, 2)} % of a core | ≤ 1 % |`)
+for (const r of rows)
+  console.log(`| ctrl-c → command on screen, ${r.name} | ${fmt(r.ctrlCToCommandMs, 0)} ms | ≤ 500 ms |`)
+console.log(
+  `| the tool's CPU while recording (${quick ? 20 : 60} s, ffmpeg excluded) | ${fmt(drift.cpuShare * 100, 2)} % of a core | ≤ 1 % |`,
+)
 console.log(`| the tool's peak RSS | ${fmt(drift.rssMb)} MB | ≤ 80 MB |`)
-console.log(`| cold npx --package=<tarball> record-audio --version (empty npm cache) | ${fmt(coldNpxMs(), 0)} ms | ≤ 1000 ms |`)
+console.log(
+  `| cold npx --package=<tarball> record-audio --version (empty npm cache) | ${fmt(coldNpxMs(), 0)} ms | ≤ 1000 ms |`,
+)
 for (const r of rows) for (const w of r.warnings ?? []) console.log(`\nnote (${r.name}): ${w}`)
 console.log(`\n--plot of the default scenario: ${rows[0].plotFile}`)

@@ -6,11 +6,25 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startPulse, startVideoRecorder, startTool, tempDir, ffprobeStreams, run, TOOL, requireBinary, waitFor } from './helpers.mjs'
+import {
+  startPulse,
+  startVideoRecorder,
+  startTool,
+  tempDir,
+  ffprobeStreams,
+  run,
+  TOOL,
+  requireBinary,
+  waitFor,
+} from './helpers.mjs'
 
 let pulse
-before(async () => { pulse = await startPulse() })
-after(async () => { await pulse?.stop() })
+before(async () => {
+  pulse = await startPulse()
+})
+after(async () => {
+  await pulse?.stop()
+})
 
 const sha = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
 
@@ -19,7 +33,10 @@ test('--mux with the video still being written: waits for it, muxes, checks, pri
   const video = startVideoRecorder(path.join(cwd, 'feed'))
   await sleep(300)
   const wav = path.join(cwd, 'feed-audio.wav')
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux', '--wait', '30'], { cwd, env: pulse.env })
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux', '--wait', '30'], {
+    cwd,
+    env: pulse.env,
+  })
   await tool.recording(wav)
   await sleep(1500)
   tool.ctrlC() // the recorder is still writing: --mux waits for it
@@ -36,8 +53,15 @@ test('--mux with the video still being written: waits for it, muxes, checks, pri
   const original = ffprobeStreams(video.file)[0]
   assert.equal(streams.find((s) => s.codec_type === 'video').nb_frames, original.nb_frames)
   assert.ok(streams.some((s) => s.codec_type === 'audio'))
-  assert.equal(ffprobeStreams(video.file).length, 1, 'the original video keeps its one stream (its bytes: see the failing-mux test)')
-  assert.deepEqual(fs.readdirSync(path.join(cwd, 'feed')).filter((f) => f.includes('.partial')), [])
+  assert.equal(
+    ffprobeStreams(video.file).length,
+    1,
+    'the original video keeps its one stream (its bytes: see the failing-mux test)',
+  )
+  assert.deepEqual(
+    fs.readdirSync(path.join(cwd, 'feed')).filter((f) => f.includes('.partial')),
+    [],
+  )
 })
 
 test('mux later with --mux, failing (the target disk fills up): no partial file left, originals untouched, exit 1', async () => {
@@ -56,7 +80,11 @@ test('mux later with --mux, failing (the target disk fills up): no partial file 
   assert.equal(mounted.status, 0, `mounting a small tmpfs needs root (CI runs as root): ${mounted.stderr}`)
   try {
     const before = [sha(video.file), sha(path.join(cwd, 'feed-audio.wav'))]
-    const result = run(process.execPath, [TOOL, 'mux', 'feed-audio-sync.json', '--mux', '--muxed-out', path.join(full, 'out.mp4')], { cwd, env: pulse.env, timeout: 60000 })
+    const result = run(
+      process.execPath,
+      [TOOL, 'mux', 'feed-audio-sync.json', '--mux', '--muxed-out', path.join(full, 'out.mp4')],
+      { cwd, env: pulse.env, timeout: 60000 },
+    )
     assert.equal(result.status, 1, result.stderr)
     assert.match(result.stderr, /✖ Mux failed: .+\. Nothing was written; the recording and the video are untouched\./)
     assert.deepEqual(fs.readdirSync(full), [])
@@ -70,7 +98,10 @@ test('--json: the sync record on stdout, parseable, human lines on stderr; --plo
   const cwd = tempDir()
   const video = startVideoRecorder(path.join(cwd, 'feed'))
   await sleep(300)
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--json', '--plot', 'timeline.png'], { cwd, env: pulse.env })
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--json', '--plot', 'timeline.png'], {
+    cwd,
+    env: pulse.env,
+  })
   await tool.recording(path.join(cwd, 'feed-audio.wav'))
   await sleep(1000)
   await video.stop()
@@ -85,10 +116,20 @@ test('--json: the sync record on stdout, parseable, human lines on stderr; --plo
   // --plot: the red line (first frame) and the green one (first sample) where the offset puts them.
   const { plotArgs, PLOT_WIDTH, PLOT_HEIGHT } = await import('../dist/record-audio.mjs')
   assert.match(result.stderr, /✔ Plot: timeline\.png/)
-  const { videoX, audioX } = plotArgs({ audioFile: '', plotFile: '', audioStartEpochS: record.audioStartEpochS, audioDurationS: record.audioDurationS,
-    videoStartEpochS: record.videoStartEpochS, videoDurationS: record.videoDurationS })
+  const { videoX, audioX } = plotArgs({
+    audioFile: '',
+    plotFile: '',
+    audioStartEpochS: record.audioStartEpochS,
+    audioDurationS: record.audioDurationS,
+    videoStartEpochS: record.videoStartEpochS,
+    videoDurationS: record.videoDurationS,
+  })
   assert.ok(audioX - videoX > 5, 'the audio started visibly later')
-  const rgb = run('ffmpeg', ['-v', 'error', '-i', path.join(cwd, 'timeline.png'), '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer' }).stdout
+  const rgb = run(
+    'ffmpeg',
+    ['-v', 'error', '-i', path.join(cwd, 'timeline.png'), '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+    { encoding: 'buffer' },
+  ).stdout
   assert.equal(rgb.length, PLOT_WIDTH * PLOT_HEIGHT * 3)
   const pixel = (x, y) => [...rgb.subarray((y * PLOT_WIDTH + x) * 3, (y * PLOT_WIDTH + x) * 3 + 3)]
   const near = (got, want) => got.every((v, i) => Math.abs(v - want[i]) < 40)
@@ -108,7 +149,10 @@ test('192 kHz (ultrasonic): recorded at that rate, muxed by --mux into .mkv with
   const cwd = tempDir()
   const video = startVideoRecorder(path.join(cwd, 'bats'))
   await sleep(300)
-  const tool = startTool(['bats', '--format', 'pulse', '--device', pulse.source, '--rate', '192000', '--mux'], { cwd, env: pulse.env })
+  const tool = startTool(['bats', '--format', 'pulse', '--device', pulse.source, '--rate', '192000', '--mux'], {
+    cwd,
+    env: pulse.env,
+  })
   await tool.recording(path.join(cwd, 'bats-audio.wav'))
   await sleep(1500)
   await video.stop()
@@ -130,7 +174,10 @@ test('a silent input (muted microphone): after 5 s a plain warning line when pip
     const tool = startTool(['feed', '--format', 'pulse', '--device', quiet.source], { cwd, env: quiet.env })
     await tool.recording(path.join(cwd, 'feed-audio.wav'))
     await sleep(6500)
-    assert.match(tool.stderr, /⚠ The input has been silent \(below -80 dBFS\) for 5 s: is the microphone muted, or the wrong one\?/)
+    assert.match(
+      tool.stderr,
+      /⚠ The input has been silent \(below -80 dBFS\) for 5 s: is the microphone muted, or the wrong one\?/,
+    )
     assert.ok(!tool.stderr.includes('\x1b'), 'no color when piped')
     tool.ctrlC()
     assert.equal((await tool.exited).code, 0)
@@ -181,7 +228,12 @@ test('no feed id: the recording that overlaps the audio most is picked, the othe
   tool.ctrlC()
   const result = await tool.exited
   assert.equal(result.code, 0, result.stderr)
-  assert.match(result.stderr, new RegExp(`No feed id: picked cam A/${path.basename(camA.file)}, which covers \\d+\\.\\d s of the audio, the most of 2 overlapping recordings:`))
+  assert.match(
+    result.stderr,
+    new RegExp(
+      `No feed id: picked cam A/${path.basename(camA.file)}, which covers \\d+\\.\\d s of the audio, the most of 2 overlapping recordings:`,
+    ),
+  )
   assert.match(result.stderr, new RegExp(`→ cam A/${path.basename(camA.file)}`))
   assert.match(result.stderr, new RegExp(`  cam B/${path.basename(camB.file)}`))
   assert.ok(!result.stderr.includes('old trial'), 'the old recording does not overlap')

@@ -13,7 +13,10 @@ export const TOOL = path.join(ROOT, 'dist', 'record-audio.mjs')
 /** A missing tool is a failure, never a skip: CI installs them, and so must a developer. */
 export function requireBinary(name) {
   const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' })
-  if (found.status !== 0) throw new Error(`${name} is not installed: run .ci/run, or apt-get install ffmpeg pulseaudio pulseaudio-utils libasound2-plugins`)
+  if (found.status !== 0)
+    throw new Error(
+      `${name} is not installed: run .ci/run, or apt-get install ffmpeg pulseaudio pulseaudio-utils libasound2-plugins`,
+    )
   return found.stdout.trim()
 }
 
@@ -25,7 +28,10 @@ const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
 /** An independent ULID encoder (time part per the ULID spec, random tail). */
 export function ulidAt(ms) {
   let head = ''
-  for (let i = 0; i < 10; i++) { head = CROCKFORD[ms % 32] + head; ms = Math.floor(ms / 32) }
+  for (let i = 0; i < 10; i++) {
+    head = CROCKFORD[ms % 32] + head
+    ms = Math.floor(ms / 32)
+  }
   let tail = ''
   for (let i = 0; i < 16; i++) tail += CROCKFORD[Math.floor(Math.random() * 32)]
   return head + tail
@@ -56,8 +62,14 @@ export function ffmpegPidsIn(dir) {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      if (fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'ffmpeg' && fs.readlinkSync(`/proc/${entry}/cwd`) === real) pids.push(+entry)
-    } catch { /* exited, or not ours to read */ }
+      if (
+        fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'ffmpeg' &&
+        fs.readlinkSync(`/proc/${entry}/cwd`) === real
+      )
+        pids.push(+entry)
+    } catch {
+      /* exited, or not ours to read */
+    }
   }
   return pids
 }
@@ -78,23 +90,64 @@ export async function startPulse({ tone: playTone = true } = {}) {
   const env = { ...process.env, XDG_RUNTIME_DIR: runtime, HOME: dir, PULSE_SERVER: `unix:${runtime}/native` }
   delete env.PULSE_SINK
   delete env.PULSE_SOURCE
-  const server = spawn('pulseaudio', [
-    '-n', '--daemonize=no', '--exit-idle-time=-1', '--use-pid-file=no', '--disallow-exit=yes', '--log-target=stderr', '--log-level=error',
-    '-L', `module-native-protocol-unix auth-anonymous=1 socket=${runtime}/native`,
-    '-L', 'module-null-sink sink_name=ra_sink rate=48000 channels=1',
-  ], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const server = spawn(
+    'pulseaudio',
+    [
+      '-n',
+      '--daemonize=no',
+      '--exit-idle-time=-1',
+      '--use-pid-file=no',
+      '--disallow-exit=yes',
+      '--log-target=stderr',
+      '--log-level=error',
+      '-L',
+      `module-native-protocol-unix auth-anonymous=1 socket=${runtime}/native`,
+      '-L',
+      'module-null-sink sink_name=ra_sink rate=48000 channels=1',
+    ],
+    { env, stdio: ['ignore', 'ignore', 'pipe'] },
+  )
   let serverLog = ''
-  server.stderr.on('data', (d) => { serverLog += d })
-  await waitFor(() => spawnSync('pactl', ['info'], { env }).status === 0 || server.exitCode !== null, 10000, 'PulseAudio to answer')
+  server.stderr.on('data', (d) => {
+    serverLog += d
+  })
+  await waitFor(
+    () => spawnSync('pactl', ['info'], { env }).status === 0 || server.exitCode !== null,
+    10000,
+    'PulseAudio to answer',
+  )
   if (server.exitCode !== null) throw new Error(`PulseAudio did not start: ${serverLog}`)
-  const tone = !playTone ? null : spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-ac', '1', '-f', 'pulse', '-device', 'ra_sink', 'tone'],
-    { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  const tone = !playTone
+    ? null
+    : spawn(
+        'ffmpeg',
+        [
+          '-hide_banner',
+          '-loglevel',
+          'error',
+          '-re',
+          '-f',
+          'lavfi',
+          '-i',
+          'sine=frequency=440:sample_rate=48000',
+          '-ac',
+          '1',
+          '-f',
+          'pulse',
+          '-device',
+          'ra_sink',
+          'tone',
+        ],
+        { env, stdio: ['ignore', 'ignore', 'inherit'] },
+      )
   if (tone) {
     await sleep(500)
     if (tone.exitCode !== null) throw new Error('the tone into the null sink did not start')
   }
   return {
-    env, dir, source: 'ra_sink.monitor',
+    env,
+    dir,
+    source: 'ra_sink.monitor',
     async stop() {
       for (const child of [tone, server].filter(Boolean)) {
         if (child.exitCode === null && child.signalCode === null) {
@@ -115,11 +168,31 @@ export function startVideoRecorder(feedDir, { fps = 30, size = '160x120' } = {})
   fs.mkdirSync(feedDir, { recursive: true })
   const ulidEpochMs = Date.now()
   const file = path.join(feedDir, `${ulidAt(ulidEpochMs)}.mp4`)
-  const child = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', `testsrc=size=${size}:rate=${fps}`,
-    '-c:v', 'mpeg4', '-tag:v', 'mp4v', '-f', 'mp4', file], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const child = spawn(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc=size=${size}:rate=${fps}`,
+      '-c:v',
+      'mpeg4',
+      '-tag:v',
+      'mp4v',
+      '-f',
+      'mp4',
+      file,
+    ],
+    { stdio: ['pipe', 'ignore', 'inherit'] },
+  )
   const exited = new Promise((resolve) => child.once('exit', resolve))
   return {
-    file, ulidEpochMs,
+    file,
+    ulidEpochMs,
     async stop() {
       child.stdin.end('q')
       await exited
@@ -132,23 +205,38 @@ export function startVideoRecorder(feedDir, { fps = 30, size = '160x120' } = {})
  * ctrl-c can be sent to the whole group with kill(-pid, 'SIGINT').
  */
 export function startTool(args, { cwd, env = process.env, command = [process.execPath, TOOL] } = {}) {
-  const child = spawn(command[0], [...command.slice(1), ...args], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(command[0], [...command.slice(1), ...args], {
+    cwd,
+    env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
-  child.stdout.on('data', (d) => { stdout += d })
-  child.stderr.on('data', (d) => { stderr += d })
+  child.stdout.on('data', (d) => {
+    stdout += d
+  })
+  child.stderr.on('data', (d) => {
+    stderr += d
+  })
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
   return {
     child,
-    get stdout() { return stdout },
-    get stderr() { return stderr },
+    get stdout() {
+      return stdout
+    },
+    get stderr() {
+      return stderr
+    },
     exited: exited.then((r) => ({ ...r, stdout, stderr })),
     /** Wait until ffmpeg has opened the device and the WAV exists. */
     async recording(wavPath, timeoutMs = 10000) {
       await waitFor(() => fs.existsSync(wavPath) || child.exitCode !== null, timeoutMs, `${wavPath} to appear`)
       if (child.exitCode !== null) throw new Error(`record-audio exited early: ${stderr}`)
     },
-    ctrlC() { process.kill(-child.pid, 'SIGINT') },
+    ctrlC() {
+      process.kill(-child.pid, 'SIGINT')
+    },
   }
 }
 
@@ -157,14 +245,26 @@ export function run(file, args, options = {}) {
 }
 
 export function ffprobeStreams(file) {
-  const probe = run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,duration,nb_frames,sample_rate', '-of', 'json', file])
+  const probe = run('ffprobe', [
+    '-v',
+    'error',
+    '-show_entries',
+    'stream=codec_type,codec_name,duration,nb_frames,sample_rate',
+    '-of',
+    'json',
+    file,
+  ])
   if (probe.status !== 0) throw new Error(`ffprobe ${file}: ${probe.stderr}`)
   return JSON.parse(probe.stdout).streams
 }
 
 /** Decoded mono s16 samples of a file's audio, as ffmpeg decodes it (edit lists applied). */
 export function decodeAudio(file, sampleRate = 48000) {
-  const out = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-map', '0:a:0', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', '-'], { maxBuffer: 1 << 30 })
+  const out = spawnSync(
+    'ffmpeg',
+    ['-v', 'error', '-i', file, '-map', '0:a:0', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', '-'],
+    { maxBuffer: 1 << 30 },
+  )
   if (out.status !== 0) throw new Error(`decoding ${file}: ${out.stderr}`)
   return new Int16Array(out.stdout.buffer, out.stdout.byteOffset, out.stdout.length / 2)
 }
@@ -178,10 +278,22 @@ export function readWav(file) {
   while (offset + 8 <= buffer.length) {
     const id = buffer.toString('latin1', offset, offset + 4)
     const size = buffer.readUInt32LE(offset + 4)
-    if (id === 'fmt ') fmt = { channels: buffer.readUInt16LE(offset + 10), sampleRate: buffer.readUInt32LE(offset + 12), bits: buffer.readUInt16LE(offset + 22) }
+    if (id === 'fmt ')
+      fmt = {
+        channels: buffer.readUInt16LE(offset + 10),
+        sampleRate: buffer.readUInt32LE(offset + 12),
+        bits: buffer.readUInt16LE(offset + 22),
+      }
     if (id === 'data') {
-      return { riff, riffSize: buffer.readUInt32LE(4), fileBytes: buffer.length, dataOffset: offset + 8, dataSize: size, ...fmt,
-        samples: Math.floor(size / (fmt.channels * fmt.bits / 8)) }
+      return {
+        riff,
+        riffSize: buffer.readUInt32LE(4),
+        fileBytes: buffer.length,
+        dataOffset: offset + 8,
+        dataSize: size,
+        ...fmt,
+        samples: Math.floor(size / ((fmt.channels * fmt.bits) / 8)),
+      }
     }
     offset += 8 + size + (size % 2)
   }

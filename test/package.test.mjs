@@ -18,11 +18,18 @@ before(async () => {
   tarball = path.join(packDir, JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m)))[0].filename)
   pulse = await startPulse()
 })
-after(async () => { await pulse?.stop() })
+after(async () => {
+  await pulse?.stop()
+})
 
 test('the tarball holds the built JavaScript, the .mts source and the README, and nothing else', () => {
   const listed = run('tar', ['tzf', tarball]).stdout.trim().split('\n').sort()
-  assert.deepEqual(listed, ['package/README.md', 'package/dist/record-audio.mjs', 'package/package.json', 'package/record-audio.mts'])
+  assert.deepEqual(listed, [
+    'package/README.md',
+    'package/dist/record-audio.mjs',
+    'package/package.json',
+    'package/record-audio.mts',
+  ])
 })
 
 test('npx --package=<tarball> from an empty folder: --version and --help work', () => {
@@ -39,7 +46,9 @@ test('npx --package=<tarball> from an empty folder: --version and --help work', 
 test('npx --package=<tarball>: a real recording stopped with ctrl-c leaves a finalized WAV and its sync file', async () => {
   const cwd = tempDir('ra-npx-')
   const tool = startTool(['npx-feed', '--format', 'pulse', '--device', pulse.source], {
-    cwd, env: pulse.env, command: ['npx', '--yes', `--package=${tarball}`, 'record-audio'],
+    cwd,
+    env: pulse.env,
+    command: ['npx', '--yes', `--package=${tarball}`, 'record-audio'],
   })
   await tool.recording(path.join(cwd, 'npx-feed-audio.wav'), 60000)
   await sleep(1500)

@@ -5,12 +5,24 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  startPulse, startVideoRecorder, startTool, tempDir, readWav, ffprobeStreams, decodeAudio, run, ffmpegPidsIn,
+  startPulse,
+  startVideoRecorder,
+  startTool,
+  tempDir,
+  readWav,
+  ffprobeStreams,
+  decodeAudio,
+  run,
+  ffmpegPidsIn,
 } from './helpers.mjs'
 
 let pulse
-before(async () => { pulse = await startPulse() })
-after(async () => { await pulse?.stop() })
+before(async () => {
+  pulse = await startPulse()
+})
+after(async () => {
+  await pulse?.stop()
+})
 
 /** The common session: TracktorLive writing, record-audio beside it, ctrl-c, then the recorder stops. */
 async function session({ feed = 'trial 1', args = [], recordS = 3, stopVideoFirst = true } = {}) {
@@ -27,7 +39,15 @@ async function session({ feed = 'trial 1', args = [], recordS = 3, stopVideoFirs
   tool.ctrlC()
   const result = await tool.exited
   if (!stopVideoFirst) await video.stop()
-  return { cwd, video, wav, result, recordingFromMs, stopAtMs, sync: readSync(path.join(cwd, `${feed}-audio-sync.json`)) }
+  return {
+    cwd,
+    video,
+    wav,
+    result,
+    recordingFromMs,
+    stopAtMs,
+    sync: readSync(path.join(cwd, `${feed}-audio-sync.json`)),
+  }
 }
 
 function readSync(file) {
@@ -47,7 +67,10 @@ test('pulse: ctrl-c leaves a finalized WAV as long as the recording, a sync file
   const wavS = wav.samples / wav.sampleRate
   const wallS = (s.stopAtMs - s.sync.audioStartEpochS * 1000) / 1000
   // Every sample up to the ctrl-c, and no more than ffmpeg reads before it takes the q (≤ 0.1 s) and the stop's polling.
-  assert.ok(wavS > wallS - 0.02 && wavS < wallS + 0.3, `WAV holds ${wavS.toFixed(3)} s for ${wallS.toFixed(3)} s of wall time`)
+  assert.ok(
+    wavS > wallS - 0.02 && wavS < wallS + 0.3,
+    `WAV holds ${wavS.toFixed(3)} s for ${wallS.toFixed(3)} s of wall time`,
+  )
   assert.equal(s.sync.audioStartDoubtful, false)
 
   assert.equal(s.sync.audioStartSource, 'ffmpeg-input-start')
@@ -79,7 +102,10 @@ test('pulse: ctrl-c leaves a finalized WAV as long as the recording, a sync file
   const inMuxed = firstSound(decodeAudio(s.sync.muxedFile))
   const delaySamples = Math.round(s.sync.offsetS * 48000)
   assert.equal(s.sync.delaySamples, delaySamples)
-  assert.ok(inWav >= 0 && Math.abs(inMuxed - inWav - delaySamples) <= 48, `sound at sample ${inWav} of the WAV, ${inMuxed} of the muxed file; delay ${delaySamples}`)
+  assert.ok(
+    inWav >= 0 && Math.abs(inMuxed - inWav - delaySamples) <= 48,
+    `sound at sample ${inWav} of the WAV, ${inMuxed} of the muxed file; delay ${delaySamples}`,
+  )
 })
 
 test('alsa default routed to PulseAudio (the default Linux path): records and syncs', async () => {
@@ -175,7 +201,10 @@ test('ffmpeg not found: names the path tried and how to install it, exit 1, noth
   const tool = startTool(['feed', '--ffmpeg', '/nonexistent/ffmpeg'], { cwd, env: pulse.env })
   const result = await tool.exited
   assert.equal(result.code, 1)
-  assert.match(result.stderr, /ffmpeg not found \(tried "\/nonexistent\/ffmpeg"\): install it with .*apt-get install ffmpeg/)
+  assert.match(
+    result.stderr,
+    /ffmpeg not found \(tried "\/nonexistent\/ffmpeg"\): install it with .*apt-get install ffmpeg/,
+  )
   assert.equal(result.stderr.trim().split('\n').length, 1)
   assert.deepEqual(fs.readdirSync(cwd), [])
 })
@@ -224,7 +253,10 @@ test('timesync file: the start is its first row (a 0.5 s start hook after the UL
   const frames = Number(ffprobeStreams(video.file)[0].nb_frames)
   const firstFrameEpochS = video.ulidEpochMs / 1000 + 0.5
   const timestampUTC = Array.from({ length: frames - 1 }, (_, k) => firstFrameEpochS + k / 29.7)
-  parquetWriteFile({ filename: path.join(cwd, `${feed}-timesyncUTC.parquet`), columnData: [{ name: 'timestampUTC', data: timestampUTC, type: 'DOUBLE' }] })
+  parquetWriteFile({
+    filename: path.join(cwd, `${feed}-timesyncUTC.parquet`),
+    columnData: [{ name: 'timestampUTC', data: timestampUTC, type: 'DOUBLE' }],
+  })
   tool.ctrlC()
   const result = await tool.exited
   assert.equal(result.code, 0, result.stderr)
@@ -240,6 +272,12 @@ test('timesync file: the start is its first row (a 0.5 s start hook after the UL
   const v = streams.find((x) => x.codec_type === 'video')
   const a = streams.find((x) => x.codec_type === 'audio')
   assert.equal(Number(v.nb_frames), frames, 'every frame copied')
-  assert.ok(Math.abs(Number(v.duration) - frames / 29.7) < 1 / 29.7, `video spans ${v.duration} s, real ${frames / 29.7} s`)
-  assert.ok(Math.abs(Number(a.duration) - Number(v.duration)) <= 1024 / 48000 + 1 / 29.7, `audio ${a.duration} s, video ${v.duration} s`)
+  assert.ok(
+    Math.abs(Number(v.duration) - frames / 29.7) < 1 / 29.7,
+    `video spans ${v.duration} s, real ${frames / 29.7} s`,
+  )
+  assert.ok(
+    Math.abs(Number(a.duration) - Number(v.duration)) <= 1024 / 48000 + 1 / 29.7,
+    `audio ${a.duration} s, video ${v.duration} s`,
+  )
 })

@@ -7,13 +7,28 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  startPulse, startVideoRecorder, startTool, tempDir, readWav, ffprobeStreams, decodeAudio, run, alive, waitFor, ffmpegPidsIn,
-  requireBinary, TOOL,
+  startPulse,
+  startVideoRecorder,
+  startTool,
+  tempDir,
+  readWav,
+  ffprobeStreams,
+  decodeAudio,
+  run,
+  alive,
+  waitFor,
+  ffmpegPidsIn,
+  requireBinary,
+  TOOL,
 } from './helpers.mjs'
 
 let pulse
-before(async () => { pulse = await startPulse() })
-after(async () => { await pulse?.stop() })
+before(async () => {
+  pulse = await startPulse()
+})
+after(async () => {
+  await pulse?.stop()
+})
 
 const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
 
@@ -51,7 +66,7 @@ function assertCompleteStop(s) {
   const wav = readWav(s.wavPath)
   assert.equal(wav.riffSize, wav.fileBytes - 8, 'RIFF size finalized')
   assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
-  const missingS = (s.stopAtMs / 1000 - s.sync.audioStartEpochS) - wav.samples / 48000
+  const missingS = s.stopAtMs / 1000 - s.sync.audioStartEpochS - wav.samples / 48000
   assert.ok(missingS < 0.02, `every sample up to the stop: ${(missingS * 1000).toFixed(1)} ms missing`)
   assert.ok(s.sync.muxCommand, 'sync file written with the command')
   assert.deepEqual(ffmpegPidsIn(s.cwd), [], 'no ffmpeg left')
@@ -88,11 +103,15 @@ test('terminal closed (tmux session killed, SIGHUP with no terminal left to prin
   await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
   const wav = readWav(wavPath)
   assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
-  assert.ok((stopAtMs / 1000 - sync.audioStartEpochS) - wav.samples / 48000 < 0.02, 'every sample up to the stop')
+  assert.ok(stopAtMs / 1000 - sync.audioStartEpochS - wav.samples / 48000 < 0.02, 'every sample up to the stop')
 })
 
 test('double ctrl-c during the stop: says it is forcing the stop, WAV still finalized and readable, exit 0', async () => {
-  const s = await recordThenStop(async (tool) => { tool.ctrlC(); await sleep(50); tool.ctrlC() })
+  const s = await recordThenStop(async (tool) => {
+    tool.ctrlC()
+    await sleep(50)
+    tool.ctrlC()
+  })
   assert.equal(s.result.code, 0, s.result.stderr)
   assert.match(s.result.stderr, /Stopping now/)
   const wav = readWav(s.wavPath)
@@ -111,7 +130,10 @@ test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, a
   // first, it aborts without writing the sizes (0xFFFFFFFF). Either way the samples are on disk.
   const decoded = decodeAudio(wavPath).length
   const recordedS = (killedAtMs - fs.statSync(wavPath).birthtimeMs) / 1000
-  assert.ok(decoded / 48000 > recordedS - 0.7, `${decoded} samples for ${recordedS.toFixed(2)} s (device latency ≈ 0.5 s)`)
+  assert.ok(
+    decoded / 48000 > recordedS - 0.7,
+    `${decoded} samples for ${recordedS.toFixed(2)} s (device latency ≈ 0.5 s)`,
+  )
   const unfinished = readWav(wavPath).dataSize === 0xffffffff
   const repaired = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
   assert.equal(repaired.status, 0, repaired.stderr)
@@ -125,7 +147,22 @@ test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, a
 test('an earlier recording left unfinished under the default name: kept as it is, the new one goes to -2, and the tool names the repair', async () => {
   const cwd = tempDir()
   const earlier = path.join(cwd, 'feed-audio.wav')
-  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1', '-c:a', 'pcm_s16le', '-rf64', 'auto', earlier]).status, 0)
+  assert.equal(
+    run('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=r=48000:d=1',
+      '-c:a',
+      'pcm_s16le',
+      '-rf64',
+      'auto',
+      earlier,
+    ]).status,
+    0,
+  )
   const bytes = fs.readFileSync(earlier)
   bytes.writeUInt32LE(0xffffffff, 4) // the sizes as ffmpeg leaves them when killed
   bytes.writeUInt32LE(0xffffffff, readWav(earlier).dataOffset - 4)
@@ -135,7 +172,10 @@ test('an earlier recording left unfinished under the default name: kept as it is
   tool.ctrlC()
   const result = await tool.exited
   assert.equal(result.code, 0, result.stderr)
-  assert.match(result.stderr, /feed-audio\.wav exists \(an earlier recording, kept\): recording to feed-audio-2\.wav instead/)
+  assert.match(
+    result.stderr,
+    /feed-audio\.wav exists \(an earlier recording, kept\): recording to feed-audio-2\.wav instead/,
+  )
   assert.match(result.stderr, /never finalized: record-audio repair feed-audio\.wav/)
   assert.deepEqual(fs.readFileSync(earlier), bytes)
   const repaired = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
@@ -152,7 +192,10 @@ test('ffmpeg killed mid-recording: the tool notices at once, says so, keeps the 
   assert.match(result.stderr, /✖ ffmpeg was killed \(SIGKILL\)\. The audio recorded so far is kept\./)
   assert.match(result.stderr, /record-audio repair feed-audio\.wav/)
   assert.ok(decodeAudio(wavPath).length > 48000 * 0.8)
-  assert.equal(typeof JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8')).audioStartEpochS, 'number')
+  assert.equal(
+    typeof JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8')).audioStartEpochS,
+    'number',
+  )
 })
 
 test("device unplugged (the PulseAudio server's only source removed): prints ffmpeg's error at once, keeps the WAV, exit 1", async () => {
@@ -161,7 +204,10 @@ test("device unplugged (the PulseAudio server's only source removed): prints ffm
   const lonely = await startPulse({ tone: false })
   try {
     const modules = run('pactl', ['list', 'short', 'modules'], { env: lonely.env }).stdout
-    const moduleId = modules.split('\n').find((line) => line.includes('module-null-sink')).split('\t')[0]
+    const moduleId = modules
+      .split('\n')
+      .find((line) => line.includes('module-null-sink'))
+      .split('\t')[0]
     const cwd = tempDir()
     const wavPath = path.join(cwd, 'feed-audio.wav')
     const tool = startTool(['feed', '--format', 'pulse', '--device', lonely.source], { cwd, env: lonely.env })
@@ -172,7 +218,10 @@ test("device unplugged (the PulseAudio server's only source removed): prints ffm
     const result = await tool.exited
     assert.ok(Date.now() - unpluggedAt < 1000, `noticed after ${Date.now() - unpluggedAt} ms`)
     assert.equal(result.code, 1, result.stderr)
-    assert.match(result.stderr, /✖ ffmpeg stopped recording on its own \(exit \d+\): .*ra_sink\.monitor: .+\. The audio recorded so far is kept\./)
+    assert.match(
+      result.stderr,
+      /✖ ffmpeg stopped recording on its own \(exit \d+\): .*ra_sink\.monitor: .+\. The audio recorded so far is kept\./,
+    )
     assert.ok(decodeAudio(wavPath).length > 48000)
     assert.deepEqual(ffmpegPidsIn(cwd), [])
   } finally {
@@ -188,11 +237,20 @@ test('disk full while recording: a clear error, the WAV readable up to the last 
     const wavPath = path.join(cwd, 'feed-audio.wav')
     const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
     await tool.recording(wavPath)
-    const result = await Promise.race([tool.exited, sleep(15000).then(() => { tool.ctrlC(); return tool.exited })])
+    const result = await Promise.race([
+      tool.exited,
+      sleep(15000).then(() => {
+        tool.ctrlC()
+        return tool.exited
+      }),
+    ])
     assert.equal(result.code, 1, result.stderr)
     assert.match(result.stderr, /No space left on device/)
     const decoded = decodeAudio(wavPath)
-    assert.ok(decoded.length * 2 > fs.statSync(wavPath).size - 4096 - 100, `${decoded.length} samples decode from ${fs.statSync(wavPath).size} bytes`)
+    assert.ok(
+      decoded.length * 2 > fs.statSync(wavPath).size - 4096 - 100,
+      `${decoded.length} samples decode from ${fs.statSync(wavPath).size} bytes`,
+    )
     const syncPath = path.join(cwd, 'feed-audio-sync.json')
     const timing = fs.existsSync(syncPath) ? fs.readFileSync(syncPath, 'utf8') : result.stderr
     assert.match(timing, /"audioStartEpochS":\s*\d+\.\d+/)
@@ -211,7 +269,16 @@ test('past 4 GiB the capture arguments make RF64, read back at the right length;
   const asSynthetic = (file, seconds) => {
     const args = captureArgs({ format: 'pulse', device: 'x', sampleRate: 384000, channels: 8 }, file)
     const input = args.indexOf('-f')
-    args.splice(input, args.indexOf('-i') + 2 - input, '-f', 'lavfi', '-t', String(seconds), '-i', 'anullsrc=r=384000:cl=7.1')
+    args.splice(
+      input,
+      args.indexOf('-i') + 2 - input,
+      '-f',
+      'lavfi',
+      '-t',
+      String(seconds),
+      '-i',
+      'anullsrc=r=384000:cl=7.1',
+    )
     return args
   }
   const seconds = 720

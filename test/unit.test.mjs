@@ -4,35 +4,118 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
-  parseCommand, helpText, FILE_DEFAULTS, UsageError, ulidTimeMs, newestRecording, freeName, syncFileFor, muxedFileFor,
-  captureArgs, parseInputStart, ffmpegErrorLine, parseWavHeader, hasMoov, isFinalizedMp4, muxPlan, quotePosix,
-  quotePowerShellArg, formatCommand, describeOffset, defaultFormat,
+  parseCommand,
+  helpText,
+  FILE_DEFAULTS,
+  UsageError,
+  ulidTimeMs,
+  newestRecording,
+  freeName,
+  syncFileFor,
+  muxedFileFor,
+  captureArgs,
+  parseInputStart,
+  ffmpegErrorLine,
+  parseWavHeader,
+  hasMoov,
+  isFinalizedMp4,
+  muxPlan,
+  quotePosix,
+  quotePowerShellArg,
+  formatCommand,
+  describeOffset,
+  defaultFormat,
 } from '../dist/record-audio.mjs'
 import { ulidAt, tempDir, run, requireBinary, readWav } from './helpers.mjs'
 
 const settings = (argv, platform = 'linux', defaults) => parseCommand(argv, platform, defaults).settings
 const usageError = (argv, pattern, platform = 'linux') =>
-  assert.throws(() => parseCommand(argv, platform), (e) => e instanceof UsageError && pattern.test(e.message) && !e.message.includes('\n'))
+  assert.throws(
+    () => parseCommand(argv, platform),
+    (e) => e instanceof UsageError && pattern.test(e.message) && !e.message.includes('\n'),
+  )
 
 test('flags: defaults come from the settings block', () => {
   const s = settings(['feed'])
   assert.deepEqual(s, {
-    feedId: 'feed', format: 'alsa', device: 'default', sampleRate: 48000, channels: 1, audioFile: null, syncFile: null,
-    videoFile: null, muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
-    timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false, plotFile: null,
+    feedId: 'feed',
+    format: 'alsa',
+    device: 'default',
+    sampleRate: 48000,
+    channels: 1,
+    audioFile: null,
+    syncFile: null,
+    videoFile: null,
+    muxedFile: null,
+    muxedSuffix: '-with-audio.mp4',
+    ffmpeg: 'ffmpeg',
+    timesyncFile: null,
+    videoStartEpochS: null,
+    clockOffsetS: 0,
+    driftFix: true,
+    mux: false,
+    waitS: 600,
+    json: false,
+    plotFile: null,
   })
 })
 
 test('flags: every flag overrides its constant', () => {
-  const s = settings(['--feed-id', 'f', '--format', 'pulse', '--device', 'mic.monitor', '--rate', '96000', '--channels=2',
-    '--out', 'a.wav', '--sync-out', 's.json', '--video', 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '--muxed-out', 'm.mp4',
-    '--muxed-suffix', '_av.mp4', '--ffmpeg', '/opt/ff/ffmpeg', '--timesync', 'f-timesyncUTC.parquet',
-    '--video-start', '2026-11-27T22:24:51.770Z', '--clock-offset=-0.25', '--no-drift-fix', '--mux', '--wait', '30', '--json', '--plot', 'p.png'])
+  const s = settings([
+    '--feed-id',
+    'f',
+    '--format',
+    'pulse',
+    '--device',
+    'mic.monitor',
+    '--rate',
+    '96000',
+    '--channels=2',
+    '--out',
+    'a.wav',
+    '--sync-out',
+    's.json',
+    '--video',
+    'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4',
+    '--muxed-out',
+    'm.mp4',
+    '--muxed-suffix',
+    '_av.mp4',
+    '--ffmpeg',
+    '/opt/ff/ffmpeg',
+    '--timesync',
+    'f-timesyncUTC.parquet',
+    '--video-start',
+    '2026-11-27T22:24:51.770Z',
+    '--clock-offset=-0.25',
+    '--no-drift-fix',
+    '--mux',
+    '--wait',
+    '30',
+    '--json',
+    '--plot',
+    'p.png',
+  ])
   assert.deepEqual(s, {
-    feedId: 'f', format: 'pulse', device: 'mic.monitor', sampleRate: 96000, channels: 2, audioFile: 'a.wav', syncFile: 's.json',
-    videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: 'm.mp4', muxedSuffix: '_av.mp4', ffmpeg: '/opt/ff/ffmpeg',
-    timesyncFile: 'f-timesyncUTC.parquet', videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000, clockOffsetS: -0.25, driftFix: false,
-    mux: true, waitS: 30, json: true, plotFile: 'p.png',
+    feedId: 'f',
+    format: 'pulse',
+    device: 'mic.monitor',
+    sampleRate: 96000,
+    channels: 2,
+    audioFile: 'a.wav',
+    syncFile: 's.json',
+    videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4',
+    muxedFile: 'm.mp4',
+    muxedSuffix: '_av.mp4',
+    ffmpeg: '/opt/ff/ffmpeg',
+    timesyncFile: 'f-timesyncUTC.parquet',
+    videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000,
+    clockOffsetS: -0.25,
+    driftFix: false,
+    mux: true,
+    waitS: 30,
+    json: true,
+    plotFile: 'p.png',
   })
 })
 
@@ -49,7 +132,11 @@ test('flags: per-platform defaults (macOS and Windows faked: only the platform n
   const mac = settings(['feed'], 'darwin')
   assert.equal(mac.format, 'avfoundation')
   assert.equal(mac.device, ':0')
-  usageError(['feed'], /dshow needs --device "audio=<name>": list the names with ffmpeg .*-list_devices true -f dshow/, 'win32')
+  usageError(
+    ['feed'],
+    /dshow needs --device "audio=<name>": list the names with ffmpeg .*-list_devices true -f dshow/,
+    'win32',
+  )
   assert.equal(settings(['feed', '--device', 'audio=Microphone (USB)'], 'win32').format, 'dshow')
   usageError(['feed', '--format', 'avfoundation'], /does not exist on linux: use alsa/)
 })
@@ -75,9 +162,24 @@ test('flags: bad input is one line naming the problem and the fix', () => {
 })
 
 test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id', () => {
-  assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'),
-    { kind: 'mux', mux: { syncFile: 'a-audio-sync.json', videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', muxedFile: null, muxedSuffix: '-with-audio.mp4', ffmpeg: 'ffmpeg',
-      timesyncFile: null, videoStartEpochS: null, clockOffsetS: 0, driftFix: true, mux: false, waitS: 600, json: false, plotFile: null } })
+  assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'), {
+    kind: 'mux',
+    mux: {
+      syncFile: 'a-audio-sync.json',
+      videoFile: 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4',
+      muxedFile: null,
+      muxedSuffix: '-with-audio.mp4',
+      ffmpeg: 'ffmpeg',
+      timesyncFile: null,
+      videoStartEpochS: null,
+      clockOffsetS: 0,
+      driftFix: true,
+      mux: false,
+      waitS: 600,
+      json: false,
+      plotFile: null,
+    },
+  })
   assert.equal(settings(['mux']).feedId, 'mux')
   usageError(['mux', 'x.wav'], /mux takes the sync file \(\.json\)/)
   usageError(['mux', 'x.json', '--rate', '8000'], /--rate has no effect with mux/)
@@ -88,13 +190,25 @@ test('flags: --help lists every flag with its default; --version', () => {
   assert.deepEqual(parseCommand(['-h'], 'linux'), { kind: 'help' })
   assert.deepEqual(parseCommand(['--version'], 'linux'), { kind: 'version' })
   const help = helpText('linux')
-  for (const flag of ['--feed-id', '--format', '--device', '--rate', '--channels', '--out', '--sync-out', '--video', '--muxed-out', '--muxed-suffix', '--ffmpeg'])
+  for (const flag of [
+    '--feed-id',
+    '--format',
+    '--device',
+    '--rate',
+    '--channels',
+    '--out',
+    '--sync-out',
+    '--video',
+    '--muxed-out',
+    '--muxed-suffix',
+    '--ffmpeg',
+  ])
     assert.ok(help.includes(flag), flag)
   assert.match(help, /default: 48000/)
   assert.match(help, /default: -with-audio\.mp4/)
 })
 
-test('ULID time: the ULID spec\'s example, and round trips through an independent encoder', () => {
+test("ULID time: the ULID spec's example, and round trips through an independent encoder", () => {
   assert.equal(ulidTimeMs('01ARYZ6S41TSV4RRFFQ69G5FAV'), 1469918176385)
   assert.equal(ulidTimeMs('01aryz6s41tsv4rrffq69g5fav'), 1469918176385)
   for (const ms of [0, 1, Date.UTC(2026, 10, 27, 12, 0, 0, 123), 2 ** 48 - 1]) assert.equal(ulidTimeMs(ulidAt(ms)), ms)
@@ -105,8 +219,17 @@ test('ULID time: the ULID spec\'s example, and round trips through an independen
 test('newest recording: the greatest ULID name, never a decoy mp4, whatever the mtimes or case', () => {
   const older = ulidAt(Date.UTC(2026, 0, 1))
   const newer = ulidAt(Date.UTC(2026, 0, 2))
-  const names = [`${older}.mp4`, `${newer.toLowerCase()}.mp4`, 'timelapse.mp4', `${newer}.mp4.audmux_tmp.mp4`,
-    'centered-feed-ind01.mp4', `${newer}-with-audio.mp4`, `${newer}.csv`, 'zzzzzzzzzzzzzzzzzzzzzzzzzz.mp4', `${older}.MP4`]
+  const names = [
+    `${older}.mp4`,
+    `${newer.toLowerCase()}.mp4`,
+    'timelapse.mp4',
+    `${newer}.mp4.audmux_tmp.mp4`,
+    'centered-feed-ind01.mp4',
+    `${newer}-with-audio.mp4`,
+    `${newer}.csv`,
+    'zzzzzzzzzzzzzzzzzzzzzzzzzz.mp4',
+    `${older}.MP4`,
+  ]
   assert.equal(newestRecording(names), `${newer.toLowerCase()}.mp4`)
   assert.equal(newestRecording(['timelapse.mp4', `${newer}-with-audio.mp4`]), undefined)
   assert.equal(newestRecording([]), undefined)
@@ -114,10 +237,19 @@ test('newest recording: the greatest ULID name, never a decoy mp4, whatever the 
 
 test('names: free names never reuse an existing file; sync and muxed names follow their sources', () => {
   const taken = new Set(['f-audio.wav', 'f-audio-2.wav'])
-  assert.equal(freeName('f-audio.wav', (f) => taken.has(f)), 'f-audio-3.wav')
-  assert.equal(freeName('new.wav', (f) => taken.has(f)), 'new.wav')
+  assert.equal(
+    freeName('f-audio.wav', (f) => taken.has(f)),
+    'f-audio-3.wav',
+  )
+  assert.equal(
+    freeName('new.wav', (f) => taken.has(f)),
+    'new.wav',
+  )
   assert.equal(syncFileFor('feed 1-audio.wav'), 'feed 1-audio-sync.json')
-  assert.equal(muxedFileFor('f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '-with-audio.mp4'), 'f/01ARYZ6S41TSV4RRFFQ69G5FAV-with-audio.mp4')
+  assert.equal(
+    muxedFileFor('f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', '-with-audio.mp4'),
+    'f/01ARYZ6S41TSV4RRFFQ69G5FAV-with-audio.mp4',
+  )
 })
 
 test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, never -y', () => {
@@ -136,35 +268,91 @@ test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, ne
 
 test('capture arguments for macOS and Windows (faked: these devices cannot exist here): wall-clock stamps', () => {
   const mac = captureArgs({ format: 'avfoundation', device: ':0', sampleRate: 48000, channels: 1 }, 'o.wav')
-  assert.deepEqual(mac.slice(mac.indexOf('-use_wallclock_as_timestamps'), mac.indexOf('-i') + 2), ['-use_wallclock_as_timestamps', '1', '-f', 'avfoundation', '-i', ':0'])
+  assert.deepEqual(mac.slice(mac.indexOf('-use_wallclock_as_timestamps'), mac.indexOf('-i') + 2), [
+    '-use_wallclock_as_timestamps',
+    '1',
+    '-f',
+    'avfoundation',
+    '-i',
+    ':0',
+  ])
   const win = captureArgs({ format: 'dshow', device: 'audio=Mic (USB)', sampleRate: 44100, channels: 2 }, 'o.wav')
-  assert.deepEqual(win.slice(win.indexOf('-f'), win.indexOf('-i') + 2), ['-f', 'dshow', '-sample_rate', '44100', '-channels', '2', '-i', 'audio=Mic (USB)'])
+  assert.deepEqual(win.slice(win.indexOf('-f'), win.indexOf('-i') + 2), [
+    '-f',
+    'dshow',
+    '-sample_rate',
+    '44100',
+    '-channels',
+    '2',
+    '-i',
+    'audio=Mic (USB)',
+  ])
 })
 
 test('audio start: read from a real ffmpeg log of a capture-like input', () => {
   requireBinary('ffmpeg')
   // lavfi stamps no epoch, so a real log is made and its start value checked for the pattern.
-  const log = run('ffmpeg', ['-hide_banner', '-nostats', '-loglevel', 'info', '-f', 'lavfi', '-i', 'sine=r=48000:d=0.1', '-f', 'null', '-']).stderr
+  const log = run('ffmpeg', [
+    '-hide_banner',
+    '-nostats',
+    '-loglevel',
+    'info',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=r=48000:d=0.1',
+    '-f',
+    'null',
+    '-',
+  ]).stderr
   assert.match(log, /Input #0, lavfi, from/)
   assert.equal(parseInputStart(log, 'pulse'), undefined, 'start 0 is not an epoch time')
-  const pulseLog = 'Guessed Channel Layout for Input Stream #0.0 : mono\nInput #0, pulse, from \'ra.monitor\':\n  Duration: N/A, start: 1795817200.612756, bitrate: 768 kb/s\n  Stream #0:0: Audio: pcm_s16le, 48000 Hz, mono'
+  const pulseLog =
+    "Guessed Channel Layout for Input Stream #0.0 : mono\nInput #0, pulse, from 'ra.monitor':\n  Duration: N/A, start: 1795817200.612756, bitrate: 768 kb/s\n  Stream #0:0: Audio: pcm_s16le, 48000 Hz, mono"
   assert.deepEqual(parseInputStart(pulseLog, 'pulse'), { epochS: 1795817200.612756, source: 'ffmpeg-input-start' })
-  assert.deepEqual(parseInputStart(pulseLog.replace('pulse,', 'avfoundation,'), 'avfoundation'), { epochS: 1795817200.612756, source: 'ffmpeg-wallclock' })
+  assert.deepEqual(parseInputStart(pulseLog.replace('pulse,', 'avfoundation,'), 'avfoundation'), {
+    epochS: 1795817200.612756,
+    source: 'ffmpeg-wallclock',
+  })
 })
 
 test('ffmpeg error line: the last line that says what went wrong', () => {
-  assert.equal(ffmpegErrorLine('[pulse @ 0x5] pa_simple_new failed: No such entity\nnope: Input/output error\n'), 'nope: Input/output error')
-  assert.equal(ffmpegErrorLine("Input #0, alsa, from 'x':\n  Duration: N/A\n[alsa @ 0x1] cannot open audio device x (No such file or directory)\nx: Input/output error\nExiting normally\n"), 'x: Input/output error')
-  assert.equal(ffmpegErrorLine('Exiting normally, received signal 2.\n'), 'Exiting normally, received signal 2.', 'nothing better: the last line')
+  assert.equal(
+    ffmpegErrorLine('[pulse @ 0x5] pa_simple_new failed: No such entity\nnope: Input/output error\n'),
+    'nope: Input/output error',
+  )
+  assert.equal(
+    ffmpegErrorLine(
+      "Input #0, alsa, from 'x':\n  Duration: N/A\n[alsa @ 0x1] cannot open audio device x (No such file or directory)\nx: Input/output error\nExiting normally\n",
+    ),
+    'x: Input/output error',
+  )
+  assert.equal(
+    ffmpegErrorLine('Exiting normally, received signal 2.\n'),
+    'Exiting normally, received signal 2.',
+    'nothing better: the last line',
+  )
 })
 
 test('WAV header: a real finalized file, and the same file with its sizes left unwritten', () => {
   const dir = tempDir()
   const wav = path.join(dir, 'a.wav')
-  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1', '-ac', '2', '-c:a', 'pcm_s16le', wav]).status, 0)
+  assert.equal(
+    run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1', '-ac', '2', '-c:a', 'pcm_s16le', wav])
+      .status,
+    0,
+  )
   const bytes = fs.readFileSync(wav)
   const info = parseWavHeader(bytes.subarray(0, 4096), bytes.length)
-  assert.deepEqual(info, { channels: 2, sampleRate: 48000, bitsPerSample: 16, dataOffset: readWav(wav).dataOffset, dataBytes: 48000 * 4, finalized: true, junkOffset: null })
+  assert.deepEqual(info, {
+    channels: 2,
+    sampleRate: 48000,
+    bitsPerSample: 16,
+    dataOffset: readWav(wav).dataOffset,
+    dataBytes: 48000 * 4,
+    finalized: true,
+    junkOffset: null,
+  })
   const broken = Buffer.from(bytes)
   broken.writeUInt32LE(0xffffffff, 4)
   broken.writeUInt32LE(0xffffffff, info.dataOffset - 4)
@@ -177,7 +365,22 @@ test('WAV header: a real finalized file, and the same file with its sizes left u
 test('mp4 finalized: moov found in a real finished file, not in a truncated (still-writing) one', () => {
   const dir = tempDir()
   const mp4 = path.join(dir, 'v.mp4')
-  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=10:d=1', '-c:v', 'mpeg4', '-tag:v', 'mp4v', mp4]).status, 0)
+  assert.equal(
+    run('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=64x48:rate=10:d=1',
+      '-c:v',
+      'mpeg4',
+      '-tag:v',
+      'mp4v',
+      mp4,
+    ]).status,
+    0,
+  )
   assert.equal(isFinalizedMp4(mp4), true)
   const bytes = fs.readFileSync(mp4)
   const moovAt = bytes.indexOf('moov') - 4
@@ -187,8 +390,16 @@ test('mp4 finalized: moov found in a real finished file, not in a truncated (sti
   fs.writeFileSync(partial, bytes.subarray(0, moovAt))
   assert.equal(isFinalizedMp4(partial), false)
   // OpenCV's in-progress layout: mdat with size 0 (to end of file), no moov.
-  const mdat0 = Buffer.concat([bytes.subarray(0, bytes.indexOf('mdat') - 4), Buffer.from([0, 0, 0, 0]), Buffer.from('mdat'), Buffer.alloc(1000)])
-  assert.equal(hasMoov(mdat0.length, (o, n) => mdat0.subarray(o, o + n)), false)
+  const mdat0 = Buffer.concat([
+    bytes.subarray(0, bytes.indexOf('mdat') - 4),
+    Buffer.from([0, 0, 0, 0]),
+    Buffer.from('mdat'),
+    Buffer.alloc(1000),
+  ])
+  assert.equal(
+    hasMoov(mdat0.length, (o, n) => mdat0.subarray(o, o + n)),
+    false,
+  )
 })
 
 test('mux plan: late audio is delayed by whole samples, then cut to the video', () => {
@@ -206,7 +417,10 @@ test('mux plan: early audio loses whole samples at the start; zero offset only c
   const base = { audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mp4', sampleRate: 44100, videoDurationS: 2 }
   const early = muxPlan({ ...base, offsetS: -1.25 })
   assert.equal(early.trimSamples, 55125)
-  assert.equal(early.filter, 'atrim=start_sample=55125,asetpts=PTS-STARTPTS,apad=whole_len=88200,atrim=end_sample=88200')
+  assert.equal(
+    early.filter,
+    'atrim=start_sample=55125,asetpts=PTS-STARTPTS,apad=whole_len=88200,atrim=end_sample=88200',
+  )
   assert.equal(muxPlan({ ...base, offsetS: 0 }).filter, 'apad=whole_len=88200,atrim=end_sample=88200')
   assert.equal(muxPlan({ ...base, offsetS: 0.1, videoDurationS: null }).filter, 'adelay=delays=4410S:all=1')
   assert.equal(muxPlan({ ...base, offsetS: 0, videoDurationS: null }).filter, 'anull')
@@ -220,17 +434,50 @@ test('mux plan, run for real: a click 0.3 s into the WAV lands where the offset 
   const samples = new Int16Array(96000)
   samples[14400] = 32000
   const header = Buffer.alloc(44)
-  header.write('RIFF', 0); header.writeUInt32LE(36 + samples.byteLength, 4); header.write('WAVEfmt ', 8)
-  header.writeUInt32LE(16, 16); header.writeUInt16LE(1, 20); header.writeUInt16LE(1, 22); header.writeUInt32LE(48000, 24)
-  header.writeUInt32LE(96000, 28); header.writeUInt16LE(2, 32); header.writeUInt16LE(16, 34); header.write('data', 36); header.writeUInt32LE(samples.byteLength, 40)
+  header.write('RIFF', 0)
+  header.writeUInt32LE(36 + samples.byteLength, 4)
+  header.write('WAVEfmt ', 8)
+  header.writeUInt32LE(16, 16)
+  header.writeUInt16LE(1, 20)
+  header.writeUInt16LE(1, 22)
+  header.writeUInt32LE(48000, 24)
+  header.writeUInt32LE(96000, 28)
+  header.writeUInt16LE(2, 32)
+  header.writeUInt16LE(16, 34)
+  header.write('data', 36)
+  header.writeUInt32LE(samples.byteLength, 40)
   fs.writeFileSync(wav, Buffer.concat([header, Buffer.from(samples.buffer)]))
-  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=25:d=2', '-c:v', 'mpeg4', '-tag:v', 'mp4v', video]).status, 0)
+  assert.equal(
+    run('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=64x48:rate=25:d=2',
+      '-c:v',
+      'mpeg4',
+      '-tag:v',
+      'mp4v',
+      video,
+    ]).status,
+    0,
+  )
   for (const offsetS of [0.25, -0.2]) {
     const muxed = path.join(dir, `m${offsetS}.mp4`)
-    const plan = muxPlan({ audioFile: wav, videoFile: video, muxedFile: muxed, sampleRate: 48000, offsetS, videoDurationS: 2 })
+    const plan = muxPlan({
+      audioFile: wav,
+      videoFile: video,
+      muxedFile: muxed,
+      sampleRate: 48000,
+      offsetS,
+      videoDurationS: 2,
+    })
     const done = run('ffmpeg', plan.args)
     assert.equal(done.status, 0, done.stderr)
-    const pcm = run('ffmpeg', ['-v', 'error', '-i', muxed, '-f', 's16le', '-ac', '1', '-'], { encoding: 'buffer' }).stdout
+    const pcm = run('ffmpeg', ['-v', 'error', '-i', muxed, '-f', 's16le', '-ac', '1', '-'], {
+      encoding: 'buffer',
+    }).stdout
     const decoded = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2)
     let peakAt = 0
     for (let i = 1; i < decoded.length; i++) if (Math.abs(decoded[i]) > Math.abs(decoded[peakAt])) peakAt = i
@@ -239,7 +486,24 @@ test('mux plan, run for real: a click 0.3 s into the WAV lands where the offset 
   }
 })
 
-const nasty = ['plain', 'with space', "it's", 'a"b', '$HOME', '`date`', 'new\nline', 'tab\there', 'Schrödinger 🐟', '=cmd', '~user', '!bang', '-dash', '*.mp4', 'back\\slash', '']
+const nasty = [
+  'plain',
+  'with space',
+  "it's",
+  'a"b',
+  '$HOME',
+  '`date`',
+  'new\nline',
+  'tab\there',
+  'Schrödinger 🐟',
+  '=cmd',
+  '~user',
+  '!bang',
+  '-dash',
+  '*.mp4',
+  'back\\slash',
+  '',
+]
 
 test('POSIX quoting: bash, sh and zsh each read every nasty word back unchanged', () => {
   for (const shell of ['bash', 'sh', 'zsh']) {
@@ -252,18 +516,28 @@ test('POSIX quoting: bash, sh and zsh each read every nasty word back unchanged'
 })
 
 test('PowerShell quoting (faked: no PowerShell here): single quotes with every single-quote character doubled', () => {
-  assert.equal(quotePowerShellArg('C:\\Users\\me\\feed\\01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'), 'C:\\Users\\me\\feed\\01ARYZ6S41TSV4RRFFQ69G5FAV.mp4')
+  assert.equal(
+    quotePowerShellArg('C:\\Users\\me\\feed\\01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'),
+    'C:\\Users\\me\\feed\\01ARYZ6S41TSV4RRFFQ69G5FAV.mp4',
+  )
   assert.equal(quotePowerShellArg("it's here"), "'it''s here'")
   assert.equal(quotePowerShellArg('a\u2019b'), "'a\u2019\u2019b'")
   assert.equal(quotePowerShellArg('$env:HOME'), "'$env:HOME'")
   assert.equal(quotePowerShellArg(''), "''")
-  const command = formatCommand('C:\\ffmpeg\\bin\\ffmpeg.exe', ['-i', 'C:\\my videos\\x.mp4', '-filter:a', 'adelay=delays=10S:all=1'], 'win32')
+  const command = formatCommand(
+    'C:\\ffmpeg\\bin\\ffmpeg.exe',
+    ['-i', 'C:\\my videos\\x.mp4', '-filter:a', 'adelay=delays=10S:all=1'],
+    'win32',
+  )
   assert.equal(command, "& C:\\ffmpeg\\bin\\ffmpeg.exe -i 'C:\\my videos\\x.mp4' -filter:a 'adelay=delays=10S:all=1'")
 })
 
 test('offset in words says the sign', () => {
   assert.match(describeOffset(0.1234), /audio started 123\.4 ms after the video's first frame/)
-  assert.match(describeOffset(-0.05), /audio started 50\.0 ms before the video's first frame: its first 50\.0 ms are cut/)
+  assert.match(
+    describeOffset(-0.05),
+    /audio started 50\.0 ms before the video's first frame: its first 50\.0 ms are cut/,
+  )
   assert.match(describeOffset(0.0001), /together/)
 })
 
@@ -272,7 +546,11 @@ test('WAV repair: a real file with its sizes unset comes back byte for byte; a f
   const dir = tempDir()
   const wav = path.join(dir, 'a.wav')
   // The capture's own container options, so the header has the JUNK chunk a recording has.
-  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1.5', '-c:a', 'pcm_s16le', '-rf64', 'auto', wav]).status, 0)
+  assert.equal(
+    run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000:d=1.5', '-c:a', 'pcm_s16le', '-rf64', 'auto', wav])
+      .status,
+    0,
+  )
   const original = fs.readFileSync(wav)
   assert.equal(wavRepair(original.subarray(0, 4096), original.length), null)
   const info = parseWavHeader(original.subarray(0, 4096), original.length)
@@ -292,7 +570,16 @@ test('WAV repair: a real file with its sizes unset comes back byte for byte; a f
 test('video timing: the ULID alone, a camera on time: start = ULID ± a frame, no drift to correct', async () => {
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const ulid = 1795817200.5
-  const t = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames: 300, nominalFps: 30, mtimeEpochS: ulid + 0.03 + 10, driftFix: true })
+  const t = videoTiming({
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: null,
+    clockOffsetS: 0,
+    frames: 300,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 0.03 + 10,
+    driftFix: true,
+  })
   assert.equal(t.startEpochS, ulid)
   assert.equal(t.source, 'ulid')
   assert.equal(t.uncertaintyS, 1 / 30)
@@ -307,11 +594,32 @@ test('video timing: a camera 1 % slower than nominal, seen from mtime: drift cor
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const ulid = 1795817200.5
   const frames = 1782 // 60 s at a real 29.7 fps, stamped as 30 fps: D = 59.4 s
-  const t = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames, nominalFps: 30, mtimeEpochS: ulid + 60, driftFix: true })
+  const t = videoTiming({
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: null,
+    clockOffsetS: 0,
+    frames,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 60,
+    driftFix: true,
+  })
   assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-9)
   assert.ok(Math.abs(t.driftPpm - (60 / 59.4 - 1) * 1e6) < 1e-3)
-  assert.match(t.warnings[0], /camera ran 1\.01 % slower than its nominal 30 fps, or the first frame came that much later; a timesync file tells them apart/)
-  const kept = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames, nominalFps: 30, mtimeEpochS: ulid + 60, driftFix: false })
+  assert.match(
+    t.warnings[0],
+    /camera ran 1\.01 % slower than its nominal 30 fps, or the first frame came that much later; a timesync file tells them apart/,
+  )
+  const kept = videoTiming({
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: null,
+    clockOffsetS: 0,
+    frames,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 60,
+    driftFix: false,
+  })
   assert.equal(kept.itsscale, null)
   assert.ok(kept.driftPpm > 10000)
 })
@@ -320,20 +628,45 @@ test('video timing: a timesync file gives the start and the real rate; one from 
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const first = 1795817200.5
   const timesync = Array.from({ length: 1781 }, (_, k) => first + k / 29.7)
-  const t = videoTiming({ ulidEpochS: first - 5.03, userStartEpochS: null, timesync, clockOffsetS: 0, frames: 1782, nominalFps: 30, mtimeEpochS: first + 60, driftFix: true })
+  const t = videoTiming({
+    ulidEpochS: first - 5.03,
+    userStartEpochS: null,
+    timesync,
+    clockOffsetS: 0,
+    frames: 1782,
+    nominalFps: 30,
+    mtimeEpochS: first + 60,
+    driftFix: true,
+  })
   assert.equal(t.startEpochS, first, 'a 5 s start hook between ULID and first frame does not matter')
   assert.equal(t.source, 'timesync')
   assert.equal(t.spanSource, 'timesync')
   assert.ok(Math.abs(t.realSpanS - 60) < 1e-5)
   assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-7)
-  const stale = videoTiming({ ulidEpochS: first + 100, userStartEpochS: null, timesync, clockOffsetS: 0, frames: 1782, nominalFps: 30, mtimeEpochS: null, driftFix: true })
+  const stale = videoTiming({
+    ulidEpochS: first + 100,
+    userStartEpochS: null,
+    timesync,
+    clockOffsetS: 0,
+    frames: 1782,
+    nominalFps: 30,
+    mtimeEpochS: null,
+    driftFix: true,
+  })
   assert.equal(stale.source, 'ulid')
   assert.match(stale.warnings[0], /belongs to another recording: not used/)
 })
 
 test('video timing: --video-start beats every anchor, and --clock-offset moves every video time', async () => {
   const { videoTiming } = await import('../dist/record-audio.mjs')
-  const base = { ulidEpochS: 1795817200, timesync: [1795817200.03, 1795817200.063], frames: null, nominalFps: null, mtimeEpochS: null, driftFix: true }
+  const base = {
+    ulidEpochS: 1795817200,
+    timesync: [1795817200.03, 1795817200.063],
+    frames: null,
+    nominalFps: null,
+    mtimeEpochS: null,
+    driftFix: true,
+  }
   const user = videoTiming({ ...base, userStartEpochS: 1795817201.25, clockOffsetS: 0.5 })
   assert.equal(user.startEpochS, 1795817201.75)
   assert.equal(user.source, 'video-start-flag')
@@ -353,11 +686,27 @@ test('epoch times, frame rates, audio span check, and itsscale in the mux', asyn
   assert.equal(checkAudioSpan(10.05, 10, 10.2).ok, true)
   assert.equal(checkAudioSpan(9.9, 10, 10.2).ok, false, 'samples missing before the stop')
   assert.equal(checkAudioSpan(10.4, 10, 10.2).ok, false, 'more samples than time passed')
-  const plan = muxPlan({ audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mp4', sampleRate: 48000, offsetS: 0, videoDurationS: 60, itsscale: 60 / 59.4 })
-  assert.deepEqual(plan.args.slice(plan.args.indexOf('-itsscale'), plan.args.indexOf('-itsscale') + 4), ['-itsscale', (60 / 59.4).toFixed(9), '-i', 'v.mp4'])
+  const plan = muxPlan({
+    audioFile: 'a.wav',
+    videoFile: 'v.mp4',
+    muxedFile: 'm.mp4',
+    sampleRate: 48000,
+    offsetS: 0,
+    videoDurationS: 60,
+    itsscale: 60 / 59.4,
+  })
+  assert.deepEqual(plan.args.slice(plan.args.indexOf('-itsscale'), plan.args.indexOf('-itsscale') + 4), [
+    '-itsscale',
+    (60 / 59.4).toFixed(9),
+    '-i',
+    'v.mp4',
+  ])
   usageError(['feed', '--video-start', 'tomorrow'], /--video-start "tomorrow" is not a time/)
   usageError(['feed', '--clock-offset', 'x'], /--clock-offset "x" is not a number/)
-  usageError(['feed', '--clock-offset', '-0.5'], /-0\.5: a negative value needs an equals sign, e\.g\. --clock-offset=-0\.5/)
+  usageError(
+    ['feed', '--clock-offset', '-0.5'],
+    /-0\.5: a negative value needs an equals sign, e\.g\. --clock-offset=-0\.5/,
+  )
   usageError(['feed', '--timesync', 'x.csv'], /--timesync "x\.csv" must be the \.parquet file/)
 })
 
@@ -365,27 +714,45 @@ test('high sample rates: past 96 kHz the muxed file is Matroska with FLAC; at 96
   const { muxedNameForRate } = await import('../dist/record-audio.mjs')
   assert.equal(muxedNameForRate('/v/x-with-audio.mp4', 384000), '/v/x-with-audio.mkv')
   assert.equal(muxedNameForRate('/v/x-with-audio.mp4', 96000), '/v/x-with-audio.mp4')
-  const plan = muxPlan({ audioFile: 'a.wav', videoFile: 'v.mp4', muxedFile: 'm.mkv', sampleRate: 250000, offsetS: 0.1, videoDurationS: 1 })
+  const plan = muxPlan({
+    audioFile: 'a.wav',
+    videoFile: 'v.mp4',
+    muxedFile: 'm.mkv',
+    sampleRate: 250000,
+    offsetS: 0.1,
+    videoDurationS: 1,
+  })
   assert.deepEqual(plan.args.slice(plan.args.indexOf('-c:a'), plan.args.indexOf('-c:a') + 2), ['-c:a', 'flac'])
   assert.ok(!plan.args.includes('aresample') && !plan.filter.includes('aresample'), 'never resampled')
 })
 
 test('device lists: ffmpeg -sources lines parsed, the default marked; avfoundation (faked: no macOS here) asks for its log', async () => {
   const { parseSources, listDevicesArgs } = await import('../dist/record-audio.mjs')
-  const text = 'Auto-detected sources for pulse:\n  ra_sink.monitor [Monitor of Null Output] (none)\n* mic [USB Microphone Mono] (none)\n'
+  const text =
+    'Auto-detected sources for pulse:\n  ra_sink.monitor [Monitor of Null Output] (none)\n* mic [USB Microphone Mono] (none)\n'
   assert.deepEqual(parseSources(text), [
     { name: 'ra_sink.monitor', description: 'Monitor of Null Output', isDefault: false },
     { name: 'mic', description: 'USB Microphone Mono', isDefault: true },
   ])
   assert.deepEqual(listDevicesArgs('pulse'), ['-hide_banner', '-sources', 'pulse'])
-  assert.deepEqual(listDevicesArgs('avfoundation'), ['-hide_banner', '-f', 'avfoundation', '-list_devices', 'true', '-i', ''])
+  assert.deepEqual(listDevicesArgs('avfoundation'), [
+    '-hide_banner',
+    '-f',
+    'avfoundation',
+    '-list_devices',
+    'true',
+    '-i',
+    '',
+  ])
 })
 
 test('input level in dBFS, and the status line with and without color', async () => {
   const { levelDbfs, statusLine } = await import('../dist/record-audio.mjs')
   assert.equal(levelDbfs(new Int16Array([32767, -32768, 32767, -32768])) > -0.001, true)
   assert.equal(levelDbfs(new Int16Array(100)), -Infinity)
-  const sine = Int16Array.from({ length: 48000 }, (_, i) => Math.round(16384 * Math.sin((2 * Math.PI * 440 * i) / 48000)))
+  const sine = Int16Array.from({ length: 48000 }, (_, i) =>
+    Math.round(16384 * Math.sin((2 * Math.PI * 440 * i) / 48000)),
+  )
   assert.ok(Math.abs(levelDbfs(sine) - 20 * Math.log10(0.5 / Math.SQRT2)) < 0.01)
   const plain = statusLine(3723.4, 123_456_789, -23.44, false)
   assert.equal(plain, `● 01:02:03  123.5 MB   -23.4 dBFS ${'▮'.repeat(14)}`)
@@ -398,17 +765,35 @@ test('no feed id: audio named by its UTC start, and recordings ranked by how muc
   const { fileTimestamp, rankByOverlap } = await import('../dist/record-audio.mjs')
   assert.equal(settings([]).feedId, null)
   assert.equal(fileTimestamp(new Date(Date.UTC(2026, 10, 27, 22, 24, 51, 770))), '20261127T222451Z')
-  const ranked = rankByOverlap([
-    { file: 'old/A.mp4', startEpochS: 0, endEpochS: 50 },
-    { file: 'b/B.mp4', startEpochS: 95, endEpochS: 130 },
-    { file: 'a/A.mp4', startEpochS: 90, endEpochS: 200 },
-  ], 100, 150)
-  assert.deepEqual(ranked.map((c) => [c.file, c.overlapS]), [['a/A.mp4', 50], ['b/B.mp4', 30], ['old/A.mp4', 0]])
+  const ranked = rankByOverlap(
+    [
+      { file: 'old/A.mp4', startEpochS: 0, endEpochS: 50 },
+      { file: 'b/B.mp4', startEpochS: 95, endEpochS: 130 },
+      { file: 'a/A.mp4', startEpochS: 90, endEpochS: 200 },
+    ],
+    100,
+    150,
+  )
+  assert.deepEqual(
+    ranked.map((c) => [c.file, c.overlapS]),
+    [
+      ['a/A.mp4', 50],
+      ['b/B.mp4', 30],
+      ['old/A.mp4', 0],
+    ],
+  )
 })
 
 test('plot geometry: one time axis for both, the first frame and the first sample where their epochs put them', async () => {
   const { plotArgs, PLOT_WIDTH } = await import('../dist/record-audio.mjs')
-  const p = plotArgs({ audioFile: 'a.wav', plotFile: 'p.png', audioStartEpochS: 1001, audioDurationS: 10, videoStartEpochS: 1000, videoDurationS: 10 })
+  const p = plotArgs({
+    audioFile: 'a.wav',
+    plotFile: 'p.png',
+    audioStartEpochS: 1001,
+    audioDurationS: 10,
+    videoStartEpochS: 1000,
+    videoDurationS: 10,
+  })
   const pxPerS = (PLOT_WIDTH - 40) / 11
   assert.equal(p.videoX, 20)
   assert.equal(p.audioX, Math.round(20 + pxPerS))
@@ -419,7 +804,18 @@ test('plot geometry: one time axis for both, the first frame and the first sampl
 test('video timing: an mtime far past any drift (a copied file) corrects nothing and says why', async () => {
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const ulid = 1795817200.5
-  const t = videoTiming({ ulidEpochS: ulid, userStartEpochS: null, timesync: null, clockOffsetS: 0, frames: 300, nominalFps: 30, mtimeEpochS: ulid + 3600, driftFix: true })
+  const t = videoTiming({
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: null,
+    clockOffsetS: 0,
+    frames: 300,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 3600,
+    driftFix: true,
+  })
   assert.equal(t.itsscale, null)
-  assert.ok(t.warnings.some((w) => /too far for a camera's drift \(was the file copied\?\): no drift correction/.test(w)))
+  assert.ok(
+    t.warnings.some((w) => /too far for a camera's drift \(was the file copied\?\): no drift correction/.test(w)),
+  )
 })
