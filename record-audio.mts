@@ -5,24 +5,45 @@
 
 // ── Settings ─────────────────────────────────────────────────────────────────────────────────
 // Edit these, or override any of them with its flag (shown after each). null means "work it out".
-const FEED_ID: string | null = null // <feed_id> or --feed-id: TracktorLive's feed id, videos in ./<feed_id>/; null → the subfolder recording that overlaps the audio
-const AUDIO_INPUT_FMT: string | null = null // --format: alsa | pulse | avfoundation | dshow; null → alsa (Linux), avfoundation (macOS), dshow (Windows)
-const AUDIO_DEVICE: string | null = null // --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow
-const AUDIO_SAMPLERATE = 48000 // --rate: samples per second, asked of the device and written to the WAV
-const AUDIO_CHANNELS = 1 // --channels: 1 = mono, 2 = stereo
-const AUDIO_OUTFILE: string | null = null // --out: null → ./<feed_id>-audio.wav, or ./audio-<UTC start>.wav without one (-2, -3 … if taken); never overwritten
-const SYNC_OUTFILE: string | null = null // --sync-out: null → the WAV's name with -sync.json instead of .wav
-const VIDEO_INFILE: string | null = null // --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
-const MUXED_OUTFILE: string | null = null // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
-const MUXED_SUFFIX = '-with-audio.mp4' // --muxed-suffix: appended to the video's name for the muxed file
-const PATH_TO_FFMPEG = 'ffmpeg' // --ffmpeg: ffmpeg's name on PATH or its full path; ffprobe is looked for beside it
-const TIMESYNC_INFILE: string | null = null // --timesync: TracktorLive's timesync cassette file; null → ./<feed_id>-timesyncUTC.parquet if it exists
-const VIDEO_START: string | null = null // --video-start: the first frame's time, epoch seconds or ISO 8601 with a zone; beats every anchor on disk
-const CLOCK_OFFSET_S = 0 // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's computer clock differs
-const DRIFT_FIX = true // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
-const MUX_AFTER_STOP = false // --mux: after the stop, wait for the video to be finished, mux it and check the result
-const MUX_WAIT_S = 600 // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
-const PLOT_OUTFILE: string | null = null // --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
+// <feed_id> or --feed-id: TracktorLive's feed id, videos in ./<feed_id>/; null → the subfolder recording that
+// overlaps the audio
+const FEED_ID: string | null = null
+// --format: alsa | pulse | avfoundation | dshow; null → alsa (Linux), avfoundation (macOS), dshow (Windows)
+const AUDIO_INPUT_FMT: string | null = null
+// --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow
+const AUDIO_DEVICE: string | null = null
+// --rate: samples per second, asked of the device and written to the WAV
+const AUDIO_SAMPLERATE = 48000
+// --channels: 1 = mono, 2 = stereo
+const AUDIO_CHANNELS = 1
+// --out: null → ./<feed_id>-audio.wav, or ./audio-<UTC start>.wav without one (-2, -3 … if taken); never
+// overwritten
+const AUDIO_OUTFILE: string | null = null
+// --sync-out: null → the WAV's name with -sync.json instead of .wav
+const SYNC_OUTFILE: string | null = null
+// --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
+const VIDEO_INFILE: string | null = null
+// --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
+const MUXED_OUTFILE: string | null = null
+// --muxed-suffix: appended to the video's name for the muxed file
+const MUXED_SUFFIX = '-with-audio.mp4'
+// --ffmpeg: ffmpeg's name on PATH or its full path; ffprobe is looked for beside it
+const PATH_TO_FFMPEG = 'ffmpeg'
+// --timesync: TracktorLive's timesync cassette file; null → ./<feed_id>-timesyncUTC.parquet if it exists
+const TIMESYNC_INFILE: string | null = null
+// --video-start: the first frame's time, epoch seconds or ISO 8601 with a zone; beats every anchor on disk
+const VIDEO_START: string | null = null
+// --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's
+// computer clock differs
+const CLOCK_OFFSET_S = 0
+// --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
+const DRIFT_FIX = true
+// --mux: after the stop, wait for the video to be finished, mux it and check the result
+const MUX_AFTER_STOP = false
+// --wait: how long --mux waits for TracktorLive to finish the video, in seconds
+const MUX_WAIT_S = 600
+// --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
+const PLOT_OUTFILE: string | null = null
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -238,7 +259,11 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     boolean: ['help', 'version', 'drift-fix', 'mux', 'json', 'list-devices'],
     default: { 'drift-fix': defaults.driftFix, mux: defaults.mux },
     alias: { h: 'help' },
-    unknown: (arg) => (arg.startsWith('-') && arg !== '-' ? (unknown.push(arg), false) : true),
+    unknown: (arg) => {
+      if (!arg.startsWith('-') || arg === '-') return true
+      unknown.push(arg)
+      return false
+    },
   })
   if (unknown.length && /^-\d/.test(unknown[0]))
     throw new UsageError(`${unknown[0]}: a negative value needs an equals sign, e.g. --clock-offset=${unknown[0]}`)
@@ -374,7 +399,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
   }
   const rows = Object.entries(FLAGS).map(
     ([flag, [key, what]]) =>
-      `  --${(flag + '=…').padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`,
+      `  --${(`${flag}=…`).padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`,
   )
   return [
     'Usage: record-audio [<feed_id>] [flags]',
@@ -436,7 +461,7 @@ export function freeName(file: string, exists: (file: string) => boolean): strin
 
 /** The sync file belongs to its WAV: same name, -sync.json for .wav. */
 export function syncFileFor(audioFile: string): string {
-  return audioFile.replace(/\.wav$/i, '') + '-sync.json'
+  return `${audioFile.replace(/\.wav$/i, '')}-sync.json`
 }
 
 export function muxedFileFor(videoFile: string, suffix: string): string {
@@ -594,7 +619,7 @@ export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
       return {
         ...format,
         dataOffset,
-        dataBytes: finalized ? dataBytes! : fileBytes - dataOffset,
+        dataBytes: finalized && dataBytes !== undefined ? dataBytes : fileBytes - dataOffset,
         finalized,
         junkOffset,
       }
@@ -769,7 +794,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
   let realSpanS: number | null = null
   let spanSource: VideoTiming['spanSource'] = null
   if (timesync && timesync.length >= 2 && c.frames) {
-    const realFps = (timesync.length - 1) / (timesync.at(-1)! - timesync[0])
+    const realFps = (timesync.length - 1) / (timesync[timesync.length - 1] - timesync[0])
     realSpanS = c.frames / realFps
     spanSource = 'timesync'
   } else if (c.mtimeEpochS != null && nominalDurationS != null) {
@@ -975,7 +1000,7 @@ export function muxPlan(m: MuxInput): MuxPlan {
   return { args, delaySamples, trimSamples, lengthSamples, filter }
 }
 
-const POSIX_SAFE = /^[A-Za-z0-9_\/.,:@%+-][A-Za-z0-9_\/.,:@%+=-]*$/ // '=' first is a zsh expansion
+const POSIX_SAFE = /^[A-Za-z0-9_/.,:@%+-][A-Za-z0-9_/.,:@%+=-]*$/ // '=' first is a zsh expansion
 
 /** Quoting that bash, zsh and sh all read back as the same word, whatever the bytes. */
 export function quotePosix(arg: string): string {
@@ -985,7 +1010,7 @@ export function quotePosix(arg: string): string {
 
 /** PowerShell: single quotes, each of its four single-quote characters doubled. */
 export function quotePowerShellArg(arg: string): string {
-  if (/^[A-Za-z0-9_\/.,:\\-]+$/.test(arg) && !arg.startsWith('-')) return arg
+  if (/^[A-Za-z0-9_/.,:\\-]+$/.test(arg) && !arg.startsWith('-')) return arg
   return `'${arg.replace(/['\u2018\u2019\u201a\u201b]/g, (q) => q + q)}'`
 }
 
@@ -1016,10 +1041,22 @@ export function installHint(platform: Platform): string {
 const say = (line: string) => {
   // On a terminal, first clear the live status line that may stand there.
   try {
-    process.stderr.write((process.stderr.isTTY ? '\r\x1b[K' : '') + line + '\n')
+    process.stderr.write(`${(process.stderr.isTTY ? '\r\x1b[K' : '') + line}\n`)
   } catch {
     /* the terminal is gone (SIGHUP): the files still get written */
   }
+}
+
+/** Says a line and gives back the exit code that goes with it. */
+const sayThen = (line: string, exitCode: number) => {
+  say(line)
+  return exitCode
+}
+
+/** Writes to stdout (what scripts read) and gives back the exit code. */
+const printThen = (text: string, exitCode: number) => {
+  process.stdout.write(text)
+  return exitCode
 }
 
 function packageVersion(): string {
@@ -1046,7 +1083,7 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
       `ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}): install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`,
     )
   const exe = process.platform === 'win32' ? '.exe' : ''
-  const sibling = path.join(path.dirname(ffmpeg), 'ffprobe' + exe)
+  const sibling = path.join(path.dirname(ffmpeg), `ffprobe${exe}`)
   const ffprobe = fs.existsSync(sibling) ? sibling : await which('ffprobe', { nothrow: true })
   return { ffmpeg, ffprobe }
 }
@@ -1188,9 +1225,8 @@ function checkMuxedFile(muxedFile: string | null): void {
 function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
   const explicit = s.audioFile != null
   const defaultName = s.feedId != null ? `${s.feedId}-audio.wav` : `audio-${fileTimestamp(new Date())}.wav`
-  const audioFile = explicit
-    ? s.audioFile!
-    : freeName(defaultName, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
+  const audioFile =
+    s.audioFile != null ? s.audioFile : freeName(defaultName, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
   if (!explicit && audioFile !== defaultName) {
     say(`  ${defaultName} exists (an earlier recording, kept): recording to ${audioFile} instead.`)
     const earlier = readWavInfo(defaultName)
@@ -1347,7 +1383,7 @@ async function record(s: Settings): Promise<number> {
       : checkAudioSpan(audio.durationS, stopRequestedEpochS - audio.startEpochS, exitedEpochS - audio.startEpochS)
   if (audioCheck && !audioCheck.ok)
     say(
-      `⚠ The WAV holds ${audio.durationS!.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`,
+      `⚠ The WAV holds ${audio.durationS?.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`,
     )
 
   const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
@@ -1359,7 +1395,7 @@ async function record(s: Settings): Promise<number> {
     audioStartDoubtful: audioCheck ? !audioCheck.ok : null,
   })
   try {
-    fs.writeFileSync(syncFile, JSON.stringify(sync, null, 2) + '\n', { flag: 'wx' })
+    fs.writeFileSync(syncFile, `${JSON.stringify(sync, null, 2)}\n`, { flag: 'wx' })
     say(`  Timing: ${syncFile}`)
   } catch (error) {
     // A full disk must not cost the timing: it goes to the terminal instead, and the part-written
@@ -1397,15 +1433,15 @@ async function plot(sync: Record<string, any>, plotFile: string): Promise<void> 
 /** The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux. */
 async function deliver(sync: Record<string, any>, o: TimingOptions, ffprobe: string | null): Promise<number> {
   if (o.plotFile && sync.muxArgs) await plot(sync, o.plotFile)
-  if (o.json) process.stdout.write(JSON.stringify(sync, null, 2) + '\n')
+  if (o.json) process.stdout.write(`${JSON.stringify(sync, null, 2)}\n`)
   if (!sync.muxCommand) return 0
   if (!o.json) {
     say(o.mux ? 'The mux command:' : 'Mux with:')
-    process.stdout.write(sync.muxCommand + '\n')
+    process.stdout.write(`${sync.muxCommand}\n`)
   }
   if (!o.mux) return 0
   if (!sync.videoFinalized)
-    return (say('✖ Not muxed: the video was not finished in time. Run the command above once it is.'), 1)
+    return sayThen('✖ Not muxed: the video was not finished in time. Run the command above once it is.', 1)
   return runMux(sync, ffprobe)
 }
 
@@ -1463,7 +1499,7 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
   const [ffmpeg, ...args] = sync.muxArgs as string[]
   const finalFile: string = sync.muxedFile
   const ext = path.extname(finalFile)
-  const partial = finalFile.slice(0, -ext.length) + `.partial-${process.pid}${ext}`
+  const partial = `${finalFile.slice(0, -ext.length)}.partial-${process.pid}${ext}`
   const partialArgs = [...args.slice(0, -1), '-nostats', '-progress', 'pipe:1', partial]
   const totalUs = (sync.videoDurationS ?? 0) * 1e6
   const tty = process.stderr.isTTY
@@ -1820,7 +1856,7 @@ async function muxLater(m: MuxLater): Promise<number> {
 async function listDevices(format: Format, ffmpegSetting: string): Promise<number> {
   const { ffmpeg } = await findTools(ffmpegSetting)
   const out = await $({ nothrow: true, quiet: true })`${ffmpeg} ${listDevicesArgs(format)}`
-  if (format === 'avfoundation') return (process.stdout.write(out.stderr), 0)
+  if (format === 'avfoundation') return printThen(out.stderr, 0)
   const devices = parseSources(out.stdout + out.stderr)
   if (!devices.length) {
     say(
@@ -1853,7 +1889,7 @@ function repairWav(file: string): number {
     } catch (error) {
       throw new UsageError(`${file}: ${(error as Error).message}; it was left as it is`)
     }
-    if (!repair) return (say(`✔ ${file} is already finalized: nothing to repair.`), 0)
+    if (!repair) return sayThen(`✔ ${file} is already finalized: nothing to repair.`, 0)
     for (const patch of repair.patches) fs.writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.offset)
     fs.fsyncSync(fd)
     const info = parseWavHeader(header.subarray(0, read), fileBytes)
@@ -1878,15 +1914,15 @@ export async function main(argv: string[]): Promise<number> {
     say(`record-audio: ${error.message}`)
     return 2
   }
-  if (command.kind === 'help') return (process.stdout.write(helpText(process.platform) + '\n'), 0)
-  if (command.kind === 'version') return (process.stdout.write(packageVersion() + '\n'), 0)
+  if (command.kind === 'help') return printThen(`${helpText(process.platform)}\n`, 0)
+  if (command.kind === 'version') return printThen(`${packageVersion()}\n`, 0)
   try {
     if (command.kind === 'repair') return repairWav(command.file)
     if (command.kind === 'list-devices') return await listDevices(command.format, command.ffmpeg)
     return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)
   } catch (error) {
-    if (error instanceof UsageError) return (say(`record-audio: ${error.message}`), 2)
-    if (error instanceof ToolError) return (say(`record-audio: ${error.message}`), 1)
+    if (error instanceof UsageError) return sayThen(`record-audio: ${error.message}`, 2)
+    if (error instanceof ToolError) return sayThen(`record-audio: ${error.message}`, 1)
     throw error
   }
 }

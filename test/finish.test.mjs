@@ -199,6 +199,7 @@ test('live status on a terminal (tmux): elapsed time, WAV size and level redrawn
     try {
       await sleep(3500)
       const screen = tmux('capture-pane', '-p', '-e', '-t', 'ra').stdout
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape sequences a terminal gets are what is tested
       assert.match(screen.replace(/\x1b\[[0-9;]*m/g, ''), /● 00:00:0\d {2}\d+\.\d MB +-\d+\.\d dBFS ▮+/, screen)
       assert.equal(screen.includes('\x1b[31m'), !noColor, `colors ${noColor ? 'off' : 'on'}: ${JSON.stringify(screen)}`)
       tmux('send-keys', '-t', 'ra', 'C-c')
