@@ -47,7 +47,9 @@ const PLOT_OUTFILE: string | null = null
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -72,12 +74,13 @@ export interface Settings extends TimingOptions {
   ffmpeg: string
 }
 
-export interface MuxLater extends TimingOptions {
+export interface MuxLater extends Omit<TimingOptions, keyof TimingSettings> {
   syncFile: string
   videoFile: string | null
   muxedFile: string | null
   muxedSuffix: string
   ffmpeg: string
+  given: Partial<TimingSettings> // the timing flags given now; the rest comes from the sync file
 }
 
 export type Command =
@@ -88,51 +91,109 @@ export type Command =
   | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
   | { kind: 'repair'; file: string } // record-audio repair FILE.wav: sizes for a WAV whose writer was killed
 
-/** The settings block as values, so that tests can run the same parsing with other defaults. */
-export const FILE_DEFAULTS = {
-  feedId: FEED_ID,
-  format: AUDIO_INPUT_FMT,
-  device: AUDIO_DEVICE,
-  sampleRate: AUDIO_SAMPLERATE,
-  channels: AUDIO_CHANNELS,
-  audioFile: AUDIO_OUTFILE,
-  syncFile: SYNC_OUTFILE,
-  videoFile: VIDEO_INFILE,
-  muxedFile: MUXED_OUTFILE,
-  muxedSuffix: MUXED_SUFFIX,
-  ffmpeg: PATH_TO_FFMPEG,
-  timesyncFile: TIMESYNC_INFILE,
-  videoStart: VIDEO_START,
-  clockOffsetS: CLOCK_OFFSET_S,
-  driftFix: DRIFT_FIX,
-  mux: MUX_AFTER_STOP,
-  waitS: MUX_WAIT_S,
-  plotFile: PLOT_OUTFILE,
+interface SettingRow {
+  flag: string
+  value: string | number | boolean | null
+  about: string
+  unset?: string // what null means, for --help
 }
-export type FileDefaults = typeof FILE_DEFAULTS
 
-// flag → [settings key, what it is]; the help text is built from this table.
-const FLAGS = {
-  'feed-id': [
-    'feedId',
-    "TracktorLive feed id (or the first argument): videos are in ./<feed_id>/; none: any subfolder's recording that overlaps the audio",
-  ],
-  format: ['format', 'capture API: alsa | pulse (Linux), avfoundation (macOS), dshow (Windows)'],
-  device: ['device', 'capture device, as ffmpeg names it for that format'],
-  rate: ['sampleRate', 'sample rate in Hz'],
-  channels: ['channels', 'number of channels'],
-  out: ['audioFile', 'the WAV to write (never overwritten)'],
-  'sync-out': ['syncFile', 'the JSON file with the timing and the mux command'],
-  video: ['videoFile', 'the video to sync to, instead of the newest recording in ./<feed_id>/'],
-  'muxed-out': ['muxedFile', 'the muxed mp4 that the printed command writes'],
-  'muxed-suffix': ['muxedSuffix', "suffix for the muxed file's default name"],
-  ffmpeg: ['ffmpeg', 'ffmpeg binary (name on PATH or full path)'],
-  timesync: ['timesyncFile', "TracktorLive's timesync file: the first frame's time and the real frame rate"],
-  'video-start': ['videoStart', "the first frame's time (epoch seconds, or ISO 8601 with a zone)"],
-  'clock-offset': ['clockOffsetS', "seconds added to the video's times when its computer's clock differs"],
-  wait: ['waitS', 'with --mux: how long to wait for the video to be finished, in seconds'],
-  plot: ['plotFile', "a PNG: the audio's waveform above the video's span, their starts marked"],
-} as const satisfies Record<string, [keyof FileDefaults, string]>
+/**
+ * Every setting once: its constant, its flag, what it is, and what null means for it. The flags,
+ * the defaults that tests replace, and --help all come from here.
+ */
+const SETTINGS_TABLE = {
+  feedId: {
+    flag: 'feed-id',
+    value: FEED_ID,
+    about: "TracktorLive's feed id (or the first argument); its videos are in ./<feed_id>/",
+    unset: 'none: the recording in any subfolder that overlaps the audio (--no-feed-id says so over the settings)',
+  },
+  format: {
+    flag: 'format',
+    value: AUDIO_INPUT_FMT,
+    about: 'capture API: alsa | pulse (Linux), avfoundation (macOS), dshow (Windows)',
+    unset: "this system's: alsa, avfoundation or dshow",
+  },
+  device: {
+    flag: 'device',
+    value: AUDIO_DEVICE,
+    about: 'capture device, as ffmpeg names it for that format (--list-devices)',
+    unset: 'default (alsa, pulse), :0 (avfoundation); dshow needs one',
+  },
+  sampleRate: { flag: 'rate', value: AUDIO_SAMPLERATE, about: 'sample rate in Hz' },
+  channels: { flag: 'channels', value: AUDIO_CHANNELS, about: 'number of channels' },
+  audioFile: {
+    flag: 'out',
+    value: AUDIO_OUTFILE,
+    about: 'the WAV to write (never overwritten)',
+    unset: './<feed_id>-audio.wav, or ./audio-<UTC start>.wav with no feed id',
+  },
+  syncFile: {
+    flag: 'sync-out',
+    value: SYNC_OUTFILE,
+    about: 'the JSON file with the timing and the mux command',
+    unset: "the WAV's name + -sync.json",
+  },
+  videoFile: {
+    flag: 'video',
+    value: VIDEO_INFILE,
+    about: 'the TracktorLive recording to sync to',
+    unset: 'the newest ./<feed_id>/<ULID>.mp4',
+  },
+  muxedFile: {
+    flag: 'muxed-out',
+    value: MUXED_OUTFILE,
+    about: 'the muxed file',
+    unset: "the video's path without .mp4, plus the suffix",
+  },
+  muxedSuffix: { flag: 'muxed-suffix', value: MUXED_SUFFIX, about: "suffix for the muxed file's default name" },
+  ffmpeg: { flag: 'ffmpeg', value: PATH_TO_FFMPEG, about: 'ffmpeg (name on PATH or full path); ffprobe beside it' },
+  timesyncFile: {
+    flag: 'timesync',
+    value: TIMESYNC_INFILE,
+    about: "TracktorLive's timesync file: the first frame's time and the real frame rate",
+    unset: './<feed_id>-timesyncUTC.parquet if it exists',
+  },
+  videoStart: {
+    flag: 'video-start',
+    value: VIDEO_START,
+    about: "the first frame's time (epoch seconds, or ISO 8601 with a zone)",
+    unset: 'from the files (timesync, else the ULID)',
+  },
+  clockOffsetS: {
+    flag: 'clock-offset',
+    value: CLOCK_OFFSET_S,
+    about: "seconds added to the video's times when its computer's clock differs",
+  },
+  driftFix: {
+    flag: 'drift-fix',
+    value: DRIFT_FIX,
+    about: 'retime a video whose real frame rate differs from its nominal one',
+  },
+  mux: { flag: 'mux', value: MUX_AFTER_STOP, about: 'after the stop, wait for the video, mux it and check the result' },
+  waitS: { flag: 'wait', value: MUX_WAIT_S, about: 'how long --mux waits for the video to be finished, in seconds' },
+  plotFile: {
+    flag: 'plot',
+    value: PLOT_OUTFILE,
+    about: "a PNG: the audio's waveform above the video's span, their starts marked",
+    unset: 'none',
+  },
+} satisfies Record<string, SettingRow>
+
+export type FileDefaults = { -readonly [K in keyof typeof SETTINGS_TABLE]: (typeof SETTINGS_TABLE)[K]['value'] }
+
+/** The settings block as values, so that tests can run the same parsing with other defaults. */
+export const FILE_DEFAULTS = Object.fromEntries(
+  Object.entries(SETTINGS_TABLE).map(([key, row]) => [key, row.value]),
+) as FileDefaults
+
+const SETTING_ROWS: [keyof FileDefaults, SettingRow][] = Object.entries(SETTINGS_TABLE) as [
+  keyof FileDefaults,
+  SettingRow,
+][]
+/** The flags that take a value (all but the on/off ones). */
+const VALUE_FLAGS = SETTING_ROWS.filter(([, row]) => typeof row.value !== 'boolean').map(([, row]) => row.flag)
 
 export class UsageError extends Error {}
 
@@ -192,46 +253,63 @@ function parseFormat(args: minimist.ParsedArgs, platform: Platform, defaults: Fi
   return format
 }
 
-export interface TimingOptions {
-  timesyncFile: string | null
-  videoStartEpochS: number | null
-  clockOffsetS: number
-  driftFix: boolean
+/** What happens after the stop, for a recording and for `mux` alike. */
+export interface TimingOptions extends TimingSettings {
   mux: boolean
   waitS: number // --mux, --wait
   json: boolean // --json: the sync record on stdout, for scripts
   plotFile: string | null // --plot
 }
 
-function parseTiming(args: minimist.ParsedArgs, defaults: FileDefaults): TimingOptions {
-  const videoStartText = args['video-start'] ?? defaults.videoStart
-  const videoStartEpochS = videoStartText == null ? null : parseEpoch(String(videoStartText))
-  if (Number.isNaN(videoStartEpochS))
-    throw new UsageError(
-      `--video-start ${JSON.stringify(videoStartText)} is not a time: give epoch seconds (1795817200.25) or ISO 8601 with a zone (2026-11-27T22:24:51.770Z)`,
-    )
-  const clockOffsetText = String(args['clock-offset'] ?? defaults.clockOffsetS)
-  if (!/^[+-]?\d+(\.\d+)?$/.test(clockOffsetText))
-    throw new UsageError(
-      `--clock-offset ${JSON.stringify(clockOffsetText)} is not a number of seconds, e.g. --clock-offset=-0.25`,
-    )
-  const timesyncFile = args.timesync ?? defaults.timesyncFile
-  if (timesyncFile != null && !/\.parquet$/i.test(timesyncFile))
-    throw new UsageError(
-      `--timesync ${JSON.stringify(timesyncFile)} must be the .parquet file of TracktorLive's timesync cassette`,
-    )
+/** The timing flags given on this command line, and only those: `mux` later fills the rest from the sync file. */
+function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingSettings> {
+  const given: Partial<TimingSettings> = {}
+  if (args['video-start'] !== undefined) given.videoStartEpochS = parseVideoStart(args['video-start'])
+  if (args['clock-offset'] !== undefined) given.clockOffsetS = parseClockOffset(args['clock-offset'])
+  if (args.timesync !== undefined) given.timesyncFile = parseTimesyncFile(args.timesync)
+  if (argv.some((arg) => /^--(no-)?drift-fix(=|$)/.test(arg))) given.driftFix = Boolean(args['drift-fix'])
+  return given
+}
 
-  const waitS = integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600)
+function parseVideoStart(text: unknown): number | null {
+  if (text == null) return null
+  const epochS = parseEpoch(String(text))
+  if (Number.isNaN(epochS))
+    throw new UsageError(
+      `--video-start ${JSON.stringify(text)} is not a time: give epoch seconds (1795817200.25)` +
+        ' or ISO 8601 with a zone (2026-11-27T22:24:51.770Z)',
+    )
+  return epochS
+}
+
+function parseClockOffset(raw: unknown): number {
+  const text = String(raw)
+  if (!/^[+-]?\d+(\.\d+)?$/.test(text))
+    throw new UsageError(`--clock-offset ${JSON.stringify(text)} is not a number of seconds, e.g. --clock-offset=-0.25`)
+  return Number(text)
+}
+
+function parseTimesyncFile(file: string | null): string | null {
+  if (file != null && !/\.parquet$/i.test(file))
+    throw new UsageError(
+      `--timesync ${JSON.stringify(file)} must be the .parquet file of TracktorLive's timesync cassette`,
+    )
+  return file
+}
+
+function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDefaults): TimingOptions {
+  const given = timingFlags(args, argv)
   const plotFile = args.plot ?? defaults.plotFile
   if (plotFile != null && !/\.png$/i.test(plotFile))
     throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
   return {
-    timesyncFile,
-    videoStartEpochS,
-    clockOffsetS: Number(clockOffsetText),
-    driftFix: Boolean(args['drift-fix']),
+    timesyncFile: given.timesyncFile !== undefined ? given.timesyncFile : parseTimesyncFile(defaults.timesyncFile),
+    videoStartEpochS:
+      given.videoStartEpochS !== undefined ? given.videoStartEpochS : parseVideoStart(defaults.videoStart),
+    clockOffsetS: given.clockOffsetS ?? parseClockOffset(defaults.clockOffsetS),
+    driftFix: given.driftFix ?? defaults.driftFix,
     mux: Boolean(args.mux),
-    waitS,
+    waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
     json: Boolean(args.json),
     plotFile,
   }
@@ -251,12 +329,18 @@ function integerIn(flag: string, raw: unknown, min: number, max: number): number
   return +text
 }
 
+/** The subcommands and the one file each takes. */
+const SUBCOMMANDS = {
+  mux: { file: 'sync.json', what: 'mux a recording later, from its sync file (--print: only print the command)' },
+  repair: { file: 'file.wav', what: 'write the sizes into a WAV whose recording was killed (only the header changes)' },
+} as const
+
 /** Flags over the file's settings; every problem is a UsageError with a one-line message. */
 export function parseCommand(argv: string[], platform: Platform, defaults: FileDefaults = FILE_DEFAULTS): Command {
   const unknown: string[] = []
   const args = minimist(argv, {
-    string: Object.keys(FLAGS),
-    boolean: ['help', 'version', 'drift-fix', 'mux', 'json', 'list-devices'],
+    string: [...VALUE_FLAGS, '_'], // '_': a feed id 007 stays 007, not 7
+    boolean: ['help', 'version', 'drift-fix', 'mux', 'json', 'list-devices', 'print'],
     default: { 'drift-fix': defaults.driftFix, mux: defaults.mux },
     alias: { h: 'help' },
     unknown: (arg) => {
@@ -270,26 +354,37 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   if (unknown.length) throw new UsageError(`unknown flag ${unknown[0].split('=')[0]}: see record-audio --help`)
   if (args.help) return { kind: 'help' }
   if (args.version) return { kind: 'version' }
+  for (const flag of VALUE_FLAGS) {
+    if (Array.isArray(args[flag])) throw new UsageError(`--${flag} is given more than once: give it once`)
+    if (args[flag] === '') throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
+    // --no-feed-id means "no feed id" over the settings block; no other value flag can be off.
+    if (args[flag] === false && flag !== 'feed-id')
+      throw new UsageError(`--no-${flag} is not a flag: leave --${flag} out for its default, or give --${flag}=VALUE`)
+  }
   if (args['list-devices'])
     return {
       kind: 'list-devices',
       format: parseFormat(args, platform, defaults),
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
     }
-  for (const flag of Object.keys(FLAGS)) {
-    if (Array.isArray(args[flag])) throw new UsageError(`--${flag} is given more than once: give it once`)
-    if (args[flag] === '') throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
-  }
-  const positional = args._.map(String)
-  // `mux FILE.json` is the subcommand; a lone `mux` is still a feed id.
-  if (positional[0] === 'mux' && positional.length === 2) return parseMuxLater(args, positional[1], defaults)
-  if (positional[0] === 'repair' && positional.length === 2) {
-    const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined)
+  const positional: string[] = args._
+  const subcommand = Object.hasOwn(SUBCOMMANDS, positional[0] ?? '')
+    ? (positional[0] as keyof typeof SUBCOMMANDS)
+    : null
+  if (subcommand && positional.length !== 2)
+    throw new UsageError(
+      `${subcommand} takes one file: record-audio ${subcommand} <${SUBCOMMANDS[subcommand].file}>` +
+        ` (to record a feed named ${subcommand}: --feed-id ${subcommand})`,
+    )
+  if (subcommand === 'mux') return parseMuxLater(args, argv, positional[1], defaults)
+  if (subcommand === 'repair') {
+    const other = VALUE_FLAGS.find((flag) => args[flag] !== undefined)
     if (other) throw new UsageError(`--${other} has no effect with repair: give only the WAV file`)
     if (!/\.wav$/i.test(positional[1]))
       throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
     return { kind: 'repair', file: positional[1] }
   }
+  if (args.print) throw new UsageError('--print goes with mux: record-audio mux <sync.json> --print')
   if (positional.length > 1)
     throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
   if (positional.length && args['feed-id'] !== undefined)
@@ -311,8 +406,8 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     throw new UsageError(`--out ${JSON.stringify(audioFile)} must end in .wav`)
   const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, defaults)
 
-  const timing = parseTiming(args, defaults)
-  const feedId = positional[0] ?? args['feed-id'] ?? defaults.feedId
+  const timing = parseTiming(args, argv, defaults)
+  const feedId: string | null = args['feed-id'] === false ? null : (positional[0] ?? args['feed-id'] ?? defaults.feedId)
   if (feedId != null && (feedId.trim() === '' || /[\\/]/.test(feedId) || feedId === '.' || feedId === '..'))
     throw new UsageError(`feed id ${JSON.stringify(feedId)} is not a folder name: give the id alone, without slashes`)
 
@@ -335,6 +430,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   }
 }
 
+/** The flags that mean something to `mux` later: where things are, and the timing to redo. */
 const MUX_LATER_FLAGS = [
   'video',
   'muxed-out',
@@ -347,13 +443,16 @@ const MUX_LATER_FLAGS = [
   'plot',
 ]
 
-function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: FileDefaults): Command {
-  const other = Object.keys(FLAGS).find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
+function parseMuxLater(args: minimist.ParsedArgs, argv: string[], syncFile: string, defaults: FileDefaults): Command {
+  const other = VALUE_FLAGS.find((flag) => args[flag] !== undefined && !MUX_LATER_FLAGS.includes(flag))
   if (other) throw new UsageError(`--${other} has no effect with mux: the sync file holds the recording's settings`)
   if (!/\.json$/i.test(syncFile))
     throw new UsageError(`mux takes the sync file (.json) that a recording wrote, not ${JSON.stringify(syncFile)}`)
   // The settings block's video and muxed file belong to new recordings, not to this old one.
   const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, { ...defaults, videoFile: null, muxedFile: null })
+  const plotFile = args.plot ?? null
+  if (plotFile != null && !/\.png$/i.test(plotFile))
+    throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
   return {
     kind: 'mux',
     mux: {
@@ -362,7 +461,11 @@ function parseMuxLater(args: minimist.ParsedArgs, syncFile: string, defaults: Fi
       muxedFile,
       muxedSuffix,
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
-      ...parseTiming(args, defaults),
+      given: timingFlags(args, argv),
+      mux: !args.print, // someone who types mux wants the muxed file
+      waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
+      json: Boolean(args.json),
+      plotFile,
     },
   }
 }
@@ -376,8 +479,8 @@ function parseVideoFlags(
   if (videoFile != null && !/\.mp4$/i.test(videoFile))
     throw new UsageError(`--video ${JSON.stringify(videoFile)} is not an .mp4: give the TracktorLive recording`)
   const muxedFile: string | null = args['muxed-out'] ?? defaults.muxedFile
-  if (muxedFile != null && !/\.mp4$/i.test(muxedFile))
-    throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4`)
+  if (muxedFile != null && !/\.(mp4|mkv)$/i.test(muxedFile))
+    throw new UsageError(`--muxed-out ${JSON.stringify(muxedFile)} must end in .mp4 (or .mkv)`)
   const muxedSuffix = String(args['muxed-suffix'] ?? defaults.muxedSuffix)
   if (!/^[^\\/]*\.mp4$/i.test(muxedSuffix))
     throw new UsageError(`--muxed-suffix ${JSON.stringify(muxedSuffix)} must end in .mp4 and hold no slashes`)
@@ -386,39 +489,33 @@ function parseVideoFlags(
 
 export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAULTS): string {
   const format = (defaults.format ?? defaultFormat(platform)) as Format
-  const shown: Record<string, string> = {
-    feedId: defaults.feedId ?? 'none: the recording in any subfolder that overlaps the audio',
-    format: format,
-    device: defaults.device ?? defaultDevice(format) ?? '(required for dshow)',
-    audioFile: defaults.audioFile ?? './<feed_id>-audio.wav',
-    syncFile: defaults.syncFile ?? "the WAV's name + -sync.json",
-    videoFile: defaults.videoFile ?? 'newest ./<feed_id>/<ULID>.mp4',
-    muxedFile: defaults.muxedFile ?? 'video path − .mp4 + suffix',
-    timesyncFile: defaults.timesyncFile ?? './<feed_id>-timesyncUTC.parquet if it exists',
-    videoStart: defaults.videoStart ?? 'from the files (timesync, else the ULID)',
-  }
-  const rows = Object.entries(FLAGS).map(
-    ([flag, [key, what]]) =>
-      `  --${(`${flag}=…`).padEnd(16)} ${what}\n${' '.repeat(21)}default: ${shown[key] ?? String(defaults[key])}`,
-  )
+  const shown = (key: keyof FileDefaults, row: SettingRow) =>
+    key === 'format' || key === 'device'
+      ? String(defaults[key] ?? (key === 'format' ? format : (defaultDevice(format) ?? row.unset)))
+      : String(defaults[key] ?? row.unset)
+  const rows = SETTING_ROWS.map(([key, row]) => {
+    if (typeof row.value === 'boolean') {
+      const on = Boolean(defaults[key])
+      const flag = on ? `--no-${row.flag}` : `--${row.flag}`
+      return `  ${flag.padEnd(18)} ${on ? 'do not ' : ''}${row.about}`
+    }
+    return `  ${`--${row.flag}=…`.padEnd(18)} ${row.about}\n${' '.repeat(21)}default: ${shown(key, row)}`
+  })
   return [
-    'Usage: record-audio [<feed_id>] [flags]',
-    '       record-audio mux <sync.json> [--video …] [--muxed-out …] [--muxed-suffix …] [--ffmpeg …]',
-    '       record-audio repair <file.wav>',
+    'Usage: record-audio [<feed_id>] [flags]        record until ctrl-c, then the command that muxes in sync',
+    ...Object.entries(SUBCOMMANDS).map(
+      ([name, sub]) => `       record-audio ${`${name} <${sub.file}>`.padEnd(20)} ${sub.what}`,
+    ),
     '',
     'Records audio until ctrl-c, then prints the ffmpeg command that muxes it into the newest',
     'TracktorLive video of that feed, with the offset between them corrected.',
     '',
     ...rows,
-    `  --no-drift-fix     keep the video's nominal frame rate even when it ran slower or faster${defaults.driftFix ? '' : ' (set)'}`,
-    `  --mux              after the stop, wait for the video, mux it and check the result${defaults.mux ? ' (set)' : ''}`,
     '  --json             print the sync record (JSON) on stdout instead of the command',
+    '  --print            with mux: print the command, do not run it',
     '  --list-devices     list the capture devices of --format, the default marked *',
     '  -h, --help         this text',
     '  --version          the version',
-    '',
-    "mux <sync.json> prints the mux command again from a recording's sync file, e.g. once the video exists.",
-    'repair <file.wav> writes the sizes into a WAV whose recording was killed (only the header changes).',
     '',
     `List capture devices: ${listDevicesHint(format)}`,
   ].join('\n')
@@ -541,6 +638,23 @@ export function captureArgs(
   ]
 }
 
+/**
+ * On Linux a parent-death signal makes the kernel stop ffmpeg when this process dies without
+ * stopping it, even by SIGKILL. The kernel sends it once per thread of the dying process (each
+ * hands its children on to the next), and a second signal makes ffmpeg abort before it writes the
+ * WAV's sizes; so it goes to this one-line sh, which forwards the first alone, as the one SIGINT
+ * that finalizes the WAV. It prints ffmpeg's PID first: every other stop goes to ffmpeg itself.
+ */
+export const WATCHDOG_SH =
+  'exec 3<&0; "$@" <&3 3<&- >/dev/null & ff=$!; exec 3<&-; echo "$ff"; ' +
+  `trap '[ -n "$s" ] || { s=1; kill -INT "$ff"; }' TERM; trap '' INT HUP; ` +
+  'while :; do wait "$ff"; rc=$?; kill -0 "$ff" 2>/dev/null || exit "$rc"; done'
+
+/** What runs before ffmpeg's own arguments: the watchdog where setpriv exists, else nothing. */
+export function captureLauncher(setpriv: string | null): string[] {
+  return setpriv ? [setpriv, '--pdeathsig', 'TERM', '--', '/bin/sh', '-c', WATCHDOG_SH, 'record-audio-watchdog'] : []
+}
+
 export interface AudioStart {
   epochS: number
   source: 'ffmpeg-input-start' | 'ffmpeg-wallclock' | 'spawn-time'
@@ -555,6 +669,33 @@ export function parseInputStart(stderr: string, format: Format): AudioStart | un
   const epochS = Number(match[2])
   if (!(epochS > 1e9)) return undefined // not an epoch time: the device's own clock
   return { epochS, source: format === 'alsa' || format === 'pulse' ? 'ffmpeg-input-start' : 'ffmpeg-wallclock' }
+}
+
+/**
+ * How a capture ended. Before a stop request, any end is a failure. After one, ffmpeg exits 0
+ * (`q`) or 255 (the SIGINT that also finalizes), but a write error while finishing (a full
+ * disk, EIO) is only in its log: it still exits 0.
+ */
+export function captureOutcome(c: {
+  stopRequestedEpochS: number | null
+  exitCode: number | null
+  signal: string | null
+  log: string
+}): { ok: boolean; stoppedByItself: boolean; why: string } {
+  if (c.stopRequestedEpochS === null) {
+    const why = c.signal
+      ? `ffmpeg was killed (${c.signal})`
+      : `ffmpeg stopped recording on its own (exit ${c.exitCode}): ${ffmpegErrorLine(c.log)}`
+    return { ok: false, stoppedByItself: true, why }
+  }
+  const writeError = /^.*(Error writing trailer|Error closing file|Error muxing a packet|write_frame\(\)).*$/m.exec(
+    c.log,
+  )
+  if (c.signal || (c.exitCode !== 0 && c.exitCode !== 255) || writeError) {
+    const why = writeError ? writeError[0].trim() : `${c.signal ?? `exit ${c.exitCode}`}: ${ffmpegErrorLine(c.log)}`
+    return { ok: false, stoppedByItself: false, why }
+  }
+  return { ok: true, stoppedByItself: false, why: '' }
 }
 
 /** The last line of ffmpeg's log that says what went wrong. */
@@ -741,7 +882,7 @@ export function isFinalizedMp4(file: string): boolean {
 export interface VideoClues {
   ulidEpochS: number // minted when the writer opened: before the first frame
   userStartEpochS: number | null // --video-start
-  timesync: number[] | null // one epoch time per frame, from TracktorLive's timesync cassette
+  timesync: TimesyncSpan | null // TracktorLive's timesync cassette: epoch times of the frames, first to last
   clockOffsetS: number // added to every time above (and the mtime)
   frames: number | null // from ffprobe, once the mp4 is finished
   nominalFps: number | null // the rate the mp4 claims
@@ -759,6 +900,7 @@ export interface VideoTiming {
   driftPpm: number | null
   driftAtEndMs: number | null
   itsscale: number | null // S / D when the drift is corrected
+  driftReason: string | null // why the drift was or was not corrected, for the summary
   warnings: string[]
 }
 
@@ -773,16 +915,17 @@ export function videoTiming(c: VideoClues): VideoTiming {
   const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const warnings: string[] = []
   const ulidStart = c.ulidEpochS + c.clockOffsetS
-  let timesync = c.timesync?.length ? c.timesync : null
+  let timesync = c.timesync
   // The ULID is minted before the first frame, and start hooks take seconds at most: a file far
   // off belongs to another run of the same feed (it is rewritten at every stop).
-  if (timesync && (timesync[0] < c.ulidEpochS - 1 || timesync[0] > c.ulidEpochS + 10)) {
+  if (timesync && (timesync.firstS < c.ulidEpochS - 1 || timesync.firstS > c.ulidEpochS + 10)) {
+    const apartS = (timesync.firstS - c.ulidEpochS).toFixed(1)
     warnings.push(
-      `the timesync file starts ${(timesync[0] - c.ulidEpochS).toFixed(1)} s from the video's ULID, so it belongs to another recording: not used`,
+      `the timesync file starts ${apartS} s from the video's ULID, so it belongs to another recording: not used`,
     )
     timesync = null
   }
-  const timesyncStart = timesync ? timesync[0] + c.clockOffsetS : null
+  const timesyncStart = timesync ? timesync.firstS + c.clockOffsetS : null
   const [startEpochS, source, uncertaintyS] =
     c.userStartEpochS != null
       ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
@@ -793,25 +936,29 @@ export function videoTiming(c: VideoClues): VideoTiming {
   const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
   let realSpanS: number | null = null
   let spanSource: VideoTiming['spanSource'] = null
-  if (timesync && timesync.length >= 2 && c.frames) {
-    const realFps = (timesync.length - 1) / (timesync[timesync.length - 1] - timesync[0])
+  if (timesync && timesync.rows >= 2 && c.frames) {
+    const realFps = (timesync.rows - 1) / (timesync.lastS - timesync.firstS)
     realSpanS = c.frames / realFps
     spanSource = 'timesync'
-  } else if (c.mtimeEpochS != null && nominalDurationS != null) {
-    realSpanS = c.mtimeEpochS + c.clockOffsetS - startEpochS
+  } else if (c.mtimeEpochS != null && nominalDurationS != null && c.frames && c.frames >= 2) {
+    // The mtime marks the last frame: first frame → mtime is N − 1 frame periods, not N.
+    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - startEpochS) * c.frames) / (c.frames - 1)
     spanSource = 'mtime'
   }
-  if (c.mtimeEpochS != null && nominalDurationS != null && framePeriodS != null && spanSource === 'mtime') {
-    const gapS = c.mtimeEpochS + c.clockOffsetS - nominalDurationS - startEpochS
+  if (c.frames && c.mtimeEpochS != null && framePeriodS != null && spanSource === 'mtime') {
+    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - startEpochS
     if (Math.abs(gapS) > framePeriodS)
       warnings.push(
-        `the video's end (mtime − frames/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the ${source === 'ulid' ? 'ULID' : 'start given'}: ` +
-          `either the camera ran ${((gapS / nominalDurationS) * 100).toFixed(2)} % slower than its nominal ${c.nominalFps} fps, or the first frame came that much later; a timesync file tells them apart`,
+        `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
+          ` ${source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
+          ` ${((gapS / ((c.frames - 1) * framePeriodS)) * 100).toFixed(2)} % slower than its nominal ${c.nominalFps} fps,` +
+          ' or the first frame came that much later; a timesync file tells them apart',
       )
   }
   let driftPpm: number | null = null
   let driftAtEndMs: number | null = null
   let itsscale: number | null = null
+  let driftReason: string | null = null
   if (realSpanS != null && nominalDurationS != null && framePeriodS != null) {
     driftPpm = (realSpanS / nominalDurationS - 1) * 1e6
     driftAtEndMs = (realSpanS - nominalDurationS) * 1000
@@ -821,10 +968,20 @@ export function videoTiming(c: VideoClues): VideoTiming {
     const plausible = spanSource === 'timesync' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
     if (!plausible)
       warnings.push(
-        `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length, too far for a camera's drift (was the file copied?): no drift correction; a timesync file gives the real rate`,
+        `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
+          " too far for a camera's drift (was the file copied?): no drift correction; a timesync file gives the real rate",
       )
-    if (c.driftFix && plausible && Math.abs(realSpanS - nominalDurationS) > framePeriodS)
-      itsscale = realSpanS / nominalDurationS
+    const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
+    if (c.driftFix && plausible && beyondAFrame) itsscale = realSpanS / nominalDurationS
+    driftReason = !beyondAFrame
+      ? 'within a frame, nothing to correct'
+      : !plausible
+        ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
+        : !c.driftFix
+          ? 'not corrected (--no-drift-fix)'
+          : spanSource === 'timesync'
+            ? "corrected: the timesync rows give the camera's real rate"
+            : "corrected to the mtime: the video's end anchored to it (a copied or touched file would mislead this; --no-drift-fix)"
   }
   return {
     startEpochS,
@@ -836,6 +993,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
     driftPpm,
     driftAtEndMs,
     itsscale,
+    driftReason,
     warnings,
   }
 }
@@ -939,16 +1097,46 @@ export interface MuxInput {
   videoFile: string
   muxedFile: string
   sampleRate: number
+  channels: number
   offsetS: number // audioStartEpochS − videoStartEpochS
   videoDurationS: number | null // on the output timeline; null while the video is unfinished: the audio is not cut
   itsscale?: number | null // retimes the copied video to its real span (drift)
 }
 
-export const MAX_AAC_RATE = 96000
+/** The sample rates ffmpeg's AAC encoder takes. */
+export const AAC_RATES = [7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000]
+export const FLAC_MAX_RATE = 655350
+export const AAC_FLAC_MAX_CHANNELS = 8
 
-/** The muxed file's name for the audio's rate: past AAC's 96 kHz the container is Matroska. */
-export function muxedNameForRate(muxedFile: string, sampleRate: number): string {
-  return sampleRate > MAX_AAC_RATE ? muxedFile.replace(/\.mp4$/i, '.mkv') : muxedFile
+export interface MuxCodec {
+  codec: 'aac' | 'flac' | 'pcm_s16le'
+  container: 'mp4' | 'mkv'
+  frameSamples: number // one packet's samples: how far the muxed audio may end from the video's end
+  why: string | null // why not AAC in mp4
+}
+
+/**
+ * The audio codec and container for the muxed file, known from the settings before the first
+ * sample: AAC in mp4 where AAC can hold the audio; else every sample kept, as FLAC in Matroska, or
+ * as PCM in Matroska past FLAC's limits.
+ */
+export function muxCodec(sampleRate: number, channels: number): MuxCodec {
+  if (AAC_RATES.includes(sampleRate) && channels <= AAC_FLAC_MAX_CHANNELS)
+    return { codec: 'aac', container: 'mp4', frameSamples: 1024, why: null }
+  const why =
+    channels > AAC_FLAC_MAX_CHANNELS
+      ? `${channels} channels are more than AAC and FLAC hold (${AAC_FLAC_MAX_CHANNELS})`
+      : sampleRate > 96000
+        ? `${sampleRate} Hz is past AAC's 96 kHz`
+        : `AAC has no ${sampleRate} Hz`
+  if (sampleRate <= FLAC_MAX_RATE && channels <= AAC_FLAC_MAX_CHANNELS)
+    return { codec: 'flac', container: 'mkv', frameSamples: 4608, why }
+  return { codec: 'pcm_s16le', container: 'mkv', frameSamples: 4096, why }
+}
+
+/** The muxed file's name for its container: .mkv in place of .mp4 for Matroska. */
+export function muxedNameFor(muxedFile: string, codec: MuxCodec): string {
+  return codec.container === 'mkv' ? muxedFile.replace(/\.mp4$/i, '.mkv') : muxedFile
 }
 
 export interface MuxPlan {
@@ -976,8 +1164,8 @@ export function muxPlan(m: MuxInput): MuxPlan {
     ...(lengthSamples != null ? [`apad=whole_len=${lengthSamples}`, `atrim=end_sample=${lengthSamples}`] : []),
   ]
   const filter = steps.length ? steps.join(',') : 'anull'
-  // AAC stops at 96 kHz: ultrasonic recordings keep every sample as FLAC, which needs Matroska.
-  const audioCodec = m.sampleRate > MAX_AAC_RATE ? ['-c:a', 'flac'] : ['-c:a', 'aac', '-b:a', '192k']
+  const { codec } = muxCodec(m.sampleRate, m.channels)
+  const audioCodec = codec === 'aac' ? ['-c:a', 'aac', '-b:a', '192k'] : ['-c:a', codec]
   const args = [
     '-hide_banner',
     '-n', // -n: never overwrite an existing output
@@ -1034,6 +1222,159 @@ export function installHint(platform: Platform): string {
   if (platform === 'darwin') return 'brew install ffmpeg'
   if (platform === 'win32') return 'winget install ffmpeg'
   return "sudo apt-get install ffmpeg (Debian/Ubuntu) or your distribution's ffmpeg package"
+}
+
+// ── The stop ─────────────────────────────────────────────────────────────────────────────────
+
+/** Every signal that asks the run to stop: ctrl-c, `kill`, a closed terminal. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+/**
+ * Signals this close to the last one counted are the same request. Under npx where /bin/sh is
+ * bash (Fedora, Arch, macOS), npm forwards the terminal's ctrl-c to the tool, which gets the
+ * terminal's own as well, about 1 ms apart; a person pressing ctrl-c twice takes far longer.
+ */
+export const SAME_REQUEST_MS = 150
+
+export function isNewRequest(lastRequestMs: number, nowMs: number): boolean {
+  return nowMs - lastRequestMs >= SAME_REQUEST_MS
+}
+
+// ── The sync record ──────────────────────────────────────────────────────────────────────────
+
+/** The settings that shaped the offset: stored, so that `mux` later computes the same one. */
+export interface TimingSettings {
+  timesyncFile: string | null
+  videoStartEpochS: number | null
+  clockOffsetS: number
+  driftFix: boolean
+}
+
+/**
+ * The one file that outlives the run: written when the recording starts, again the moment the
+ * first sample's time is known, again at the stop, and last with the video, so that a crash or a
+ * kill at any point still leaves the audio's start. `mux` reads it back.
+ */
+export interface SyncRecord {
+  tool: string
+  state: 'recording' | 'stopped' | 'synced' // how far the run got when the file was last written
+  feedDir: string | null
+  audioFile: string
+  audioFormat: Format | null
+  audioDevice: string | null
+  audioStartEpochS: number | null
+  audioStartSource: AudioStart['source'] | null
+  audioSampleRate: number
+  audioChannels: number
+  audioDurationS: number | null
+  audioWallSpanS: number | null
+  audioStartDoubtful: boolean | null
+  timing: TimingSettings
+  videoFile: string | null
+  videoStartEpochS: number | null
+  videoStartSource: VideoTiming['source'] | null
+  videoStartUncertaintyS: number | null
+  videoFinalized: boolean | null
+  videoFrames: number | null
+  videoNominalFps: number | null
+  videoDurationS: number | null
+  videoRealSpanS: number | null
+  videoSpanSource: VideoTiming['spanSource']
+  timesyncFile: string | null // the timesync file used, if one was
+  driftPpm: number | null
+  driftAtEndMs: number | null
+  itsscale: number | null
+  driftReason: string | null
+  anchorWarnings: string[]
+  offsetS: number | null
+  delaySamples: number | null
+  trimSamples: number | null
+  muxedFile: string | null
+  muxArgs: string[] | null
+  muxCommand: string | null
+}
+
+const NO_VIDEO = {
+  videoFile: null,
+  videoStartEpochS: null,
+  videoStartSource: null,
+  videoStartUncertaintyS: null,
+  videoFinalized: null,
+  videoFrames: null,
+  videoNominalFps: null,
+  videoDurationS: null,
+  videoRealSpanS: null,
+  videoSpanSource: null,
+  timesyncFile: null,
+  driftPpm: null,
+  driftAtEndMs: null,
+  itsscale: null,
+  driftReason: null,
+  anchorWarnings: [],
+  offsetS: null,
+  delaySamples: null,
+  trimSamples: null,
+  muxedFile: null,
+  muxArgs: null,
+  muxCommand: null,
+} satisfies Partial<SyncRecord>
+
+/** A recording's record before anything is known of its video. */
+export function newSyncRecord(
+  a: Pick<
+    SyncRecord,
+    'tool' | 'feedDir' | 'audioFile' | 'audioFormat' | 'audioDevice' | 'audioSampleRate' | 'audioChannels' | 'timing'
+  >,
+): SyncRecord {
+  return {
+    ...a,
+    state: 'recording',
+    audioStartEpochS: null,
+    audioStartSource: null,
+    audioDurationS: null,
+    audioWallSpanS: null,
+    audioStartDoubtful: null,
+    ...NO_VIDEO,
+  }
+}
+
+/**
+ * A sync file's text as a record; files from before the timing settings were stored get the
+ * defaults they were made with. Throws a one-line Error naming what is missing.
+ */
+export function parseSyncRecord(text: string): SyncRecord {
+  let raw: Record<string, unknown>
+  try {
+    raw = JSON.parse(text)
+  } catch {
+    throw new Error('it is not JSON')
+  }
+  const number = (key: string) => (typeof raw[key] === 'number' ? (raw[key] as number) : null)
+  if (typeof raw.audioFile !== 'string') throw new Error('it names no audioFile')
+  if (number('audioSampleRate') == null) throw new Error('it has no audioSampleRate')
+  const stored = (raw.timing ?? {}) as Partial<TimingSettings>
+  const timing: TimingSettings = {
+    timesyncFile: typeof stored.timesyncFile === 'string' ? stored.timesyncFile : null,
+    videoStartEpochS: typeof stored.videoStartEpochS === 'number' ? stored.videoStartEpochS : null,
+    clockOffsetS: typeof stored.clockOffsetS === 'number' ? stored.clockOffsetS : (number('clockOffsetS') ?? 0),
+    driftFix: typeof stored.driftFix === 'boolean' ? stored.driftFix : true,
+  }
+  return {
+    ...newSyncRecord({
+      tool: String(raw.tool ?? 'record-audio'),
+      feedDir: typeof raw.feedDir === 'string' ? raw.feedDir : null,
+      audioFile: raw.audioFile,
+      audioFormat: (FORMATS as readonly unknown[]).includes(raw.audioFormat) ? (raw.audioFormat as Format) : null,
+      audioDevice: typeof raw.audioDevice === 'string' ? raw.audioDevice : null,
+      audioSampleRate: number('audioSampleRate') as number,
+      audioChannels: number('audioChannels') ?? 1,
+      timing,
+    }),
+    state: raw.state === 'stopped' || raw.state === 'synced' ? raw.state : 'recording',
+    audioStartEpochS: number('audioStartEpochS'),
+    audioStartSource: (raw.audioStartSource as AudioStart['source']) ?? null,
+    audioDurationS: number('audioDurationS'),
+  }
 }
 
 // ── The run ──────────────────────────────────────────────────────────────────────────────────
@@ -1122,29 +1463,57 @@ async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFa
   }
 }
 
-/** The `timestampUTC` column of TracktorLive's timesync cassette; null when there is no file. */
-async function readTimesync(file: string): Promise<number[] | null> {
+/** What the timing needs of TracktorLive's timesync file: its first and last times, and how many rows. */
+export interface TimesyncSpan {
+  firstS: number
+  lastS: number
+  rows: number
+}
+
+/** The timesync file's span; null when there is no file. Reads three rows, not a day's 2.6 million. */
+async function readTimesync(file: string): Promise<TimesyncSpan | null> {
   if (!fs.existsSync(file)) return null
   try {
-    return await readTimesyncColumn(file)
+    const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet') // only with such a file
+    const buffer = await asyncBufferFromFile(file)
+    const metadata = await parquetMetadataAsync(buffer)
+    const rows = Number(metadata.num_rows)
+    if (rows < 2) throw new Error('fewer than two rows')
+    const at = async (row: number) => {
+      const [object] = await parquetReadObjects({
+        file: buffer,
+        metadata,
+        columns: ['timestampUTC'],
+        rowStart: row,
+        rowEnd: row + 1,
+      })
+      return Number(object?.timestampUTC)
+    }
+    const [firstS, lastS] = [await at(0), await at(rows - 1)]
+    if (!Number.isFinite(firstS) || !Number.isFinite(lastS) || lastS <= firstS)
+      throw new Error('no increasing timestampUTC column')
+    return { firstS, lastS, rows }
   } catch (error) {
     throw new ToolError(`${file} cannot be read (${(error as Error).message})`)
   }
-}
-
-async function readTimesyncColumn(file: string): Promise<number[]> {
-  const { asyncBufferFromFile, parquetReadObjects } = await import('hyparquet') // only runs with such a file
-  const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file), columns: ['timestampUTC'] })
-  const times = rows.map((row) => Number(row.timestampUTC))
-  if (times.length < 2 || times.some((t, i) => !Number.isFinite(t) || (i > 0 && t < times[i - 1])))
-    throw new Error('no increasing timestampUTC column')
-  return times
 }
 
 interface VideoSearch {
   videoFile: string | null
   feedDir: string | null
   searchRoot: string
+}
+
+/** The names of the files in a folder that are TracktorLive recordings (a folder named like one is not). */
+function recordingFiles(dir: string): string[] {
+  try {
+    return fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isFile() && RECORDING_NAME.test(entry.name))
+      .map((entry) => entry.name)
+  } catch {
+    return []
+  }
 }
 
 /**
@@ -1154,25 +1523,13 @@ interface VideoSearch {
 function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: number | null }): string | null {
   if (v.videoFile) return v.videoFile
   if (v.feedDir) {
-    let names: string[]
-    try {
-      names = fs.readdirSync(v.feedDir)
-    } catch {
-      return null
-    }
-    const newest = newestRecording(names)
+    const newest = newestRecording(recordingFiles(v.feedDir))
     return newest ? path.join(v.feedDir, newest) : null
   }
   const videos: Omit<Candidate, 'overlapS'>[] = []
   for (const dir of fs.readdirSync(v.searchRoot, { withFileTypes: true })) {
     if (!dir.isDirectory()) continue
-    let names: string[]
-    try {
-      names = fs.readdirSync(path.join(v.searchRoot, dir.name))
-    } catch {
-      continue
-    }
-    for (const name of names.filter((n) => RECORDING_NAME.test(n))) {
+    for (const name of recordingFiles(path.join(v.searchRoot, dir.name))) {
       const file = path.join(v.searchRoot, dir.name, name)
       // Still being written (no moov yet): it runs until now, whatever its mtime says.
       const endEpochS = isFinalizedMp4(file) ? fs.statSync(file).mtimeMs / 1000 : Date.now() / 1000
@@ -1221,203 +1578,549 @@ function checkMuxedFile(muxedFile: string | null): void {
   if (muxedFile != null && fs.existsSync(muxedFile))
     throw new UsageError(`${muxedFile} exists and is never overwritten: choose another --muxed-out`)
 }
-
-function checkPaths(s: Settings): { audioFile: string; syncFile: string } {
-  const explicit = s.audioFile != null
-  const defaultName = s.feedId != null ? `${s.feedId}-audio.wav` : `audio-${fileTimestamp(new Date())}.wav`
-  const audioFile =
-    s.audioFile != null ? s.audioFile : freeName(defaultName, (f) => fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
-  if (!explicit && audioFile !== defaultName) {
-    say(`  ${defaultName} exists (an earlier recording, kept): recording to ${audioFile} instead.`)
-    const earlier = readWavInfo(defaultName)
-    if (earlier && !earlier.finalized)
-      say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(defaultName)}`)
-  }
-  if (explicit && fs.existsSync(audioFile))
-    throw new UsageError(`${audioFile} exists and is never overwritten: choose another --out, or move it away`)
-  for (const file of [audioFile, s.syncFile].filter((f): f is string => f != null))
+/**
+ * The WAV and sync file names, the sync file created at once (`wx`) with what is known before the
+ * first sample: two runs started in the same second get different names, and a kill at any
+ * moment from here on leaves a record of the recording. Refuses, before anything runs, what
+ * would fail later.
+ */
+function reserveNames(s: Settings, first: (audioFile: string) => SyncRecord): { audioFile: string; syncFile: string } {
+  checkVideoFile(s.videoFile)
+  checkMuxedFile(s.muxedFile)
+  checkTimesyncFile(s.timesyncFile)
+  for (const file of [s.audioFile, s.syncFile].filter((f): f is string => f != null))
     if (!fs.existsSync(path.dirname(path.resolve(file))))
       throw new UsageError(
         `folder ${path.dirname(file)} does not exist: create it, or write ${path.basename(file)} elsewhere`,
       )
-  const syncFile = s.syncFile ?? syncFileFor(audioFile)
-  if (fs.existsSync(syncFile))
-    throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
-  checkVideoFile(s.videoFile)
-  checkMuxedFile(s.muxedFile)
-  checkTimesyncFile(s.timesyncFile)
-  return { audioFile, syncFile }
+  if (s.audioFile != null && fs.existsSync(s.audioFile))
+    throw new UsageError(`${s.audioFile} exists and is never overwritten: choose another --out, or move it away`)
+  const defaultName = s.feedId != null ? `${s.feedId}-audio.wav` : `audio-${fileTimestamp(new Date())}.wav`
+  const taken = new Set<string>()
+  for (;;) {
+    const audioFile =
+      s.audioFile ?? freeName(defaultName, (f) => taken.has(f) || fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
+    const syncFile = s.syncFile ?? syncFileFor(audioFile)
+    try {
+      fs.writeFileSync(syncFile, `${JSON.stringify(first(audioFile), null, 2)}\n`, { flag: 'wx' })
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'EEXIST' && s.syncFile == null && s.audioFile == null) {
+        taken.add(audioFile) // another run took this name a moment ago
+        continue
+      }
+      if (code === 'EEXIST')
+        throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
+      throw new UsageError(`cannot create ${syncFile} (${code}): record into a folder you can write to`)
+    }
+    if (s.audioFile == null && audioFile !== defaultName) {
+      say(`  ${defaultName} exists (an earlier recording, kept): recording to ${audioFile} instead.`)
+      if (readWavInfo(defaultName)?.finalized === false)
+        say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(defaultName)}`)
+    }
+    return { audioFile, syncFile }
+  }
 }
 
 /**
- * On Linux, setpriv's parent-death signal makes the kernel stop ffmpeg if this process dies
- * without stopping it, even by SIGKILL: it must not record on until the disk is full. The signal
- * arrives once per ffmpeg thread, so ffmpeg aborts without rewriting the WAV's sizes; the
- * samples, flushed packet by packet, are all on disk.
+ * Writes the record over its own earlier version through a temporary file and a rename, so that a
+ * full disk leaves the earlier version whole. false: not written.
  */
-async function deathSignalLauncher(): Promise<string[]> {
-  if (process.platform !== 'linux') return []
-  const setpriv = await which('setpriv', { nothrow: true })
-  return setpriv ? [setpriv, '--pdeathsig', 'INT', '--'] : []
+function saveSync(file: string, record: SyncRecord): boolean {
+  const temporary = `${file}.partial-${process.pid}`
+  try {
+    fs.writeFileSync(temporary, `${JSON.stringify(record, null, 2)}\n`, { flag: 'wx' })
+    fs.renameSync(temporary, file)
+    return true
+  } catch {
+    fs.rmSync(temporary, { force: true })
+    return false
+  }
 }
 
-async function record(s: Settings): Promise<number> {
-  const { ffmpeg, ffprobe } = await findTools(s.ffmpeg)
-  const { audioFile, syncFile } = checkPaths(s)
-  const launcher = await deathSignalLauncher()
+/**
+ * The run's one listener for stop signals, from before the capture to the last line: each stage
+ * says what a request means to it (stop the capture, stop waiting, abort the mux), so no signal
+ * ever falls through to Node's default, which would end the run with a stack of work undone.
+ */
+class StopRequests {
+  count = 0
+  firstEpochS: number | null = null
+  #lastMs = Number.NEGATIVE_INFINITY
+  #handler: () => void = () => {}
+  readonly #listener = () => {
+    const nowMs = Date.now()
+    if (!isNewRequest(this.#lastMs, nowMs)) return
+    this.#lastMs = nowMs
+    this.count++
+    this.firstEpochS ??= nowMs / 1000
+    this.#handler()
+  }
 
-  // ffmpeg runs in its own process group, so a terminal's ctrl-c reaches only this process, which
-  // then stops ffmpeg exactly once, with `q` on its stdin (a second signal would abort its writes).
+  constructor() {
+    for (const signal of STOP_SIGNALS) process.on(signal, this.#listener)
+  }
+
+  /** What the next requests do, until another stage says otherwise. */
+  onRequest(handler: () => void): void {
+    this.#handler = handler
+  }
+
+  dispose(): void {
+    for (const signal of STOP_SIGNALS) process.off(signal, this.#listener)
+  }
+}
+
+/** Bash reads neither its rc files nor $BASH_ENV for these; see spawnWithoutStartupFiles. */
+const STARTUP_FILE_VARIABLES = ['BASH_ENV', 'ENV']
+
+/**
+ * zx runs each command through bash, and bash reads ~/.bashrc when its stdin is a socket (Node's
+ * pipes are; the rule is meant for rsh), and $BASH_ENV always: a conda or pyenv init would delay
+ * the first sample by seconds and run inside every command. So bash gets --norc --noprofile.
+ */
+export function spawnWithoutStartupFiles(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions,
+): ChildProcess {
+  const env = { ...(options.env ?? process.env) }
+  for (const name of STARTUP_FILE_VARIABLES) delete env[name]
+  const shell = options.shell
+  if (typeof shell === 'string' && /(^|[\\/])bash(\.exe)?$/i.test(shell))
+    return spawn(shell, ['--norc', '--noprofile', '-c', [command, ...args].join(' ')], {
+      ...options,
+      shell: false,
+      env,
+    })
+  return spawn(command, args, { ...options, env })
+}
+
+/** What the capture left: ffmpeg's exit, its log, the first sample's time, and when the stop came. */
+interface Capture {
+  exitCode: number | null
+  signal: NodeJS.Signals | null
+  log: string // the head (with the Input #0 block) and the tail of ffmpeg's stderr
+  start: AudioStart | null
+  stopRequestedEpochS: number | null
+  exitedEpochS: number
+}
+
+const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
+
+/**
+ * Records until a stop request, then stops ffmpeg once so that it finalizes the WAV: first every
+ * sample up to the request is let onto disk (bounded), then `q`. A second request sends one
+ * SIGINT (still finalizes), a third SIGKILL. `onStart` gets the first sample's time the moment
+ * ffmpeg prints it, however much it logs later.
+ */
+async function capture(
+  s: Settings,
+  ffmpeg: string,
+  audioFile: string,
+  stops: StopRequests,
+  onStart: (start: AudioStart) => void,
+): Promise<Capture> {
+  const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
+  const watchdog = captureLauncher(setpriv)
+  // ffmpeg runs in a session of its own, so a terminal's ctrl-c reaches only this process, which
+  // then stops ffmpeg exactly once (a second signal would abort its writes).
   const spawnEpochS = Date.now() / 1000
-  const capture = $({
+  const child = $({
     nothrow: true,
     quiet: true,
     detached: process.platform !== 'win32',
-    stdio: ['pipe', 'ignore', 'pipe'],
-  })`exec ${launcher} ${ffmpeg} ${captureArgs(s, audioFile)}`
-  let stderr = ''
-  capture.stderr.on('data', (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString('utf8')).slice(-65536)
+    stdio: ['pipe', watchdog.length ? 'pipe' : 'ignore', 'pipe'],
+  })`exec ${watchdog} ${ffmpeg} ${captureArgs(s, path.resolve(audioFile))}`
+  let ffmpegPid: number | null = null // through the watchdog: the PID it prints
+  if (watchdog.length)
+    child.stdout.once('data', (chunk: Buffer) => {
+      ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
+    })
+  let head = '' // until the start is found: the Input #0 block comes early, however much follows
+  let tail = ''
+  let start: AudioStart | null = null
+  child.stderr.on('data', (chunk: Buffer) => {
+    const text = chunk.toString('utf8')
+    tail = (tail + text).slice(-65536)
+    if (start || head.length > 1 << 20) return
+    head += text
+    start = parseInputStart(head, s.format) ?? null
+    if (start) onStart(start)
   })
-  capture.stdin.on('error', () => {
+  child.stdin.on('error', () => {
     /* ffmpeg already gone: its exit is handled below */
   })
-  const channelsText = s.channels === 1 ? 'mono' : s.channels === 2 ? 'stereo' : `${s.channels} channels`
-  say(
-    `● Recording ${s.format} device ${JSON.stringify(s.device)} (${s.sampleRate} Hz, ${channelsText}) to ${audioFile}. Press ctrl-c to stop.`,
-  )
-
-  let stopRequestedEpochS: number | null = null
-  let signals = 0
-  let escalation: NodeJS.Timeout | undefined
   const signalFfmpeg = (signal: NodeJS.Signals) => {
-    const child = capture.child
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null)
+    const pid = watchdog.length ? ffmpegPid : (child.child?.pid ?? null)
+    if (pid != null && child.child?.exitCode === null && child.child?.signalCode === null)
       try {
-        process.kill(child.pid, signal)
+        process.kill(pid, signal)
       } catch {
         /* exited meanwhile */
       }
   }
+  let escalation: NodeJS.Timeout | undefined
   // Samples reach the WAV one device latency after they were captured: wait until every sample up
   // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
   const drainThenStop = async (untilEpochS: number) => {
-    const start = parseInputStart(stderr, s.format)
     const dataOffset = readWavInfo(audioFile)?.dataOffset
     if (start && dataOffset !== undefined) {
       const targetBytes = dataOffset + (untilEpochS - start.epochS) * s.sampleRate * s.channels * 2
       const deadline = Date.now() + MAX_DRAIN_MS
-      while (signals === 1 && Date.now() < deadline && fileBytes(audioFile) < targetBytes) await sleep(10)
+      while (stops.count === 1 && Date.now() < deadline && fileBytes(audioFile) < targetBytes) await sleep(10)
     }
-    if (signals > 1) return
-    capture.stdin.end('q')
+    if (stops.count > 1) return
+    child.stdin.end('q')
     escalation = setTimeout(() => signalFfmpeg('SIGINT'), 3000) // q not read: one SIGINT still finalizes
   }
-  const onSignal = () => {
-    signals++
-    if (signals === 1) {
-      stopRequestedEpochS = Date.now() / 1000
+  stops.onRequest(() => {
+    if (stops.count === 1) {
       say('■ Stopping: ffmpeg is writing the last samples and finishing the WAV…')
-      void drainThenStop(stopRequestedEpochS)
-    } else if (signals === 2) {
+      void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
+    } else if (stops.count === 2) {
       say(
-        '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept, but the WAV header may be left unfinished).',
+        '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept, but the WAV header may be unfinished).',
       )
       signalFfmpeg('SIGINT')
     } else {
       signalFfmpeg('SIGKILL')
     }
-  }
-  const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
-  for (const signal of stopSignals) process.on(signal, onSignal)
+  })
   const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
   process.on('exit', killOnExit)
-
-  const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stopRequestedEpochS !== null)
-  const result = await capture
+  const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stops.count > 0)
+  const result = await child
   status.stop()
-  const exitedEpochS = Date.now() / 1000
   clearTimeout(escalation)
-  for (const signal of stopSignals) process.off(signal, onSignal)
   process.off('exit', killOnExit)
-
-  if (!fs.existsSync(audioFile)) {
-    say(`✖ ffmpeg could not record from ${s.format} device ${JSON.stringify(s.device)}: ${ffmpegErrorLine(stderr)}`)
-    say(`  List the devices with: ${listDevicesHint(s.format, ffmpeg)}`)
-    return 1
+  // Through the watchdog a signal's death comes back as the shell's 128 + n.
+  const viaShell = watchdog.length > 0 && result.exitCode != null && result.exitCode > 128
+  const signal = viaShell ? signalName((result.exitCode as number) - 128) : (result.signal as NodeJS.Signals | null)
+  return {
+    exitCode: viaShell ? null : result.exitCode,
+    signal,
+    log: start ? `${head}\n…\n${tail}` : tail,
+    start: start ?? (fs.existsSync(audioFile) ? { epochS: spawnEpochS, source: 'spawn-time' } : null),
+    stopRequestedEpochS: stops.firstEpochS,
+    exitedEpochS: Date.now() / 1000,
   }
-  let failed = stopRequestedEpochS === null
-  if (failed) {
-    const why = result.signal
-      ? `ffmpeg was killed (${result.signal})`
-      : `ffmpeg stopped recording on its own (exit ${result.exitCode}): ${ffmpegErrorLine(stderr)}`
-    say(`✖ ${why}. The audio recorded so far is kept.`)
-  }
-
-  const audioStart = parseInputStart(stderr, s.format) ?? { epochS: spawnEpochS, source: 'spawn-time' as const }
-  const wav = readWavInfo(audioFile)
-  const audio: AudioFacts = {
-    file: path.resolve(audioFile),
-    startEpochS: audioStart.epochS,
-    startSource: audioStart.source,
-    sampleRate: s.sampleRate,
-    channels: s.channels,
-    durationS: wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null,
-  }
-  say(
-    `✔ Audio: ${audioFile}` +
-      (audio.durationS == null ? '' : ` (${audio.durationS.toFixed(2)} s)`) +
-      `, first sample at ${new Date(audio.startEpochS * 1000).toISOString()} (${audio.startSource})`,
-  )
-  if (wav && !wav.finalized)
-    say(
-      `⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`,
-    )
-  if (audio.startSource === 'spawn-time')
-    say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
-  // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
-  // read before it exited: a length outside that means the device's timestamps or samples jumped.
-  const audioCheck =
-    audio.durationS == null || stopRequestedEpochS === null
-      ? null
-      : checkAudioSpan(audio.durationS, stopRequestedEpochS - audio.startEpochS, exitedEpochS - audio.startEpochS)
-  if (audioCheck && !audioCheck.ok)
-    say(
-      `⚠ The WAV holds ${audio.durationS?.toFixed(3)} s but ${audioCheck.wallSpanS.toFixed(3)} s passed from its first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.`,
-    )
-
-  const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
-  const videoFile = findVideo({ videoFile: s.videoFile, feedDir, searchRoot: process.cwd() }, audio)
-  if (s.mux) await waitForVideo(videoFile, s.waitS)
-  const sync = await syncToVideo(audio, videoFile, { ...s, feedDir, ffmpeg, ffprobe })
-  Object.assign(sync, {
-    audioWallSpanS: audioCheck?.wallSpanS ?? null,
-    audioStartDoubtful: audioCheck ? !audioCheck.ok : null,
-  })
-  try {
-    fs.writeFileSync(syncFile, `${JSON.stringify(sync, null, 2)}\n`, { flag: 'wx' })
-    say(`  Timing: ${syncFile}`)
-  } catch (error) {
-    // A full disk must not cost the timing: it goes to the terminal instead, and the part-written
-    // file (created just now by 'wx', so ours) does not pretend to hold it.
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') fs.rmSync(syncFile, { force: true })
-    say(
-      `✖ Could not write ${syncFile} (${(error as NodeJS.ErrnoException).code}); its content:\n${JSON.stringify(sync)}`,
-    )
-    failed = true
-  }
-  if (!sync.muxCommand) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
-  const delivered = await deliver(sync, s, ffprobe)
-  return failed ? 1 : delivered
 }
 
-async function plot(sync: Record<string, any>, plotFile: string): Promise<void> {
-  if (sync.videoStartEpochS == null) return say('⚠ No plot: there is no video to draw the audio against.')
+function signalName(n: number): NodeJS.Signals | null {
+  const found = Object.entries(os.constants.signals).find(([, number]) => number === n)
+  return found ? (found[0] as NodeJS.Signals) : null
+}
+
+async function record(s: Settings): Promise<number> {
+  const { ffmpeg, ffprobe } = await findTools(s.ffmpeg)
+  const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
+  const timing: TimingSettings = {
+    timesyncFile: s.timesyncFile,
+    videoStartEpochS: s.videoStartEpochS,
+    clockOffsetS: s.clockOffsetS,
+    driftFix: s.driftFix,
+  }
+  let sync: SyncRecord | null = null
+  const { audioFile, syncFile } = reserveNames(s, (audioFile) => {
+    sync = newSyncRecord({
+      tool: `record-audio ${packageVersion()}`,
+      feedDir,
+      audioFile: path.resolve(audioFile),
+      audioFormat: s.format,
+      audioDevice: s.device,
+      audioSampleRate: s.sampleRate,
+      audioChannels: s.channels,
+      timing,
+    })
+    return sync
+  })
+  const record = sync as unknown as SyncRecord
+  // A timesync file that exists now is rewritten when the recorder stops: --mux waits for it.
+  const expectedTimesync = timesyncFileFor(s.timesyncFile, feedDir, null)
+  const timesyncExpected = expectedTimesync != null && fs.existsSync(expectedTimesync)
+  const stops = new StopRequests()
+  try {
+    const channelsText = s.channels === 1 ? 'mono' : s.channels === 2 ? 'stereo' : `${s.channels} channels`
+    say(
+      `● Recording ${s.format} device ${JSON.stringify(s.device)} (${s.sampleRate} Hz, ${channelsText})` +
+        ` to ${audioFile}. Press ctrl-c to stop.`,
+    )
+    const codec = muxCodec(s.sampleRate, s.channels)
+    if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${codec.codec}, every sample kept.`)
+    const captured = await capture(s, ffmpeg, audioFile, stops, (start) => {
+      // The one fact nothing else holds: on disk the moment it is known.
+      record.audioStartEpochS = start.epochS
+      record.audioStartSource = start.source
+      saveSync(syncFile, record)
+    })
+    if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0) {
+      fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
+      fs.rmSync(audioFile, { force: true })
+      return failedToStart(s, ffmpeg, audioFile, captured.log)
+    }
+    const failed = !reportCapture(captured, audioFile)
+    const start = captured.start as AudioStart
+    const wav = readWavInfo(audioFile)
+    const durationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
+    Object.assign(record, {
+      state: 'stopped',
+      audioStartEpochS: start.epochS,
+      audioStartSource: start.source,
+      audioDurationS: durationS,
+    } satisfies Partial<SyncRecord>)
+    say(
+      `✔ Audio: ${audioFile}${durationS == null ? '' : ` (${durationS.toFixed(2)} s)`}` +
+        `, first sample at ${new Date(start.epochS * 1000).toISOString()} (${start.source})`,
+    )
+    if (wav && !wav.finalized)
+      say(
+        `⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`,
+      )
+    if (start.source === 'spawn-time')
+      say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
+    // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
+    // read before it exited: a length outside that means the device's timestamps or samples jumped.
+    if (durationS != null && captured.stopRequestedEpochS !== null) {
+      const check = checkAudioSpan(
+        durationS,
+        captured.stopRequestedEpochS - start.epochS,
+        captured.exitedEpochS - start.epochS,
+      )
+      record.audioWallSpanS = check.wallSpanS
+      record.audioStartDoubtful = !check.ok
+      if (!check.ok)
+        say(
+          `⚠ The WAV holds ${durationS.toFixed(3)} s but ${check.wallSpanS.toFixed(3)} s passed from its first sample` +
+            " to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
+        )
+    }
+    if (!saveSync(syncFile, record)) {
+      say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
+      return 1
+    }
+    const f = { ...s, feedDir, searchRoot: process.cwd(), ffmpeg, ffprobe, timesyncExpected }
+    const finished = await finish(record, syncFile, f, stops)
+    return failed ? 1 : finished
+  } finally {
+    stops.dispose()
+  }
+}
+
+/** ffmpeg never wrote a sample: a device that would not open, or a file it could not create. */
+function failedToStart(s: Settings, ffmpeg: string, audioFile: string, log: string): number {
+  const why = ffmpegErrorLine(log)
+  if (why.includes(path.resolve(audioFile)) || /Permission denied|Read-only file system|No space left/i.test(why)) {
+    say(`✖ ffmpeg could not write ${audioFile}: ${why.replace(`${path.resolve(audioFile)}: `, '')}.`)
+    say('  Record into a folder you can write to (--out), with space left.')
+    return 1
+  }
+  say(`✖ ffmpeg could not record from ${s.format} device ${JSON.stringify(s.device)}: ${why}`)
+  say(`  List the devices with: ${listDevicesHint(s.format, ffmpeg)}`)
+  return 1
+}
+
+/** Says how the capture ended; false when it ended badly (the audio recorded so far is kept). */
+function reportCapture(c: Capture, audioFile: string): boolean {
+  const outcome = captureOutcome(c)
+  if (outcome.ok) return true
+  say(
+    outcome.stoppedByItself
+      ? `✖ ${outcome.why}. The audio recorded so far is kept in ${audioFile}.`
+      : `✖ ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
+          ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
+  )
+  return false
+}
+
+/** What the sync record says of the audio: all that the offset and the mux need. */
+interface AudioFacts {
+  file: string
+  startEpochS: number
+  sampleRate: number
+  channels: number
+  durationS: number | null
+}
+
+function audioFacts(r: SyncRecord): AudioFacts {
+  return {
+    file: r.audioFile,
+    startEpochS: r.audioStartEpochS as number,
+    sampleRate: r.audioSampleRate,
+    channels: r.audioChannels,
+    durationS: r.audioDurationS,
+  }
+}
+
+/** Where the timing comes from and where the results go, for a recording and for `mux` alike. */
+interface Finishing extends TimingSettings {
+  feedDir: string | null
+  searchRoot: string // with no feed id: where the subfolders with recordings are
+  videoFile: string | null
+  muxedFile: string | null
+  muxedSuffix: string
+  ffmpeg: string
+  ffprobe: string | null
+  mux: boolean
+  waitS: number
+  json: boolean
+  plotFile: string | null
+  timesyncExpected: boolean // a timesync file existed before the video was stopped: --mux waits for its new version
+}
+
+/** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
+function timesyncFileFor(setting: string | null, feedDir: string | null, videoFile: string | null): string | null {
+  if (setting != null) return setting
+  const dir = feedDir ?? (videoFile ? path.dirname(path.resolve(videoFile)) : null)
+  return dir == null ? null : `${dir}-timesyncUTC.parquet`
+}
+
+/**
+ * After the capture (or for `mux` later): find the video, wait for it with --mux, measure the
+ * offset, save the record, deliver the command or the muxed file. A stop request here only ends
+ * the waiting or the mux; the audio and its start are already saved.
+ */
+async function finish(record: SyncRecord, syncFile: string | null, f: Finishing, stops: StopRequests): Promise<number> {
+  let interrupted = false
+  stops.onRequest(() => {
+    interrupted = true
+  })
+  const audio = audioFacts(record)
+  try {
+    const videoFile = findVideo({ videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }, audio)
+    if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
+    Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced' })
+  } catch (error) {
+    if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
+    say(`✖ ${(error as Error).message}. The audio and its start are saved${syncFile ? ` in ${syncFile}` : ''}.`)
+    return 1
+  }
+  if (syncFile && !saveSync(syncFile, record)) {
+    say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
+    return 1
+  }
+  if (syncFile) say(`  Timing: ${syncFile}`)
+  if (!record.muxCommand && syncFile) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
+  if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
+  return deliver(record, f, stops)
+}
+
+const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
+  'video-start-flag': 'from --video-start',
+  timesync: "from the timesync file's first row",
+  ulid: 'from the ULID in its name, minted just before the first frame',
+}
+
+/** Measures the offset to the video and builds the command; says what it found. */
+async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finishing): Promise<Partial<SyncRecord>> {
+  if (!videoFile) {
+    if (f.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${f.feedDir}${path.sep}: the WAV is kept.`)
+    return NO_VIDEO
+  }
+  const video = await videoFacts(videoFile, f.ffprobe)
+  const timesyncFile = timesyncFileFor(f.timesyncFile, f.feedDir, videoFile) as string
+  const timesync = await readTimesync(timesyncFile).catch((error) => {
+    say(`⚠ ${(error as Error).message}: the timesync file is not used.`) // never at the cost of the rest
+    return null
+  })
+  if (!timesync && f.timesyncExpected) say(`⚠ The timesync file ${timesyncFile} was expected but is not there.`)
+  const timing = videoTiming({
+    ulidEpochS: video.ulidEpochS,
+    userStartEpochS: f.videoStartEpochS,
+    timesync,
+    clockOffsetS: f.clockOffsetS,
+    frames: video.frames,
+    nominalFps: video.nominalFps,
+    mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
+    driftFix: f.driftFix,
+  })
+  const offsetS = audio.startEpochS - timing.startEpochS
+  const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
+  const codec = muxCodec(audio.sampleRate, audio.channels)
+  const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
+  if (codec.why)
+    say(`  ${codec.why}: the muxed file is ${wantedMuxed}, Matroska with ${codec.codec}, every sample kept.`)
+  const muxedFile = path.resolve(f.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
+  // Absolute paths: the command must work when pasted into a terminal in another folder.
+  const plan = muxPlan({
+    audioFile: path.resolve(audio.file),
+    videoFile: path.resolve(videoFile),
+    muxedFile,
+    sampleRate: audio.sampleRate,
+    channels: audio.channels,
+    offsetS,
+    videoDurationS,
+    itsscale: timing.itsscale,
+  })
+  const result: Partial<SyncRecord> = {
+    videoFile: path.resolve(videoFile),
+    videoStartEpochS: timing.startEpochS,
+    videoStartSource: timing.source,
+    videoStartUncertaintyS: timing.uncertaintyS,
+    videoFinalized: video.finalized,
+    videoFrames: video.frames,
+    videoNominalFps: video.nominalFps,
+    videoDurationS,
+    videoRealSpanS: timing.realSpanS,
+    videoSpanSource: timing.spanSource,
+    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
+    driftPpm: timing.driftPpm,
+    driftAtEndMs: timing.driftAtEndMs,
+    itsscale: timing.itsscale,
+    driftReason: timing.driftReason,
+    anchorWarnings: timing.warnings,
+    offsetS,
+    delaySamples: plan.delaySamples,
+    trimSamples: plan.trimSamples,
+    muxedFile,
+    muxArgs: [f.ffmpeg, ...plan.args],
+    muxCommand: formatCommand(f.ffmpeg, plan.args, process.platform),
+  }
+
+  const length = video.finalized
+    ? ` (finalized${videoDurationS == null ? '' : `, ${videoDurationS.toFixed(2)} s`})`
+    : ' (not finalized yet)'
+  say(
+    `✔ Video: ${videoFile}${length}, first frame at ${new Date(timing.startEpochS * 1000).toISOString()}` +
+      ` ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
+  )
+  say(`  Offset: ${describeOffset(offsetS)}.`)
+  for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
+  if (timing.driftPpm != null && timing.driftAtEndMs != null) {
+    const from =
+      timing.spanSource === 'timesync'
+        ? 'the timesync rows'
+        : "start to mtime, so the video's end is anchored to its mtime"
+    const drift =
+      `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal` +
+      ` ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
+    const how = timing.itsscale
+      ? ` with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time)`
+      : ''
+    say(`${drift}: ${timing.driftReason}${how}.`)
+  }
+  const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
+  if (
+    videoDurationS != null &&
+    (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS)
+  )
+    say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
+  if (!video.finalized)
+    say(
+      '⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder' +
+        " has stopped. The audio is not cut to the video's length.",
+    )
+  return result
+}
+
+async function plot(sync: SyncRecord, plotFile: string): Promise<void> {
+  if (sync.videoStartEpochS == null || !sync.muxArgs)
+    return say('⚠ No plot: there is no video to draw the audio against.')
   if (fs.existsSync(plotFile)) return say(`⚠ No plot: ${plotFile} exists and is never overwritten.`)
   const { args } = plotArgs({
     audioFile: sync.audioFile,
-    plotFile,
-    audioStartEpochS: sync.audioStartEpochS,
+    plotFile: path.resolve(plotFile),
+    audioStartEpochS: sync.audioStartEpochS as number,
     audioDurationS: sync.audioDurationS ?? 0,
     videoStartEpochS: sync.videoStartEpochS,
     videoDurationS: sync.videoDurationS ?? sync.videoRealSpanS ?? sync.audioDurationS ?? 0,
@@ -1431,53 +2134,77 @@ async function plot(sync: Record<string, any>, plotFile: string): Promise<void> 
 }
 
 /** The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux. */
-async function deliver(sync: Record<string, any>, o: TimingOptions, ffprobe: string | null): Promise<number> {
-  if (o.plotFile && sync.muxArgs) await plot(sync, o.plotFile)
-  if (o.json) process.stdout.write(`${JSON.stringify(sync, null, 2)}\n`)
+async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Promise<number> {
+  if (f.plotFile && sync.muxArgs) await plot(sync, f.plotFile)
+  if (f.json) process.stdout.write(`${JSON.stringify(sync, null, 2)}\n`)
   if (!sync.muxCommand) return 0
-  if (!o.json) {
-    say(o.mux ? 'The mux command:' : 'Mux with:')
+  if (!f.json) {
+    say(f.mux ? 'The mux command:' : 'Mux with:')
     process.stdout.write(`${sync.muxCommand}\n`)
   }
-  if (!o.mux) return 0
+  if (!f.mux) return 0
   if (!sync.videoFinalized)
     return sayThen('✖ Not muxed: the video was not finished in time. Run the command above once it is.', 1)
-  return runMux(sync, ffprobe)
+  return runMux(sync, f.ffprobe, stops)
 }
 
 const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
+const TIMESYNC_WAIT_S = 15 // TracktorLive's stop hooks write it after the video: a pandas import and a write
 
-/** --mux: wait until the mp4 has its moov box and its size holds still; ctrl-c stops the waiting. */
-async function waitForVideo(videoFile: string | null, waitS: number): Promise<void> {
-  if (!videoFile || !fs.existsSync(videoFile)) return
-  const finished = () => isFinalizedMp4(videoFile) && fileBytes(videoFile) === lastBytes
-  let lastBytes = fileBytes(videoFile)
-  if (isFinalizedMp4(videoFile)) {
-    await sleep(300)
-    if (finished()) return
-  }
-  let interrupted = false
-  const stopWaiting = () => {
-    interrupted = true
-  }
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, stopWaiting)
+/**
+ * --mux: wait until the mp4 has its moov box and its size holds still, then, when the feed had a
+ * timesync file, until it is rewritten after the video (a stop hook writes it); a stop request
+ * ends the waiting.
+ */
+async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => boolean): Promise<void> {
+  if (!fs.existsSync(videoFile)) return
   const tty = process.stderr.isTTY
-  const deadline = Date.now() + waitS * 1000
-  if (!tty) say(`  Waiting up to ${waitS} s for TracktorLive to finish ${videoFile} (ctrl-c stops waiting)…`)
-  try {
-    for (let tick = 0; !interrupted && Date.now() < deadline; tick++) {
-      if (tty)
-        process.stderr.write(
-          `\r${SPINNER[tick % SPINNER.length]} Waiting for TracktorLive to finish ${path.basename(videoFile)} (${Math.round((deadline - Date.now()) / 1000)} s left, ctrl-c stops waiting)\x1b[K`,
-        )
-      await sleep(250)
-      if (finished()) break
-      lastBytes = fileBytes(videoFile)
+  const waitUntil = async (done: () => boolean, waitS: number, what: string) => {
+    const deadline = Date.now() + waitS * 1000
+    if (!tty) say(`  Waiting up to ${waitS} s for ${what} (ctrl-c stops waiting)…`)
+    try {
+      for (let tick = 0; !interrupted() && Date.now() < deadline; tick++) {
+        if (done()) return true
+        if (tty) {
+          const left = Math.round((deadline - Date.now()) / 1000)
+          process.stderr.write(
+            `\r${SPINNER[tick % SPINNER.length]} Waiting for ${what} (${left} s left, ctrl-c stops waiting)\x1b[K`,
+          )
+        }
+        await sleep(250)
+      }
+      return done()
+    } finally {
+      if (tty) process.stderr.write('\r\x1b[K')
     }
-  } finally {
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, stopWaiting)
-    if (tty) process.stderr.write('\r\x1b[K')
   }
+  let lastBytes = -1
+  const finished = () => {
+    const bytes = fileBytes(videoFile)
+    const still = bytes === lastBytes
+    lastBytes = bytes
+    return still && isFinalizedMp4(videoFile)
+  }
+  finished()
+  await sleep(300)
+  if (!finished() && !(await waitUntil(finished, f.waitS, `TracktorLive to finish ${path.basename(videoFile)}`))) return
+  const timesyncFile = timesyncFileFor(f.timesyncFile, f.feedDir, videoFile)
+  if (!f.timesyncExpected || timesyncFile == null || f.videoStartEpochS != null) return
+  const videoMtimeMs = fs.statSync(videoFile).mtimeMs
+  let lastTimesyncBytes = -1
+  const rewritten = () => {
+    let stat: fs.Stats
+    try {
+      stat = fs.statSync(timesyncFile)
+    } catch {
+      return false
+    }
+    const still = stat.size === lastTimesyncBytes
+    lastTimesyncBytes = stat.size
+    return still && stat.mtimeMs >= videoMtimeMs - 5
+  }
+  if (!(await waitUntil(rewritten, TIMESYNC_WAIT_S, `the timesync file ${path.basename(timesyncFile)}`)))
+    say(`⚠ ${timesyncFile} was not rewritten within ${TIMESYNC_WAIT_S} s of the video's end: it may be another run's.`)
 }
 
 /** ffprobe's view of a file's streams. */
@@ -1491,13 +2218,30 @@ async function probeStreams(ffprobe: string, file: string): Promise<Array<Record
 }
 
 /**
+ * Gives the checked temporary file its final name without ever replacing a file: a hard link where
+ * the disk has them, else (exFAT, FAT, some SMB shares) an exclusive create, then a rename onto
+ * that empty file of our own.
+ */
+export function publish(partial: string, finalFile: string, link = fs.linkSync): void {
+  try {
+    link(partial, finalFile)
+    fs.rmSync(partial)
+    return
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw error
+  }
+  fs.closeSync(fs.openSync(finalFile, 'wx'))
+  fs.renameSync(partial, finalFile)
+}
+
+/**
  * --mux: the printed command, writing to a temporary name beside the target, with a progress bar;
  * then ffprobe checks it (video copied frame for frame, audio present, same length within an audio
- * frame) before it takes the final name. A failed mux leaves nothing behind; originals are only read.
+ * frame) before it takes the final name. A failed or stopped mux leaves nothing behind.
  */
-async function runMux(sync: Record<string, any>, ffprobe: string | null): Promise<number> {
+async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopRequests): Promise<number> {
   const [ffmpeg, ...args] = sync.muxArgs as string[]
-  const finalFile: string = sync.muxedFile
+  const finalFile = sync.muxedFile as string
   const ext = path.extname(finalFile)
   const partial = `${finalFile.slice(0, -ext.length)}.partial-${process.pid}${ext}`
   const partialArgs = [...args.slice(0, -1), '-nostats', '-progress', 'pipe:1', partial]
@@ -1508,50 +2252,101 @@ async function runMux(sync: Record<string, any>, ffprobe: string | null): Promis
     const outUs = Number(/out_time_us=(\d+)/.exec(chunk.toString())?.[1])
     if (tty && totalUs > 0 && Number.isFinite(outUs)) {
       const done = Math.min(1, outUs / totalUs)
-      process.stderr.write(
-        `\r  Muxing [${'#'.repeat(Math.round(done * 30)).padEnd(30)}] ${(done * 100).toFixed(0).padStart(3)} %\x1b[K`,
-      )
+      const bar = '#'.repeat(Math.round(done * 30)).padEnd(30)
+      process.stderr.write(`\r  Muxing [${bar}] ${(done * 100).toFixed(0).padStart(3)} %\x1b[K`)
     }
   })
-  const interruptMux = () => {
+  let interrupted = false
+  stops.onRequest(() => {
+    interrupted = true
     void mux.kill('SIGINT')
-  }
-  process.once('SIGINT', interruptMux)
+  })
   const result = await mux
-  process.off('SIGINT', interruptMux)
   if (tty) process.stderr.write('\r\x1b[K')
   const fail = (why: string) => {
     fs.rmSync(partial, { force: true })
     say(`✖ Mux failed: ${why}. Nothing was written; the recording and the video are untouched.`)
     return 1
   }
+  if (interrupted) return fail('stopped')
   if (result.exitCode !== 0) return fail(ffmpegErrorLine(result.stderr))
   if (ffprobe) {
-    const [original, muxed] = [await probeStreams(ffprobe, sync.videoFile), await probeStreams(ffprobe, partial)]
+    const [original, muxed] = [
+      await probeStreams(ffprobe, sync.videoFile as string),
+      await probeStreams(ffprobe, partial),
+    ]
     const video = muxed.find((x) => x.codec_type === 'video')
     const audio = muxed.find((x) => x.codec_type === 'audio')
     const source = original.find((x) => x.codec_type === 'video')
     if (!video || !audio) return fail('the result lacks a video or an audio stream')
     if (source && (video.codec_name !== source.codec_name || video.nb_read_packets !== source.nb_read_packets))
       return fail(`the video was not copied whole (${video.nb_read_packets} frames of ${source.nb_read_packets})`)
-    const audioFrameS = (audio.codec_name === 'flac' ? 4608 : 1024) / sync.audioSampleRate
-    if (
-      Number(video.duration) > 0 &&
-      Number(audio.duration) > 0 &&
-      Math.abs(Number(video.duration) - Number(audio.duration)) > audioFrameS + 1e-3
-    )
+    const audioFrameS = muxCodec(sync.audioSampleRate, sync.audioChannels).frameSamples / sync.audioSampleRate
+    const [videoS, audioS] = [Number(video.duration), Number(audio.duration)]
+    if (videoS > 0 && audioS > 0 && Math.abs(videoS - audioS) > audioFrameS + 1e-3)
       return fail(`audio ${audio.duration} s against video ${video.duration} s`)
   }
+  if (interrupted) return fail('stopped')
   try {
-    fs.linkSync(partial, finalFile) // fails rather than replace a file that appeared meanwhile
-    fs.rmSync(partial)
+    publish(partial, finalFile)
   } catch (error) {
     return fail(`${finalFile} could not be created (${(error as NodeJS.ErrnoException).code})`)
   }
-  say(
-    `✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${sync.audioSampleRate > MAX_AAC_RATE ? 'FLAC' : 'AAC'}, in sync)`,
-  )
+  const { codec } = muxCodec(sync.audioSampleRate, sync.audioChannels)
+  say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${codec}, in sync)`)
   return 0
+}
+
+/** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
+async function muxLater(m: MuxLater): Promise<number> {
+  let text: string
+  try {
+    text = fs.readFileSync(m.syncFile, 'utf8')
+  } catch (error) {
+    throw new UsageError(
+      `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code}): give the -sync.json file a recording wrote`,
+    )
+  }
+  let sync: SyncRecord
+  try {
+    sync = parseSyncRecord(text)
+  } catch (error) {
+    throw new UsageError(
+      `${m.syncFile} is not a record-audio sync file (${(error as Error).message}): give the -sync.json file a recording wrote`,
+    )
+  }
+  if (sync.audioStartEpochS == null)
+    throw new UsageError(`${m.syncFile} holds no audio start: the recording never got its first sample`)
+  if (!fs.existsSync(sync.audioFile))
+    throw new UsageError(
+      `the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
+    )
+  checkVideoFile(m.videoFile)
+  checkMuxedFile(m.muxedFile)
+  checkTimesyncFile(m.given.timesyncFile ?? null)
+  const { ffmpeg, ffprobe } = await findTools(m.ffmpeg)
+  if (readWavInfo(sync.audioFile)?.finalized === false)
+    say(
+      `⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not):` +
+        ` record-audio repair ${quotePosix(sync.audioFile)}`,
+    )
+  // The recording's own timing settings, unless a flag says otherwise now.
+  const timing: TimingSettings = { ...sync.timing, ...m.given }
+  const f: Finishing = {
+    ...m,
+    ...timing,
+    feedDir: sync.feedDir,
+    searchRoot: path.dirname(sync.audioFile),
+    ffmpeg,
+    ffprobe,
+    timesyncExpected: false,
+  }
+  const stops = new StopRequests()
+  try {
+    return await finish({ ...sync, timing }, null, f, stops)
+  } finally {
+    stops.dispose()
+  }
 }
 
 /**
@@ -1620,8 +2415,6 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
   }
 }
 
-const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
-
 function fileBytes(file: string): number {
   try {
     return fs.statSync(file).size
@@ -1643,214 +2436,6 @@ function readWavInfo(file: string): WavInfo | null {
   } catch {
     return null
   }
-}
-
-/** What the sync file says of the audio; all that the mux needs, so `mux` can redo it later. */
-interface AudioFacts {
-  file: string
-  startEpochS: number
-  startSource: AudioStart['source']
-  sampleRate: number
-  channels: number
-  durationS: number | null
-}
-
-interface VideoChoice extends TimingOptions {
-  feedDir: string | null
-  videoFile: string | null
-  muxedFile: string | null
-  muxedSuffix: string
-  ffmpeg: string
-  ffprobe: string | null
-}
-
-const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
-  'video-start-flag': 'from --video-start',
-  timesync: "from the timesync file's first row",
-  ulid: 'from the ULID in its name, minted just before the first frame',
-}
-
-/** Finds the video, measures the offset, builds the command, says what it found; returns the sync record. */
-async function syncToVideo(
-  audio: AudioFacts,
-  videoFile: string | null,
-  v: VideoChoice,
-): Promise<Record<string, unknown>> {
-  const record: Record<string, unknown> = {
-    tool: `record-audio ${packageVersion()}`,
-    feedDir: v.feedDir,
-    audioFile: audio.file,
-    audioStartEpochS: audio.startEpochS,
-    audioStartSource: audio.startSource,
-    audioSampleRate: audio.sampleRate,
-    audioChannels: audio.channels,
-    audioDurationS: audio.durationS,
-    videoFile: null,
-    videoStartEpochS: null,
-    videoStartSource: null,
-    videoStartUncertaintyS: null,
-    videoFinalized: null,
-    videoFrames: null,
-    videoNominalFps: null,
-    videoDurationS: null,
-    videoRealSpanS: null,
-    videoSpanSource: null,
-    timesyncFile: null,
-    clockOffsetS: v.clockOffsetS,
-    driftPpm: null,
-    driftAtEndMs: null,
-    itsscale: null,
-    anchorWarnings: [],
-    offsetS: null,
-    delaySamples: null,
-    trimSamples: null,
-    muxedFile: null,
-    muxArgs: null,
-    muxCommand: null,
-  }
-  if (!videoFile) {
-    if (v.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${v.feedDir}${path.sep}: the WAV is kept.`)
-    return record
-  }
-  const video = await videoFacts(videoFile, v.ffprobe)
-  const timesyncFile = v.timesyncFile ?? `${v.feedDir ?? path.dirname(path.resolve(videoFile))}-timesyncUTC.parquet`
-  const timing = videoTiming({
-    ulidEpochS: video.ulidEpochS,
-    userStartEpochS: v.videoStartEpochS,
-    timesync: await readTimesync(timesyncFile).catch((error) => {
-      say(`⚠ ${(error as Error).message}: the timesync file is not used.`) // never at the cost of the rest
-      return null
-    }),
-    clockOffsetS: v.clockOffsetS,
-    frames: video.frames,
-    nominalFps: video.nominalFps,
-    mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
-    driftFix: v.driftFix,
-  })
-  const offsetS = audio.startEpochS - timing.startEpochS
-  const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
-  const wantedMuxed = muxedNameForRate(v.muxedFile ?? muxedFileFor(videoFile, v.muxedSuffix), audio.sampleRate)
-  if (v.muxedFile && wantedMuxed !== v.muxedFile)
-    say(`  ${audio.sampleRate} Hz is past AAC's 96 kHz: the audio goes into ${wantedMuxed} as FLAC, every sample kept.`)
-  else if (wantedMuxed.endsWith('.mkv'))
-    say(
-      `  ${audio.sampleRate} Hz is past AAC's 96 kHz: the muxed file is Matroska (.mkv) with FLAC audio, every sample kept.`,
-    )
-  const muxedFile = path.resolve(v.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
-  // Absolute paths: the command must work when pasted into a terminal in another folder.
-  const plan = muxPlan({
-    audioFile: audio.file,
-    videoFile: path.resolve(videoFile),
-    muxedFile,
-    sampleRate: audio.sampleRate,
-    offsetS,
-    videoDurationS,
-    itsscale: timing.itsscale,
-  })
-  const muxCommand = formatCommand(v.ffmpeg, plan.args, process.platform)
-  Object.assign(record, {
-    videoFile: path.resolve(videoFile),
-    videoStartEpochS: timing.startEpochS,
-    videoStartSource: timing.source,
-    videoStartUncertaintyS: timing.uncertaintyS,
-    videoFinalized: video.finalized,
-    videoFrames: video.frames,
-    videoNominalFps: video.nominalFps,
-    videoDurationS,
-    videoRealSpanS: timing.realSpanS,
-    videoSpanSource: timing.spanSource,
-    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
-    driftPpm: timing.driftPpm,
-    driftAtEndMs: timing.driftAtEndMs,
-    itsscale: timing.itsscale,
-    anchorWarnings: timing.warnings,
-    offsetS,
-    delaySamples: plan.delaySamples,
-    trimSamples: plan.trimSamples,
-    muxedFile,
-    muxArgs: [v.ffmpeg, ...plan.args],
-    muxCommand,
-  })
-
-  say(
-    `✔ Video: ${videoFile}` +
-      (video.finalized
-        ? ` (finalized${videoDurationS == null ? '' : `, ${videoDurationS.toFixed(2)} s`})`
-        : ' (not finalized yet)') +
-      `, first frame at ${new Date(timing.startEpochS * 1000).toISOString()} ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
-  )
-  say(`  Offset: ${describeOffset(offsetS)}.`)
-  for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
-  if (timing.driftPpm != null && timing.driftAtEndMs != null) {
-    const from =
-      timing.spanSource === 'timesync'
-        ? 'the timesync rows'
-        : "start to mtime, so the video's end is anchored to its mtime"
-    const drift = `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
-    say(
-      drift +
-        (timing.itsscale
-          ? `: corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time; --no-drift-fix keeps the nominal timeline).`
-          : Math.abs(timing.driftAtEndMs) > 1000 / (video.nominalFps ?? 25)
-            ? ': not corrected (--no-drift-fix).'
-            : ': within a frame, nothing to correct.'),
-    )
-  }
-  const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
-  if (
-    videoDurationS != null &&
-    (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS)
-  )
-    say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
-  if (!video.finalized)
-    say(
-      "⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder has stopped. The audio is not cut to the video's length.",
-    )
-  return record
-}
-
-/** `record-audio mux SYNC_FILE`: the offset and the command again, from the sync file alone. */
-async function muxLater(m: MuxLater): Promise<number> {
-  let sync: Record<string, any>
-  try {
-    sync = JSON.parse(fs.readFileSync(m.syncFile, 'utf8'))
-  } catch (error) {
-    throw new UsageError(
-      `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code ?? 'not JSON'}): give the -sync.json file a recording wrote`,
-    )
-  }
-  if (
-    typeof sync.audioFile !== 'string' ||
-    typeof sync.audioStartEpochS !== 'number' ||
-    typeof sync.audioSampleRate !== 'number'
-  )
-    throw new UsageError(`${m.syncFile} is not a record-audio sync file: give the -sync.json file a recording wrote`)
-  if (!fs.existsSync(sync.audioFile))
-    throw new UsageError(
-      `the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
-    )
-  checkVideoFile(m.videoFile)
-  checkMuxedFile(m.muxedFile)
-  checkTimesyncFile(m.timesyncFile)
-  const { ffmpeg, ffprobe } = await findTools(m.ffmpeg)
-  if (readWavInfo(sync.audioFile)?.finalized === false)
-    say(
-      `⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not): record-audio repair ${quotePosix(sync.audioFile)}`,
-    )
-  const audio: AudioFacts = {
-    file: sync.audioFile,
-    startEpochS: sync.audioStartEpochS,
-    startSource: sync.audioStartSource,
-    sampleRate: sync.audioSampleRate,
-    channels: sync.audioChannels,
-    durationS: sync.audioDurationS ?? null,
-  }
-  const feedDir = typeof sync.feedDir === 'string' ? sync.feedDir : null
-  const videoFile = findVideo({ videoFile: m.videoFile, feedDir, searchRoot: path.dirname(sync.audioFile) }, audio)
-  if (m.mux) await waitForVideo(videoFile, m.waitS)
-  const again = await syncToVideo(audio, videoFile, { ...m, feedDir, ffmpeg, ffprobe })
-  if (!again.muxCommand && !m.json) return 1
-  return deliver(again, m, ffprobe)
 }
 
 async function listDevices(format: Format, ffmpegSetting: string): Promise<number> {
@@ -1902,17 +2487,16 @@ function repairWav(file: string): number {
     fs.closeSync(fd)
   }
 }
-
 export async function main(argv: string[]): Promise<number> {
   // A closed terminal (SIGHUP) turns writes into EIO errors: the stop must go on regardless.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
+  $.spawn = spawnWithoutStartupFiles as typeof $.spawn
   let command: Command
   try {
     command = parseCommand(argv, process.platform)
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
-    say(`record-audio: ${error.message}`)
-    return 2
+    return sayThen(`record-audio: ${error.message}`, 2)
   }
   if (command.kind === 'help') return printThen(`${helpText(process.platform)}\n`, 0)
   if (command.kind === 'version') return printThen(`${packageVersion()}\n`, 0)
@@ -1923,7 +2507,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) return sayThen(`record-audio: ${error.message}`, 2)
     if (error instanceof ToolError) return sayThen(`record-audio: ${error.message}`, 1)
-    throw error
+    // Never a stack trace: one line, and whatever was recorded stays where the run said it is.
+    return sayThen(
+      `record-audio: unexpected error: ${(error as Error).message ?? error} (files written so far are kept)`,
+      1,
+    )
   }
 }
 

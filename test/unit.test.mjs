@@ -161,7 +161,7 @@ test('flags: bad input is one line naming the problem and the fix', () => {
   usageError(['feed', '--muxed-suffix', 'x/y.mp4'], /--muxed-suffix/)
 })
 
-test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id', () => {
+test('flags: mux <sync.json> muxes (--print only prints); only the timing flags given now are passed on', () => {
   assert.deepEqual(parseCommand(['mux', 'a-audio-sync.json', '--video', 'f/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], 'linux'), {
     kind: 'mux',
     mux: {
@@ -170,19 +170,42 @@ test('flags: mux <sync.json> is the subcommand; a lone "mux" is still a feed id'
       muxedFile: null,
       muxedSuffix: '-with-audio.mp4',
       ffmpeg: 'ffmpeg',
-      timesyncFile: null,
-      videoStartEpochS: null,
-      clockOffsetS: 0,
-      driftFix: true,
-      mux: false,
+      given: {},
+      mux: true,
       waitS: 600,
       json: false,
       plotFile: null,
     },
   })
-  assert.equal(settings(['mux']).feedId, 'mux')
+  assert.equal(parseCommand(['mux', 'a.json', '--print'], 'linux').mux.mux, false)
+  assert.deepEqual(parseCommand(['mux', 'a.json', '--clock-offset=-0.25', '--no-drift-fix'], 'linux').mux.given, {
+    clockOffsetS: -0.25,
+    driftFix: false,
+  })
   usageError(['mux', 'x.wav'], /mux takes the sync file \(\.json\)/)
   usageError(['mux', 'x.json', '--rate', '8000'], /--rate has no effect with mux/)
+  usageError(['feed', '--print'], /--print goes with mux/)
+})
+
+test('flags: a subcommand without its file is a usage error; a feed of that name goes through --feed-id', () => {
+  usageError(
+    ['mux'],
+    /^mux takes one file: record-audio mux <sync\.json> \(to record a feed named mux: --feed-id mux\)$/,
+  )
+  usageError(['repair'], /^repair takes one file: record-audio repair <file\.wav>/)
+  usageError(['mux', 'a.json', 'b.json'], /mux takes one file/)
+  assert.equal(settings(['--feed-id', 'mux']).feedId, 'mux')
+  assert.equal(settings(['--feed-id', 'repair']).feedId, 'repair')
+})
+
+test('flags: feed ids stay as typed (007, 1e3), --no-feed-id means none, other --no-<flag> are refused in one line', () => {
+  assert.equal(settings(['007']).feedId, '007')
+  assert.equal(settings(['1e3']).feedId, '1e3')
+  assert.equal(settings(['--feed-id', '007']).feedId, '007')
+  assert.equal(settings(['--no-feed-id'], 'linux', { ...FILE_DEFAULTS, feedId: 'lab' }).feedId, null)
+  usageError(['feed', '--no-sync-out'], /--no-sync-out is not a flag: leave --sync-out out/)
+  usageError(['feed', '--no-device'], /--no-device is not a flag/)
+  usageError(['feed', '--no-rate'], /--no-rate is not a flag/)
 })
 
 test('flags: --help lists every flag with its default; --version', () => {
@@ -470,6 +493,7 @@ test('mux plan, run for real: a click 0.3 s into the WAV lands where the offset 
       videoFile: video,
       muxedFile: muxed,
       sampleRate: 48000,
+      channels: 1,
       offsetS,
       videoDurationS: 2,
     })
@@ -577,7 +601,7 @@ test('video timing: the ULID alone, a camera on time: start = ULID ± a frame, n
     clockOffsetS: 0,
     frames: 300,
     nominalFps: 30,
-    mtimeEpochS: ulid + 0.03 + 10,
+    mtimeEpochS: ulid + 0.03 + 299 / 30, // the mtime marks the last frame: 299 periods after the first
     driftFix: true,
   })
   assert.equal(t.startEpochS, ulid)
@@ -585,7 +609,8 @@ test('video timing: the ULID alone, a camera on time: start = ULID ± a frame, n
   assert.equal(t.uncertaintyS, 1 / 30)
   assert.equal(t.nominalDurationS, 10)
   assert.equal(t.spanSource, 'mtime')
-  assert.ok(Math.abs(t.driftAtEndMs - 30) < 1e-3)
+  assert.ok(Math.abs(t.driftAtEndMs - (30 * 300) / 299) < 1e-3, String(t.driftAtEndMs))
+  assert.equal(t.driftReason, 'within a frame, nothing to correct')
   assert.equal(t.itsscale, null, 'within a frame')
   assert.deepEqual(t.warnings, [])
 })
@@ -601,11 +626,12 @@ test('video timing: a camera 1 % slower than nominal, seen from mtime: drift cor
     clockOffsetS: 0,
     frames,
     nominalFps: 30,
-    mtimeEpochS: ulid + 60,
+    mtimeEpochS: ulid + 1781 / 29.7, // the last frame, N − 1 real periods after the first
     driftFix: true,
   })
-  assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-9)
-  assert.ok(Math.abs(t.driftPpm - (60 / 59.4 - 1) * 1e6) < 1e-3)
+  assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-8, String(t.itsscale)) // epoch seconds carry ~0.2 µs
+  assert.match(t.driftReason, /corrected to the mtime/)
+  assert.ok(Math.abs(t.driftPpm - (60 / 59.4 - 1) * 1e6) < 1e-2)
   assert.match(
     t.warnings[0],
     /camera ran 1\.01 % slower than its nominal 30 fps, or the first frame came that much later; a timesync file tells them apart/,
@@ -617,17 +643,18 @@ test('video timing: a camera 1 % slower than nominal, seen from mtime: drift cor
     clockOffsetS: 0,
     frames,
     nominalFps: 30,
-    mtimeEpochS: ulid + 60,
+    mtimeEpochS: ulid + 1781 / 29.7,
     driftFix: false,
   })
   assert.equal(kept.itsscale, null)
+  assert.equal(kept.driftReason, 'not corrected (--no-drift-fix)')
   assert.ok(kept.driftPpm > 10000)
 })
 
 test('video timing: a timesync file gives the start and the real rate; one from another run is not used', async () => {
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const first = 1795817200.5
-  const timesync = Array.from({ length: 1781 }, (_, k) => first + k / 29.7)
+  const timesync = { firstS: first, lastS: first + 1780 / 29.7, rows: 1781 } // N − 1 rows for N frames
   const t = videoTiming({
     ulidEpochS: first - 5.03,
     userStartEpochS: null,
@@ -661,7 +688,7 @@ test('video timing: --video-start beats every anchor, and --clock-offset moves e
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const base = {
     ulidEpochS: 1795817200,
-    timesync: [1795817200.03, 1795817200.063],
+    timesync: { firstS: 1795817200.03, lastS: 1795817200.063, rows: 2 },
     frames: null,
     nominalFps: null,
     mtimeEpochS: null,
@@ -691,6 +718,7 @@ test('epoch times, frame rates, audio span check, and itsscale in the mux', asyn
     videoFile: 'v.mp4',
     muxedFile: 'm.mp4',
     sampleRate: 48000,
+    channels: 1,
     offsetS: 0,
     videoDurationS: 60,
     itsscale: 60 / 59.4,
@@ -710,15 +738,21 @@ test('epoch times, frame rates, audio span check, and itsscale in the mux', asyn
   usageError(['feed', '--timesync', 'x.csv'], /--timesync "x\.csv" must be the \.parquet file/)
 })
 
-test('high sample rates: past 96 kHz the muxed file is Matroska with FLAC; at 96 kHz and below, mp4 with AAC', async () => {
-  const { muxedNameForRate } = await import('../dist/record-audio.mjs')
-  assert.equal(muxedNameForRate('/v/x-with-audio.mp4', 384000), '/v/x-with-audio.mkv')
-  assert.equal(muxedNameForRate('/v/x-with-audio.mp4', 96000), '/v/x-with-audio.mp4')
+test('what AAC cannot hold is muxed whole: FLAC in Matroska past 96 kHz, at rates AAC lacks, PCM past FLAC', async () => {
+  const { muxedNameFor, muxCodec } = await import('../dist/record-audio.mjs')
+  assert.equal(muxedNameFor('/v/x-with-audio.mp4', muxCodec(384000, 1)), '/v/x-with-audio.mkv')
+  assert.equal(muxedNameFor('/v/x-with-audio.mp4', muxCodec(96000, 1)), '/v/x-with-audio.mp4')
+  assert.deepEqual(muxCodec(48000, 2), { codec: 'aac', container: 'mp4', frameSamples: 1024, why: null })
+  assert.equal(muxCodec(50000, 1).codec, 'flac', 'a rate AAC lacks')
+  assert.match(muxCodec(50000, 1).why, /AAC has no 50000 Hz/)
+  assert.equal(muxCodec(48000, 12).codec, 'pcm_s16le', 'more channels than AAC and FLAC hold')
+  assert.equal(muxCodec(768000, 1).codec, 'pcm_s16le', "past FLAC's 655350 Hz")
   const plan = muxPlan({
     audioFile: 'a.wav',
     videoFile: 'v.mp4',
     muxedFile: 'm.mkv',
     sampleRate: 250000,
+    channels: 1,
     offsetS: 0.1,
     videoDurationS: 1,
   })
