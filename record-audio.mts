@@ -980,8 +980,8 @@ export function videoTiming(c: VideoClues): VideoTiming {
         : !c.driftFix
           ? 'not corrected (--no-drift-fix)'
           : spanSource === 'timesync'
-            ? "corrected: the timesync rows give the camera's real rate"
-            : "corrected to the mtime: the video's end anchored to it (a copied or touched file would mislead this; --no-drift-fix)"
+            ? "the timesync rows give the camera's real rate"
+            : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   }
   return {
     startEpochS,
@@ -2095,9 +2095,9 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
       `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal` +
       ` ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
     const how = timing.itsscale
-      ? ` with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time)`
+      ? `corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time): `
       : ''
-    say(`${drift}: ${timing.driftReason}${how}.`)
+    say(`${drift}: ${how}${timing.driftReason}.`)
   }
   const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
   if (

@@ -224,16 +224,34 @@ test('mux later: a recording made under the wrong feed id is synced afterwards w
   assert.match(first.stderr, /Once the video exists: record-audio mux wrong-audio-sync\.json/)
   assert.equal(first.stdout, '')
 
-  const again = await startTool(['mux', 'wrong-audio-sync.json', '--video', video.file], { cwd, env: pulse.env }).exited
-  assert.equal(again.code, 0, again.stderr)
-  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'wrong-audio-sync.json'), 'utf8'))
+  const syncBefore = fs.readFileSync(path.join(cwd, 'wrong-audio-sync.json'), 'utf8')
+  const printed = await startTool(['mux', 'wrong-audio-sync.json', '--video', video.file, '--print'], {
+    cwd,
+    env: pulse.env,
+  }).exited
+  assert.equal(printed.code, 0, printed.stderr)
+  const sync = JSON.parse(syncBefore)
   const expectedDelay = Math.round((sync.audioStartEpochS - video.ulidEpochMs / 1000) * 48000)
-  assert.ok(again.stdout.includes(`adelay=delays=${expectedDelay}S:all=1`), again.stdout)
-  const mux = run('bash', ['-c', again.stdout.trim()])
-  assert.equal(mux.status, 0, mux.stderr)
-  assert.equal(ffprobeStreams(video.file.replace(/\.mp4$/, '-with-audio.mp4')).length, 2)
+  assert.ok(printed.stdout.includes(`adelay=delays=${expectedDelay}S:all=1`), printed.stdout)
+  assert.ok(!fs.existsSync(video.file.replace(/\.mp4$/, '-with-audio.mp4')), '--print only prints')
 
-  const twice = run('bash', ['-c', again.stdout.trim()])
+  // Without --print, mux muxes: the same wait, ffprobe check and no partial file as --mux.
+  const muxed = await startTool(['mux', 'wrong-audio-sync.json', '--video', video.file], { cwd, env: pulse.env }).exited
+  assert.equal(muxed.code, 0, muxed.stderr)
+  assert.match(muxed.stderr, /✔ Muxed: .*-with-audio\.mp4/)
+  assert.equal(muxed.stdout.trim(), printed.stdout.trim(), 'the command it ran is the one --print shows')
+  assert.equal(ffprobeStreams(video.file.replace(/\.mp4$/, '-with-audio.mp4')).length, 2)
+  assert.deepEqual(
+    fs.readdirSync(path.dirname(video.file)).filter((f) => f.includes('.partial-')),
+    [],
+  )
+  assert.equal(
+    fs.readFileSync(path.join(cwd, 'wrong-audio-sync.json'), 'utf8'),
+    syncBefore,
+    'the sync file is only read',
+  )
+
+  const twice = run('bash', ['-c', printed.stdout.trim()])
   assert.notEqual(twice.status, 0, 'the printed command never overwrites the muxed file')
 })
 
@@ -246,7 +264,7 @@ test('timesync file: the start is its first row (a 0.5 s start hook after the UL
   const wavPath = path.join(cwd, `${feed}-audio.wav`)
   const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
   await tool.recording(wavPath)
-  await sleep(2000)
+  await sleep(3000) // 1 % of the video's length must be well over a frame
   await video.stop()
   // What TracktorLive's timesync cassette writes: one epoch time per frame (here 29.7 real fps,
   // against the video's nominal 30), the first frame 0.5 s after the ULID.
@@ -264,7 +282,7 @@ test('timesync file: the start is its first row (a 0.5 s start hook after the UL
   assert.equal(sync.videoStartSource, 'timesync')
   assert.equal(sync.videoStartEpochS, firstFrameEpochS)
   assert.equal(sync.delaySamples, Math.round((sync.audioStartEpochS - firstFrameEpochS) * 48000))
-  assert.ok(Math.abs(sync.itsscale - 30 / 29.7) < 1e-6, `itsscale ${sync.itsscale}`)
+  assert.ok(Math.abs(sync.itsscale - 30 / 29.7) < 1e-6, `itsscale ${sync.itsscale}: ${result.stderr}`)
   assert.match(result.stderr, /Drift: .* corrected with -itsscale 1\.0101/)
   const mux = run('bash', ['-c', sync.muxCommand])
   assert.equal(mux.status, 0, mux.stderr)

@@ -630,7 +630,7 @@ test('video timing: a camera 1 % slower than nominal, seen from mtime: drift cor
     driftFix: true,
   })
   assert.ok(Math.abs(t.itsscale - 60 / 59.4) < 1e-8, String(t.itsscale)) // epoch seconds carry ~0.2 µs
-  assert.match(t.driftReason, /corrected to the mtime/)
+  assert.match(t.driftReason, /anchored to its mtime/)
   assert.ok(Math.abs(t.driftPpm - (60 / 59.4 - 1) * 1e6) < 1e-2)
   assert.match(
     t.warnings[0],
