@@ -1134,6 +1134,8 @@ export function muxCodec(sampleRate: number, channels: number): MuxCodec {
   return { codec: 'pcm_s16le', container: 'mkv', frameSamples: 4096, why }
 }
 
+export const CODEC_NAMES: Record<MuxCodec['codec'], string> = { aac: 'AAC', flac: 'FLAC', pcm_s16le: 'PCM' }
+
 /** The muxed file's name for its container: .mkv in place of .mp4 for Matroska. */
 export function muxedNameFor(muxedFile: string, codec: MuxCodec): string {
   return codec.container === 'mkv' ? muxedFile.replace(/\.mp4$/i, '.mkv') : muxedFile
@@ -1794,8 +1796,8 @@ async function capture(
   status.stop()
   clearTimeout(escalation)
   process.off('exit', killOnExit)
-  // Through the watchdog a signal's death comes back as the shell's 128 + n.
-  const viaShell = watchdog.length > 0 && result.exitCode != null && result.exitCode > 128
+  // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
+  const viaShell = watchdog.length > 0 && result.exitCode != null && result.exitCode > 128 && result.exitCode < 128 + 65
   const signal = viaShell ? signalName((result.exitCode as number) - 128) : (result.signal as NodeJS.Signals | null)
   return {
     exitCode: viaShell ? null : result.exitCode,
@@ -1847,7 +1849,7 @@ async function record(s: Settings): Promise<number> {
         ` to ${audioFile}. Press ctrl-c to stop.`,
     )
     const codec = muxCodec(s.sampleRate, s.channels)
-    if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${codec.codec}, every sample kept.`)
+    if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
     const captured = await capture(s, ffmpeg, audioFile, stops, (start) => {
       // The one fact nothing else holds: on disk the moment it is known.
       record.audioStartEpochS = start.epochS
@@ -1926,7 +1928,7 @@ function reportCapture(c: Capture, audioFile: string): boolean {
   if (outcome.ok) return true
   say(
     outcome.stoppedByItself
-      ? `✖ ${outcome.why}. The audio recorded so far is kept in ${audioFile}.`
+      ? `✖ ${outcome.why}. The audio recorded so far is kept.`
       : `✖ ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
           ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
   )
@@ -2039,7 +2041,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
   const codec = muxCodec(audio.sampleRate, audio.channels)
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
   if (codec.why)
-    say(`  ${codec.why}: the muxed file is ${wantedMuxed}, Matroska with ${codec.codec}, every sample kept.`)
+    say(`  ${codec.why}: the muxed file is Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio, every sample kept.`)
   const muxedFile = path.resolve(f.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
   const plan = muxPlan({
@@ -2293,7 +2295,7 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
     return fail(`${finalFile} could not be created (${(error as NodeJS.ErrnoException).code})`)
   }
   const { codec } = muxCodec(sync.audioSampleRate, sync.audioChannels)
-  say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${codec}, in sync)`)
+  say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${CODEC_NAMES[codec]}, in sync)`)
   return 0
 }
 

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { SAME_REQUEST_MS } from '../dist/record-audio.mjs'
 import {
   startPulse,
   startVideoRecorder,
@@ -32,12 +33,12 @@ after(async () => {
 
 const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
 
-async function recordThenStop(stop, { feed = 'feed', recordS = 2 } = {}) {
+async function recordThenStop(stop, { feed = 'feed', recordS = 2, env = {} } = {}) {
   const cwd = tempDir()
   const video = startVideoRecorder(path.join(cwd, feed))
   await sleep(300)
   const wavPath = path.join(cwd, `${feed}-audio.wav`)
-  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: { ...pulse.env, ...env } })
   await tool.recording(wavPath)
   await sleep(recordS * 1000)
   await video.stop()
@@ -106,18 +107,68 @@ test('terminal closed (tmux session killed, SIGHUP with no terminal left to prin
   assert.ok(stopAtMs / 1000 - sync.audioStartEpochS - wav.samples / 48000 < 0.02, 'every sample up to the stop')
 })
 
-test('double ctrl-c during the stop: says it is forcing the stop, WAV still finalized and readable, exit 0', async () => {
-  const s = await recordThenStop(async (tool) => {
-    tool.ctrlC()
-    await sleep(50)
-    tool.ctrlC()
-  })
+test('two ctrl-c a moment apart (a person, not npm): the second forces the stop, WAV still finalized and readable, exit 0', async () => {
+  const s = await recordThenStop(
+    async (tool) => {
+      tool.ctrlC()
+      await sleep(SAME_REQUEST_MS + 30)
+      tool.ctrlC()
+      // 2 s capture fragments: the stop's drain lasts long enough for a second press to land in it.
+    },
+    { env: { PULSE_LATENCY_MSEC: '2000' } },
+  )
   assert.equal(s.result.code, 0, s.result.stderr)
   assert.match(s.result.stderr, /Stopping now/)
   const wav = readWav(s.wavPath)
   assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
   assert.ok(wav.samples > 1.5 * 48000)
   assert.deepEqual(ffmpegPidsIn(s.cwd), [])
+})
+
+test('two SIGINTs 1 ms apart (npx where /bin/sh is bash forwards the ctrl-c): one stop, every sample up to it, nothing forced', async () => {
+  const s = await recordThenStop(async (tool) => {
+    tool.ctrlC()
+    await sleep(1)
+    process.kill(tool.child.pid, 'SIGINT')
+  })
+  assertCompleteStop(s)
+  assert.doesNotMatch(s.result.stderr, /Stopping now/)
+})
+
+test('tool killed with SIGKILL, 10 times out of 10: ffmpeg gets one stop and finalizes the WAV itself; the sync file holds the start', async () => {
+  for (let run = 1; run <= 10; run++) {
+    const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(0.6)
+    process.kill(tool.child.pid, 'SIGKILL')
+    await tool.exited
+    await waitFor(() => !alive(ffmpegPid), 3000, `ffmpeg to stop after the tool died (run ${run})`)
+    const wav = readWav(wavPath)
+    assert.equal(wav.riffSize, wav.fileBytes - 8, `run ${run}: RIFF size written by ffmpeg`)
+    assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, `run ${run}: data size written by ffmpeg`)
+    const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
+    assert.equal(typeof sync.audioStartEpochS, 'number', `run ${run}: the first sample's time survives the kill`)
+    assert.deepEqual(ffmpegPidsIn(cwd), [])
+  }
+})
+
+test('no shell start-up file runs: a ~/.bashrc and a $BASH_ENV that leave a marker never run, through recording and --mux', async () => {
+  const cwd = tempDir()
+  const home = tempDir('ra-home-')
+  const marker = path.join(home, 'marker')
+  fs.writeFileSync(path.join(home, '.bashrc'), `echo bashrc >> '${marker}'\n`)
+  fs.writeFileSync(path.join(home, 'env.sh'), `echo bash_env >> '${marker}'\n`)
+  // A top-level shell (no SHLVL), as when the tool is started from a launcher or a service.
+  const { SHLVL, ...env } = { ...pulse.env, HOME: home, BASH_ENV: path.join(home, 'env.sh') }
+  const video = startVideoRecorder(path.join(cwd, 'feed'))
+  await sleep(300)
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux'], { cwd, env })
+  await tool.recording(path.join(cwd, 'feed-audio.wav'))
+  await sleep(1000)
+  await video.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /✔ Muxed: /)
+  assert.equal(fs.existsSync(marker), false, fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8') : '')
 })
 
 test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, and after record-audio repair every reader sees the right length', async () => {
