@@ -607,6 +607,8 @@ export function captureArgs(
   // Asking the device for the rate and channel count avoids a resample; avfoundation takes no such options.
   const deviceSpec =
     s.format === 'avfoundation' ? [] : ['-sample_rate', String(s.sampleRate), '-channels', String(s.channels)]
+  // dshow's default buffer is 500 ms, and the first packet's stamp is its end: keep it short and known.
+  const bufferSpec = s.format === 'dshow' ? ['-audio_buffer_size', String(DSHOW_BUFFER_MS)] : []
 
   return [
     '-hide_banner',
@@ -617,6 +619,7 @@ export function captureArgs(
     '-f',
     s.format,
     ...deviceSpec,
+    ...bufferSpec,
     '-i',
     s.device,
     '-map',
@@ -660,15 +663,30 @@ export interface AudioStart {
   source: 'ffmpeg-input-start' | 'ffmpeg-wallclock' | 'spawn-time'
 }
 
+export const DSHOW_BUFFER_MS = 20
+/** avfoundation has no buffer option; Core Audio delivers input in 512-frame buffers by default. */
+export const AVFOUNDATION_PACKET_FRAMES = 512
+
+/**
+ * A wall-clock stamp is taken when a packet arrives, after its last sample was captured: the first
+ * sample came one packet earlier.
+ */
+export function firstPacketS(format: Format, sampleRate: number): number {
+  if (format === 'dshow') return DSHOW_BUFFER_MS / 1000
+  if (format === 'avfoundation') return AVFOUNDATION_PACKET_FRAMES / sampleRate
+  return 0 // alsa and pulse stamp the first sample itself
+}
+
 /** The epoch time of the first sample, from ffmpeg's `Input #0, <fmt>, from …` / `start: X` lines. */
-export function parseInputStart(stderr: string, format: Format): AudioStart | undefined {
+export function parseInputStart(stderr: string, format: Format, sampleRate = 48000): AudioStart | undefined {
   const match = /^Input #0, (\w+), from [^\n]*\n(?:[^\n]*\n)*?\s*Duration: [^\n]*?start: (-?\d+(?:\.\d+)?)/m.exec(
     stderr,
   )
   if (!match) return undefined
   const epochS = Number(match[2])
   if (!(epochS > 1e9)) return undefined // not an epoch time: the device's own clock
-  return { epochS, source: format === 'alsa' || format === 'pulse' ? 'ffmpeg-input-start' : 'ffmpeg-wallclock' }
+  if (format === 'alsa' || format === 'pulse') return { epochS, source: 'ffmpeg-input-start' }
+  return { epochS: epochS - firstPacketS(format, sampleRate), source: 'ffmpeg-wallclock' }
 }
 
 /**
@@ -1200,7 +1218,8 @@ export function quotePosix(arg: string): string {
 
 /** PowerShell: single quotes, each of its four single-quote characters doubled. */
 export function quotePowerShellArg(arg: string): string {
-  if (/^[A-Za-z0-9_/.,:\\-]+$/.test(arg) && !arg.startsWith('-')) return arg
+  // No bare comma: PowerShell reads a,b as an array of two.
+  if (/^[A-Za-z0-9_/.:\\-]+$/.test(arg) && !arg.startsWith('-')) return arg
   return `'${arg.replace(/['\u2018\u2019\u201a\u201b]/g, (q) => q + q)}'`
 }
 
@@ -1747,7 +1766,7 @@ async function capture(
     tail = (tail + text).slice(-65536)
     if (start || head.length > 1 << 20) return
     head += text
-    start = parseInputStart(head, s.format) ?? null
+    start = parseInputStart(head, s.format, s.sampleRate) ?? null
     if (start) onStart(start)
   })
   child.stdin.on('error', () => {

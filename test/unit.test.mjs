@@ -307,9 +307,21 @@ test('capture arguments for macOS and Windows (faked: these devices cannot exist
     '44100',
     '-channels',
     '2',
+    '-audio_buffer_size',
+    '20', // not dshow's 500 ms: the first packet's stamp is its end
     '-i',
     'audio=Mic (USB)',
   ])
+})
+
+test('wall-clock starts (macOS and Windows faked: only their logs are made up): one packet earlier than its stamp', () => {
+  const log = (fmt) =>
+    `Input #0, ${fmt}, from ':0':\n  Duration: N/A, start: 1795817200.612756, bitrate: 768 kb/s\n  Stream #0:0: Audio`
+  const mac = parseInputStart(log('avfoundation'), 'avfoundation', 48000)
+  assert.equal(mac.source, 'ffmpeg-wallclock')
+  assert.ok(Math.abs(mac.epochS - (1795817200.612756 - 512 / 48000)) < 1e-6, String(mac.epochS))
+  const win = parseInputStart(log('dshow'), 'dshow', 44100)
+  assert.ok(Math.abs(win.epochS - (1795817200.612756 - 0.02)) < 1e-6, String(win.epochS))
 })
 
 test('audio start: read from a real ffmpeg log of a capture-like input', () => {
@@ -333,10 +345,7 @@ test('audio start: read from a real ffmpeg log of a capture-like input', () => {
   const pulseLog =
     "Guessed Channel Layout for Input Stream #0.0 : mono\nInput #0, pulse, from 'ra.monitor':\n  Duration: N/A, start: 1795817200.612756, bitrate: 768 kb/s\n  Stream #0:0: Audio: pcm_s16le, 48000 Hz, mono"
   assert.deepEqual(parseInputStart(pulseLog, 'pulse'), { epochS: 1795817200.612756, source: 'ffmpeg-input-start' })
-  assert.deepEqual(parseInputStart(pulseLog.replace('pulse,', 'avfoundation,'), 'avfoundation'), {
-    epochS: 1795817200.612756,
-    source: 'ffmpeg-wallclock',
-  })
+  assert.equal(parseInputStart(pulseLog.replace('pulse,', 'avfoundation,'), 'avfoundation').source, 'ffmpeg-wallclock')
 })
 
 test('ffmpeg error line: the last line that says what went wrong', () => {
@@ -548,6 +557,11 @@ test('PowerShell quoting (faked: no PowerShell here): single quotes with every s
   assert.equal(quotePowerShellArg('a\u2019b'), "'a\u2019\u2019b'")
   assert.equal(quotePowerShellArg('$env:HOME'), "'$env:HOME'")
   assert.equal(quotePowerShellArg(''), "''")
+  assert.equal(
+    quotePowerShellArg('C:\\data\\fish,2\\a.mp4'),
+    "'C:\\data\\fish,2\\a.mp4'",
+    'a bare comma makes an array',
+  )
   const command = formatCommand(
     'C:\\ffmpeg\\bin\\ffmpeg.exe',
     ['-i', 'C:\\my videos\\x.mp4', '-filter:a', 'adelay=delays=10S:all=1'],
@@ -852,4 +866,73 @@ test('video timing: an mtime far past any drift (a copied file) corrects nothing
   assert.ok(
     t.warnings.some((w) => /too far for a camera's drift \(was the file copied\?\): no drift correction/.test(w)),
   )
+})
+
+test('capture outcome: a write error while finishing is a failure even with exit 0 (the failing disk faked: ffmpeg log lines)', async () => {
+  const { captureOutcome } = await import('../dist/record-audio.mjs')
+  const stopped = { stopRequestedEpochS: 1795817200, signal: null }
+  assert.equal(captureOutcome({ ...stopped, exitCode: 0, log: 'size=  100kB time=00:00:01.00\n' }).ok, true)
+  assert.equal(captureOutcome({ ...stopped, exitCode: 255, log: 'Exiting normally, received signal 2.\n' }).ok, true)
+  const full = captureOutcome({
+    ...stopped,
+    exitCode: 0,
+    log: '[wav @ 0x55] Error writing trailer of /d/feed-audio.wav: No space left on device\n',
+  })
+  assert.equal(full.ok, false)
+  assert.match(full.why, /Error writing trailer of .*: No space left on device/)
+  assert.equal(captureOutcome({ ...stopped, exitCode: 1, log: 'x: Input/output error\n' }).ok, false)
+  assert.equal(captureOutcome({ ...stopped, exitCode: null, signal: 'SIGKILL', log: '' }).ok, false)
+  const own = captureOutcome({ stopRequestedEpochS: null, exitCode: 1, signal: null, log: 'dev: Generic error\n' })
+  assert.deepEqual([own.ok, own.stoppedByItself], [false, true])
+})
+
+test('publish: a hard link where the disk has them, else an exclusive create and a rename (FAT faked: link throws EPERM); never replaces', async () => {
+  const { publish } = await import('../dist/record-audio.mjs')
+  const dir = tempDir()
+  const partial = path.join(dir, 'm.partial-1.mp4')
+  fs.writeFileSync(partial, 'muxed')
+  publish(partial, path.join(dir, 'a.mp4'))
+  assert.equal(fs.readFileSync(path.join(dir, 'a.mp4'), 'utf8'), 'muxed')
+  assert.ok(!fs.existsSync(partial))
+  fs.writeFileSync(partial, 'muxed again')
+  const noLinks = () => {
+    throw Object.assign(new Error('link: EPERM'), { code: 'EPERM' })
+  }
+  publish(partial, path.join(dir, 'b.mp4'), noLinks)
+  assert.equal(fs.readFileSync(path.join(dir, 'b.mp4'), 'utf8'), 'muxed again')
+  assert.ok(!fs.existsSync(partial))
+  fs.writeFileSync(partial, 'third')
+  assert.throws(() => publish(partial, path.join(dir, 'b.mp4'), noLinks), /EEXIST/)
+  assert.equal(fs.readFileSync(path.join(dir, 'b.mp4'), 'utf8'), 'muxed again', 'the existing file is untouched')
+})
+
+test('sync record: what a recording stores reads back whole; an old file without timing settings gets the defaults', async () => {
+  const { newSyncRecord, parseSyncRecord } = await import('../dist/record-audio.mjs')
+  const timing = { timesyncFile: null, videoStartEpochS: 1795817201.5, clockOffsetS: -0.25, driftFix: false }
+  const record = newSyncRecord({
+    tool: 'record-audio 0.2.0',
+    feedDir: '/lab/fish',
+    audioFile: '/lab/fish-audio.wav',
+    audioFormat: 'pulse',
+    audioDevice: 'mic',
+    audioSampleRate: 48000,
+    audioChannels: 1,
+    timing,
+  })
+  const back = parseSyncRecord(JSON.stringify({ ...record, audioStartEpochS: 1795817200.25, state: 'stopped' }))
+  assert.deepEqual(back.timing, timing)
+  assert.equal(back.audioStartEpochS, 1795817200.25)
+  const old = parseSyncRecord(
+    JSON.stringify({ audioFile: '/a.wav', audioStartEpochS: 1795817200, audioSampleRate: 48000, clockOffsetS: -0.5 }),
+  )
+  assert.deepEqual(old.timing, { timesyncFile: null, videoStartEpochS: null, clockOffsetS: -0.5, driftFix: true })
+  assert.throws(() => parseSyncRecord('{'), /not JSON/)
+  assert.throws(() => parseSyncRecord('{"audioSampleRate":48000}'), /no audioFile/)
+})
+
+test('stop requests: signals within SAME_REQUEST_MS are one request', async () => {
+  const { isNewRequest, SAME_REQUEST_MS } = await import('../dist/record-audio.mjs')
+  assert.equal(isNewRequest(Number.NEGATIVE_INFINITY, 1000), true)
+  assert.equal(isNewRequest(1000, 1001), false, 'npm forwards the ctrl-c ~1 ms after the terminal')
+  assert.equal(isNewRequest(1000, 1000 + SAME_REQUEST_MS), true)
 })
