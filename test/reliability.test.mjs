@@ -21,6 +21,7 @@ import {
   ffmpegPidsIn,
   requireBinary,
   TOOL,
+  ulidAt,
 } from './helpers.mjs'
 
 let pulse
@@ -33,8 +34,7 @@ after(async () => {
 
 const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
 
-async function recordThenStop(stop, { feed = 'feed', recordS = 2, env = {} } = {}) {
-  const cwd = tempDir()
+async function recordThenStop(stop, { feed = 'feed', recordS = 2, env = {}, cwd = tempDir() } = {}) {
   const video = startVideoRecorder(path.join(cwd, feed))
   await sleep(300)
   const wavPath = path.join(cwd, `${feed}-audio.wav`)
@@ -387,6 +387,10 @@ test('bad input: one line naming the problem and the fix, exit 2, nothing change
     [['feed', '--video', 'feed/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4'], /does not exist/],
     [['feed', '--video', 'feed/clip.avi'], /is not an \.mp4/],
     [['feed', '--video', 'feed/clip.mp4'], /is not named <ULID>\.mp4/],
+    [['mux'], /mux takes one file: record-audio mux <sync\.json>/],
+    [['repair'], /repair takes one file/],
+    [['feed', '--no-sync-out'], /--no-sync-out is not a flag/],
+    [['feed', '--no-device'], /--no-device is not a flag/],
   ]
   const before = listing(cwd)
   for (const [args, pattern] of cases) {
@@ -411,4 +415,83 @@ test('hostile names (spaces, quotes, $, backticks, a newline, non-ASCII): the pr
     assert.equal(ffprobeStreams(s.sync.muxedFile).length, 2, shell)
   }
   assert.ok(s.sync.muxedFile.startsWith(path.join(s.cwd, feed)), s.sync.muxedFile)
+})
+
+test('a read-only folder is a file error, not a device error: named, exit non-zero, nothing left behind, no ffmpeg', async () => {
+  const cwd = tempDir()
+  const ro = path.join(cwd, 'ro')
+  fs.mkdirSync(ro)
+  const mounted = run('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'ra-ro', ro])
+  assert.equal(mounted.status, 0, `mounting a read-only tmpfs needs root (CI runs as root): ${mounted.stderr}`)
+  try {
+    const here = run(process.execPath, [TOOL, 'feed', '--format', 'pulse', '--device', pulse.source], {
+      cwd: ro,
+      env: pulse.env,
+      timeout: 10000,
+    })
+    assert.equal(here.status, 2, here.stderr)
+    assert.match(here.stderr, /cannot create feed-audio-sync\.json \(EROFS\): record into a folder you can write to/)
+    assert.doesNotMatch(here.stderr, /device/)
+    const wavOnly = run(
+      process.execPath,
+      [TOOL, 'feed', '--format', 'pulse', '--device', pulse.source, '--out', 'ro/x.wav', '--sync-out', 's.json'],
+      { cwd, env: pulse.env, timeout: 10000 },
+    )
+    assert.equal(wavOnly.status, 1, wavOnly.stderr)
+    assert.match(wavOnly.stderr, /✖ ffmpeg could not write ro\/x\.wav: .*Read-only file system/)
+    assert.doesNotMatch(wavOnly.stderr, /could not record from/)
+    assert.deepEqual(listing(cwd), ['ro'], 'the sync file it reserved is gone with the recording that never was')
+    assert.deepEqual(ffmpegPidsIn(cwd), [])
+  } finally {
+    run('umount', [ro])
+  }
+})
+
+test('names ffmpeg would misread (a feed id cam:1, --out=-x.wav): recorded to exactly those files', async () => {
+  const cwd = tempDir()
+  for (const args of [['cam:1'], ['feed', '--out=-x.wav']]) {
+    const tool = startTool([...args, '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+    const wavPath = path.join(cwd, args[0] === 'cam:1' ? 'cam:1-audio.wav' : '-x.wav')
+    await tool.recording(wavPath)
+    await sleep(800)
+    tool.ctrlC()
+    const result = await tool.exited
+    assert.equal(result.code, 0, result.stderr)
+    const wav = readWav(wavPath)
+    assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes)
+    assert.ok(wav.samples > 0.5 * 48000)
+  }
+  assert.deepEqual(listing(cwd), ['-x-sync.json', '-x.wav', 'cam:1-audio-sync.json', 'cam:1-audio.wav'])
+})
+
+test('two runs started in the same moment with the same default name: each gets its own WAV and sync file', async () => {
+  const cwd = tempDir()
+  const tools = [0, 1].map(() =>
+    startTool(['same', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env }),
+  )
+  await waitFor(
+    () => fs.existsSync(path.join(cwd, 'same-audio.wav')) && fs.existsSync(path.join(cwd, 'same-audio-2.wav')),
+    10000,
+    'both recordings',
+  )
+  await sleep(800)
+  for (const tool of tools) tool.ctrlC()
+  const results = await Promise.all(tools.map((tool) => tool.exited))
+  for (const result of results) assert.equal(result.code, 0, result.stderr)
+  const named = results.map((r) => /✔ Audio: (\S+)/.exec(r.stderr)?.[1]).sort()
+  assert.deepEqual(named, ['same-audio-2.wav', 'same-audio.wav'])
+  for (const wav of named) {
+    const sync = JSON.parse(fs.readFileSync(path.join(cwd, wav.replace('.wav', '-sync.json')), 'utf8'))
+    assert.equal(sync.audioFile, path.join(cwd, wav))
+    assert.equal(readWav(path.join(cwd, wav)).riffSize, fs.statSync(path.join(cwd, wav)).size - 8)
+  }
+})
+
+test('a folder named like a recording (<ULID>.mp4) in the feed: ignored, no stack trace, the sync file written, exit 0', async () => {
+  const cwd = tempDir()
+  fs.mkdirSync(path.join(cwd, 'feed', `${ulidAt(Date.now() + 60000)}.mp4`), { recursive: true })
+  const s = await recordThenStop((tool) => tool.ctrlC(), { feed: 'feed', recordS: 1, cwd })
+  assert.equal(s.result.code, 0, s.result.stderr)
+  assert.doesNotMatch(s.result.stderr, /\n\s+at /, 'no stack trace')
+  assert.equal(typeof s.sync.audioStartEpochS, 'number')
 })
