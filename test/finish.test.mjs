@@ -16,6 +16,7 @@ import {
   TOOL,
   requireBinary,
   waitFor,
+  ulidAt,
 } from './helpers.mjs'
 
 let pulse
@@ -244,4 +245,150 @@ test('no feed id: the recording that overlaps the audio most is picked, the othe
   assert.equal(sync.feedDir, null)
   const mux = run('bash', ['-c', sync.muxCommand])
   assert.equal(mux.status, 0, mux.stderr)
+})
+
+test("mux later redoes the recording's timing: its --clock-offset, --video-start and --no-drift-fix are stored and used; a flag given now wins", async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'feed'))
+  await sleep(300)
+  const videoStartS = video.ulidEpochMs / 1000 + 0.1
+  const tool = startTool(
+    ['feed', '--format', 'pulse', '--device', pulse.source, '--clock-offset=-0.25', '--no-drift-fix'].concat([
+      '--video-start',
+      String(videoStartS),
+    ]),
+    { cwd, env: pulse.env },
+  )
+  await tool.recording(path.join(cwd, 'feed-audio.wav'))
+  await sleep(1500)
+  await video.stop()
+  tool.ctrlC()
+  const recorded = await tool.exited
+  assert.equal(recorded.code, 0, recorded.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
+  assert.deepEqual(sync.timing, {
+    timesyncFile: null,
+    videoStartEpochS: videoStartS,
+    clockOffsetS: -0.25,
+    driftFix: false,
+  })
+  const delay = Math.round((sync.audioStartEpochS - (videoStartS - 0.25)) * 48000)
+  assert.equal(sync.delaySamples, delay)
+
+  const later = run(process.execPath, [TOOL, 'mux', 'feed-audio-sync.json', '--print'], { cwd, env: pulse.env })
+  assert.equal(later.status, 0, later.stderr)
+  assert.equal(later.stdout.trim(), recorded.stdout.trim(), 'the same command as at the stop')
+  const zero = run(process.execPath, [TOOL, 'mux', 'feed-audio-sync.json', '--print', '--clock-offset=0'], {
+    cwd,
+    env: pulse.env,
+  })
+  assert.ok(zero.stdout.includes(`adelay=delays=${delay - 12000}S`), zero.stdout)
+})
+
+test('--mux waits for the timesync file that TracktorLive rewrites after the video (a stop hook), and uses the new one', async () => {
+  const { parquetWriteFile } = await import('hyparquet-writer')
+  const cwd = tempDir()
+  const timesyncFile = path.join(cwd, 'ts-timesyncUTC.parquet')
+  const write = (data) =>
+    parquetWriteFile({ filename: timesyncFile, columnData: [{ name: 'timestampUTC', data, type: 'DOUBLE' }] })
+  write([1795000000, 1795000000.033]) // an earlier run's file
+  const video = startVideoRecorder(path.join(cwd, 'ts'))
+  await sleep(300)
+  const tool = startTool(['ts', '--format', 'pulse', '--device', pulse.source, '--mux'], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'ts-audio.wav'))
+  await sleep(1500)
+  await video.stop()
+  tool.ctrlC()
+  // The stop hook: a pandas import and a write, well after the video was released.
+  await sleep(1500)
+  const frames = Number(ffprobeStreams(video.file)[0].nb_frames)
+  const firstS = video.ulidEpochMs / 1000 + 0.2
+  write(Array.from({ length: frames - 1 }, (_, k) => firstS + k / 30))
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /Waiting up to \d+ s for the timesync file/)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'ts-audio-sync.json'), 'utf8'))
+  assert.equal(sync.videoStartSource, 'timesync')
+  assert.equal(sync.videoStartEpochS, firstS)
+  assert.match(result.stderr, /✔ Muxed: /)
+})
+
+test('a timesync file that was there before but never comes back: said, and the ULID is used', async () => {
+  const { parquetWriteFile } = await import('hyparquet-writer')
+  const cwd = tempDir()
+  parquetWriteFile({
+    filename: path.join(cwd, 'gone-timesyncUTC.parquet'),
+    columnData: [{ name: 'timestampUTC', data: [1795000000, 1795000000.033], type: 'DOUBLE' }],
+  })
+  const video = startVideoRecorder(path.join(cwd, 'gone'))
+  await sleep(300)
+  const tool = startTool(['gone', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'gone-audio.wav'))
+  await sleep(1000)
+  await video.stop()
+  fs.rmSync(path.join(cwd, 'gone-timesyncUTC.parquet'))
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stderr, /⚠ The timesync file .*gone-timesyncUTC\.parquet was expected but is not there/)
+  assert.match(result.stderr, /from the ULID/)
+})
+
+test('SIGTERM during the mux: ffmpeg stopped, the partial file removed, nothing muxed, originals untouched, exit 1', async () => {
+  const cwd = tempDir()
+  const ulidMs = Date.now() - 700000
+  const videoFile = path.join(cwd, 'feed', `${ulidAt(ulidMs)}.mp4`)
+  fs.mkdirSync(path.dirname(videoFile))
+  // Ten minutes of both, so that the mux lasts long enough to be caught in the act.
+  const made = [
+    run(
+      'ffmpeg',
+      ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=30', '-t', '600'].concat([
+        '-c:v',
+        'mpeg4',
+        '-tag:v',
+        'mp4v',
+        videoFile,
+      ]),
+    ),
+    run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000', '-t', '600', path.join(cwd, 'a.wav')]),
+  ]
+  for (const m of made) assert.equal(m.status, 0, m.stderr)
+  fs.writeFileSync(
+    path.join(cwd, 'a-sync.json'),
+    JSON.stringify({
+      audioFile: path.join(cwd, 'a.wav'),
+      audioStartEpochS: ulidMs / 1000 + 0.1,
+      audioSampleRate: 48000,
+    }),
+  )
+  const before = [sha(videoFile), sha(path.join(cwd, 'a.wav'))]
+  const tool = startTool(['mux', 'a-sync.json', '--video', videoFile], { cwd, env: pulse.env })
+  const partial = () => fs.readdirSync(path.dirname(videoFile)).find((f) => f.includes('.partial-'))
+  await waitFor(() => partial() || tool.child.exitCode !== null, 30000, 'the mux to start writing')
+  assert.ok(partial(), `the mux was still running: ${tool.stderr}`)
+  process.kill(tool.child.pid, 'SIGTERM')
+  const result = await tool.exited
+  assert.equal(result.code, 1, result.stderr)
+  assert.match(result.stderr, /✖ Mux failed: stopped\. Nothing was written/)
+  assert.deepEqual(fs.readdirSync(path.dirname(videoFile)), [path.basename(videoFile)])
+  assert.deepEqual([sha(videoFile), sha(path.join(cwd, 'a.wav'))], before)
+})
+
+test("ffmpeg logs a flood (-debug_ts, trace): the first sample's time is read when it appears, not lost from the log's tail", async () => {
+  const cwd = tempDir()
+  const noisy = path.join(cwd, 'noisy-ffmpeg')
+  fs.writeFileSync(noisy, `#!/bin/sh\nexec ffmpeg -debug_ts -loglevel trace "$@"\n`, { mode: 0o755 })
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--ffmpeg', noisy], {
+    cwd,
+    env: pulse.env,
+  })
+  await tool.recording(path.join(cwd, 'feed-audio.wav'))
+  await sleep(5000) // over 64 KiB of log: the start line is long gone from a 64 KiB tail
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
+  assert.equal(sync.audioStartSource, 'ffmpeg-input-start', result.stderr.slice(0, 2000))
+  assert.doesNotMatch(result.stderr, /printed no start time/)
 })
