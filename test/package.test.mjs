@@ -61,6 +61,26 @@ test('npx --package=<tarball>: a real recording stopped with ctrl-c leaves a fin
   assert.ok(fs.existsSync(path.join(cwd, 'npx-feed-audio-sync.json')))
 })
 
+test('npx where /bin/sh is bash (Fedora, Arch, macOS): npm forwards the ctrl-c as a second SIGINT; still one clean stop', async () => {
+  const cwd = tempDir('ra-npx-')
+  const tool = startTool(['bash-feed', '--format', 'pulse', '--device', pulse.source], {
+    cwd,
+    env: { ...pulse.env, npm_config_script_shell: '/bin/bash' },
+    command: ['npx', '--yes', `--package=${tarball}`, 'record-audio'],
+  })
+  await tool.recording(path.join(cwd, 'bash-feed-audio.wav'), 60000)
+  await sleep(1500)
+  const stopAtS = Date.now() / 1000
+  tool.ctrlC()
+  await tool.exited
+  assert.doesNotMatch(tool.stderr, /Stopping now/)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'bash-feed-audio-sync.json'), 'utf8'))
+  const wav = readWav(path.join(cwd, 'bash-feed-audio.wav'))
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'header finalized')
+  const missingS = stopAtS - sync.audioStartEpochS - wav.samples / 48000
+  assert.ok(missingS < 0.02, `every sample up to the stop: ${(missingS * 1000).toFixed(1)} ms missing`)
+})
+
 test('npm install -g <tarball>: the record-audio command is on the PATH of that prefix', () => {
   const prefix = tempDir('ra-global-')
   const installed = run('npm', ['install', '--global', '--prefix', prefix, tarball])
