@@ -842,6 +842,8 @@ export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
 }
 
 export const AUDIO_SPAN_TOLERANCE_S = 0.05
+/** How far a sound card's clock may be off when it could not be measured (USB microphones: 50–100 ppm). */
+export const UNMEASURED_CLOCK_PPM = 200
 
 /**
  * Samples written against wall time: at least every sample up to the stop request, at most what
@@ -851,9 +853,95 @@ export function checkAudioSpan(
   audioS: number,
   wallToStopS: number,
   wallToExitS: number,
+  clockPpm = UNMEASURED_CLOCK_PPM,
 ): { ok: boolean; wallSpanS: number } {
-  const ok = audioS >= wallToStopS - AUDIO_SPAN_TOLERANCE_S && audioS <= wallToExitS + AUDIO_SPAN_TOLERANCE_S
+  // A card's crystal may be off by this much, which no absolute tolerance covers for an hour.
+  const toleranceS = AUDIO_SPAN_TOLERANCE_S + clockPpm * 1e-6 * wallToStopS
+  const ok = audioS >= wallToStopS - toleranceS && audioS <= wallToExitS + toleranceS
   return { ok, wallSpanS: wallToStopS }
+}
+
+// ── The sound card's clock ───────────────────────────────────────────────────────────────────
+
+/** One look at the WAV while recording: when, and how many sample frames were on disk then. */
+export interface RateObservation {
+  epochS: number
+  frames: number
+}
+
+export interface CardClock {
+  rateHz: number // sample frames per wall-clock second
+  ppm: number // how far the card's clock is off its nominal rate
+  uncertaintyPpm: number
+  spanS: number // the stretch of the recording it was measured over
+}
+
+export const MIN_CLOCK_SPAN_S = 10
+/** Looks closer than this belong to one burst. */
+export const BURST_GAP_S = 0.05
+/**
+ * How sharply a burst's lowest point can be trusted, at the least: a PulseAudio null sink's
+ * bursty delivery moves it by ±5 ms; a real card's interrupts do better.
+ */
+export const ENVELOPE_FLOOR_S = 0.005
+
+/**
+ * The card's real rate. Samples are counted on its crystal, the start stamped on the system
+ * clock; a sample is never on disk before it was captured, so the earliest arrivals follow the
+ * card. Each burst of looks gives one point of that lower envelope (its lowest residual: look
+ * time − start − frames / nominal rate); a line through the points gives the rate, their scatter
+ * (at least ENVELOPE_FLOOR_S) its uncertainty. null: fewer than two bursts, or under 10 s apart.
+ */
+export function cardClock(looks: RateObservation[], startEpochS: number, nominalHz: number): CardClock | null {
+  const bursts: RateObservation[][] = []
+  for (const l of looks.filter((x) => x.frames > 0)) {
+    const last = bursts.at(-1)
+    if (last && l.epochS - last[last.length - 1].epochS <= BURST_GAP_S) last.push(l)
+    else bursts.push([l])
+  }
+  const points = bursts
+    .filter((b) => b.length >= 5)
+    .map((b) => {
+      const residual = (l: RateObservation) => l.epochS - startEpochS - l.frames / nominalHz
+      const best = b.reduce((x, y) => (residual(y) < residual(x) ? y : x))
+      return { xS: best.frames / nominalHz, yS: residual(best), epochS: best.epochS }
+    })
+  if (points.length < 2) return null
+  const spanS = points[points.length - 1].epochS - points[0].epochS
+  if (spanS < MIN_CLOCK_SPAN_S) return null
+  const meanX = points.reduce((sum, p) => sum + p.xS, 0) / points.length
+  const meanY = points.reduce((sum, p) => sum + p.yS, 0) / points.length
+  const sxx = points.reduce((sum, p) => sum + (p.xS - meanX) ** 2, 0)
+  const slope = points.reduce((sum, p) => sum + (p.xS - meanX) * (p.yS - meanY), 0) / sxx
+  const scatter =
+    points.length > 2
+      ? Math.sqrt(
+          points.reduce((sum, p) => sum + (p.yS - meanY - slope * (p.xS - meanX)) ** 2, 0) / (points.length - 2),
+        )
+      : 0
+  // residual = t × (nominal / rate − 1) + latency, with t the samples' nominal time
+  const rateHz = nominalHz / (1 + slope)
+  return {
+    rateHz,
+    ppm: (rateHz / nominalHz - 1) * 1e6,
+    uncertaintyPpm: (Math.max(scatter, ENVELOPE_FLOOR_S) / Math.sqrt(sxx)) * 1e6,
+    spanS,
+  }
+}
+
+/**
+ * The card's clock against the nominal rate, as a factor to apply to the wall-clock timeline:
+ * 1 unless the measurement is clearly off (three times its uncertainty) and worth a millisecond
+ * over the recording.
+ */
+export function clockRatio(
+  clock: Pick<CardClock, 'rateHz' | 'ppm' | 'uncertaintyPpm'> | null,
+  nominalHz: number,
+  durationS: number,
+): number {
+  if (!clock) return 1
+  const significant = Math.abs(clock.ppm) > 3 * clock.uncertaintyPpm && Math.abs(clock.ppm) * 1e-6 * durationS >= 1e-3
+  return significant ? clock.rateHz / nominalHz : 1
 }
 
 // ── The video ────────────────────────────────────────────────────────────────────────────────
@@ -1119,6 +1207,7 @@ export interface MuxInput {
   offsetS: number // audioStartEpochS − videoStartEpochS
   videoDurationS: number | null // on the output timeline; null while the video is unfinished: the audio is not cut
   itsscale?: number | null // retimes the copied video to its real span (drift)
+  clockRatio?: number // the sound card's real rate over its nominal one: the timeline becomes the card's
 }
 
 /** The sample rates ffmpeg's AAC encoder takes. */
@@ -1174,10 +1263,14 @@ export interface MuxPlan {
  * overshoots with a copied video stream.
  */
 export function muxPlan(m: MuxInput): MuxPlan {
-  const shiftSamples = Math.round(m.offsetS * m.sampleRate)
+  // On the card's own clock the audio is left sample for sample; wall-clock times become sample
+  // counts at its real rate, and the copied video is retimed to match.
+  const ratio = m.clockRatio ?? 1
+  const shiftSamples = Math.round(m.offsetS * m.sampleRate * ratio)
   const delaySamples = Math.max(0, shiftSamples)
   const trimSamples = Math.max(0, -shiftSamples)
-  const lengthSamples = m.videoDurationS == null ? null : Math.round(m.videoDurationS * m.sampleRate)
+  const lengthSamples = m.videoDurationS == null ? null : Math.round(m.videoDurationS * m.sampleRate * ratio)
+  const itsscale = (m.itsscale ?? 1) * ratio
   const steps = [
     ...(delaySamples ? [`adelay=delays=${delaySamples}S:all=1`] : []),
     ...(trimSamples ? [`atrim=start_sample=${trimSamples}`, 'asetpts=PTS-STARTPTS'] : []),
@@ -1189,7 +1282,7 @@ export function muxPlan(m: MuxInput): MuxPlan {
   const args = [
     '-hide_banner',
     '-n', // -n: never overwrite an existing output
-    ...(m.itsscale ? ['-itsscale', m.itsscale.toFixed(9)] : []),
+    ...(m.itsscale || ratio !== 1 ? ['-itsscale', itsscale.toFixed(9)] : []),
     '-i',
     m.videoFile,
     '-i',
@@ -1290,6 +1383,10 @@ export interface SyncRecord {
   audioDurationS: number | null
   audioWallSpanS: number | null
   audioStartDoubtful: boolean | null
+  audioClockHz: number | null // the sound card's measured rate (sample frames per wall-clock second)
+  audioClockPpm: number | null
+  audioClockUncertaintyPpm: number | null
+  audioClockRatio: number // applied: 1 unless the card's clock was measurably off
   timing: TimingSettings
   videoFile: string | null
   videoStartEpochS: number | null
@@ -1355,6 +1452,10 @@ export function newSyncRecord(
     audioDurationS: null,
     audioWallSpanS: null,
     audioStartDoubtful: null,
+    audioClockHz: null,
+    audioClockPpm: null,
+    audioClockUncertaintyPpm: null,
+    audioClockRatio: 1,
     ...NO_VIDEO,
   }
 }
@@ -1395,6 +1496,10 @@ export function parseSyncRecord(text: string): SyncRecord {
     audioStartEpochS: number('audioStartEpochS'),
     audioStartSource: (raw.audioStartSource as AudioStart['source']) ?? null,
     audioDurationS: number('audioDurationS'),
+    audioClockHz: number('audioClockHz'),
+    audioClockPpm: number('audioClockPpm'),
+    audioClockUncertaintyPpm: number('audioClockUncertaintyPpm'),
+    audioClockRatio: number('audioClockRatio') ?? 1,
   }
 }
 
@@ -1725,9 +1830,17 @@ interface Capture {
   start: AudioStart | null
   stopRequestedEpochS: number | null
   exitedEpochS: number
+  looks: RateObservation[]
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
+// The sound card's clock is seen in bursts of looks 10 ms apart, one every 20 s and one at the
+// stop: a second's burst costs about 15 ms of CPU, so on average well under 0.1 % of a core.
+const LOOK_EVERY_MS = 10
+const CLOCK_SETTLE_MS = 1000
+const CLOCK_BURST_MS = 1000
+const CLOCK_BURST_EVERY_MS = 20000
+const CLOCK_LOOK_MS = 500 // the burst at the stop, while the last samples drain
 
 /**
  * Records until a stop request, then stops ffmpeg once so that it finalizes the WAV: first every
@@ -1782,14 +1895,44 @@ async function capture(
       }
   }
   let escalation: NodeJS.Timeout | undefined
+  // The sound card's clock: the WAV's growth looked at closely for a moment after the start and
+  // before the stop (the live status adds a look a tick in between); see cardClock.
+  const looks: RateObservation[] = []
+  const frameBytes = s.channels * 2
+  let dataOffset: number | null = null
+  const look = () => {
+    dataOffset ??= readWavInfo(audioFile)?.dataOffset ?? null
+    const bytes = fileBytes(audioFile)
+    if (dataOffset !== null && bytes > dataOffset)
+      looks.push({ epochS: Date.now() / 1000, frames: Math.floor((bytes - dataOffset) / frameBytes) })
+    return bytes
+  }
+  const clockWatch = new AbortController()
+  const watching = () => !clockWatch.signal.aborted && stops.count === 0
+  const burst = async (ms: number) => {
+    for (const until = Date.now() + ms; Date.now() < until && watching(); await sleep(LOOK_EVERY_MS)) look()
+  }
+  void (async () => {
+    while (watching() && look() === 0) await sleep(LOOK_EVERY_MS)
+    const pause = (ms: number) => sleep(ms, undefined, { signal: clockWatch.signal, ref: false })
+    // The device's first packets come early (start-up): the first burst waits them out.
+    for (let ms = CLOCK_SETTLE_MS; watching(); ms = CLOCK_BURST_EVERY_MS) {
+      await pause(ms)
+      await burst(CLOCK_BURST_MS)
+    }
+  })().catch(() => {
+    /* aborted with the capture */
+  })
   // Samples reach the WAV one device latency after they were captured: wait until every sample up
   // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
   const drainThenStop = async (untilEpochS: number) => {
-    const dataOffset = readWavInfo(audioFile)?.dataOffset
-    if (start && dataOffset !== undefined) {
-      const targetBytes = dataOffset + (untilEpochS - start.epochS) * s.sampleRate * s.channels * 2
+    const offset = readWavInfo(audioFile)?.dataOffset
+    if (start && offset !== undefined) {
+      const targetBytes = offset + (untilEpochS - start.epochS) * s.sampleRate * frameBytes
       const deadline = Date.now() + MAX_DRAIN_MS
-      while (stops.count === 1 && Date.now() < deadline && fileBytes(audioFile) < targetBytes) await sleep(10)
+      const looked = Date.now() + CLOCK_LOOK_MS
+      while (stops.count === 1 && Date.now() < deadline && (look() < targetBytes || Date.now() < looked))
+        await sleep(LOOK_EVERY_MS)
     }
     if (stops.count > 1) return
     child.stdin.end('q')
@@ -1812,6 +1955,7 @@ async function capture(
   process.on('exit', killOnExit)
   const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stops.count > 0)
   const result = await child
+  clockWatch.abort()
   status.stop()
   clearTimeout(escalation)
   process.off('exit', killOnExit)
@@ -1825,6 +1969,7 @@ async function capture(
     start: start ?? (fs.existsSync(audioFile) ? { epochS: spawnEpochS, source: 'spawn-time' } : null),
     stopRequestedEpochS: stops.firstEpochS,
     exitedEpochS: Date.now() / 1000,
+    looks,
   }
 }
 
@@ -1900,13 +2045,31 @@ async function record(s: Settings): Promise<number> {
       )
     if (start.source === 'spawn-time')
       say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
+    const clock = cardClock(captured.looks, start.epochS, s.sampleRate)
+    if (clock && durationS != null) {
+      Object.assign(record, {
+        audioClockHz: clock.rateHz,
+        audioClockPpm: clock.ppm,
+        audioClockUncertaintyPpm: clock.uncertaintyPpm,
+        audioClockRatio: clockRatio(clock, s.sampleRate, durationS),
+      } satisfies Partial<SyncRecord>)
+      const ppm = `${clock.ppm >= 0 ? '+' : ''}${clock.ppm.toFixed(0)} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
+      say(
+        `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${s.sampleRate} Hz` +
+          ` (measured over ${clock.spanS.toFixed(0)} s): ` +
+          (record.audioClockRatio !== 1
+            ? 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
+            : 'within what it can tell over this recording, nothing to correct.'),
+      )
+    }
     // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
     // read before it exited: a length outside that means the device's timestamps or samples jumped.
     if (durationS != null && captured.stopRequestedEpochS !== null) {
       const check = checkAudioSpan(
-        durationS,
+        clock ? durationS * (s.sampleRate / clock.rateHz) : durationS,
         captured.stopRequestedEpochS - start.epochS,
         captured.exitedEpochS - start.epochS,
+        clock ? clock.uncertaintyPpm : UNMEASURED_CLOCK_PPM,
       )
       record.audioWallSpanS = check.wallSpanS
       record.audioStartDoubtful = !check.ok
@@ -1961,6 +2124,7 @@ interface AudioFacts {
   sampleRate: number
   channels: number
   durationS: number | null
+  clockRatio: number
 }
 
 function audioFacts(r: SyncRecord): AudioFacts {
@@ -1970,6 +2134,7 @@ function audioFacts(r: SyncRecord): AudioFacts {
     sampleRate: r.audioSampleRate,
     channels: r.audioChannels,
     durationS: r.audioDurationS,
+    clockRatio: r.audioClockRatio,
   }
 }
 
@@ -2072,6 +2237,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     offsetS,
     videoDurationS,
     itsscale: timing.itsscale,
+    clockRatio: audio.clockRatio,
   })
   const result: Partial<SyncRecord> = {
     videoFile: path.resolve(videoFile),

@@ -17,6 +17,7 @@ import {
   requireBinary,
   waitFor,
   ulidAt,
+  startFastSource,
 } from './helpers.mjs'
 
 let pulse
@@ -391,4 +392,49 @@ test("ffmpeg logs a flood (-debug_ts, trace): the first sample's time is read wh
   const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
   assert.equal(sync.audioStartSource, 'ffmpeg-input-start', result.stderr.slice(0, 2000))
   assert.doesNotMatch(result.stderr, /printed no start time/)
+})
+
+test('a sound card whose clock runs 1000 ppm fast (a PulseAudio pipe source fed at 1.001 × 48 kHz): measured, stored, the video retimed to it', async () => {
+  const fast = await startFastSource(pulse, 1.001)
+  try {
+    const cwd = tempDir()
+    const video = startVideoRecorder(path.join(cwd, 'feed'))
+    await sleep(300)
+    const tool = startTool(['feed', '--format', 'pulse', '--device', fast.source, '--no-drift-fix'], {
+      cwd,
+      env: pulse.env,
+    })
+    await tool.recording(path.join(cwd, 'feed-audio.wav'))
+    await sleep(40000) // bursts of looks at 1 s, 21 s and the stop: enough to tell 1000 ppm from 0
+    await video.stop()
+    tool.ctrlC()
+    const result = await tool.exited
+    assert.equal(result.code, 0, result.stderr)
+    const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
+    const measured = `${sync.audioClockPpm} ± ${sync.audioClockUncertaintyPpm} ppm`
+    assert.ok(Math.abs(sync.audioClockPpm - 1000) < 3 * sync.audioClockUncertaintyPpm, measured)
+    assert.ok(sync.audioClockUncertaintyPpm < 300, measured)
+    assert.ok(Math.abs(sync.audioClockRatio - sync.audioClockHz / 48000) < 1e-12)
+    assert.match(result.stderr, /Sound card clock: .* ppm off its nominal 48000 Hz .*the video retimed to it/)
+    assert.ok(sync.muxCommand.includes(`-itsscale ${sync.audioClockRatio.toFixed(9)}`), sync.muxCommand)
+    const shift = sync.delaySamples - sync.trimSamples
+    assert.equal(shift, Math.round(sync.offsetS * 48000 * sync.audioClockRatio), 'the offset counted on the card')
+  } finally {
+    await fast.stop()
+  }
+})
+
+test('a sound card on the system clock (the null sink): its clock measured within its uncertainty, nothing corrected', async () => {
+  const cwd = tempDir()
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'feed-audio.wav'))
+  await sleep(16000)
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
+  const measured = `${sync.audioClockPpm} ± ${sync.audioClockUncertaintyPpm} ppm`
+  assert.equal(typeof sync.audioClockPpm, 'number', 'measured')
+  assert.equal(sync.audioClockRatio, 1, measured)
+  assert.ok(Math.abs(sync.audioClockPpm) <= 3 * sync.audioClockUncertaintyPpm, `consistent with 0: ${measured}`)
 })

@@ -299,3 +299,49 @@ export function readWav(file) {
   }
   throw new Error(`${file}: no data chunk`)
 }
+
+/**
+ * A microphone whose clock runs `ratio` times its nominal 48 kHz: a PulseAudio pipe source fed
+ * from a FIFO at 48000 × ratio samples per wall-clock second (a tone, clicks at whole seconds).
+ */
+export async function startFastSource(pulse, ratio) {
+  const fifo = path.join(pulse.dir, `fast-${Date.now()}`) // PulseAudio makes the FIFO
+  const name = `ra_fast_${Date.now()}`
+  const loaded = spawnSync(
+    'pactl',
+    [
+      'load-module',
+      'module-pipe-source',
+      `source_name=${name}`,
+      `file=${fifo}`,
+      'format=s16le',
+      'rate=48000',
+      'channels=1',
+    ],
+    { env: pulse.env, encoding: 'utf8' },
+  )
+  if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
+  const moduleId = loaded.stdout.trim()
+  const out = fs.createWriteStream(fifo)
+  out.on('error', () => {})
+  const rate = 48000 * ratio
+  const startedMs = Date.now()
+  let written = 0
+  const timer = setInterval(() => {
+    const due = Math.floor(((Date.now() - startedMs) / 1000) * rate)
+    if (due <= written) return
+    const samples = new Int16Array(due - written)
+    for (let i = 0; i < samples.length; i++) samples[i] = Math.round(3000 * Math.sin((written + i) / 10))
+    written = due
+    out.write(Buffer.from(samples.buffer))
+  }, 10)
+  await sleep(500)
+  return {
+    source: name,
+    async stop() {
+      clearInterval(timer)
+      out.destroy()
+      spawnSync('pactl', ['unload-module', moduleId], { env: pulse.env })
+    },
+  }
+}

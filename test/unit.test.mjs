@@ -727,6 +727,8 @@ test('epoch times, frame rates, audio span check, and itsscale in the mux', asyn
   assert.equal(checkAudioSpan(10.05, 10, 10.2).ok, true)
   assert.equal(checkAudioSpan(9.9, 10, 10.2).ok, false, 'samples missing before the stop')
   assert.equal(checkAudioSpan(10.4, 10, 10.2).ok, false, 'more samples than time passed')
+  assert.equal(checkAudioSpan(3600.3, 3600, 3600.1).ok, true, 'an hour on a card 80 ppm fast: within 200 ppm')
+  assert.equal(checkAudioSpan(3600.3, 3600, 3600.1, 5).ok, false, 'measured to 5 ppm: 300 ms is too much')
   const plan = muxPlan({
     audioFile: 'a.wav',
     videoFile: 'v.mp4',
@@ -935,4 +937,26 @@ test('stop requests: signals within SAME_REQUEST_MS are one request', async () =
   assert.equal(isNewRequest(Number.NEGATIVE_INFINITY, 1000), true)
   assert.equal(isNewRequest(1000, 1001), false, 'npm forwards the ctrl-c ~1 ms after the terminal')
   assert.equal(isNewRequest(1000, 1000 + SAME_REQUEST_MS), true)
+})
+
+test("sound card clock: the lower envelope of bursts of looks gives the card's rate; a sawtooth delivery above it does not matter", async () => {
+  const { cardClock, clockRatio } = await import('../dist/record-audio.mjs')
+  const start = 1795817200
+  const looksFor = (rateHz, burstAtS) =>
+    burstAtS.flatMap((atS) =>
+      Array.from({ length: 100 }, (_, i) => {
+        const epochS = start + atS + i * 0.01
+        // packets of 2048 frames land 80–125 ms after their last sample was captured
+        const capturedS = epochS - start - 0.08 - (((i * 7) % 10) / 10) * 0.045
+        return { epochS, frames: Math.floor((capturedS * rateHz) / 2048) * 2048 }
+      }),
+    )
+  const fast = cardClock(looksFor(48048, [1, 20, 40, 60]), start, 48000)
+  assert.ok(Math.abs(fast.ppm - 1000) < 3 * fast.uncertaintyPpm, `${fast.ppm} ± ${fast.uncertaintyPpm}`)
+  assert.ok(fast.uncertaintyPpm < 200)
+  assert.ok(Math.abs(clockRatio(fast, 48000, 60) - fast.rateHz / 48000) < 1e-12, 'clearly off: applied')
+  const exact = cardClock(looksFor(48000, [1, 20, 40, 60]), start, 48000)
+  assert.equal(clockRatio(exact, 48000, 60), 1, `${exact.ppm} ± ${exact.uncertaintyPpm}: nothing to correct`)
+  assert.equal(cardClock(looksFor(48048, [1, 5]), start, 48000), null, 'under 10 s apart')
+  assert.equal(cardClock(looksFor(48048, [1]), start, 48000), null, 'one burst')
 })
