@@ -107,7 +107,7 @@ const SETTINGS_TABLE = {
     flag: 'feed-id',
     value: FEED_ID,
     about: "TracktorLive's feed id (or the first argument); its videos are in ./<feed_id>/",
-    unset: 'none: the recording in any subfolder that overlaps the audio (--no-feed-id says so over the settings)',
+    unset: 'none: the recording in any subfolder that overlaps the audio (--no-feed-id)',
   },
   format: {
     flag: 'format',
@@ -331,8 +331,8 @@ function integerIn(flag: string, raw: unknown, min: number, max: number): number
 
 /** The subcommands and the one file each takes. */
 const SUBCOMMANDS = {
-  mux: { file: 'sync.json', what: 'mux a recording later, from its sync file (--print: only print the command)' },
-  repair: { file: 'file.wav', what: 'write the sizes into a WAV whose recording was killed (only the header changes)' },
+  mux: { file: 'sync.json', what: 'mux a recording later from its sync file (--print: print only)' },
+  repair: { file: 'file.wav', what: "write the sizes into a killed recording's WAV header" },
 } as const
 
 /** Flags over the file's settings; every problem is a UsageError with a one-line message. */
@@ -502,7 +502,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     return `  ${`--${row.flag}=…`.padEnd(18)} ${row.about}\n${' '.repeat(21)}default: ${shown(key, row)}`
   })
   return [
-    'Usage: record-audio [<feed_id>] [flags]        record until ctrl-c, then the command that muxes in sync',
+    `${'Usage: record-audio [<feed_id>] [flags]'.padEnd(41)}record until ctrl-c, then the command that muxes in sync`,
     ...Object.entries(SUBCOMMANDS).map(
       ([name, sub]) => `       record-audio ${`${name} <${sub.file}>`.padEnd(20)} ${sub.what}`,
     ),
@@ -722,8 +722,10 @@ export function ffmpegErrorLine(stderr: string): string {
     .split(/[\r\n]+/)
     .map((line) => line.trim())
     .filter(Boolean)
-  const noise =
-    /^(Press \[q\]|Exiting normally|Guessed Channel|Stream mapping|Stream #|Input #|Output #|Duration:|Metadata:|[A-Z]+\s+:|size=|video:|Conversion failed)/
+  const noise = new RegExp(
+    '^(Press \\[q\\]|Exiting normally|Guessed Channel|Stream mapping|Stream #|Input #|Output #|' +
+      'Duration:|Metadata:|[A-Z]+\\s+:|size=|video:|Conversion failed)',
+  )
   return lines.filter((line) => !noise.test(line)).at(-1) ?? lines.at(-1) ?? 'no message'
 }
 
@@ -1037,7 +1039,8 @@ export function videoTiming(c: VideoClues): VideoTiming {
       ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
       : timesyncStart != null
         ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
-        : [ulidStart, 'ulid' as const, framePeriodS ?? 0.04] // the first frame follows by about a camera frame, more if start hooks run
+        : // the first frame follows by about a camera frame, more if start hooks run
+          [ulidStart, 'ulid' as const, framePeriodS ?? 0.04]
 
   const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
   let realSpanS: number | null = null
@@ -1057,7 +1060,8 @@ export function videoTiming(c: VideoClues): VideoTiming {
       warnings.push(
         `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
           ` ${source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
-          ` ${((gapS / ((c.frames - 1) * framePeriodS)) * 100).toFixed(2)} % slower than its nominal ${c.nominalFps} fps,` +
+          ` ${((gapS / ((c.frames - 1) * framePeriodS)) * 100).toFixed(2)} % slower than` +
+          ` its nominal ${c.nominalFps} fps,` +
           ' or the first frame came that much later; a timesync file tells them apart',
       )
   }
@@ -1075,7 +1079,8 @@ export function videoTiming(c: VideoClues): VideoTiming {
     if (!plausible)
       warnings.push(
         `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
-          " too far for a camera's drift (was the file copied?): no drift correction; a timesync file gives the real rate",
+          " too far for a camera's drift (was the file copied?): no drift correction;" +
+          ' a timesync file gives the real rate',
       )
     const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
     if (c.driftFix && plausible && beyondAFrame) itsscale = realSpanS / nominalDurationS
@@ -1547,7 +1552,8 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
     : await which(ffmpegSetting, { nothrow: true })
   if (!ffmpeg)
     throw new ToolError(
-      `ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}): install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`,
+      `ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}):` +
+        ` install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`,
     )
   const exe = process.platform === 'win32' ? '.exe' : ''
   const sibling = path.join(path.dirname(ffmpeg), `ffprobe${exe}`)
@@ -1600,7 +1606,8 @@ export interface TimesyncSpan {
 async function readTimesync(file: string): Promise<TimesyncSpan | null> {
   if (!fs.existsSync(file)) return null
   try {
-    const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet') // only with such a file
+    // Loaded only when such a file exists.
+    const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet')
     const buffer = await asyncBufferFromFile(file)
     const metadata = await parquetMetadataAsync(buffer)
     const rows = Number(metadata.num_rows)
@@ -1666,19 +1673,22 @@ function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: numb
   const overlapping = ranked.filter((c) => c.overlapS > 0)
   if (!overlapping.length) {
     say(
-      `⚠ No TracktorLive recording (<subfolder>/<ULID>.mp4) under ${v.searchRoot} overlaps the audio in time${ranked.length ? ` (${ranked.length} looked at)` : ''}.`,
+      `⚠ No TracktorLive recording (<subfolder>/<ULID>.mp4) under ${v.searchRoot} overlaps the audio in time` +
+        `${ranked.length ? ` (${ranked.length} looked at)` : ''}.`,
     )
     return null
   }
   const chosen = overlapping[0]
   say(
-    `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)}, which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
+    `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},` +
+      ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
       (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.'),
   )
   if (overlapping.length > 1)
     for (const c of overlapping)
       say(
-        `    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s  (give it with --video to choose)`,
+        `    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s` +
+          '  (give it with --video to choose)',
       )
   return chosen.file
 }
@@ -1944,7 +1954,8 @@ async function capture(
       void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
     } else if (stops.count === 2) {
       say(
-        '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept, but the WAV header may be unfinished).',
+        '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
+          ' but the WAV header may be unfinished).',
       )
       signalFfmpeg('SIGINT')
     } else {
@@ -2041,7 +2052,8 @@ async function record(s: Settings): Promise<number> {
     )
     if (wav && !wav.finalized)
       say(
-        `⚠ The WAV header was not finalized, so some readers misreport its length: record-audio repair ${quotePosix(audioFile)}`,
+        '⚠ The WAV header was not finalized, so some readers misreport its length:' +
+          ` record-audio repair ${quotePosix(audioFile)}`,
       )
     if (start.source === 'spawn-time')
       say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
@@ -2394,13 +2406,15 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
     say(`⚠ ${timesyncFile} was not rewritten within ${TIMESYNC_WAIT_S} s of the video's end: it may be another run's.`)
 }
 
+const PROBED_ENTRIES = 'stream=codec_type,codec_name,nb_read_packets,duration'
+
 /** ffprobe's view of a file's streams. */
 async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>>> {
   // Packets are counted (no decoding), since Matroska states no frame count.
   const probe = await $({
     nothrow: true,
     quiet: true,
-  })`${ffprobe} -v error -count_packets -show_entries stream=codec_type,codec_name,nb_read_packets,duration -of json ${file}`
+  })`${ffprobe} -v error -count_packets -show_entries ${PROBED_ENTRIES} -of json ${file}`
   return probe.exitCode === 0 ? (JSON.parse(probe.stdout).streams ?? []) : []
 }
 
@@ -2491,7 +2505,8 @@ async function muxLater(m: MuxLater): Promise<number> {
     text = fs.readFileSync(m.syncFile, 'utf8')
   } catch (error) {
     throw new UsageError(
-      `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code}): give the -sync.json file a recording wrote`,
+      `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code}):` +
+        ' give the -sync.json file a recording wrote',
     )
   }
   let sync: SyncRecord
@@ -2499,7 +2514,8 @@ async function muxLater(m: MuxLater): Promise<number> {
     sync = parseSyncRecord(text)
   } catch (error) {
     throw new UsageError(
-      `${m.syncFile} is not a record-audio sync file (${(error as Error).message}): give the -sync.json file a recording wrote`,
+      `${m.syncFile} is not a record-audio sync file (${(error as Error).message}):` +
+        ' give the -sync.json file a recording wrote',
     )
   }
   if (sync.audioStartEpochS == null)
@@ -2588,7 +2604,9 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
     }
     if (silentSinceMs !== null && now - silentSinceMs >= SILENCE_WARN_S * 1000 && !warned) {
       warned = true
-      const warning = `⚠ The input has been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s: is the microphone muted, or the wrong one? (record-audio --list-devices)`
+      const warning =
+        `⚠ The input has been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s:` +
+        ' is the microphone muted, or the wrong one? (record-audio --list-devices)'
       say(color ? `\x1b[33m${warning}\x1b[0m` : warning)
     }
   }
@@ -2632,7 +2650,8 @@ async function listDevices(format: Format, ffmpegSetting: string): Promise<numbe
   const devices = parseSources(out.stdout + out.stderr)
   if (!devices.length) {
     say(
-      `✖ ffmpeg lists no ${format} devices (${ffmpegErrorLine(out.stderr + out.stdout)}). Try: ${listDevicesHint(format)}`,
+      `✖ ffmpeg lists no ${format} devices (${ffmpegErrorLine(out.stderr + out.stdout)}).` +
+        ` Try: ${listDevicesHint(format)}`,
     )
     return 1
   }

@@ -231,6 +231,24 @@ test('flags: --help lists every flag with its default; --version', () => {
   assert.match(help, /default: -with-audio\.mp4/)
 })
 
+test('--help: no default reads "null", each default said once, the subcommands in the usage lines with what they do', () => {
+  const help = helpText('linux')
+  assert.doesNotMatch(help, /null|undefined/)
+  assert.match(help, /--plot=….*\n\s+default: none\n/)
+  const feedId = help.slice(help.indexOf('--feed-id'), help.indexOf('--format'))
+  assert.equal(feedId.match(/none/g).length, 1, feedId)
+  assert.match(help, /^ {7}record-audio mux <sync\.json> +mux a recording later/m)
+  assert.match(help, /^ {7}record-audio repair <file\.wav> +write the sizes/m)
+  assert.match(help, /--no-drift-fix +do not retime/)
+  for (const line of help.split('\n')) assert.ok([...line].length <= 110, `fits a terminal: ${line}`)
+})
+
+test('the script reads in a 120-column editor: no line longer, however the formatter left it', () => {
+  const lines = fs.readFileSync(new URL('../record-audio.mts', import.meta.url), 'utf8').split('\n')
+  const long = lines.map((line, i) => [i + 1, [...line].length]).filter(([, length]) => length > 120)
+  assert.deepEqual(long, [])
+})
+
 test("ULID time: the ULID spec's example, and round trips through an independent encoder", () => {
   assert.equal(ulidTimeMs('01ARYZ6S41TSV4RRFFQ69G5FAV'), 1469918176385)
   assert.equal(ulidTimeMs('01aryz6s41tsv4rrffq69g5fav'), 1469918176385)
