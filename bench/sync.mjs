@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startPulse, startTool, tempDir, ulidAt, run, decodeAudio, ROOT } from '../test/helpers.mjs'
+import { startPulse, startTool, tempDir, ulidAt, run, decodeAudio, ROOT, startFastSource } from '../test/helpers.mjs'
 import { parquetWriteFile } from 'hyparquet-writer'
 
 const RATE = 48000
@@ -183,8 +183,18 @@ function procStats(pid) {
   }
 }
 
-async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesync = false, env = {}, plot = false }) {
+async function scenario(
+  pulse,
+  name,
+  { seconds, realFps = 30, gapMs = 30, timesync = false, env = {}, plot = false, slowBashrcS = 0 },
+) {
   const cwd = tempDir('ra-bench-')
+  if (slowBashrcS) {
+    // A conda- or pyenv-like init in ~/.bashrc, and a top-level shell (no SHLVL), where bash reads it.
+    const home = tempDir('ra-bench-home-')
+    fs.writeFileSync(path.join(home, '.bashrc'), `sleep ${slowBashrcS}\n`)
+    env = { ...env, HOME: home, SHLVL: '' }
+  }
   const feed = 'bench'
   const video = startStandIn(path.join(cwd, feed), { realFps, gapMs })
   const serverStartEpochS = video.ulidEpochMs / 1000 - 0.7 // the cassette's t_init: a 0.7 s camera open before the ULID
@@ -192,7 +202,7 @@ async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesy
   const spawnEpochS = Date.now() / 1000
   const tool = startTool(
     [feed, '--format', 'pulse', '--device', pulse.source, ...(plot ? ['--plot', 'timeline.png'] : [])],
-    { cwd, env: { ...pulse.env, ...env } },
+    { cwd, env: Object.fromEntries(Object.entries({ ...pulse.env, ...env }).filter(([, v]) => v !== '')) },
   )
   await tool.recording(path.join(cwd, `${feed}-audio.wav`), 20000)
   await sleep(1000)
@@ -269,6 +279,76 @@ async function scenario(pulse, name, { seconds, realFps = 30, gapMs = 30, timesy
   }
 }
 
+/**
+ * A sound card whose clock runs fast: the clicks of a pipe source fed at 48000 × ratio samples per
+ * wall-clock second, placed at whole epoch seconds by wall time, against the stand-in's white frames.
+ * The error is physical (the click's true time is its second); what the card's clock changes is
+ * how it moves from the first pair to the last, so both commands are scored on that: the tool's
+ * (the video retimed to the card) and the same recording with the clock left out (mux later on a
+ * copy of the sync file whose audioClockRatio is 1: what every earlier version did).
+ */
+async function fastCardScenario(pulse, name, { seconds, ratio }) {
+  const fast = await startFastSource(pulse, ratio)
+  try {
+    const cwd = tempDir('ra-bench-')
+    const feed = 'bench'
+    const video = startStandIn(path.join(cwd, feed), {})
+    await sleep(400)
+    const tool = startTool([feed, '--format', 'pulse', '--device', fast.source, '--no-drift-fix'], {
+      cwd,
+      env: pulse.env,
+    })
+    await tool.recording(path.join(cwd, `${feed}-audio.wav`), 20000)
+    await sleep(seconds * 1000)
+    await video.stop()
+    tool.ctrlC()
+    const result = await tool.exited
+    if (result.code !== 0) throw new Error(`${name}: record-audio exited ${result.code}: ${result.stderr}`)
+    const syncFile = path.join(cwd, `${feed}-audio-sync.json`)
+    const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+    const score = (muxedFile) => {
+      const clicks = clickOnsets(decodeAudio(muxedFile))
+      const errorsMs = []
+      for (const white of whiteFramePts(muxedFile)) {
+        const truth = video.whiteFrames.find((w) => w.frame === white.frame)
+        if (!truth) continue
+        const second = Math.floor(truth.wallS)
+        // the click of that second lies where the frame does, give or take the error
+        const expectedS = white.ptsS + (second - truth.wallS)
+        const click = clicks.find((i) => Math.abs(i / RATE - expectedS) < 0.4)
+        if (click !== undefined) errorsMs.push((click / RATE - expectedS) * 1000)
+      }
+      return { pairs: errorsMs.length, medianMs: median(errorsMs), driftMs: errorsMs.at(-1) - errorsMs[0] }
+    }
+    const mux = run('bash', ['-c', sync.muxCommand])
+    if (mux.status !== 0) throw new Error(`${name}: mux failed: ${mux.stderr}`)
+    const plain = path.join(cwd, 'no-clock-sync.json')
+    fs.writeFileSync(plain, JSON.stringify({ ...sync, audioClockRatio: 1 }))
+    const plainMuxed = path.join(cwd, 'no-clock.mp4')
+    const again = run(
+      process.execPath,
+      [path.join(ROOT, 'dist', 'record-audio.mjs'), 'mux', plain, '--muxed-out', plainMuxed],
+      {
+        cwd,
+        env: pulse.env,
+      },
+    )
+    if (again.status !== 0) throw new Error(`${name}: mux without the clock failed: ${again.stderr}`)
+    return {
+      name,
+      measuredPpm: sync.audioClockPpm,
+      uncertaintyPpm: sync.audioClockUncertaintyPpm,
+      truePpm: (ratio - 1) * 1e6,
+      applied: sync.audioClockRatio !== 1,
+      tool: score(sync.muxedFile),
+      without: score(plainMuxed),
+      seconds,
+    }
+  } finally {
+    await fast.stop()
+  }
+}
+
 function coldNpxMs() {
   const packDir = tempDir('ra-bench-pack-')
   const packed = run('npm', ['pack', '--json', '--pack-destination', packDir], { cwd: ROOT })
@@ -293,12 +373,16 @@ const pulse = await startPulse({ tone: false })
 const clicks = startClickStream(pulse.env, 'ra_sink')
 await sleep(1000)
 const rows = []
+const fastRows = []
 try {
   const short = quick ? 8 : 20
   rows.push(await scenario(pulse, 'default (ULID, 30 ms first-frame gap)', { seconds: short, plot: true }))
   rows.push(await scenario(pulse, 'bursty sink (2 s latency)', { seconds: short, env: { PULSE_LATENCY_MSEC: '2000' } }))
   rows.push(await scenario(pulse, 'drift (real fps 1 % below nominal)', { seconds: quick ? 20 : 60, realFps: 29.7 }))
   rows.push(await scenario(pulse, 'timesync file', { seconds: short, timesync: true }))
+  rows.push(await scenario(pulse, 'a 1.5 s ~/.bashrc, no SHLVL', { seconds: 4, slowBashrcS: 1.5 }))
+  fastRows.push(await fastCardScenario(pulse, 'card clock 1000 ppm fast', { seconds: quick ? 30 : 60, ratio: 1.001 }))
+  fastRows.push(await fastCardScenario(pulse, 'card clock on time', { seconds: quick ? 30 : 60, ratio: 1 }))
 } finally {
   clicks.stop()
   await pulse.stop()
@@ -318,6 +402,17 @@ console.log('| scenario | source | doubtful | first sample after spawn, ms |')
 console.log('|---|---|---|---|')
 for (const r of rows)
   console.log(`| ${r.name} | ${r.audioStartSource} | ${r.audioDoubtful} | ${fmt(r.audioVsSpawnMs)} |`)
+console.log(
+  "\nThe sound card's clock (a pipe source fed at the rate shown; physical error: click at its wall-clock second vs the white frame)\n",
+)
+console.log(
+  '| scenario | s | measured ppm | true ppm | applied | pairs | record-audio: median, ms | first → last pair, ms | clock left out: median, ms | first → last pair, ms |',
+)
+console.log('|---|---|---|---|---|---|---|---|---|---|')
+for (const f of fastRows)
+  console.log(
+    `| ${f.name} | ${f.seconds} | ${fmt(f.measuredPpm, 0)} ± ${fmt(f.uncertaintyPpm, 0)} | ${fmt(f.truePpm, 0)} | ${f.applied} | ${f.tool.pairs} | ${fmt(f.tool.medianMs)} | ${fmt(f.tool.driftMs)} | ${fmt(f.without.medianMs)} | ${fmt(f.without.driftMs)} |`,
+  )
 const drift = rows.find((r) => r.name.startsWith('drift'))
 console.log('\nCost\n')
 console.log('| what | measured | target |')

@@ -302,7 +302,8 @@ export function readWav(file) {
 
 /**
  * A microphone whose clock runs `ratio` times its nominal 48 kHz: a PulseAudio pipe source fed
- * from a FIFO at 48000 × ratio samples per wall-clock second (a tone, clicks at whole seconds).
+ * from a FIFO at 48000 × ratio samples per wall-clock second: a quiet tone, and a 2 ms click at
+ * every whole epoch second, placed by wall time (the physical truth for the bench).
  */
 export async function startFastSource(pulse, ratio) {
   const fifo = path.join(pulse.dir, `fast-${Date.now()}`) // PulseAudio makes the FIFO
@@ -331,17 +332,54 @@ export async function startFastSource(pulse, ratio) {
     const due = Math.floor(((Date.now() - startedMs) / 1000) * rate)
     if (due <= written) return
     const samples = new Int16Array(due - written)
-    for (let i = 0; i < samples.length; i++) samples[i] = Math.round(3000 * Math.sin((written + i) / 10))
+    for (let i = 0; i < samples.length; i++) {
+      const wallS = startedMs / 1000 + (written + i) / rate
+      const click = wallS - Math.floor(wallS) < 0.002
+      samples[i] = click ? ((written + i) % 2 ? 24000 : -24000) : Math.round(3000 * Math.sin((written + i) / 10))
+    }
     written = due
-    out.write(Buffer.from(samples.buffer))
+    // Nobody reading yet: drop, rather than queue audio that would arrive late and stamped new.
+    if (out.writableLength < 1 << 16) out.write(Buffer.from(samples.buffer))
   }, 10)
   await sleep(500)
   return {
     source: name,
+    rate,
     async stop() {
       clearInterval(timer)
       out.destroy()
       spawnSync('pactl', ['unload-module', moduleId], { env: pulse.env })
     },
   }
+}
+
+export const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
+
+/** A stand-in video and record-audio beside it for `recordS`, then `stop(tool)`; what it left. */
+export async function recordThenStop(pulse, stop, { feed = 'feed', recordS = 2, env = {}, cwd = tempDir() } = {}) {
+  const video = startVideoRecorder(path.join(cwd, feed))
+  await sleep(300)
+  const wavPath = path.join(cwd, `${feed}-audio.wav`)
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: { ...pulse.env, ...env } })
+  await tool.recording(wavPath)
+  await sleep(recordS * 1000)
+  await video.stop()
+  const stopAtMs = Date.now()
+  await stop(tool)
+  const result = await tool.exited
+  const syncPath = path.join(cwd, `${feed}-audio-sync.json`)
+  const sync = fs.existsSync(syncPath) ? JSON.parse(fs.readFileSync(syncPath, 'utf8')) : null
+  return { cwd, wavPath, result, stopAtMs, sync, tool }
+}
+
+/** record-audio recording into a fresh folder for `seconds`, with its ffmpeg's PID. */
+export async function recordingFor(pulse, seconds) {
+  const cwd = tempDir()
+  const wavPath = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  await sleep(seconds * 1000)
+  const [ffmpegPid] = ffmpegPidsIn(cwd)
+  if (!ffmpegPid) throw new Error(`ffmpeg is not recording: ${tool.stderr}`)
+  return { cwd, wavPath, tool, ffmpegPid }
 }

@@ -1,27 +1,27 @@
-// Nothing lost: every way a recording can end, bad input, and hostile names, with the real
-// ffmpeg and a real PulseAudio server. Each test name states the outcome.
+// Nothing lost: devices and disks that fail, bad input, and hostile names, with the real ffmpeg
+// and a real PulseAudio server. Each test name states the outcome.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { SAME_REQUEST_MS } from '../dist/record-audio.mjs'
 import {
   startPulse,
-  startVideoRecorder,
   startTool,
   tempDir,
   readWav,
   ffprobeStreams,
   decodeAudio,
   run,
-  alive,
   waitFor,
   ffmpegPidsIn,
   requireBinary,
   TOOL,
   ulidAt,
+  listing,
+  recordThenStop,
+  recordingFor,
 } from './helpers.mjs'
 
 let pulse
@@ -30,169 +30,6 @@ before(async () => {
 })
 after(async () => {
   await pulse?.stop()
-})
-
-const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
-
-async function recordThenStop(stop, { feed = 'feed', recordS = 2, env = {}, cwd = tempDir() } = {}) {
-  const video = startVideoRecorder(path.join(cwd, feed))
-  await sleep(300)
-  const wavPath = path.join(cwd, `${feed}-audio.wav`)
-  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source], { cwd, env: { ...pulse.env, ...env } })
-  await tool.recording(wavPath)
-  await sleep(recordS * 1000)
-  await video.stop()
-  const stopAtMs = Date.now()
-  await stop(tool)
-  const result = await tool.exited
-  const syncPath = path.join(cwd, `${feed}-audio-sync.json`)
-  const sync = fs.existsSync(syncPath) ? JSON.parse(fs.readFileSync(syncPath, 'utf8')) : null
-  return { cwd, wavPath, result, stopAtMs, sync, tool }
-}
-
-/** record-audio recording into a fresh folder for `seconds`, with its ffmpeg's PID. */
-async function recordingFor(seconds) {
-  const cwd = tempDir()
-  const wavPath = path.join(cwd, 'feed-audio.wav')
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
-  await tool.recording(wavPath)
-  await sleep(seconds * 1000)
-  const [ffmpegPid] = ffmpegPidsIn(cwd)
-  assert.ok(ffmpegPid, 'ffmpeg is recording')
-  return { cwd, wavPath, tool, ffmpegPid }
-}
-
-function assertCompleteStop(s) {
-  assert.equal(s.result.code, 0, s.result.stderr)
-  const wav = readWav(s.wavPath)
-  assert.equal(wav.riffSize, wav.fileBytes - 8, 'RIFF size finalized')
-  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
-  const missingS = s.stopAtMs / 1000 - s.sync.audioStartEpochS - wav.samples / 48000
-  assert.ok(missingS < 0.02, `every sample up to the stop: ${(missingS * 1000).toFixed(1)} ms missing`)
-  assert.ok(s.sync.muxCommand, 'sync file written with the command')
-  assert.deepEqual(ffmpegPidsIn(s.cwd), [], 'no ffmpeg left')
-}
-
-for (const [how, stop] of [
-  ['ctrl-c (SIGINT to the process group)', (tool) => tool.ctrlC()],
-  ['SIGINT to the tool alone', (tool) => process.kill(tool.child.pid, 'SIGINT')],
-  ['SIGTERM', (tool) => process.kill(tool.child.pid, 'SIGTERM')],
-  ['SIGHUP', (tool) => process.kill(tool.child.pid, 'SIGHUP')],
-]) {
-  test(`${how}: WAV finalized with every sample up to the stop, sync file and command written, no process left, exit 0`, async () => {
-    const s = await recordThenStop(stop)
-    assertCompleteStop(s)
-    assert.equal(s.result.stdout.trim(), s.sync.muxCommand)
-  })
-}
-
-test('terminal closed (tmux session killed, SIGHUP with no terminal left to print to): WAV finalized, sync file written, no process left', async () => {
-  requireBinary('tmux')
-  const cwd = tempDir()
-  const socket = path.join(cwd, '.tmux')
-  const env = { ...pulse.env, TMUX: '' }
-  const tmux = (...args) => spawnSync('tmux', ['-S', socket, ...args], { env, encoding: 'utf8' })
-  const command = `cd ${JSON.stringify(cwd)} && exec ${JSON.stringify(process.execPath)} ${JSON.stringify(TOOL)} hup --format pulse --device ${pulse.source}`
-  assert.equal(tmux('new-session', '-d', '-s', 'ra', '-x', '200', '-y', '50', command).status, 0)
-  const wavPath = path.join(cwd, 'hup-audio.wav')
-  await waitFor(() => fs.existsSync(wavPath), 10000, 'the recording to start')
-  await sleep(1500)
-  const stopAtMs = Date.now()
-  tmux('kill-server')
-  await waitFor(() => fs.existsSync(path.join(cwd, 'hup-audio-sync.json')), 5000, 'the sync file')
-  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'hup-audio-sync.json'), 'utf8'))
-  await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
-  const wav = readWav(wavPath)
-  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
-  assert.ok(stopAtMs / 1000 - sync.audioStartEpochS - wav.samples / 48000 < 0.02, 'every sample up to the stop')
-})
-
-test('two ctrl-c a moment apart (a person, not npm): the second forces the stop, WAV still finalized and readable, exit 0', async () => {
-  const s = await recordThenStop(
-    async (tool) => {
-      tool.ctrlC()
-      await sleep(SAME_REQUEST_MS + 30)
-      tool.ctrlC()
-      // 2 s capture fragments: the stop's drain lasts long enough for a second press to land in it.
-    },
-    { env: { PULSE_LATENCY_MSEC: '2000' } },
-  )
-  assert.equal(s.result.code, 0, s.result.stderr)
-  assert.match(s.result.stderr, /Stopping now/)
-  const wav = readWav(s.wavPath)
-  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
-  assert.ok(wav.samples > 1.5 * 48000)
-  assert.deepEqual(ffmpegPidsIn(s.cwd), [])
-})
-
-test('two SIGINTs 1 ms apart (npx where /bin/sh is bash forwards the ctrl-c): one stop, every sample up to it, nothing forced', async () => {
-  const s = await recordThenStop(async (tool) => {
-    tool.ctrlC()
-    await sleep(1)
-    process.kill(tool.child.pid, 'SIGINT')
-  })
-  assertCompleteStop(s)
-  assert.doesNotMatch(s.result.stderr, /Stopping now/)
-})
-
-test('tool killed with SIGKILL, 10 times out of 10: ffmpeg gets one stop and finalizes the WAV itself; the sync file holds the start', async () => {
-  for (let run = 1; run <= 10; run++) {
-    const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(0.6)
-    process.kill(tool.child.pid, 'SIGKILL')
-    await tool.exited
-    await waitFor(() => !alive(ffmpegPid), 3000, `ffmpeg to stop after the tool died (run ${run})`)
-    const wav = readWav(wavPath)
-    assert.equal(wav.riffSize, wav.fileBytes - 8, `run ${run}: RIFF size written by ffmpeg`)
-    assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, `run ${run}: data size written by ffmpeg`)
-    const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
-    assert.equal(typeof sync.audioStartEpochS, 'number', `run ${run}: the first sample's time survives the kill`)
-    assert.deepEqual(ffmpegPidsIn(cwd), [])
-  }
-})
-
-test('no shell start-up file runs: a ~/.bashrc and a $BASH_ENV that leave a marker never run, through recording and --mux', async () => {
-  const cwd = tempDir()
-  const home = tempDir('ra-home-')
-  const marker = path.join(home, 'marker')
-  fs.writeFileSync(path.join(home, '.bashrc'), `echo bashrc >> '${marker}'\n`)
-  fs.writeFileSync(path.join(home, 'env.sh'), `echo bash_env >> '${marker}'\n`)
-  // A top-level shell (no SHLVL), as when the tool is started from a launcher or a service.
-  const { SHLVL, ...env } = { ...pulse.env, HOME: home, BASH_ENV: path.join(home, 'env.sh') }
-  const video = startVideoRecorder(path.join(cwd, 'feed'))
-  await sleep(300)
-  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux'], { cwd, env })
-  await tool.recording(path.join(cwd, 'feed-audio.wav'))
-  await sleep(1000)
-  await video.stop()
-  tool.ctrlC()
-  const result = await tool.exited
-  assert.equal(result.code, 0, result.stderr)
-  assert.match(result.stderr, /✔ Muxed: /)
-  assert.equal(fs.existsSync(marker), false, fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8') : '')
-})
-
-test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, and after record-audio repair every reader sees the right length', async () => {
-  const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(1.5)
-  process.kill(tool.child.pid, 'SIGKILL')
-  const killedAtMs = Date.now()
-  await tool.exited
-  await waitFor(() => !alive(ffmpegPid), 2000, 'ffmpeg to stop after the tool died')
-  // The parent-death signal reaches ffmpeg once per thread; if two land before it handles the
-  // first, it aborts without writing the sizes (0xFFFFFFFF). Either way the samples are on disk.
-  const decoded = decodeAudio(wavPath).length
-  const recordedS = (killedAtMs - fs.statSync(wavPath).birthtimeMs) / 1000
-  assert.ok(
-    decoded / 48000 > recordedS - 0.7,
-    `${decoded} samples for ${recordedS.toFixed(2)} s (device latency ≈ 0.5 s)`,
-  )
-  const unfinished = readWav(wavPath).dataSize === 0xffffffff
-  const repaired = run(process.execPath, [TOOL, 'repair', 'feed-audio.wav'], { cwd })
-  assert.equal(repaired.status, 0, repaired.stderr)
-  assert.match(repaired.stderr, unfinished ? /Repaired feed-audio\.wav: RIFF header/ : /already finalized/)
-  const after = readWav(wavPath)
-  assert.equal(after.riffSize, after.fileBytes - 8)
-  assert.equal(after.dataOffset + after.dataSize, after.fileBytes)
-  assert.equal(after.samples, decoded, 'the length every reader sees is what ffmpeg decodes')
 })
 
 test('an earlier recording left unfinished under the default name: kept as it is, the new one goes to -2, and the tool names the repair', async () => {
@@ -234,7 +71,7 @@ test('an earlier recording left unfinished under the default name: kept as it is
 })
 
 test('ffmpeg killed mid-recording: the tool notices at once, says so, keeps the WAV, still writes the timing, exit 1', async () => {
-  const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(1.5)
+  const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(pulse, 1.5)
   const killedAt = Date.now()
   process.kill(ffmpegPid, 'SIGKILL')
   const result = await tool.exited
@@ -405,7 +242,7 @@ test('bad input: one line naming the problem and the fix, exit 2, nothing change
 
 test('hostile names (spaces, quotes, $, backticks, a newline, non-ASCII): the printed command, pasted into bash, sh and zsh, makes the muxed file', async () => {
   const feed = `it's a "$HOME" \`date\` trial\nü🐟`
-  const s = await recordThenStop((tool) => tool.ctrlC(), { feed, recordS: 1.5 })
+  const s = await recordThenStop(pulse, (tool) => tool.ctrlC(), { feed, recordS: 1.5 })
   assertCompleteStop(s)
   for (const shell of ['bash', 'sh', 'zsh']) {
     requireBinary(shell)
@@ -490,7 +327,7 @@ test('two runs started in the same moment with the same default name: each gets 
 test('a folder named like a recording (<ULID>.mp4) in the feed: ignored, no stack trace, the sync file written, exit 0', async () => {
   const cwd = tempDir()
   fs.mkdirSync(path.join(cwd, 'feed', `${ulidAt(Date.now() + 60000)}.mp4`), { recursive: true })
-  const s = await recordThenStop((tool) => tool.ctrlC(), { feed: 'feed', recordS: 1, cwd })
+  const s = await recordThenStop(pulse, (tool) => tool.ctrlC(), { feed: 'feed', recordS: 1, cwd })
   assert.equal(s.result.code, 0, s.result.stderr)
   assert.doesNotMatch(s.result.stderr, /\n\s+at /, 'no stack trace')
   assert.equal(typeof s.sync.audioStartEpochS, 'number')
