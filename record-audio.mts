@@ -45,6 +45,21 @@ const MUX_WAIT_S = 600
 // --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
 const PLOT_OUTFILE: string | null = null
 
+// ── Map ──────────────────────────────────────────────────────────────────────────────────────
+// Pure, exported and unit-tested, in this order:
+//   Settings and flags      SETTINGS_TABLE (constant, flag, help), parseCommand, helpText
+//   Names and times on disk ULIDs, the newest recording, free names
+//   The capture             ffmpeg's arguments, the watchdog, the first sample's time, WAV headers
+//   The sound card's clock  its real rate from the WAV's growth (cardClock)
+//   The video, its clock    is the mp4 finished; the anchors and the drift (videoTiming)
+//   The picture             --plot
+//   The live status         level and status line
+//   Sync arithmetic, mux    which codec, the mux plan, quoting for each shell
+//   The stop                which signals, and when two are one request
+//   The sync record         SyncRecord: the one file that outlives the run
+// Effectful, at the bottom: The run (record → capture → finish → deliver → runMux; muxLater;
+// repair; main).
+
 import { $, which } from 'zx'
 import minimist from 'minimist'
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'

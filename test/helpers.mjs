@@ -1,5 +1,6 @@
 // Real things for the tests: a private PulseAudio server with a null sink, a TracktorLive
 // stand-in that writes <feed>/<ULID>.mp4 with mp4v in real time, and the tool run as a user would.
+import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -382,4 +383,16 @@ export async function recordingFor(pulse, seconds) {
   const [ffmpegPid] = ffmpegPidsIn(cwd)
   if (!ffmpegPid) throw new Error(`ffmpeg is not recording: ${tool.stderr}`)
   return { cwd, wavPath, tool, ffmpegPid }
+}
+
+/** What every clean stop leaves: a finalized WAV with every sample up to the stop, the command, no ffmpeg. */
+export function assertCompleteStop(s) {
+  assert.equal(s.result.code, 0, s.result.stderr)
+  const wav = readWav(s.wavPath)
+  assert.equal(wav.riffSize, wav.fileBytes - 8, 'RIFF size finalized')
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
+  const missingS = s.stopAtMs / 1000 - s.sync.audioStartEpochS - wav.samples / 48000
+  assert.ok(missingS < 0.02, `every sample up to the stop: ${(missingS * 1000).toFixed(1)} ms missing`)
+  assert.ok(s.sync.muxCommand, 'sync file written with the command')
+  assert.deepEqual(ffmpegPidsIn(s.cwd), [], 'no ffmpeg left')
 }

@@ -22,6 +22,7 @@ import {
   listing,
   recordThenStop,
   recordingFor,
+  assertCompleteStop,
 } from './helpers.mjs'
 
 let pulse

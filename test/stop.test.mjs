@@ -22,6 +22,7 @@ import {
   TOOL,
   recordThenStop,
   recordingFor,
+  assertCompleteStop,
 } from './helpers.mjs'
 
 let pulse
@@ -31,17 +32,6 @@ before(async () => {
 after(async () => {
   await pulse?.stop()
 })
-
-function assertCompleteStop(s) {
-  assert.equal(s.result.code, 0, s.result.stderr)
-  const wav = readWav(s.wavPath)
-  assert.equal(wav.riffSize, wav.fileBytes - 8, 'RIFF size finalized')
-  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
-  const missingS = s.stopAtMs / 1000 - s.sync.audioStartEpochS - wav.samples / 48000
-  assert.ok(missingS < 0.02, `every sample up to the stop: ${(missingS * 1000).toFixed(1)} ms missing`)
-  assert.ok(s.sync.muxCommand, 'sync file written with the command')
-  assert.deepEqual(ffmpegPidsIn(s.cwd), [], 'no ffmpeg left')
-}
 
 for (const [how, stop] of [
   ['ctrl-c (SIGINT to the process group)', (tool) => tool.ctrlC()],
