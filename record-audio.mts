@@ -36,6 +36,9 @@ const VIDEO_START: string | null = null
 // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's
 // computer clock differs
 const CLOCK_OFFSET_S = 0
+// --camera-latency: seconds from the camera taking a frame to TracktorLive being able to read it,
+// which no file holds (a network stream's decode latency); taken off every video time
+const CAMERA_LATENCY_S = 0
 // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const DRIFT_FIX = true
 // --mux: after the stop, wait for the video to be finished, mux it and check the result
@@ -176,6 +179,11 @@ const SETTINGS_TABLE = {
     about: "the first frame's time (epoch seconds, or ISO 8601 with a zone)",
     unset: 'from the files (timesync, else the ULID)',
   },
+  cameraLatencyS: {
+    flag: 'camera-latency',
+    value: CAMERA_LATENCY_S,
+    about: 'seconds from the camera taking a frame to TracktorLive reading it (no file holds it)',
+  },
   clockOffsetS: {
     flag: 'clock-offset',
     value: CLOCK_OFFSET_S,
@@ -281,6 +289,8 @@ function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingS
   const given: Partial<TimingSettings> = {}
   if (args['video-start'] !== undefined) given.videoStartEpochS = parseVideoStart(args['video-start'])
   if (args['clock-offset'] !== undefined) given.clockOffsetS = parseClockOffset(args['clock-offset'])
+  if (args['camera-latency'] !== undefined)
+    given.cameraLatencyS = parseSeconds('camera-latency', args['camera-latency'])
   if (args.timesync !== undefined) given.timesyncFile = parseTimesyncFile(args.timesync)
   if (argv.some((arg) => /^--(no-)?drift-fix(=|$)/.test(arg))) given.driftFix = Boolean(args['drift-fix'])
   return given
@@ -295,6 +305,15 @@ function parseVideoStart(text: unknown): number | null {
         ' or ISO 8601 with a zone (2026-11-27T22:24:51.770Z)',
     )
   return epochS
+}
+
+function parseSeconds(flag: string, raw: unknown): number {
+  const text = String(raw)
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) > 10)
+    throw new UsageError(
+      `--${flag} ${JSON.stringify(text)} is not a number of seconds from 0 to 10, e.g. --${flag}=0.135`,
+    )
+  return Number(text)
 }
 
 function parseClockOffset(raw: unknown): number {
@@ -322,6 +341,7 @@ function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDe
     videoStartEpochS:
       given.videoStartEpochS !== undefined ? given.videoStartEpochS : parseVideoStart(defaults.videoStart),
     clockOffsetS: given.clockOffsetS ?? parseClockOffset(defaults.clockOffsetS),
+    cameraLatencyS: given.cameraLatencyS ?? parseSeconds('camera-latency', defaults.cameraLatencyS),
     driftFix: given.driftFix ?? defaults.driftFix,
     mux: Boolean(args.mux),
     waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
@@ -454,6 +474,7 @@ const MUX_LATER_FLAGS = [
   'timesync',
   'video-start',
   'clock-offset',
+  'camera-latency',
   'wait',
   'plot',
 ]
@@ -554,6 +575,9 @@ export function ulidTimeMs(ulid: string): number {
   }
   return ms
 }
+
+/** TracktorLive's tracking CSV (-w) is named <ULID>.csv, minted just before the video's ULID. */
+export const TRACKING_CSV_NAME = /^[0-7][0-9A-HJKMNP-TV-Z]{25}\.csv$/i
 
 /** TracktorLive's newest recording among file names: the greatest ULID, not the newest mtime. */
 export function newestRecording(names: string[]): string | undefined {
@@ -1011,15 +1035,23 @@ export interface VideoClues {
   nominalFps: number | null // the rate the mp4 claims
   mtimeEpochS: number | null // ≈ the last frame: the writer's release adds the moov then
   driftFix: boolean
+  frameClock?: TrackedClock | null // from TracktorLive's tracking CSV: the camera's own timing
+  cameraLatencyS?: number // the camera's delay, which no file holds: taken off every video time
+}
+
+/** A frame clock with where its times lie on the wall clock. */
+export interface TrackedClock extends FrameClock {
+  epoch: CsvEpoch
+  lastReadEpochS: number // the last row's time on the wall clock
 }
 
 export interface VideoTiming {
   startEpochS: number
-  source: 'video-start-flag' | 'timesync' | 'ulid'
+  source: 'video-start-flag' | 'tracking-csv' | 'timesync' | 'ulid'
   uncertaintyS: number
   nominalDurationS: number | null // D = frames / nominal fps
   realSpanS: number | null // S: the wall-clock time those frames took
-  spanSource: 'timesync' | 'mtime' | null
+  spanSource: 'tracking-csv' | 'timesync' | 'mtime' | null
   driftPpm: number | null
   driftAtEndMs: number | null
   itsscale: number | null // S / D when the drift is corrected
@@ -1031,8 +1063,9 @@ export const MAX_MTIME_DRIFT = 0.05
 
 /**
  * The video's first frame on the audio's clock, how far to trust it, and its drift. Anchors, best
- * first: the user's time, the timesync file's first row, the ULID (a lower bound: it is minted
- * before the first frame). The real span comes from the timesync rows, else from start to mtime.
+ * first: the user's time; the tracking CSV's frame clock (when the camera took frame 0); the
+ * timesync file's first row (when it was read); the ULID (minted before the first frame is read).
+ * The real span comes from the frame clock, else the timesync rows, else from start to mtime.
  */
 export function videoTiming(c: VideoClues): VideoTiming {
   const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
@@ -1049,28 +1082,47 @@ export function videoTiming(c: VideoClues): VideoTiming {
     timesync = null
   }
   const timesyncStart = timesync ? timesync.firstS + c.clockOffsetS : null
-  const [startEpochS, source, uncertaintyS] =
+  const clock = c.frameClock ?? null
+  const [anchorEpochS, source, uncertaintyS] =
     c.userStartEpochS != null
       ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
-      : timesyncStart != null
-        ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
-        : // the first frame follows by about a camera frame, more if start hooks run
-          [ulidStart, 'ulid' as const, framePeriodS ?? 0.04]
+      : clock
+        ? [
+            clock.firstFrameEpochS + c.clockOffsetS,
+            'tracking-csv' as const,
+            clock.epoch.uncertaintyS + ENVELOPE_FLOOR_S,
+          ]
+        : timesyncStart != null
+          ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
+          : // the first frame follows by about a camera frame, more if start hooks run
+            [ulidStart, 'ulid' as const, framePeriodS ?? 0.04]
+  const startEpochS = anchorEpochS - (c.cameraLatencyS ?? 0)
 
   const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
   let realSpanS: number | null = null
   let spanSource: VideoTiming['spanSource'] = null
-  if (timesync && timesync.rows >= 2 && c.frames) {
+  if (clock && c.frames) {
+    realSpanS = c.frames * clock.framePeriodS
+    spanSource = 'tracking-csv'
+    if (c.mtimeEpochS != null && clock.epoch.source === 'watched' && framePeriodS != null) {
+      const apartS = c.mtimeEpochS - clock.lastReadEpochS
+      if (Math.abs(apartS) > 2 * framePeriodS)
+        warnings.push(
+          `the video's mtime is ${apartS.toFixed(2)} s off its last frame in the tracking CSV (copied or touched?):` +
+            ' the CSV is used',
+        )
+    }
+  } else if (timesync && timesync.rows >= 2 && c.frames) {
     const realFps = (timesync.rows - 1) / (timesync.lastS - timesync.firstS)
     realSpanS = c.frames / realFps
     spanSource = 'timesync'
   } else if (c.mtimeEpochS != null && nominalDurationS != null && c.frames && c.frames >= 2) {
     // The mtime marks the last frame: first frame → mtime is N − 1 frame periods, not N.
-    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - startEpochS) * c.frames) / (c.frames - 1)
+    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - anchorEpochS) * c.frames) / (c.frames - 1)
     spanSource = 'mtime'
   }
   if (c.frames && c.mtimeEpochS != null && framePeriodS != null && spanSource === 'mtime') {
-    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - startEpochS
+    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - anchorEpochS
     if (Math.abs(gapS) > framePeriodS)
       warnings.push(
         `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
@@ -1090,7 +1142,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
     // From the mtime, S also holds any lateness of the first frame; stretching to it still anchors
     // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
     // likely not the recording's end at all (a copied file): then nothing is corrected.
-    const plausible = spanSource === 'timesync' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
+    const plausible = spanSource !== 'mtime' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
     if (!plausible)
       warnings.push(
         `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
@@ -1105,9 +1157,11 @@ export function videoTiming(c: VideoClues): VideoTiming {
         ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
         : !c.driftFix
           ? 'not corrected (--no-drift-fix)'
-          : spanSource === 'timesync'
-            ? "the timesync rows give the camera's real rate"
-            : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
+          : spanSource === 'tracking-csv'
+            ? "the tracking CSV's frame clock gives the camera's real rate"
+            : spanSource === 'timesync'
+              ? "the timesync rows give the camera's real rate"
+              : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   }
   return {
     startEpochS,
@@ -1129,6 +1183,99 @@ export function parseRate(text: string | undefined): number | null {
   const [num, den = '1'] = String(text ?? '').split('/')
   const rate = Number(num) / Number(den)
   return Number.isFinite(rate) && rate > 0 ? rate : null
+}
+
+// ── The frame clock ──────────────────────────────────────────────────────────────────────────
+
+/**
+ * The `time` column of TracktorLive's tracking CSV (`<feed>/<ULID>.csv`, written with -w): one row
+ * per video frame, in the same order, seconds since the server's start. A partial last line (the
+ * file still being written) is left out.
+ */
+export function parseTrackingTimes(text: string): number[] {
+  const lines = text.split('\n')
+  if (!/^time(,|$)/.test(lines[0] ?? '')) throw new Error('no time column')
+  if (!text.endsWith('\n')) lines.pop()
+  const times: number[] = []
+  for (const line of lines.slice(1)) {
+    if (!line) continue
+    const comma = line.indexOf(',')
+    const time = Number(comma < 0 ? line : line.slice(0, comma))
+    if (!Number.isFinite(time)) throw new Error(`a row without a time: ${line.slice(0, 40)}`)
+    times.push(time)
+  }
+  return times
+}
+
+/** A file source's rows are k / fps exactly: no clock at all. */
+export function isFileSourceClock(times: number[], nominalFps: number): boolean {
+  return times.length > 1 && times.every((t, k) => Math.abs(t - k / nominalFps) < 1e-6)
+}
+
+export interface FrameClock {
+  firstFrameEpochS: number // frame 0's capture time, seen on the wall clock (a camera's own latency not included)
+  framePeriodS: number // the camera's real period
+  fps: number
+  bufferedFrames: number // read in a burst from the camera's buffer at the start
+  firstReadLateS: number // how long frame 0 waited in that buffer before it was read
+  offLineFrames: number // later frames read more than two periods late: stalls, drops
+  frames: number
+}
+
+/**
+ * A frame is never read before the camera took it, so the lowest read times (the lower envelope
+ * of read time vs frame index) follow the camera; the burst of frames that waited in its buffer at
+ * the start lies above. The envelope's slope is the camera's real period: from the lowest point
+ * of the second quarter of the frames and of the last quarter, relative to the nominal period; its
+ * value at frame 0 is frame 0's capture time. null: too few frames to tell.
+ */
+export function frameClock(timesS: number[], tInitEpochS: number, nominalFps: number): FrameClock | null {
+  const n = timesS.length
+  if (n < 40) return null
+  const nominalS = 1 / nominalFps
+  const lowest = (from: number, to: number) => {
+    let best = from
+    for (let k = from; k < to; k++) if (timesS[k] - k * nominalS < timesS[best] - best * nominalS) best = k
+    return best
+  }
+  const early = lowest(Math.floor(n / 4), Math.floor(n / 2))
+  const late = lowest(Math.floor((3 * n) / 4), n)
+  if (late <= early) return null
+  const periodS = (timesS[late] - timesS[early]) / (late - early)
+  let interceptS = Number.POSITIVE_INFINITY
+  for (let k = 0; k < n; k++) interceptS = Math.min(interceptS, timesS[k] - k * periodS)
+  const above = (k: number) => timesS[k] - (interceptS + k * periodS)
+  let bufferedFrames = 0
+  while (bufferedFrames < n && above(bufferedFrames) > periodS / 2) bufferedFrames++
+  let offLineFrames = 0
+  for (let k = bufferedFrames; k < n; k++) if (above(k) > 2 * periodS) offLineFrames++
+  return {
+    firstFrameEpochS: tInitEpochS + interceptS,
+    framePeriodS: periodS,
+    fps: 1 / periodS,
+    bufferedFrames,
+    firstReadLateS: above(0),
+    offLineFrames,
+    frames: n,
+  }
+}
+
+/**
+ * Where the CSV's `time` 0 (the server's t_init) lies on the wall clock. Rows are flushed as they
+ * are written, so a row is never on disk before its time: each look at the growing file bounds it
+ * from above (look time − the newest row's time), and the lowest bound is the best. After the fact,
+ * the file's mtime is the last row's write, to within a kernel tick.
+ */
+export interface CsvEpoch {
+  tInitEpochS: number
+  source: 'watched' | 'mtime'
+  uncertaintyS: number
+}
+
+export const MTIME_TICK_S = 0.005
+
+export function csvEpochFromMtime(mtimeEpochS: number, lastTimeS: number): CsvEpoch {
+  return { tInitEpochS: mtimeEpochS - lastTimeS, source: 'mtime', uncertaintyS: MTIME_TICK_S }
 }
 
 // ── The picture ──────────────────────────────────────────────────────────────────────────────
@@ -1381,6 +1528,7 @@ export interface TimingSettings {
   timesyncFile: string | null
   videoStartEpochS: number | null
   clockOffsetS: number
+  cameraLatencyS: number
   driftFix: boolean
 }
 
@@ -1423,6 +1571,12 @@ export interface SyncRecord {
   driftAtEndMs: number | null
   itsscale: number | null
   driftReason: string | null
+  trackingCsvFile: string | null // the tracking CSV whose frame clock was used
+  trackingCsvEpochSource: CsvEpoch['source'] | null
+  cameraFps: number | null // the camera's real rate, from the frame clock
+  bufferedFrames: number | null // read in a burst from the camera's buffer at the start
+  firstReadLateS: number | null
+  offLineFrames: number | null
   anchorWarnings: string[]
   offsetS: number | null
   delaySamples: number | null
@@ -1448,6 +1602,12 @@ const NO_VIDEO = {
   driftAtEndMs: null,
   itsscale: null,
   driftReason: null,
+  trackingCsvFile: null,
+  trackingCsvEpochSource: null,
+  cameraFps: null,
+  bufferedFrames: null,
+  firstReadLateS: null,
+  offLineFrames: null,
   anchorWarnings: [],
   offsetS: null,
   delaySamples: null,
@@ -1499,6 +1659,7 @@ export function parseSyncRecord(text: string): SyncRecord {
     timesyncFile: typeof stored.timesyncFile === 'string' ? stored.timesyncFile : null,
     videoStartEpochS: typeof stored.videoStartEpochS === 'number' ? stored.videoStartEpochS : null,
     clockOffsetS: typeof stored.clockOffsetS === 'number' ? stored.clockOffsetS : (number('clockOffsetS') ?? 0),
+    cameraLatencyS: typeof stored.cameraLatencyS === 'number' ? stored.cameraLatencyS : 0,
     driftFix: typeof stored.driftFix === 'boolean' ? stored.driftFix : true,
   }
   return {
@@ -1847,6 +2008,80 @@ export function spawnWithoutStartupFiles(
   return spawn(command, args, { ...options, env })
 }
 
+interface Followed {
+  offset: number
+  partial: string
+  bounds: number[] // look time − the newest row's time, one per look that found new rows
+  gaps: number[] // the newest row's time − the one before: the rows' period
+}
+
+interface CsvWatch {
+  look: () => void
+  epochs: () => Map<string, CsvEpoch>
+}
+
+/**
+ * While recording, at each live-status tick: the rows the feed's tracking CSVs gained since the
+ * last look. The newest row of each look was written before it, so look time − its time bounds
+ * the server's t_init from above; the lowest bound over the recording is within a millisecond or
+ * so of it (see CsvEpoch). Only files minted around this recording are followed.
+ */
+function watchTrackingCsvs(feedDir: string | null): CsvWatch {
+  const followed = new Map<string, Followed>()
+  const sinceMs = Date.now() - CSV_BEFORE_VIDEO_S * 1000
+  const readNew = (file: string, state: Followed) => {
+    const fd = fs.openSync(file, 'r')
+    try {
+      const bytes = fs.fstatSync(fd).size
+      const lookedS = Date.now() / 1000
+      if (bytes <= state.offset) return
+      const chunk = Buffer.alloc(bytes - state.offset)
+      fs.readSync(fd, chunk, 0, chunk.length, state.offset)
+      state.offset = bytes
+      const lines = (state.partial + chunk.toString('utf8')).split('\n')
+      state.partial = lines.pop() ?? ''
+      const rows = lines.filter((line) => /^[\d.]/.test(line)).map((line) => Number(line.split(',')[0]))
+      const timeS = rows.at(-1)
+      if (timeS === undefined || !Number.isFinite(timeS)) return
+      state.bounds.push(lookedS - timeS)
+      if (rows.length > 1) state.gaps.push(timeS - (rows.at(-2) as number))
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+  const look = () => {
+    if (!feedDir) return
+    let names: string[]
+    try {
+      names = fs.readdirSync(feedDir).filter((n) => TRACKING_CSV_NAME.test(n) && ulidTimeMs(n) >= sinceMs)
+    } catch {
+      return
+    }
+    for (const name of names) {
+      const file = path.join(feedDir, name)
+      const state = followed.get(file) ?? { offset: 0, partial: '', bounds: [], gaps: [] }
+      followed.set(file, state)
+      try {
+        readNew(file, state)
+      } catch {
+        /* gone or unreadable: its mtime is used instead */
+      }
+    }
+  }
+  const epochs = () => {
+    const found = new Map<string, CsvEpoch>()
+    for (const [file, { bounds, gaps }] of followed) {
+      if (bounds.length < 3 || !gaps.length) continue
+      // Each bound lies up to a row's period above the truth, evenly: the lowest of n, period / (n + 1).
+      const periodS = [...gaps].sort((a, b) => a - b)[Math.floor(gaps.length / 2)]
+      const uncertaintyS = Math.max(periodS / (bounds.length + 1), 0.001)
+      found.set(file, { tInitEpochS: Math.min(...bounds), source: 'watched', uncertaintyS })
+    }
+    return found
+  }
+  return { look, epochs }
+}
+
 /** What the capture left: ffmpeg's exit, its log, the first sample's time, and when the stop came. */
 interface Capture {
   exitCode: number | null
@@ -1879,6 +2114,7 @@ async function capture(
   audioFile: string,
   stops: StopRequests,
   onStart: (start: AudioStart) => void,
+  csvWatch: CsvWatch,
 ): Promise<Capture> {
   const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
   const watchdog = captureLauncher(setpriv)
@@ -1979,7 +2215,7 @@ async function capture(
   })
   const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
   process.on('exit', killOnExit)
-  const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stops.count > 0)
+  const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stops.count > 0, csvWatch.look)
   const result = await child
   clockWatch.abort()
   status.stop()
@@ -2011,6 +2247,7 @@ async function record(s: Settings): Promise<number> {
     timesyncFile: s.timesyncFile,
     videoStartEpochS: s.videoStartEpochS,
     clockOffsetS: s.clockOffsetS,
+    cameraLatencyS: s.cameraLatencyS,
     driftFix: s.driftFix,
   }
   let sync: SyncRecord | null = null
@@ -2040,12 +2277,14 @@ async function record(s: Settings): Promise<number> {
     )
     const codec = muxCodec(s.sampleRate, s.channels)
     if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
-    const captured = await capture(s, ffmpeg, audioFile, stops, (start) => {
+    const csvWatch = watchTrackingCsvs(feedDir)
+    const onStart = (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
       record.audioStartEpochS = start.epochS
       record.audioStartSource = start.source
       saveSync(syncFile, record)
-    })
+    }
+    const captured = await capture(s, ffmpeg, audioFile, stops, onStart, csvWatch)
     if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0) {
       fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
       fs.rmSync(audioFile, { force: true })
@@ -2110,7 +2349,15 @@ async function record(s: Settings): Promise<number> {
       say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
       return 1
     }
-    const f = { ...s, feedDir, searchRoot: process.cwd(), ffmpeg, ffprobe, timesyncExpected }
+    const f = {
+      ...s,
+      feedDir,
+      searchRoot: process.cwd(),
+      ffmpeg,
+      ffprobe,
+      timesyncExpected,
+      watchedCsv: csvWatch.epochs(),
+    }
     const finished = await finish(record, syncFile, f, stops)
     return failed ? 1 : finished
   } finally {
@@ -2179,6 +2426,7 @@ interface Finishing extends TimingSettings {
   json: boolean
   plotFile: string | null
   timesyncExpected: boolean // a timesync file existed before the video was stopped: --mux waits for its new version
+  watchedCsv: Map<string, CsvEpoch> // tracking CSVs stamped while recording, by absolute path
 }
 
 /** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
@@ -2218,8 +2466,60 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   return deliver(record, f, stops)
 }
 
+/**
+ * TracktorLive's tracking CSV for a video: in the same folder, the greatest `<ULID>.csv` minted
+ * before the video (in the server's constructor, seconds at most before the writer), with a row
+ * per frame. null clock, with a note: none, or one that cannot be used.
+ */
+function trackedClock(
+  videoFile: string,
+  frames: number,
+  nominalFps: number,
+  watched: Map<string, CsvEpoch>,
+): { file: string; clock: TrackedClock | null; note: string | null } | null {
+  const dir = path.dirname(path.resolve(videoFile))
+  const videoMs = ulidTimeMs(path.basename(videoFile))
+  let names: string[]
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return null
+  }
+  const csv = names
+    .filter((n) => TRACKING_CSV_NAME.test(n))
+    .filter((n) => ulidTimeMs(n) <= videoMs && ulidTimeMs(n) >= videoMs - CSV_BEFORE_VIDEO_S * 1000)
+    .sort((a, b) => ulidTimeMs(a) - ulidTimeMs(b))
+    .at(-1)
+  if (!csv) return null
+  const file = path.join(dir, csv)
+  let times: number[]
+  try {
+    times = parseTrackingTimes(fs.readFileSync(file, 'utf8'))
+  } catch (error) {
+    return { file, clock: null, note: `${csv} cannot be read (${(error as Error).message}): not used` }
+  }
+  if (isFileSourceClock(times, nominalFps))
+    return { file, clock: null, note: `${csv} comes from a video file (time = frame / fps): no clock in it` }
+  if (Math.abs(times.length - frames) > 1)
+    return {
+      file,
+      clock: null,
+      note: `${csv} has ${times.length} rows for ${frames} frames: not this video's, not used`,
+    }
+  // Watching beats the mtime's kernel tick once it has looked often enough (a few minutes).
+  const fromMtime = csvEpochFromMtime(fs.statSync(file).mtimeMs / 1000, times[times.length - 1])
+  const seen = watched.get(file)
+  const epoch = seen && seen.uncertaintyS < fromMtime.uncertaintyS ? seen : fromMtime
+  const clock = frameClock(times, epoch.tInitEpochS, nominalFps)
+  if (!clock) return { file, clock: null, note: `${csv} has too few rows for a frame clock` }
+  return { file, clock: { ...clock, epoch, lastReadEpochS: epoch.tInitEpochS + times[times.length - 1] }, note: null }
+}
+
+const CSV_BEFORE_VIDEO_S = 120 // the server's constructor, then the camera's opening and the writer's
+
 const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
   'video-start-flag': 'from --video-start',
+  'tracking-csv': "when the camera took it: the tracking CSV's frame clock",
   timesync: "from the timesync file's first row",
   ulid: 'from the ULID in its name, minted just before the first frame',
 }
@@ -2237,15 +2537,19 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     return null
   })
   if (!timesync && f.timesyncExpected) say(`⚠ The timesync file ${timesyncFile} was expected but is not there.`)
+  const tracked =
+    video.frames && video.nominalFps ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv) : null
   const timing = videoTiming({
     ulidEpochS: video.ulidEpochS,
     userStartEpochS: f.videoStartEpochS,
     timesync,
     clockOffsetS: f.clockOffsetS,
+    cameraLatencyS: f.cameraLatencyS,
     frames: video.frames,
     nominalFps: video.nominalFps,
     mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
     driftFix: f.driftFix,
+    frameClock: tracked?.clock ?? null,
   })
   const offsetS = audio.startEpochS - timing.startEpochS
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
@@ -2282,6 +2586,12 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     driftAtEndMs: timing.driftAtEndMs,
     itsscale: timing.itsscale,
     driftReason: timing.driftReason,
+    trackingCsvFile: tracked?.clock ? tracked.file : null,
+    trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
+    cameraFps: tracked?.clock?.fps ?? null,
+    bufferedFrames: tracked?.clock?.bufferedFrames ?? null,
+    firstReadLateS: tracked?.clock?.firstReadLateS ?? null,
+    offLineFrames: tracked?.clock?.offLineFrames ?? null,
     anchorWarnings: timing.warnings,
     offsetS,
     delaySamples: plan.delaySamples,
@@ -2299,6 +2609,28 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
       ` ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
   )
   say(`  Offset: ${describeOffset(offsetS)}.`)
+  if (tracked?.note) say(`  Frame clock: ${tracked.note}.`)
+  const fc = tracked?.clock
+  if (fc && timing.source === 'tracking-csv') {
+    const stamped =
+      fc.epoch.source === 'watched' ? 'its rows stamped as they arrived' : "its mtime (the last row's write)"
+    const ms = (seconds: number) => (seconds * 1000).toFixed(0)
+    const parts = [
+      `  Frame clock: ${path.basename(tracked.file)} on the wall clock by ${stamped}`,
+      ` ± ${(fc.epoch.uncertaintyS * 1000).toFixed(1)} ms; camera at ${fc.fps.toFixed(4)} fps`,
+      fc.bufferedFrames
+        ? `; the first ${fc.bufferedFrames} frames came from its buffer, frame 0 read ${ms(fc.firstReadLateS)} ms late`
+        : '',
+      fc.offLineFrames ? `; ${fc.offLineFrames} later frames read over two periods late (stalls or drops)` : '',
+      f.cameraLatencyS ? `; ${ms(f.cameraLatencyS)} ms camera latency taken off` : '',
+    ]
+    say(`${parts.join('')}.`)
+  }
+  if (timing.source === 'ulid')
+    say(
+      '  With a live camera the first frames may wait up to ~0.5 s in its buffer before TracktorLive reads' +
+        ' them, which neither the ULID nor the mtime shows: record with -w (a tracking CSV) to measure it.',
+    )
   for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
   if (timing.driftPpm != null && timing.driftAtEndMs != null) {
     const from =
@@ -2558,6 +2890,7 @@ async function muxLater(m: MuxLater): Promise<number> {
     ffmpeg,
     ffprobe,
     timesyncExpected: false,
+    watchedCsv: new Map(),
   }
   const stops = new StopRequests()
   try {
@@ -2572,7 +2905,13 @@ async function muxLater(m: MuxLater): Promise<number> {
  * elapsed time, size and level, redrawn on a TTY and as a plain line a minute when piped. Warns
  * once per quiet spell when the input stays below −80 dBFS for 5 s: a muted or wrong microphone.
  */
-function startLiveStatus(audioFile: string, channels: number, sampleRate: number, stopping: () => boolean) {
+function startLiveStatus(
+  audioFile: string,
+  channels: number,
+  sampleRate: number,
+  stopping: () => boolean,
+  onTick: () => void, // rides on the same wake-up
+) {
   const tty = Boolean(process.stderr.isTTY)
   const color = tty && !('NO_COLOR' in process.env)
   const startedMs = Date.now()
@@ -2588,6 +2927,7 @@ function startLiveStatus(audioFile: string, channels: number, sampleRate: number
   const chunk = Buffer.allocUnsafe(Math.ceil((tickMs / 1000) * sampleRate) * frameBytes) // reused: no garbage per tick
   const tick = () => {
     if (stopping()) return
+    onTick()
     // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
     try {
       fd ??= fs.openSync(audioFile, 'r')

@@ -396,3 +396,73 @@ export function assertCompleteStop(s) {
   assert.ok(s.sync.muxCommand, 'sync file written with the command')
   assert.deepEqual(ffmpegPidsIn(s.cwd), [], 'no ffmpeg left')
 }
+
+/**
+ * What the real TracktorLive does with a live camera and -d -w (see ../shared/TRACKTORLIVE.md): the
+ * tracking CSV's ULID minted in the constructor, t_init, the camera opened, the video's ULID minted,
+ * then the first frames read in a burst (3 ms apart) from the camera's buffer, where they have
+ * waited since `bufferedS` before the first read, then one read per camera frame. Each frame is
+ * written to the mp4 (mp4v) and its row, `time` = read time − t_init, flushed to the CSV.
+ */
+export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burstGapS = 0.003 } = {}) {
+  fs.mkdirSync(feedDir, { recursive: true })
+  const csvFile = path.join(feedDir, `${ulidAt(Date.now())}.csv`)
+  const tInitS = Date.now() / 1000
+  const csv = fs.openSync(csvFile, 'w')
+  fs.writeSync(csv, 'time,x0,y0\n')
+  let file
+  let writer
+  let firstFrameEpochS
+  let stopped = false
+  const done = (async () => {
+    await sleep(100) // the camera opens
+    const videoUlidMs = Date.now()
+    file = path.join(feedDir, `${ulidAt(videoUlidMs)}.mp4`)
+    writer = spawn(
+      'ffmpeg',
+      [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'gray',
+        '-s',
+        '64x48',
+        '-r',
+        String(fps),
+        '-i',
+        '-',
+      ].concat(['-c:v', 'mpeg4', '-tag:v', 'mp4v', '-q:v', '5', '-f', 'mp4', file]),
+      { stdio: ['pipe', 'ignore', 'inherit'] },
+    )
+    writer.stdin.on('error', () => {})
+    const firstReadS = videoUlidMs / 1000 + 0.068
+    firstFrameEpochS = firstReadS - bufferedS
+    for (let k = 0; !stopped; k++) {
+      const dueS = Math.max(firstReadS + k * burstGapS, firstFrameEpochS + k / fps)
+      const waitMs = dueS * 1000 - Date.now()
+      if (waitMs > 0) await sleep(waitMs)
+      const readS = Date.now() / 1000
+      writer.stdin.write(Buffer.alloc(64 * 48, 16 + (k % 200)))
+      fs.writeSync(csv, `${readS - tInitS},-1.0,-1.0\n`)
+    }
+    writer.stdin.end()
+    await new Promise((resolve) => writer.once('exit', resolve))
+    fs.closeSync(csv)
+  })()
+  return {
+    csvFile,
+    get file() {
+      return file
+    },
+    get firstFrameEpochS() {
+      return firstFrameEpochS
+    },
+    async stop() {
+      stopped = true
+      await done
+    },
+  }
+}

@@ -52,6 +52,7 @@ test('flags: defaults come from the settings block', () => {
     timesyncFile: null,
     videoStartEpochS: null,
     clockOffsetS: 0,
+    cameraLatencyS: 0,
     driftFix: true,
     mux: false,
     waitS: 600,
@@ -95,6 +96,7 @@ test('flags: every flag overrides its constant', () => {
     '--json',
     '--plot',
     'p.png',
+    '--camera-latency=0.135',
   ])
   assert.deepEqual(s, {
     feedId: 'f',
@@ -111,6 +113,7 @@ test('flags: every flag overrides its constant', () => {
     timesyncFile: 'f-timesyncUTC.parquet',
     videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000,
     clockOffsetS: -0.25,
+    cameraLatencyS: 0.135,
     driftFix: false,
     mux: true,
     waitS: 30,
@@ -928,7 +931,13 @@ test('publish: a hard link where the disk has them, else an exclusive create and
 
 test('sync record: what a recording stores reads back whole; an old file without timing settings gets the defaults', async () => {
   const { newSyncRecord, parseSyncRecord } = await import('../dist/record-audio.mjs')
-  const timing = { timesyncFile: null, videoStartEpochS: 1795817201.5, clockOffsetS: -0.25, driftFix: false }
+  const timing = {
+    timesyncFile: null,
+    videoStartEpochS: 1795817201.5,
+    clockOffsetS: -0.25,
+    cameraLatencyS: 0.1,
+    driftFix: false,
+  }
   const record = newSyncRecord({
     tool: 'record-audio 0.2.0',
     feedDir: '/lab/fish',
@@ -945,7 +954,13 @@ test('sync record: what a recording stores reads back whole; an old file without
   const old = parseSyncRecord(
     JSON.stringify({ audioFile: '/a.wav', audioStartEpochS: 1795817200, audioSampleRate: 48000, clockOffsetS: -0.5 }),
   )
-  assert.deepEqual(old.timing, { timesyncFile: null, videoStartEpochS: null, clockOffsetS: -0.5, driftFix: true })
+  assert.deepEqual(old.timing, {
+    timesyncFile: null,
+    videoStartEpochS: null,
+    clockOffsetS: -0.5,
+    cameraLatencyS: 0,
+    driftFix: true,
+  })
   assert.throws(() => parseSyncRecord('{'), /not JSON/)
   assert.throws(() => parseSyncRecord('{"audioSampleRate":48000}'), /no audioFile/)
 })
@@ -977,4 +992,76 @@ test("sound card clock: the lower envelope of bursts of looks gives the card's r
   assert.equal(clockRatio(exact, 48000, 60), 1, `${exact.ppm} ± ${exact.uncertaintyPpm}: nothing to correct`)
   assert.equal(cardClock(looksFor(48048, [1, 5]), start, 48000), null, 'under 10 s apart')
   assert.equal(cardClock(looksFor(48048, [1]), start, 48000), null, 'one burst')
+})
+
+test("frame clock: the lower envelope of TracktorLive's read times gives the camera's rate and frame 0's capture time", async () => {
+  const { frameClock, parseTrackingTimes, isFileSourceClock, csvEpochFromMtime } = await import(
+    '../dist/record-audio.mjs'
+  )
+  // A camera at exactly 30.0007 fps; the first frames read in a burst 0.4 s late, 3 ms apart; then
+  // reads 0–15 ms after each frame (tracking jitter); two frames stalled 100 ms.
+  const fps = 30.0007
+  const times = Array.from({ length: 600 }, (_, k) => {
+    const taken = 2 + k / fps
+    const read = Math.max(2 + 0.4 + k * 0.003, taken + ((k * 7919) % 16) / 1000)
+    return k === 300 || k === 301 ? read + 0.1 : read
+  })
+  const clock = frameClock(times, 1795817200, 30)
+  assert.ok(Math.abs(clock.fps - fps) < 0.002, String(clock.fps))
+  assert.ok(Math.abs(clock.firstFrameEpochS - (1795817200 + 2)) < 0.001, String(clock.firstFrameEpochS - 1795817200))
+  // buffered: read more than half a period above the line, 0.4 − k (1/fps − 3 ms) > 1 / (2 fps)
+  const buffered = Array.from({ length: 40 }, (_, k) => k).filter((k) => 0.4 - k * (1 / fps - 0.003) > 1 / (2 * fps))
+  assert.equal(clock.bufferedFrames, buffered.length)
+  assert.ok(Math.abs(clock.firstReadLateS - 0.4) < 0.001)
+  assert.equal(clock.offLineFrames, 2)
+  assert.equal(frameClock(times.slice(0, 20), 0, 30), null, 'too few rows')
+
+  assert.deepEqual(
+    parseTrackingTimes('time,x0,y0\n0.5,1,2\n0.533,-1.0,-1.0\n0.56'),
+    [0.5, 0.533],
+    'a partial last row left out',
+  )
+  assert.throws(() => parseTrackingTimes('x0,y0\n'), /no time column/)
+  assert.equal(isFileSourceClock([0, 1 / 30, 2 / 30], 30), true, 'a video file: time = frame / fps')
+  assert.equal(isFileSourceClock([0.5, 0.533, 0.567], 30), false)
+  assert.deepEqual(csvEpochFromMtime(1795817210.25, 10), {
+    tInitEpochS: 1795817200.25,
+    source: 'mtime',
+    uncertaintyS: 0.005,
+  })
+})
+
+test('video timing: the frame clock beats the timesync file and the ULID; --camera-latency is taken off every video time', async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  const ulid = 1795817200.5
+  const frameClock = {
+    firstFrameEpochS: ulid - 0.33,
+    framePeriodS: 1 / 30.0007,
+    fps: 30.0007,
+    bufferedFrames: 14,
+    firstReadLateS: 0.4,
+    offLineFrames: 0,
+    frames: 1800,
+    epoch: { tInitEpochS: ulid - 0.5, source: 'watched', uncertaintyS: 0.001 },
+    lastReadEpochS: ulid - 0.33 + 1799 / 30.0007,
+  }
+  const base = {
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: { firstS: ulid + 0.07, lastS: ulid + 60, rows: 1799 },
+    clockOffsetS: 0,
+    frames: 1800,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 120, // touched: the CSV says otherwise
+    driftFix: true,
+    frameClock,
+  }
+  const t = videoTiming(base)
+  assert.equal(t.source, 'tracking-csv')
+  assert.equal(t.startEpochS, ulid - 0.33)
+  assert.equal(t.spanSource, 'tracking-csv')
+  assert.ok(Math.abs(t.realSpanS - 1800 / 30.0007) < 1e-9)
+  assert.equal(t.itsscale, null, '0.0007 fps over a minute is within a frame')
+  assert.match(t.warnings.join(), /mtime is .* off its last frame in the tracking CSV/)
+  assert.equal(videoTiming({ ...base, cameraLatencyS: 0.135 }).startEpochS, ulid - 0.33 - 0.135)
 })
