@@ -17,44 +17,9 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startPulse, startTool, tempDir, ulidAt, run, decodeAudio, ROOT, startFastSource } from '../test/helpers.mjs'
 import { parquetWriteFile } from 'hyparquet-writer'
+import { RATE, startClickStream, whiteFramePts, clickOnsets, median } from './lib.mjs'
 
-const RATE = 48000
 const quick = process.argv.includes('--quick') // shorter recordings, for trying the bench itself
-
-/** The live microphone: noise at −60 dBFS and a 2 ms click at every whole epoch second. */
-function startClickStream(env, sink) {
-  const player = spawn(
-    'pacat',
-    ['--raw', '--playback', `--device=${sink}`, '--rate=48000', '--channels=1', '--format=s16le', '--latency-msec=20'],
-    { env, stdio: ['pipe', 'ignore', 'inherit'] },
-  )
-  let stopping = false
-  player.stdin.on('error', (error) => {
-    if (!stopping) console.error('the click player stopped:', error.message)
-  })
-  let writtenUntilS = Date.now() / 1000
-  const timer = setInterval(() => {
-    const nowS = Date.now() / 1000 + 0.02 // keep the player's buffer a little ahead
-    const count = Math.floor((nowS - writtenUntilS) * RATE)
-    if (count <= 0) return
-    const samples = new Int16Array(count)
-    for (let i = 0; i < count; i++) {
-      const t = writtenUntilS + i / RATE
-      const intoSecond = t - Math.floor(t)
-      samples[i] = intoSecond < 0.002 ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
-    }
-    writtenUntilS += count / RATE
-    player.stdin.write(Buffer.from(samples.buffer))
-  }, 10)
-  return {
-    stop() {
-      stopping = true
-      clearInterval(timer)
-      player.stdin.end()
-      player.kill('SIGTERM')
-    },
-  }
-}
 
 /**
  * TracktorLive's writer: mp4v at a nominal fps, frames written in real time at `realFps`, white at
@@ -124,46 +89,6 @@ function startStandIn(feedDir, { nominalFps = 30, realFps = 30, gapMs = 30 } = {
       await done
     },
   }
-}
-
-/** Presentation times of the white frames in a file, as the file states them. */
-function whiteFramePts(file) {
-  const probe = run(
-    'ffprobe',
-    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', file],
-    { maxBuffer: 1 << 26 },
-  )
-  const pts = probe.stdout.trim().split('\n').map(Number)
-  const raw = spawnSync(
-    'ffmpeg',
-    ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'],
-    { maxBuffer: 1 << 30 },
-  ).stdout
-  const frameBytes = 64 * 48
-  const white = []
-  for (let k = 0; k * frameBytes < raw.length; k++) {
-    let sum = 0
-    for (let i = k * frameBytes; i < (k + 1) * frameBytes; i++) sum += raw[i]
-    if (sum / frameBytes > 128) white.push({ frame: k, ptsS: pts[k] })
-  }
-  return white
-}
-
-/** Click onsets (sample indexes) in decoded audio: the first sample of each loud run. */
-function clickOnsets(samples) {
-  const onsets = []
-  for (let i = 0; i < samples.length; i++) {
-    if (Math.abs(samples[i]) > 8000) {
-      onsets.push(i)
-      i += RATE / 2
-    }
-  }
-  return onsets
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted.length ? sorted[Math.floor(sorted.length / 2)] : NaN
 }
 
 /**

@@ -14,7 +14,6 @@ import {
   run,
   TOOL,
   startFastSource,
-  startTracktorStandIn,
 } from './helpers.mjs'
 
 let pulse
@@ -156,42 +155,4 @@ test('a sound card on the system clock (the null sink): its clock measured withi
   assert.equal(typeof sync.audioClockPpm, 'number', 'measured')
   assert.equal(sync.audioClockRatio, 1, measured)
   assert.ok(Math.abs(sync.audioClockPpm) <= 3 * sync.audioClockUncertaintyPpm, `consistent with 0: ${measured}`)
-})
-
-test("the tracking CSV's frame clock: frame 0 placed when the camera took it, not when its buffered burst was read", async () => {
-  const cwd = tempDir()
-  const tracktor = startTracktorStandIn(path.join(cwd, 'fish'), { bufferedS: 0.4 })
-  await sleep(600)
-  const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
-  await tool.recording(path.join(cwd, 'fish-audio.wav'))
-  await sleep(8000)
-  await tracktor.stop()
-  tool.ctrlC()
-  const result = await tool.exited
-  assert.equal(result.code, 0, result.stderr)
-  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
-  assert.equal(sync.videoStartSource, 'tracking-csv', result.stderr)
-  assert.equal(sync.trackingCsvFile, tracktor.csvFile)
-  const errorMs = (sync.videoStartEpochS - tracktor.firstFrameEpochS) * 1000
-  assert.ok(Math.abs(errorMs) < 10, `frame 0 placed ${errorMs.toFixed(1)} ms off (the ULID would be ~330 ms)`)
-  const by = sync.trackingCsvEpochSource === 'watched' ? 'its rows stamped as they arrived' : 'its mtime'
-  assert.ok(result.stderr.includes(`on the wall clock by ${by}`), result.stderr)
-  assert.ok(Math.abs(sync.cameraFps - 30) < 0.05, String(sync.cameraFps))
-  assert.ok(sync.bufferedFrames >= 10, `${sync.bufferedFrames} buffered frames`)
-  assert.ok(Math.abs(sync.firstReadLateS - 0.4) < 0.01, String(sync.firstReadLateS))
-
-  // Later, with no watching: the CSV's mtime puts it on the wall clock, to within a kernel tick.
-  const later = run(process.execPath, [TOOL, 'mux', 'fish-audio-sync.json', '--print', '--json'], { cwd })
-  assert.equal(later.status, 0, later.stderr)
-  const again = JSON.parse(later.stdout)
-  assert.equal(again.trackingCsvEpochSource, 'mtime')
-  assert.ok(Math.abs(again.videoStartEpochS - tracktor.firstFrameEpochS) < 0.01)
-
-  // --camera-latency: taken off the video's times.
-  const shifted = run(
-    process.execPath,
-    [TOOL, 'mux', 'fish-audio-sync.json', '--print', '--json', '--camera-latency=0.135'],
-    { cwd },
-  )
-  assert.ok(Math.abs(JSON.parse(shifted.stdout).videoStartEpochS - (again.videoStartEpochS - 0.135)) < 1e-9)
 })

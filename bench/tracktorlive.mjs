@@ -1,0 +1,213 @@
+// npm run bench, part 2: the real TracktorLive (../shared/tracktorlive, TRACKTORLIVE_SRC, or an
+// installed one; GPL-3, run beside, never shipped) tracking a live 30 fps camera stream (MPEG-TS over
+// UDP on this machine) through its Python API, with -d -w, while record-audio records a microphone
+// that clicks at every whole epoch second. The camera sends a white frame at the first frame of
+// every whole second and records when it sent it: the physical truth. A pair's error is how far
+// apart a white frame and its second's click are in the muxed file minus how far apart they truly
+// were (the click's time on the capture's own clock, as in part 1): + means the sound comes late.
+// Each anchor's command is made from the same recording: the tracking CSV's frame clock (the
+// default); the same with --camera-latency measured on an earlier session (its CSV row's median:
+// the camera's delay, measured once and reused); and the ULID + mtime alone (the CSV moved away),
+// with and without the drift correction that start → mtime suggests.
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ROOT, decodeAudio, run, startPulse, startTool, tempDir, tracktorliveEnv } from '../test/helpers.mjs'
+import { RATE, clickOnsets, median, startClickStream, whiteFramePts } from './lib.mjs'
+
+const quick = process.argv.includes('--quick')
+const TOOL = path.join(ROOT, 'dist', 'record-audio.mjs')
+const SIZE = [320, 240]
+
+/** The camera: raw frames at the wall clock's pace into ffmpeg, out as MPEG-TS over UDP. */
+function startCamera(port) {
+  const encoder = spawn(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'gray',
+      '-s',
+      SIZE.join('x'),
+      '-r',
+      '30',
+      '-i',
+      '-',
+    ].concat([
+      '-c:v',
+      'mpeg2video',
+      '-q:v',
+      '4',
+      '-g',
+      '15',
+      '-f',
+      'mpegts',
+      '-flush_packets',
+      '1',
+      `udp://127.0.0.1:${port}?pkt_size=1316`,
+    ]),
+    { stdio: ['pipe', 'ignore', 'inherit'] },
+  )
+  encoder.stdin.on('error', () => {})
+  const flashes = [] // send times of the white frames, epoch seconds
+  let stopped = false
+  const startMs = Date.now()
+  let lastSecond = null
+  const done = (async () => {
+    for (let k = 0; !stopped; k++) {
+      const waitMs = startMs + (k * 1000) / 30 - Date.now()
+      if (waitMs > 0) await sleep(waitMs)
+      const sentS = Date.now() / 1000
+      const white = lastSecond !== null && Math.floor(sentS) !== lastSecond
+      lastSecond = Math.floor(sentS)
+      if (white) flashes.push(sentS)
+      encoder.stdin.write(Buffer.alloc(SIZE[0] * SIZE[1], white ? 255 : 16))
+    }
+    encoder.stdin.end()
+    await new Promise((resolve) => encoder.once('exit', resolve))
+  })()
+  return {
+    flashes,
+    async stop() {
+      stopped = true
+      await done
+    },
+  }
+}
+
+/** Pair errors in a muxed file: each white frame with the click of the second it was sent in. */
+function score(muxedFile, sync, flashes, wavClicks) {
+  const muxClicks = clickOnsets(decodeAudio(muxedFile))
+  const errorsMs = []
+  for (const white of whiteFramePts(muxedFile)) {
+    // which flash is this? the one whose second the frame's place on the timeline points to
+    const placedS = sync.videoStartEpochS + white.ptsS
+    const sentS = flashes.find((f) => Math.abs(f - placedS) < 0.5)
+    if (sentS === undefined) continue
+    const second = Math.floor(sentS + 0.5)
+    const wavIndex = wavClicks.find((i) => Math.abs(sync.audioStartEpochS + i / RATE - second) < 0.45)
+    if (wavIndex === undefined) continue
+    const clickClaimedS = sync.audioStartEpochS + wavIndex / RATE
+    const muxIndex = muxClicks.find((i) => Math.abs(i / RATE - white.ptsS - (clickClaimedS - sentS)) < 0.6)
+    if (muxIndex === undefined) continue
+    errorsMs.push((muxIndex / RATE - white.ptsS - (clickClaimedS - sentS)) * 1000)
+  }
+  if (!errorsMs.length) return { pairs: 0 }
+  return {
+    pairs: errorsMs.length,
+    firstMs: errorsMs[0],
+    medianMs: median(errorsMs),
+    spreadMs: Math.max(...errorsMs) - Math.min(...errorsMs),
+    worstMs: errorsMs.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a)),
+    driftMs: errorsMs.at(-1) - errorsMs[0],
+  }
+}
+
+/** record-audio mux on the recording's sync file, with flags; the muxed file and the record it used. */
+function muxWith(cwd, syncFile, name, flags) {
+  const muxed = path.join(cwd, `${name}.mp4`)
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--json', '--muxed-out', muxed, ...flags], { cwd })
+  if (out.status !== 0) throw new Error(`mux (${name}): ${out.stderr}`)
+  return { muxed, sync: JSON.parse(out.stdout), stderr: out.stderr }
+}
+
+async function session(pulse, seconds, latencyS = null) {
+  const cwd = tempDir('ra-bench-trl-')
+  const port = 5077 + Math.floor(Math.random() * 500)
+  const camera = startCamera(port)
+  await sleep(1000)
+  const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'fish-audio.wav'), 20000)
+  const tracktor = spawn(
+    '/usr/bin/python3',
+    [path.join(ROOT, 'bench', 'tracktorlive_run.py'), `udp://127.0.0.1:${port}`, 'fish', String(seconds)],
+    {
+      cwd,
+      env: tracktorliveEnv({ ...process.env, HOME: tempDir('ra-bench-home-') }),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
+  let trackerLog = ''
+  tracktor.stderr.on('data', (d) => {
+    trackerLog = (trackerLog + d).slice(-4000)
+  })
+  const code = await new Promise((resolve) => tracktor.once('exit', resolve))
+  await sleep(1000)
+  tool.ctrlC()
+  const result = await tool.exited
+  await camera.stop()
+  if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
+  const syncFile = path.join(cwd, 'fish-audio-sync.json')
+  const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  if (!sync.muxCommand) throw new Error(`no video (TracktorLive exited ${code}): ${trackerLog}\n${result.stderr}`)
+  const mux = run('bash', ['-c', sync.muxCommand])
+  if (mux.status !== 0) throw new Error(`mux: ${mux.stderr}`)
+  const wavClicks = clickOnsets(decodeAudio(sync.audioFile))
+  const rows = [
+    {
+      anchor: `tracking CSV (${sync.trackingCsvEpochSource ?? 'none'})`,
+      sync,
+      ...score(sync.muxedFile, sync, camera.flashes, wavClicks),
+    },
+  ]
+  if (latencyS != null) {
+    const withLatency = muxWith(cwd, syncFile, 'latency', [`--camera-latency=${latencyS.toFixed(3)}`])
+    rows.push({
+      anchor: `tracking CSV + --camera-latency=${latencyS.toFixed(3)} (from the first session)`,
+      sync: withLatency.sync,
+      ...score(withLatency.muxed, withLatency.sync, camera.flashes, wavClicks),
+    })
+  }
+  const csv = sync.trackingCsvFile
+  if (csv) fs.renameSync(csv, `${csv}.away`)
+  try {
+    const ulidOnly = muxWith(cwd, syncFile, 'ulid', [])
+    rows.push({
+      anchor: 'ULID + mtime (no CSV)',
+      sync: ulidOnly.sync,
+      ...score(ulidOnly.muxed, ulidOnly.sync, camera.flashes, wavClicks),
+    })
+    const nominal = muxWith(cwd, syncFile, 'ulid-nominal', ['--no-drift-fix'])
+    rows.push({
+      anchor: 'ULID alone (no CSV, --no-drift-fix)',
+      sync: nominal.sync,
+      ...score(nominal.muxed, nominal.sync, camera.flashes, wavClicks),
+    })
+  } finally {
+    if (csv) fs.renameSync(`${csv}.away`, csv)
+  }
+  return { rows, sync, stderr: result.stderr, seconds }
+}
+
+const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '—')
+
+const pulse = await startPulse({ tone: false })
+const clicks = startClickStream(pulse.env, 'ra_sink')
+await sleep(1000)
+let run1
+try {
+  // The camera's latency, measured once: the first session's error with the frame clock alone.
+  const first = await session(pulse, quick ? 20 : 30)
+  const latencyS = -first.rows[0].medianMs / 1000
+  run1 = await session(pulse, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
+} finally {
+  clicks.stop()
+  await pulse.stop()
+}
+const s = run1.sync
+console.log(
+  `\nThe real TracktorLive, ${run1.seconds} s of a live 30 fps stream: camera ${fmt(s.cameraFps, 4)} fps by the frame clock,` +
+    ` ${s.bufferedFrames} buffered frames at the start, frame 0 read ${fmt((s.firstReadLateS ?? Number.NaN) * 1000, 0)} ms after it was sent\n`,
+)
+console.log('Physical sync error of the muxed file, ms (flash sent vs click heard; + means the sound comes late)\n')
+console.log('| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale |')
+console.log('|---|---|---|---|---|---|---|---|')
+for (const r of run1.rows)
+  console.log(
+    `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} |`,
+  )

@@ -1,0 +1,112 @@
+// The video's frame clock from TracktorLive's tracking CSV: with a stand-in that reads a camera's
+// buffered frames in a burst as TracktorLive does, and with the real TracktorLive 1.0.2.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawn } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ulidTimeMs } from '../dist/record-audio.mjs'
+import { startPulse, startTool, tempDir, run, TOOL, startTracktorStandIn, ROOT, tracktorliveEnv } from './helpers.mjs'
+
+let pulse
+before(async () => {
+  pulse = await startPulse()
+})
+after(async () => {
+  await pulse?.stop()
+})
+
+test("the tracking CSV's frame clock: frame 0 placed when the camera took it, not when its buffered burst was read", async () => {
+  const cwd = tempDir()
+  const tracktor = startTracktorStandIn(path.join(cwd, 'fish'), { bufferedS: 0.4 })
+  await sleep(600)
+  const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'fish-audio.wav'))
+  await sleep(8000)
+  await tracktor.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
+  assert.equal(sync.videoStartSource, 'tracking-csv', result.stderr)
+  assert.equal(sync.trackingCsvFile, tracktor.csvFile)
+  const errorMs = (sync.videoStartEpochS - tracktor.firstFrameEpochS) * 1000
+  assert.ok(Math.abs(errorMs) < 10, `frame 0 placed ${errorMs.toFixed(1)} ms off (the ULID would be ~330 ms)`)
+  const by = sync.trackingCsvEpochSource === 'watched' ? 'its rows stamped as they arrived' : 'its mtime'
+  assert.ok(result.stderr.includes(`on the wall clock by ${by}`), result.stderr)
+  assert.ok(Math.abs(sync.cameraFps - 30) < 0.05, String(sync.cameraFps))
+  assert.ok(sync.bufferedFrames >= 10, `${sync.bufferedFrames} buffered frames`)
+  assert.ok(Math.abs(sync.firstReadLateS - 0.4) < 0.01, String(sync.firstReadLateS))
+
+  // Later, with no watching: the CSV's mtime puts it on the wall clock, to within a kernel tick.
+  const later = run(process.execPath, [TOOL, 'mux', 'fish-audio-sync.json', '--print', '--json'], { cwd })
+  assert.equal(later.status, 0, later.stderr)
+  const again = JSON.parse(later.stdout)
+  assert.equal(again.trackingCsvEpochSource, 'mtime')
+  assert.ok(Math.abs(again.videoStartEpochS - tracktor.firstFrameEpochS) < 0.01)
+
+  // --camera-latency: taken off the video's times.
+  const shifted = run(
+    process.execPath,
+    [TOOL, 'mux', 'fish-audio-sync.json', '--print', '--json', '--camera-latency=0.135'],
+    { cwd },
+  )
+  assert.ok(Math.abs(JSON.parse(shifted.stdout).videoStartEpochS - (again.videoStartEpochS - 0.135)) < 1e-9)
+})
+
+test('the real TracktorLive (1.0.2, a live 30 fps stream, -d -w through its Python API): its CSV gives the frame clock', async () => {
+  const python = '/usr/bin/python3' // Debian's: python3-opencv, python3-sklearn, python3-platformdirs
+  const env = tracktorliveEnv({ ...process.env, HOME: tempDir('ra-home-') })
+  const probe = run(python, ['-c', 'import cv2, sklearn, platformdirs, tracktorlive'], { env })
+  assert.equal(
+    probe.status,
+    0,
+    `TracktorLive cannot run here (bash .ci/run installs its Debian packages): ${probe.stderr}`,
+  )
+  const cwd = tempDir()
+  const port = 6077 + Math.floor(Math.random() * 500)
+  const camera = spawn(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=30',
+      '-t',
+      '30',
+    ].concat(['-c:v', 'mpeg2video', '-f', 'mpegts', `udp://127.0.0.1:${port}?pkt_size=1316`]),
+    { stdio: 'ignore' },
+  )
+  try {
+    await sleep(1000)
+    const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+    await tool.recording(path.join(cwd, 'fish-audio.wav'))
+    const tracker = run(
+      python,
+      [path.join(ROOT, 'bench', 'tracktorlive_run.py'), `udp://127.0.0.1:${port}`, 'fish', '8'],
+      {
+        cwd,
+        env,
+        timeout: 60000,
+      },
+    )
+    assert.equal(tracker.status, 0, tracker.stderr.slice(-2000))
+    tool.ctrlC()
+    const result = await tool.exited
+    assert.equal(result.code, 0, result.stderr)
+    const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
+    assert.equal(sync.videoStartSource, 'tracking-csv', result.stderr)
+    assert.ok(Math.abs(sync.cameraFps - 30) < 0.1, `camera ${sync.cameraFps} fps`)
+    assert.ok(sync.firstReadLateS > 0, 'frame 0 was taken before TracktorLive read it')
+    assert.ok(sync.videoStartEpochS < ulidTimeMs(path.basename(sync.videoFile)) / 1000 + 0.5)
+    const muxed = run('bash', ['-c', sync.muxCommand])
+    assert.equal(muxed.status, 0, muxed.stderr)
+  } finally {
+    camera.kill('SIGTERM')
+  }
+})
