@@ -1,21 +1,18 @@
-// npm run bench: a real session on this machine, measured by decoding the muxed file.
-//
-// A PulseAudio null sink plays a live "microphone": quiet noise with a click at every whole epoch
-// second, paced by the wall clock. A TracktorLive stand-in writes <feed>/<ULID>.mp4 (mp4v) in real
-// time, the ULID minted when the writer opens and the first frame `gapMs` later, a white frame at
-// the first frame of every whole second, and records each white frame's true wall time.
-// record-audio records the sink's monitor, is stopped with ctrl-c, and its command is run.
-//
-// The error of a pair (white frame, click of the same second) is how far apart they are in the
-// muxed file minus how far apart they truly were, with the click's time taken on the capture's own
-// clock (record-audio's WAV and its claimed first-sample epoch): a null sink's latency varies by
-// hundreds of ms between runs, so no outside capture could be a truth for the audio clock. This
-// judges the video anchor and the mux arithmetic; the audio anchor is reported on its own.
-import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startPulse, startTool, tempDir, ulidAt, run, decodeAudio, ROOT, startFastSource } from '../test/helpers.mjs'
+import {
+  startPulse,
+  startTool,
+  tempDir,
+  ulidAt,
+  run,
+  decodeAudio,
+  ROOT,
+  startFastSource,
+  rawFrameWriter,
+  MP4V,
+} from '../test/helpers.mjs'
 import { parquetWriteFile } from 'hyparquet-writer'
 import { RATE, startClickStream, whiteFramePts, clickOnsets, median } from './lib.mjs'
 
@@ -29,35 +26,7 @@ function startStandIn(feedDir, { nominalFps = 30, realFps = 30, gapMs = 30 } = {
   fs.mkdirSync(feedDir, { recursive: true })
   const ulidEpochMs = Date.now()
   const file = path.join(feedDir, `${ulidAt(ulidEpochMs)}.mp4`)
-  const writer = spawn(
-    'ffmpeg',
-    [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-f',
-      'rawvideo',
-      '-pix_fmt',
-      'gray',
-      '-s',
-      '64x48',
-      '-r',
-      String(nominalFps),
-      '-i',
-      '-',
-      '-c:v',
-      'mpeg4',
-      '-tag:v',
-      'mp4v',
-      '-q:v',
-      '5',
-      '-f',
-      'mp4',
-      file,
-    ],
-    { stdio: ['pipe', 'ignore', 'inherit'] },
-  )
-  writer.stdin.on('error', (error) => console.error('the stand-in writer stopped:', error.message))
+  const writer = rawFrameWriter('64x48', nominalFps, [...MP4V, file])
   const frameTimesS = []
   const whiteFrames = [] // { frame, wallS }
   let lastSecond = null

@@ -13,7 +13,16 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ROOT, decodeAudio, run, startPulse, startTool, tempDir, tracktorliveEnv } from '../test/helpers.mjs'
+import {
+  ROOT,
+  decodeAudio,
+  run,
+  startPulse,
+  startTool,
+  tempDir,
+  tracktorliveEnv,
+  rawFrameWriter,
+} from '../test/helpers.mjs'
 import { RATE, clickOnsets, median, startClickStream, whiteFramePts } from './lib.mjs'
 
 const quick = process.argv.includes('--quick')
@@ -22,38 +31,10 @@ const SIZE = [320, 240]
 
 /** The camera: raw frames at the wall clock's pace into ffmpeg, out as MPEG-TS over UDP. */
 function startCamera(port) {
-  const encoder = spawn(
-    'ffmpeg',
-    [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-f',
-      'rawvideo',
-      '-pix_fmt',
-      'gray',
-      '-s',
-      SIZE.join('x'),
-      '-r',
-      '30',
-      '-i',
-      '-',
-    ].concat([
-      '-c:v',
-      'mpeg2video',
-      '-q:v',
-      '4',
-      '-g',
-      '15',
-      '-f',
-      'mpegts',
-      '-flush_packets',
-      '1',
-      `udp://127.0.0.1:${port}?pkt_size=1316`,
-    ]),
-    { stdio: ['pipe', 'ignore', 'inherit'] },
-  )
-  encoder.stdin.on('error', () => {})
+  const encoder = rawFrameWriter(SIZE.join('x'), 30, [
+    ...['-c:v', 'mpeg2video', '-q:v', '4', '-g', '15', '-f', 'mpegts', '-flush_packets', '1'],
+    `udp://127.0.0.1:${port}?pkt_size=1316`,
+  ])
   const flashes = [] // send times of the white frames, epoch seconds
   let stopped = false
   const startMs = Date.now()

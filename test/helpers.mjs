@@ -418,26 +418,7 @@ export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burst
     await sleep(100) // the camera opens
     const videoUlidMs = Date.now()
     file = path.join(feedDir, `${ulidAt(videoUlidMs)}.mp4`)
-    writer = spawn(
-      'ffmpeg',
-      [
-        '-hide_banner',
-        '-loglevel',
-        'error',
-        '-f',
-        'rawvideo',
-        '-pix_fmt',
-        'gray',
-        '-s',
-        '64x48',
-        '-r',
-        String(fps),
-        '-i',
-        '-',
-      ].concat(['-c:v', 'mpeg4', '-tag:v', 'mp4v', '-q:v', '5', '-f', 'mp4', file]),
-      { stdio: ['pipe', 'ignore', 'inherit'] },
-    )
-    writer.stdin.on('error', () => {})
+    writer = rawFrameWriter('64x48', fps, [...MP4V, file])
     const firstReadS = videoUlidMs / 1000 + 0.068
     firstFrameEpochS = firstReadS - bufferedS
     for (let k = 0; !stopped; k++) {
@@ -471,4 +452,27 @@ export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burst
 export function tracktorliveEnv(env) {
   const src = process.env.TRACKTORLIVE_SRC ?? path.resolve(ROOT, '..', 'shared', 'tracktorlive')
   return fs.existsSync(path.join(src, 'tracktorlive', 'server.py')) ? { ...env, PYTHONPATH: src } : env
+}
+
+/** MP4V in an mp4, as OpenCV's VideoWriter writes TracktorLive's recordings. */
+export const MP4V = ['-c:v', 'mpeg4', '-tag:v', 'mp4v', '-q:v', '5', '-f', 'mp4']
+
+/** ffmpeg reading raw gray frames of `size` (WxH) from its stdin at `fps`, writing with `output` args. */
+export function rawFrameWriter(size, fps, output) {
+  const args = [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'gray',
+    '-s',
+    size,
+    '-r',
+    String(fps),
+  ]
+  const writer = spawn('ffmpeg', [...args, '-i', '-', ...output], { stdio: ['pipe', 'ignore', 'inherit'] })
+  writer.stdin.on('error', () => {})
+  return writer
 }
