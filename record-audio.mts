@@ -940,8 +940,10 @@ export function cardClock(looks: RateObservation[], startEpochS: number, nominal
     if (last && l.epochS - last[last.length - 1].epochS <= BURST_GAP_S) last.push(l)
     else bursts.push([l])
   }
+  // A burst that saw the file grow fewer than three times (a device delivering seconds at once)
+  // has no envelope to find.
   const points = bursts
-    .filter((b) => b.length >= 5)
+    .filter((b) => new Set(b.map((l) => l.frames)).size >= 3)
     .map((b) => {
       const residual = (l: RateObservation) => l.epochS - startEpochS - l.frames / nominalHz
       const best = b.reduce((x, y) => (residual(y) < residual(x) ? y : x))
@@ -2100,7 +2102,7 @@ const LOOK_EVERY_MS = 10
 const CLOCK_SETTLE_MS = 1000
 const CLOCK_BURST_MS = 1000
 const CLOCK_BURST_EVERY_MS = 20000
-const CLOCK_LOOK_MS = 500 // the burst at the stop, while the last samples drain
+const CLOCK_LOOK_MS = 200 // the burst at the stop, while the last samples drain: a few of the device's packets
 
 /**
  * Records until a stop request, then stops ffmpeg once so that it finalizes the WAV: first every

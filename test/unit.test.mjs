@@ -992,6 +992,14 @@ test("sound card clock: the lower envelope of bursts of looks gives the card's r
   assert.equal(clockRatio(exact, 48000, 60), 1, `${exact.ppm} ± ${exact.uncertaintyPpm}: nothing to correct`)
   assert.equal(cardClock(looksFor(48048, [1, 5]), start, 48000), null, 'under 10 s apart')
   assert.equal(cardClock(looksFor(48048, [1]), start, 48000), null, 'one burst')
+  // A device that delivers 2 s at once: a 1 s burst sees the file grow once at most, no envelope.
+  const bursty = [1, 20, 40].flatMap((atS) =>
+    Array.from({ length: 100 }, (_, i) => ({
+      epochS: start + atS + i * 0.01,
+      frames: Math.floor((atS + i * 0.01) / 2) * 96000,
+    })),
+  )
+  assert.equal(cardClock(bursty, start, 48000), null, 'two-second deliveries: nothing to measure')
 })
 
 test("frame clock: the lower envelope of TracktorLive's read times gives the camera's rate and frame 0's capture time", async () => {
