@@ -931,7 +931,7 @@ export const ENVELOPE_FLOOR_S = 0.005
  * clock; a sample is never on disk before it was captured, so the earliest arrivals follow the
  * card. Each burst of looks gives one point of that lower envelope (its lowest residual: look
  * time − start − frames / nominal rate); a line through the points gives the rate, their scatter
- * (at least ENVELOPE_FLOOR_S) its uncertainty. null: fewer than two bursts, or under 10 s apart.
+ * (at least ENVELOPE_FLOOR_S) its uncertainty. null: fewer than three bursts, or under 10 s apart.
  */
 export function cardClock(looks: RateObservation[], startEpochS: number, nominalHz: number): CardClock | null {
   const bursts: RateObservation[][] = []
@@ -949,7 +949,9 @@ export function cardClock(looks: RateObservation[], startEpochS: number, nominal
       const best = b.reduce((x, y) => (residual(y) < residual(x) ? y : x))
       return { xS: best.frames / nominalHz, yS: residual(best), epochS: best.epochS }
     })
-  if (points.length < 2) return null
+  // Three bursts at least (40 s and more): two always lie on a line, and only a third shows how
+  // far the envelope scatters (a loaded machine moves a null sink's by more than the floor).
+  if (points.length < 3) return null
   const spanS = points[points.length - 1].epochS - points[0].epochS
   if (spanS < MIN_CLOCK_SPAN_S) return null
   const meanX = points.reduce((sum, p) => sum + p.xS, 0) / points.length
@@ -1092,7 +1094,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
         ? [
             clock.firstFrameEpochS + c.clockOffsetS,
             'tracking-csv' as const,
-            clock.epoch.uncertaintyS + ENVELOPE_FLOOR_S,
+            clock.epoch.uncertaintyS + FRAME_ENVELOPE_S,
           ]
         : timesyncStart != null
           ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
@@ -1213,6 +1215,9 @@ export function parseTrackingTimes(text: string): number[] {
 export function isFileSourceClock(times: number[], nominalFps: number): boolean {
   return times.length > 1 && times.every((t, k) => Math.abs(t - k / nominalFps) < 1e-6)
 }
+
+/** How sharply the read times' envelope places frame 0: the bench's spread with the real TracktorLive, 2 ms. */
+export const FRAME_ENVELOPE_S = 0.002
 
 export interface FrameClock {
   firstFrameEpochS: number // frame 0's capture time, seen on the wall clock (a camera's own latency not included)
@@ -2637,9 +2642,11 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
   for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
   if (timing.driftPpm != null && timing.driftAtEndMs != null) {
     const from =
-      timing.spanSource === 'timesync'
-        ? 'the timesync rows'
-        : "start to mtime, so the video's end is anchored to its mtime"
+      timing.spanSource === 'tracking-csv'
+        ? "the tracking CSV's frame clock"
+        : timing.spanSource === 'timesync'
+          ? 'the timesync rows'
+          : "start to mtime, so the video's end is anchored to its mtime"
     const drift =
       `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal` +
       ` ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
