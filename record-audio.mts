@@ -688,7 +688,9 @@ export function captureArgs(
  * that finalizes the WAV. It prints ffmpeg's PID first: every other stop goes to ffmpeg itself.
  */
 export const WATCHDOG_SH =
-  'exec 3<&0; "$@" <&3 3<&- >/dev/null & ff=$!; exec 3<&-; echo "$ff"; ' +
+  // SIGPIPE ignored (ffmpeg inherits it): with this process dead, ffmpeg's next log line would raise
+  // one and kill it before it writes the WAV's sizes.
+  'trap \'\' PIPE; exec 3<&0; "$@" <&3 3<&- >/dev/null & ff=$!; exec 3<&-; echo "$ff"; ' +
   `trap '[ -n "$s" ] || { s=1; kill -INT "$ff"; }' TERM; trap '' INT HUP; ` +
   'while :; do wait "$ff"; rc=$?; kill -0 "$ff" 2>/dev/null || exit "$rc"; done'
 
