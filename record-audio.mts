@@ -2196,8 +2196,8 @@ async function capture(
   // Samples reach the WAV one device latency after they were captured: wait until every sample up
   // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
   const drainThenStop = async (untilEpochS: number) => {
-    const offset = readWavInfo(audioFile)?.dataOffset
-    if (start && offset !== undefined) {
+    const offset = dataOffset ?? readWavInfo(audioFile)?.dataOffset ?? null // the clock's looks found it already
+    if (start && offset !== null) {
       const targetBytes = offset + (untilEpochS - start.epochS) * s.sampleRate * frameBytes
       const deadline = Date.now() + MAX_DRAIN_MS
       const looked = Date.now() + CLOCK_LOOK_MS
