@@ -681,22 +681,22 @@ export function captureArgs(
 }
 
 /**
- * On Linux a parent-death signal makes the kernel stop ffmpeg when this process dies without
- * stopping it, even by SIGKILL. The kernel sends it once per thread of the dying process (each
- * hands its children on to the next), and a second signal makes ffmpeg abort before it writes the
- * WAV's sizes; so it goes to this one-line sh, which forwards the first alone, as the one SIGINT
- * that finalizes the WAV. It prints ffmpeg's PID first: every other stop goes to ffmpeg itself.
+ * Between this process and ffmpeg, a one-thread shell: it dies with this process (parent-death
+ * SIGKILL, sent once per thread of a dying Node, all but the first falling on a dead shell), and
+ * its death is ffmpeg's one parent-death SIGINT, the stop that finalizes the WAV. A shell trap
+ * cannot make that one stop: dash runs a trap again inside itself when the signal repeats, and
+ * sent ffmpeg two SIGINTs (which abort its writes) 1 kill in ~40. The shell prints ffmpeg's PID,
+ * so every other stop goes to ffmpeg itself; SIGPIPE is ignored (ffmpeg inherits it), else with
+ * this process dead ffmpeg's next log line would kill it before it writes the WAV's sizes.
  */
 export const WATCHDOG_SH =
-  // SIGPIPE ignored (ffmpeg inherits it): with this process dead, ffmpeg's next log line would raise
-  // one and kill it before it writes the WAV's sizes.
-  'trap \'\' PIPE; exec 3<&0; "$@" <&3 3<&- >/dev/null & ff=$!; exec 3<&-; echo "$ff"; ' +
-  `trap '[ -n "$s" ] || { s=1; kill -INT "$ff"; }' TERM; trap '' INT HUP; ` +
-  'while :; do wait "$ff"; rc=$?; kill -0 "$ff" 2>/dev/null || exit "$rc"; done'
+  'trap "" PIPE; exec 3<&0; "$@" <&3 3<&- >/dev/null & ff=$!; exec 3<&-; echo "$ff"; trap "" INT HUP TERM; wait "$ff"'
 
 /** What runs before ffmpeg's own arguments: the watchdog where setpriv exists, else nothing. */
 export function captureLauncher(setpriv: string | null): string[] {
-  return setpriv ? [setpriv, '--pdeathsig', 'TERM', '--', '/bin/sh', '-c', WATCHDOG_SH, 'record-audio-watchdog'] : []
+  if (!setpriv) return []
+  const watchdog = [setpriv, '--pdeathsig', 'KILL', '--', '/bin/sh', '-c', WATCHDOG_SH, 'record-audio-watchdog']
+  return [...watchdog, setpriv, '--pdeathsig', 'INT', '--']
 }
 
 export interface AudioStart {
