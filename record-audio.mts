@@ -41,6 +41,10 @@ const CLOCK_OFFSET_S = 0
 const CAMERA_LATENCY_S = 0
 // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const DRIFT_FIX = true
+// --events: find the lab's sync events (a flash in view, a click or clap heard at the same moment) in
+// the finished video and the WAV, and align on them instead of the anchors; too few or inconsistent
+// events fall back to the anchors with a warning
+const SYNC_EVENTS = false
 // --mux: after the stop, wait for the video to be finished, mux it and check the result
 const MUX_AFTER_STOP = false
 // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
@@ -108,6 +112,7 @@ export type Command =
   | { kind: 'record'; settings: Settings }
   | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
   | { kind: 'repair'; file: string } // record-audio repair FILE.wav: sizes for a WAV whose writer was killed
+  | { kind: 'check'; file: string; json: boolean; ffmpeg: string } // record-audio check FILE: the sync at its events
 
 interface SettingRow {
   flag: string
@@ -193,6 +198,11 @@ const SETTINGS_TABLE = {
     flag: 'drift-fix',
     value: DRIFT_FIX,
     about: 'retime a video whose real frame rate differs from its nominal one',
+  },
+  events: {
+    flag: 'events',
+    value: SYNC_EVENTS,
+    about: 'align on flashes seen and clicks heard at the same moments, over the anchors',
   },
   mux: { flag: 'mux', value: MUX_AFTER_STOP, about: 'after the stop, wait for the video, mux it and check the result' },
   waitS: { flag: 'wait', value: MUX_WAIT_S, about: 'how long --mux waits for the video to be finished, in seconds' },
@@ -293,6 +303,7 @@ function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingS
     given.cameraLatencyS = parseSeconds('camera-latency', args['camera-latency'])
   if (args.timesync !== undefined) given.timesyncFile = parseTimesyncFile(args.timesync)
   if (argv.some((arg) => /^--(no-)?drift-fix(=|$)/.test(arg))) given.driftFix = Boolean(args['drift-fix'])
+  if (argv.some((arg) => /^--(no-)?events(=|$)/.test(arg))) given.events = Boolean(args.events)
   return given
 }
 
@@ -343,6 +354,7 @@ function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDe
     clockOffsetS: given.clockOffsetS ?? parseClockOffset(defaults.clockOffsetS),
     cameraLatencyS: given.cameraLatencyS ?? parseSeconds('camera-latency', defaults.cameraLatencyS),
     driftFix: given.driftFix ?? defaults.driftFix,
+    events: given.events ?? defaults.events,
     mux: Boolean(args.mux),
     waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
     json: Boolean(args.json),
@@ -368,6 +380,7 @@ function integerIn(flag: string, raw: unknown, min: number, max: number): number
 const SUBCOMMANDS = {
   mux: { file: 'sync.json', what: 'mux a recording later from its sync file (--print: print only)' },
   repair: { file: 'file.wav', what: "write the sizes into a killed recording's WAV header" },
+  check: { file: 'file.mp4', what: 'how far sound is from picture at each flash and click (--json)' },
 } as const
 
 /** Flags over the file's settings; every problem is a UsageError with a one-line message. */
@@ -375,8 +388,8 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const unknown: string[] = []
   const args = minimist(argv, {
     string: [...VALUE_FLAGS, '_'], // '_': a feed id 007 stays 007, not 7
-    boolean: ['help', 'version', 'drift-fix', 'mux', 'json', 'list-devices', 'print'],
-    default: { 'drift-fix': defaults.driftFix, mux: defaults.mux },
+    boolean: ['help', 'version', 'drift-fix', 'events', 'mux', 'json', 'list-devices', 'print'],
+    default: { 'drift-fix': defaults.driftFix, events: defaults.events, mux: defaults.mux },
     alias: { h: 'help' },
     unknown: (arg) => {
       if (!arg.startsWith('-') || arg === '-') return true
@@ -418,6 +431,11 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     if (!/\.wav$/i.test(positional[1]))
       throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
     return { kind: 'repair', file: positional[1] }
+  }
+  if (subcommand === 'check') {
+    const other = VALUE_FLAGS.find((flag) => flag !== 'ffmpeg' && args[flag] !== undefined)
+    if (other) throw new UsageError(`--${other} has no effect with check: give the file, and --json if wanted`)
+    return { kind: 'check', file: positional[1], json: Boolean(args.json), ffmpeg: args.ffmpeg ?? defaults.ffmpeg }
   }
   if (args.print) throw new UsageError('--print goes with mux: record-audio mux <sync.json> --print')
   if (positional.length > 1)
@@ -1347,6 +1365,208 @@ export function plotArgs(p: PlotInput): { args: string[]; videoX: number; audioX
   }
 }
 
+// ── Sync events ──────────────────────────────────────────────────────────────────────────────
+// A lab's truth in the content: a flash in view and a click or clap heard at the same moment.
+// Flashes are frames whose brightness jumps, clicks the first loud sound after a quiet stretch;
+// each flash is paired with the nearest click, and the pairs' residuals (click − flash, on the
+// muxed timeline) say how far off the sync is, and whether it drifts.
+
+/** Frames whose mean brightness (0–255) jumps from dark to bright: the first frame of each flash. */
+export function flashFrames(brightness: ArrayLike<number>): number[] {
+  const sorted = Float64Array.from(brightness).sort()
+  if (sorted.length < 2) return []
+  const dark = sorted[Math.floor(sorted.length * 0.1)]
+  const bright = sorted[sorted.length - 1]
+  if (bright - dark < FLASH_MIN_JUMP) return [] // no flash, only the scene changing
+  const threshold = (dark + bright) / 2
+  const frames: number[] = []
+  for (let k = 0; k < brightness.length; k++)
+    if (brightness[k] >= threshold && (k === 0 || brightness[k - 1] < threshold)) frames.push(k)
+  return frames
+}
+export const FLASH_MIN_JUMP = 40
+
+/**
+ * The first block of each loud sound: peaks (absolute, one per block) over a threshold well above
+ * the room's noise and within reach of the loudest sound, after at least QUIET_BEFORE_ONSET_S under it.
+ */
+export function onsetBlocks(peaks: ArrayLike<number>, blockS: number): number[] {
+  const sorted = Float64Array.from(peaks).sort()
+  if (!sorted.length) return []
+  const noise = sorted[Math.floor(sorted.length / 2)]
+  const loudest = sorted[sorted.length - 1]
+  const threshold = Math.max(noise * 8, loudest * 0.3)
+  if (loudest < noise * 8 || loudest < ONSET_FLOOR) return [] // nothing stands out of the noise, or silence
+  const quietBlocks = Math.ceil(QUIET_BEFORE_ONSET_S / blockS)
+  const blocks: number[] = []
+  let quietFor = quietBlocks
+  for (let b = 0; b < peaks.length; b++) {
+    if (peaks[b] >= threshold) {
+      if (quietFor >= quietBlocks) blocks.push(b)
+      quietFor = 0
+    } else quietFor++
+  }
+  return blocks
+}
+export const QUIET_BEFORE_ONSET_S = 0.2
+export const ONSET_FLOOR = 64 // −54 dBFS: below it, no sound is an event
+
+export interface EventPair {
+  flashS: number // on the muxed timeline
+  clickS: number
+  residualS: number // click − flash: > 0, the sound comes late
+}
+
+/**
+ * Each flash with the nearest click within the window: at most half the shortest gap between
+ * flashes (so that a pair never jumps to the next event), and at most MAX_EVENT_GAP_S.
+ */
+export function pairEvents(flashesS: number[], clicksS: number[]): EventPair[] {
+  let windowS = MAX_EVENT_GAP_S
+  for (let i = 1; i < flashesS.length; i++) windowS = Math.min(windowS, (flashesS[i] - flashesS[i - 1]) * 0.45)
+  const pairs: EventPair[] = []
+  for (const flashS of flashesS) {
+    let best: number | null = null
+    for (const clickS of clicksS)
+      if (Math.abs(clickS - flashS) <= windowS && (best == null || Math.abs(clickS - flashS) < Math.abs(best - flashS)))
+        best = clickS
+    if (best != null) pairs.push({ flashS, clickS: best, residualS: best - flashS })
+  }
+  return pairs
+}
+export const MAX_EVENT_GAP_S = 0.5
+
+export interface EventFit {
+  pairs: number
+  used: number // pairs within EVENT_TOLERANCE_FRAMES of the median
+  medianS: number | null
+  spreadS: number | null // max − min of the used residuals
+  offsetS: number // the line through the used residuals: at 0 (the first frame) …
+  slope: number // … and per second of video (0 when the events span less than MIN_EVENT_SPAN_S)
+  driftS: number // the line's change from the first used event to the last
+  spanS: number
+  consistent: boolean
+  why: string
+}
+
+/**
+ * What the pairs say: their median, spread, and a least-squares line (when they span at least
+ * MIN_EVENT_SPAN_S) for drift. Pairs more than EVENT_TOLERANCE_FRAMES frames from the median are
+ * left out (a stray sound); half or fewer left, or none, is inconsistent.
+ */
+export function fitEvents(pairs: EventPair[], framePeriodS: number): EventFit {
+  const none = { medianS: null, spreadS: null, offsetS: 0, slope: 0, driftS: 0, spanS: 0 }
+  if (!pairs.length) return { pairs: 0, used: 0, ...none, consistent: false, why: 'no flash with a click beside it' }
+  const residuals = pairs.map((p) => p.residualS).sort((a, b) => a - b)
+  const median = residuals[Math.floor((residuals.length - 1) / 2)]
+  const tolerance = Math.max(EVENT_TOLERANCE_FRAMES * framePeriodS, 0.015)
+  const used = pairs.filter((p) => Math.abs(p.residualS - median) <= tolerance)
+  if (used.length * 2 <= pairs.length && pairs.length > 1)
+    return {
+      pairs: pairs.length,
+      used: used.length,
+      ...none,
+      medianS: median,
+      consistent: false,
+      why: `only ${used.length} of ${pairs.length} pairs agree within ${(tolerance * 1000).toFixed(0)} ms`,
+    }
+  const r = used.map((p) => p.residualS)
+  const spanS = used[used.length - 1].flashS - used[0].flashS
+  let offsetS = r.reduce((a, b) => a + b, 0) / r.length
+  let slope = 0
+  if (used.length >= 2 && spanS >= MIN_EVENT_SPAN_S) {
+    const meanT = used.reduce((a, p) => a + p.flashS, 0) / used.length
+    let sxy = 0
+    let sxx = 0
+    for (const p of used) {
+      sxy += (p.flashS - meanT) * (p.residualS - offsetS)
+      sxx += (p.flashS - meanT) ** 2
+    }
+    slope = sxy / sxx
+    offsetS -= slope * meanT
+  } else offsetS = r.sort((a, b) => a - b)[Math.floor((r.length - 1) / 2)]
+  return {
+    pairs: pairs.length,
+    used: used.length,
+    medianS: median,
+    spreadS: Math.max(...r) - Math.min(...r),
+    offsetS,
+    slope,
+    driftS: slope * spanS,
+    spanS,
+    consistent: true,
+    why: slope
+      ? `${used.length} events over ${spanS.toFixed(0)} s`
+      : `${used.length} event${used.length > 1 ? 's' : ''} within ${spanS.toFixed(0)} s: offset only, no rate`,
+  }
+}
+export const EVENT_TOLERANCE_FRAMES = 1.5
+
+export interface EventSummary {
+  flashes: number
+  clicks: number
+  pairs: number
+  used: number
+  medianMs: number | null // before: on the anchors' timeline
+  spreadMs: number | null
+  driftMs: number
+  applied: boolean
+  why: string
+}
+
+/**
+ * --events: the anchors' offset and retiming, corrected so that the events line up. Flashes are
+ * the source video's frame times, clicks the WAV's; both are put on the muxed timeline as muxPlan
+ * will (video × itsscale × the card's clock ratio; audio shifted by the offset), and the residuals'
+ * line is taken out: its value at the start from the offset, its slope from the video's timing.
+ */
+export function alignOnEvents(a: {
+  flashesS: number[]
+  clicksS: number[]
+  framePeriodS: number
+  offsetS: number
+  itsscale: number | null
+  clockRatio: number
+}): { offsetS: number; itsscale: number | null; fit: EventFit; summary: EventSummary } {
+  const videoScale = (a.itsscale ?? 1) * a.clockRatio
+  const pairs = pairEvents(
+    a.flashesS.map((t) => t * videoScale),
+    a.clicksS.map((t) => t + a.offsetS * a.clockRatio),
+  )
+  const fit = fitEvents(pairs, a.framePeriodS * videoScale)
+  const summary: EventSummary = {
+    flashes: a.flashesS.length,
+    clicks: a.clicksS.length,
+    pairs: fit.pairs,
+    used: fit.used,
+    medianMs: fit.medianS == null ? null : fit.medianS * 1000,
+    spreadMs: fit.spreadS == null ? null : fit.spreadS * 1000,
+    driftMs: fit.driftS * 1000,
+    applied: fit.consistent,
+    why: fit.why,
+  }
+  if (!fit.consistent) return { offsetS: a.offsetS, itsscale: a.itsscale, fit, summary }
+  return {
+    offsetS: a.offsetS - fit.offsetS / a.clockRatio,
+    itsscale: fit.slope ? (a.itsscale ?? 1) * (1 + fit.slope) : a.itsscale,
+    fit,
+    summary,
+  }
+}
+export const MIN_EVENT_SPAN_S = 10
+
+/** One line for a human: how far the sound is from the picture at the events. */
+export function describeEventFit(fit: EventFit): string {
+  if (!fit.consistent || fit.medianS == null || fit.spreadS == null) return `no verdict: ${fit.why}`
+  const ms = (seconds: number) => `${seconds >= 0 ? '+' : '−'}${Math.abs(seconds * 1000).toFixed(1)} ms`
+  const drift = fit.slope ? `, drift ${ms(fit.driftS)} over ${fit.spanS.toFixed(0)} s` : ''
+  return (
+    `${fit.used} events: sound ${ms(fit.medianS)} from the picture (median; + = late),` +
+    ` spread ${(fit.spreadS * 1000).toFixed(1)} ms${drift}` +
+    (fit.used < fit.pairs ? `; ${fit.pairs - fit.used} stray pairs left out` : '')
+  )
+}
+
 // ── The live status ─────────────────────────────────────────────────────────────────────────
 
 export const SILENCE_DBFS = -80
@@ -1539,6 +1759,7 @@ export interface TimingSettings {
   clockOffsetS: number
   cameraLatencyS: number
   driftFix: boolean
+  events: boolean // --events
 }
 
 /**
@@ -1587,6 +1808,7 @@ export interface SyncRecord {
   firstReadLateS: number | null
   offLineFrames: number | null
   anchorWarnings: string[]
+  events: EventSummary | null // --events: what the flashes and clicks said, and whether it was used
   offsetS: number | null
   delaySamples: number | null
   trimSamples: number | null
@@ -1618,6 +1840,7 @@ const NO_VIDEO = {
   firstReadLateS: null,
   offLineFrames: null,
   anchorWarnings: [],
+  events: null,
   offsetS: null,
   delaySamples: null,
   trimSamples: null,
@@ -1670,6 +1893,7 @@ export function parseSyncRecord(text: string): SyncRecord {
     clockOffsetS: typeof stored.clockOffsetS === 'number' ? stored.clockOffsetS : (number('clockOffsetS') ?? 0),
     cameraLatencyS: typeof stored.cameraLatencyS === 'number' ? stored.cameraLatencyS : 0,
     driftFix: typeof stored.driftFix === 'boolean' ? stored.driftFix : true,
+    events: stored.events === true,
   }
   return {
     ...newSyncRecord({
@@ -1729,6 +1953,103 @@ function packageVersion(): string {
 }
 
 /** ffmpeg and ffprobe as runnable paths; ffprobe from the same folder when ffmpeg was given by path. */
+/** Run a program, no shell, and collect its stdout as bytes; a failure is a ToolError with its last words. */
+function stdoutOf(program: string, args: string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const chunks: Buffer[] = []
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk).slice(-2000)
+    })
+    child.on('error', reject)
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(Buffer.concat(chunks))
+        : reject(new ToolError(`${path.basename(program)} failed: ${stderr.trim().split('\n').at(-1) ?? code}`)),
+    )
+  })
+}
+
+/** Every frame's presentation time and mean brightness (frames shrunk to 8×6 grey: a flash fills the view). */
+async function frameBrightness(ffmpeg: string, ffprobe: string, file: string) {
+  const packets = await stdoutOf(ffprobe, [
+    ...['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file],
+  ])
+  const ptsS = packets
+    .toString()
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+    .sort((a, b) => a - b)
+  const raw = await stdoutOf(ffmpeg, [
+    ...['-v', 'error', '-i', file, '-map', '0:v:0', '-vf', 'scale=8:6,format=gray', '-fps_mode', 'passthrough'],
+    ...['-f', 'rawvideo', '-'],
+  ])
+  const brightness: number[] = []
+  for (let at = 0; at + 48 <= raw.length; at += 48)
+    brightness.push(raw.subarray(at, at + 48).reduce((a, b) => a + b) / 48)
+  return { ptsS: ptsS.slice(0, brightness.length), brightness }
+}
+
+/** The first audio stream's sample peaks, a block of ~0.25 ms each, and when its first sample plays. */
+async function audioPeaks(ffmpeg: string, ffprobe: string, file: string) {
+  const probe = JSON.parse(
+    (
+      await stdoutOf(ffprobe, [
+        ...['-v', 'error', '-select_streams', 'a:0', '-show_entries', 'stream=sample_rate,start_time'],
+        ...['-of', 'json', file],
+      ])
+    ).toString(),
+  ).streams?.[0]
+  if (!probe) throw new ToolError(`${file} has no audio stream: check needs a file with sound and picture`)
+  const rate = Number(probe.sample_rate)
+  const samplesPerBlock = Math.max(1, Math.round(rate / 4000))
+  const raw = await stdoutOf(ffmpeg, ['-v', 'error', '-i', file, '-map', '0:a:0', '-ac', '1', '-f', 's16le', '-'])
+  const samples = new Int16Array(raw.buffer, raw.byteOffset, Math.floor(raw.length / 2))
+  const peaks = new Int16Array(Math.ceil(samples.length / samplesPerBlock))
+  for (let i = 0; i < samples.length; i++) {
+    const b = (i / samplesPerBlock) | 0
+    const v = Math.abs(samples[i])
+    if (v > peaks[b]) peaks[b] = Math.min(v, 32767)
+  }
+  return { peaks, blockS: samplesPerBlock / rate, startS: Number(probe.start_time) || 0 }
+}
+
+/** A file's flashes (frame times) and clicks (onset times), each on its own stream's timeline. */
+async function findEvents(ffmpeg: string, ffprobe: string, videoFile: string, audioFile: string) {
+  const { ptsS, brightness } = await frameBrightness(ffmpeg, ffprobe, videoFile)
+  const { peaks, blockS, startS } = await audioPeaks(ffmpeg, ffprobe, audioFile)
+  const flashesS = flashFrames(brightness).map((k) => ptsS[k])
+  const clicksS = onsetBlocks(peaks, blockS).map((b) => startS + b * blockS)
+  const framePeriodS = ptsS.length > 1 ? (ptsS[ptsS.length - 1] - ptsS[0]) / (ptsS.length - 1) : 1 / 30
+  return { flashesS, clicksS, framePeriodS }
+}
+
+/** record-audio check FILE: the sync at the file's own events. Exit 0 with a verdict, 1 without one. */
+async function checkFile(c: { file: string; json: boolean; ffmpeg: string }): Promise<number> {
+  if (!fs.existsSync(c.file)) throw new ToolError(`${c.file} does not exist: give a file with sound and picture`)
+  const { ffmpeg, ffprobe } = await findTools(c.ffmpeg)
+  if (!ffprobe) throw new ToolError('ffprobe not found beside ffmpeg or on PATH: install it with ffmpeg')
+  const { flashesS, clicksS, framePeriodS } = await findEvents(ffmpeg, ffprobe, c.file, c.file)
+  const pairs = pairEvents(flashesS, clicksS)
+  const fit = fitEvents(pairs, framePeriodS)
+  if (c.json)
+    process.stdout.write(
+      `${JSON.stringify({ file: c.file, flashes: flashesS.length, clicks: clicksS.length, ...fit, events: pairs })}\n`,
+    )
+  else {
+    for (const p of pairs)
+      say(`  flash ${p.flashS.toFixed(3)} s  click ${p.clickS.toFixed(4)} s  ${(p.residualS * 1000).toFixed(1)} ms`)
+    say(
+      `${fit.consistent ? '✔' : '✖'} ${path.basename(c.file)}: ${describeEventFit(fit)}` +
+        ` (${flashesS.length} flashes, ${clicksS.length} clicks found).`,
+    )
+  }
+  return fit.consistent ? 0 : 1
+}
+
 async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffprobe: string | null }> {
   const ffmpeg = /[\\/]/.test(ffmpegSetting)
     ? fs.existsSync(ffmpegSetting)
@@ -2258,6 +2579,7 @@ async function record(s: Settings): Promise<number> {
     clockOffsetS: s.clockOffsetS,
     cameraLatencyS: s.cameraLatencyS,
     driftFix: s.driftFix,
+    events: s.events,
   }
   let sync: SyncRecord | null = null
   const { audioFile, syncFile } = reserveNames(s, (audioFile) => {
@@ -2533,6 +2855,41 @@ const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
   ulid: 'from the ULID in its name, minted just before the first frame',
 }
 
+/** --events: the anchors' offset and retiming, aligned on the flashes and clicks; null when they cannot be read. */
+async function eventsFor(
+  videoFile: string,
+  finalized: boolean,
+  audio: AudioFacts,
+  offsetS: number,
+  itsscale: number | null,
+  f: Finishing,
+): Promise<ReturnType<typeof alignOnEvents> | null> {
+  if (!finalized || !f.ffprobe) {
+    say(
+      `⚠ Events: ${finalized ? 'ffprobe is missing' : 'the video is not finished yet'}; aligned on the anchors.` +
+        ' Once it is: record-audio mux SYNC_FILE --events',
+    )
+    return null
+  }
+  try {
+    const found = await findEvents(f.ffmpeg, f.ffprobe, videoFile, audio.file)
+    const aligned = alignOnEvents({ ...found, offsetS, itsscale, clockRatio: audio.clockRatio })
+    const { fit } = aligned
+    const foundText = `${found.flashesS.length} flashes, ${found.clicksS.length} clicks`
+    if (!fit.consistent) say(`⚠ Events: ${fit.why} (${foundText}); aligned on the anchors.`)
+    else {
+      const rate = fit.slope ? `, the video retimed by ${(fit.slope * 1e6).toFixed(0)} ppm` : ''
+      const off = describeEventFit(fit).replace(/^\d+ events: sound /, '')
+      say(`✔ Events: the anchors were off by ${off}; aligned on them${rate}.`)
+    }
+    return aligned
+  } catch (error) {
+    if (!(error instanceof ToolError)) throw error
+    say(`⚠ Events: ${error.message}; aligned on the anchors.`)
+    return null
+  }
+}
+
 /** Measures the offset to the video and builds the command; says what it found. */
 async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finishing): Promise<Partial<SyncRecord>> {
   if (!videoFile) {
@@ -2560,8 +2917,14 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     driftFix: f.driftFix,
     frameClock: tracked?.clock ?? null,
   })
-  const offsetS = audio.startEpochS - timing.startEpochS
-  const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (timing.itsscale ?? 1)
+  let offsetS = audio.startEpochS - timing.startEpochS
+  let itsscale = timing.itsscale
+  let events: EventSummary | null = null
+  if (f.events) {
+    const aligned = await eventsFor(videoFile, video.finalized, audio, offsetS, itsscale, f)
+    if (aligned) ({ offsetS, itsscale, summary: events } = aligned)
+  }
+  const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
   const codec = muxCodec(audio.sampleRate, audio.channels)
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
   if (codec.why)
@@ -2576,7 +2939,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     channels: audio.channels,
     offsetS,
     videoDurationS,
-    itsscale: timing.itsscale,
+    itsscale,
     clockRatio: audio.clockRatio,
   })
   const result: Partial<SyncRecord> = {
@@ -2593,7 +2956,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
     driftPpm: timing.driftPpm,
     driftAtEndMs: timing.driftAtEndMs,
-    itsscale: timing.itsscale,
+    itsscale,
     driftReason: timing.driftReason,
     trackingCsvFile: tracked?.clock ? tracked.file : null,
     trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
@@ -2602,6 +2965,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     firstReadLateS: tracked?.clock?.firstReadLateS ?? null,
     offLineFrames: tracked?.clock?.offLineFrames ?? null,
     anchorWarnings: timing.warnings,
+    events,
     offsetS,
     delaySamples: plan.delaySamples,
     trimSamples: plan.trimSamples,
@@ -3075,6 +3439,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'version') return printThen(`${packageVersion()}\n`, 0)
   try {
     if (command.kind === 'repair') return repairWav(command.file)
+    if (command.kind === 'check') return await checkFile(command)
     if (command.kind === 'list-devices') return await listDevices(command.format, command.ffmpeg)
     return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)
   } catch (error) {

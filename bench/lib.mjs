@@ -4,7 +4,12 @@ import { run } from '../test/helpers.mjs'
 
 export const RATE = 48000
 
-export /** The live microphone: noise at −60 dBFS and a 2 ms click at every whole epoch second. */
+export /**
+ * The live microphone: noise at −60 dBFS and a 2 ms click in every whole epoch second, at its start
+ * unless `clickAt(second)` (settable) names another moment of that second, e.g. a camera's flash;
+ * `leadS` plays each click that much early (the player's own latency, so that it is heard on time).
+ * `played` holds each click's intended time.
+ */
 function startClickStream(env, sink) {
   const player = spawn(
     'pacat',
@@ -23,13 +28,22 @@ function startClickStream(env, sink) {
     const samples = new Int16Array(count)
     for (let i = 0; i < count; i++) {
       const t = writtenUntilS + i / RATE
-      const intoSecond = t - Math.floor(t)
-      samples[i] = intoSecond < 0.002 ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
+      // A click played early can start in the second before its own.
+      const second = [Math.floor(t), Math.floor(t) + 1].find((s) => {
+        const intoClick = t - (stream.clickAt(s) - stream.leadS)
+        return intoClick >= 0 && intoClick < 0.002
+      })
+      if (second !== undefined && stream.played.at(-1) !== stream.clickAt(second))
+        stream.played.push(stream.clickAt(second))
+      samples[i] = second !== undefined ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
     }
     writtenUntilS += count / RATE
     player.stdin.write(Buffer.from(samples.buffer))
   }, 10)
-  return {
+  const stream = {
+    clickAt: (second) => second,
+    leadS: 0,
+    played: [],
     stop() {
       stopping = true
       clearInterval(timer)
@@ -37,6 +51,7 @@ function startClickStream(env, sink) {
       player.kill('SIGTERM')
     },
   }
+  return stream
 }
 
 export /** Presentation times of the white frames in a file, as the file states them (any frame size). */

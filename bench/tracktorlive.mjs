@@ -29,23 +29,27 @@ const quick = process.argv.includes('--quick')
 const TOOL = path.join(ROOT, 'dist', 'record-audio.mjs')
 const SIZE = [320, 240]
 
-/** The camera: raw frames at the wall clock's pace into ffmpeg, out as MPEG-TS over UDP. */
-function startCamera(port) {
+/**
+ * The camera: raw frames at the wall clock's pace into ffmpeg, out as MPEG-TS over UDP. The first
+ * frame of each second is white, and the microphone clicks when that frame is due: a lab's flash
+ * and click at the same moment.
+ */
+function startCamera(port, clicks) {
   const encoder = rawFrameWriter(SIZE.join('x'), 30, [
     ...['-c:v', 'mpeg2video', '-q:v', '4', '-g', '15', '-f', 'mpegts', '-flush_packets', '1'],
     `udp://127.0.0.1:${port}?pkt_size=1316`,
   ])
   const flashes = [] // send times of the white frames, epoch seconds
   let stopped = false
-  const startMs = Date.now()
-  let lastSecond = null
+  const startS = Date.now() / 1000
+  const dueS = (k) => startS + k / 30
+  clicks.clickAt = (second) => dueS(Math.ceil((second - startS) * 30))
   const done = (async () => {
     for (let k = 0; !stopped; k++) {
-      const waitMs = startMs + (k * 1000) / 30 - Date.now()
+      const waitMs = (dueS(k) - Date.now() / 1000) * 1000
       if (waitMs > 0) await sleep(waitMs)
       const sentS = Date.now() / 1000
-      const white = lastSecond !== null && Math.floor(sentS) !== lastSecond
-      lastSecond = Math.floor(sentS)
+      const white = k > 0 && Math.floor(dueS(k)) !== Math.floor(dueS(k - 1))
       if (white) flashes.push(sentS)
       encoder.stdin.write(Buffer.alloc(SIZE[0] * SIZE[1], white ? 255 : 16))
     }
@@ -97,10 +101,17 @@ function muxWith(cwd, syncFile, name, flags) {
   return { muxed, sync: JSON.parse(out.stdout), stderr: out.stderr }
 }
 
-async function session(pulse, seconds, latencyS = null) {
+/** record-audio check on a file: the median of its own flash-to-click residuals, ms. */
+function checkMs(file) {
+  const out = run(process.execPath, [TOOL, 'check', file, '--json'])
+  const fit = out.stdout ? JSON.parse(out.stdout) : null
+  return fit?.medianS == null ? Number.NaN : fit.medianS * 1000
+}
+
+async function session(pulse, clicks, seconds, latencyS = null) {
   const cwd = tempDir('ra-bench-trl-')
   const port = 5077 + Math.floor(Math.random() * 500)
-  const camera = startCamera(port)
+  const camera = startCamera(port, clicks)
   await sleep(1000)
   const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
   await tool.recording(path.join(cwd, 'fish-audio.wav'), 20000)
@@ -129,18 +140,35 @@ async function session(pulse, seconds, latencyS = null) {
   const mux = run('bash', ['-c', sync.muxCommand])
   if (mux.status !== 0) throw new Error(`mux: ${mux.stderr}`)
   const wavClicks = clickOnsets(decodeAudio(sync.audioFile))
+  // How late a click is heard after it was meant (the player's latency, as the capture's clock says).
+  const heardLateMs = median(
+    wavClicks.map((i) => {
+      const heardS = sync.audioStartEpochS + i / RATE
+      const meantS = clicks.played.reduce((a, b) => (Math.abs(b - heardS) < Math.abs(a - heardS) ? b : a))
+      return (heardS - meantS) * 1000
+    }),
+  )
   const rows = [
     {
       anchor: `tracking CSV (${sync.trackingCsvEpochSource ?? 'none'})`,
       sync,
+      checkMs: checkMs(sync.muxedFile),
       ...score(sync.muxedFile, sync, camera.flashes, wavClicks),
     },
   ]
+  const events = muxWith(cwd, syncFile, 'events', ['--events'])
+  rows.push({
+    anchor: `--events (on the tracking CSV's anchors: ${events.sync.events?.used ?? 0} events used)`,
+    sync: events.sync,
+    checkMs: checkMs(events.muxed),
+    ...score(events.muxed, events.sync, camera.flashes, wavClicks),
+  })
   if (latencyS != null) {
     const withLatency = muxWith(cwd, syncFile, 'latency', [`--camera-latency=${latencyS.toFixed(3)}`])
     rows.push({
       anchor: `tracking CSV + --camera-latency=${latencyS.toFixed(3)} (from the first session)`,
       sync: withLatency.sync,
+      checkMs: checkMs(withLatency.muxed),
       ...score(withLatency.muxed, withLatency.sync, camera.flashes, wavClicks),
     })
   }
@@ -151,18 +179,20 @@ async function session(pulse, seconds, latencyS = null) {
     rows.push({
       anchor: 'ULID + mtime (no CSV)',
       sync: ulidOnly.sync,
+      checkMs: checkMs(ulidOnly.muxed),
       ...score(ulidOnly.muxed, ulidOnly.sync, camera.flashes, wavClicks),
     })
     const nominal = muxWith(cwd, syncFile, 'ulid-nominal', ['--no-drift-fix'])
     rows.push({
       anchor: 'ULID alone (no CSV, --no-drift-fix)',
       sync: nominal.sync,
+      checkMs: checkMs(nominal.muxed),
       ...score(nominal.muxed, nominal.sync, camera.flashes, wavClicks),
     })
   } finally {
     if (csv) fs.renameSync(`${csv}.away`, csv)
   }
-  return { rows, sync, stderr: result.stderr, seconds }
+  return { rows, sync, stderr: result.stderr, seconds, heardLateMs }
 }
 
 const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '—')
@@ -173,9 +203,11 @@ await sleep(1000)
 let run1
 try {
   // The camera's latency, measured once: the first session's error with the frame clock alone.
-  const first = await session(pulse, quick ? 20 : 30)
+  const first = await session(pulse, clicks, quick ? 20 : 30)
   const latencyS = -first.rows[0].medianMs / 1000
-  run1 = await session(pulse, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
+  // From now on each click is heard when its flash is sent, as a lab's clap with its LED.
+  clicks.leadS = first.heardLateMs / 1000
+  run1 = await session(pulse, clicks, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
 } finally {
   clicks.stop()
   await pulse.stop()
@@ -185,10 +217,16 @@ console.log(
   `\nThe real TracktorLive, ${run1.seconds} s of a live 30 fps stream: camera ${fmt(s.cameraFps, 4)} fps by the frame clock,` +
     ` ${s.bufferedFrames} buffered frames at the start, frame 0 read ${fmt((s.firstReadLateS ?? Number.NaN) * 1000, 0)} ms after it was sent\n`,
 )
+console.log(
+  `The clicks are played ${fmt(clicks.leadS * 1000)} ms early (the player's latency, measured in the first session):` +
+    ` heard ${fmt(run1.heardLateMs)} ms after their flashes were due, so --events and check see simultaneous events.\n`,
+)
 console.log('Physical sync error of the muxed file, ms (flash sent vs click heard; + means the sound comes late)\n')
-console.log('| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale |')
-console.log('|---|---|---|---|---|---|---|---|')
+console.log(
+  '| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale | record-audio check: median |',
+)
+console.log('|---|---|---|---|---|---|---|---|---|')
 for (const r of run1.rows)
   console.log(
-    `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} |`,
+    `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} | ${fmt(r.checkMs)} (${fmt(r.checkMs - r.medianMs)} from the bench) |`,
   )

@@ -40,6 +40,7 @@ test("mux later redoes the recording's timing: its --clock-offset, --video-start
     clockOffsetS: -0.25,
     cameraLatencyS: 0,
     driftFix: false,
+    events: false,
   })
   const delay = Math.round((sync.audioStartEpochS - (videoStartS - 0.25)) * 48000)
   assert.equal(sync.delaySamples, delay)

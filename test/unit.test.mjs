@@ -54,6 +54,7 @@ test('flags: defaults come from the settings block', () => {
     clockOffsetS: 0,
     cameraLatencyS: 0,
     driftFix: true,
+    events: false,
     mux: false,
     waitS: 600,
     json: false,
@@ -90,6 +91,7 @@ test('flags: every flag overrides its constant', () => {
     '2026-11-27T22:24:51.770Z',
     '--clock-offset=-0.25',
     '--no-drift-fix',
+    '--events',
     '--mux',
     '--wait',
     '30',
@@ -115,6 +117,7 @@ test('flags: every flag overrides its constant', () => {
     clockOffsetS: -0.25,
     cameraLatencyS: 0.135,
     driftFix: false,
+    events: true,
     mux: true,
     waitS: 30,
     json: true,
@@ -937,6 +940,7 @@ test('sync record: what a recording stores reads back whole; an old file without
     clockOffsetS: -0.25,
     cameraLatencyS: 0.1,
     driftFix: false,
+    events: true,
   }
   const record = newSyncRecord({
     tool: 'record-audio 0.2.0',
@@ -960,6 +964,7 @@ test('sync record: what a recording stores reads back whole; an old file without
     clockOffsetS: -0.5,
     cameraLatencyS: 0,
     driftFix: true,
+    events: false,
   })
   assert.throws(() => parseSyncRecord('{'), /not JSON/)
   assert.throws(() => parseSyncRecord('{"audioSampleRate":48000}'), /no audioFile/)
@@ -1072,4 +1077,96 @@ test('video timing: the frame clock beats the timesync file and the ULID; --came
   assert.equal(t.itsscale, null, '0.0007 fps over a minute is within a frame')
   assert.match(t.warnings.join(), /mtime is .* off its last frame in the tracking CSV/)
   assert.equal(videoTiming({ ...base, cameraLatencyS: 0.135 }).startEpochS, ulid - 0.33 - 0.135)
+})
+
+test('sync events: flashes are frames that jump to bright, clicks the first loud block after a quiet stretch', async () => {
+  const { flashFrames, onsetBlocks, FLASH_MIN_JUMP, QUIET_BEFORE_ONSET_S } = await import('../dist/record-audio.mjs')
+  const dark = Array.from({ length: 120 }, (_, k) => 16 + (k % 5)) // a dim scene, a little noise
+  const flashed = dark.map((v, k) => (k === 0 || k === 30 || k === 60 || k === 61 ? 250 : v))
+  assert.deepEqual(flashFrames(flashed), [0, 30, 60]) // a two-frame flash is one event
+  assert.deepEqual(flashFrames(dark.map((v, k) => v + (k > 60 ? FLASH_MIN_JUMP - 10 : 0))), []) // lights dimmed up
+  const blockS = 0.00025
+  const peaks = Array.from({ length: 40000 }, (_, b) => 20 + ((b * 7919) % 40))
+  for (const b of [1000, 9000, 9000 + Math.round(0.1 / blockS), 30000]) for (let i = 0; i < 8; i++) peaks[b + i] = 20000
+  // The clap's echo 0.1 s later is inside QUIET_BEFORE_ONSET_S of it: not an event of its own.
+  assert.ok(0.1 < QUIET_BEFORE_ONSET_S)
+  assert.deepEqual(onsetBlocks(peaks, blockS), [1000, 9000, 30000])
+  assert.deepEqual(
+    onsetBlocks(
+      peaks.map(() => 30),
+      blockS,
+    ),
+    [],
+  ) // a silent room
+})
+
+test('sync events: pairs, the line through their residuals, stray pairs left out; too few that agree is no verdict', async () => {
+  const { pairEvents, fitEvents, describeEventFit } = await import('../dist/record-audio.mjs')
+  const flashes = Array.from({ length: 20 }, (_, k) => 1 + 3 * k)
+  // The sound 40 ms late at the first flash, 1 ms later every 10 s; the 5th flash's click was a cough 300 ms off.
+  const clicks = flashes.map((t, k) => t + 0.04 + 0.0001 * (t - 1) + (k === 4 ? 0.3 : 0))
+  const pairs = pairEvents(flashes, [...clicks, 100])
+  assert.equal(pairs.length, 20)
+  assert.ok(Math.abs(pairs[0].residualS - 0.04) < 1e-9)
+  const fit = fitEvents(pairs, 1 / 30)
+  assert.equal(fit.consistent, true)
+  assert.equal(fit.used, 19)
+  assert.ok(Math.abs(fit.slope - 0.0001) < 1e-7, String(fit.slope))
+  assert.ok(Math.abs(fit.offsetS + fit.slope * 1 - 0.04) < 1e-6, String(fit.offsetS))
+  assert.ok(Math.abs(fit.driftS - 0.0057) < 1e-6, String(fit.driftS))
+  assert.match(
+    describeEventFit(fit),
+    /^19 events: sound \+4\d\.\d ms .*spread 5\.7 ms, drift \+5\.7 ms over 57 s; 1 stray/,
+  )
+  // A click window never reaches the next flash: at most 0.45 of the gap between flashes.
+  assert.equal(pairEvents([1, 2], [1.46]).length, 0)
+  assert.equal(pairEvents([1, 2], [1.44]).length, 1)
+  // Half the pairs disagree: no verdict.
+  const scattered = fitEvents(
+    pairEvents(
+      flashes,
+      flashes.map((t, k) => t + (k % 2 ? 0.04 : -0.2)),
+    ),
+    1 / 30,
+  )
+  assert.equal(scattered.consistent, false)
+  assert.match(scattered.why, /pairs agree/)
+  // One event: an offset, no rate.
+  const one = fitEvents(pairEvents([5], [5.012]), 1 / 30)
+  assert.equal(one.slope, 0)
+  assert.ok(Math.abs(one.offsetS - 0.012) < 1e-9)
+})
+
+test('--events: the anchors offset and retiming corrected so that the flashes and clicks line up on the muxed timeline', async () => {
+  const { alignOnEvents } = await import('../dist/record-audio.mjs')
+  // The source video's flashes at whole frames; the WAV's clicks where a 0.177 s offset and a video
+  // really 500 ppm slow put them. The anchors said 0.3 s and no retiming.
+  const flashesS = Array.from({ length: 20 }, (_, k) => (30 + 90 * k) / 30)
+  const clicksS = flashesS.map((t) => t * 1.0005 - 0.177)
+  const aligned = alignOnEvents({
+    flashesS,
+    clicksS,
+    framePeriodS: 1 / 30,
+    offsetS: 0.3,
+    itsscale: null,
+    clockRatio: 1,
+  })
+  assert.equal(aligned.summary.applied, true)
+  const middleS = flashesS[9] // the median pair's
+  assert.ok(Math.abs(aligned.summary.medianMs - (123 + 0.5 * middleS)) < 0.01, String(aligned.summary.medianMs))
+  assert.ok(Math.abs(aligned.offsetS - 0.177) < 1e-6, String(aligned.offsetS))
+  assert.ok(Math.abs(aligned.itsscale - 1.0005) < 1e-7, String(aligned.itsscale))
+  // With those, the events line up.
+  const again = alignOnEvents({ flashesS, clicksS, framePeriodS: 1 / 30, ...aligned, clockRatio: 1 })
+  assert.ok(Math.abs(again.summary.medianMs) < 0.01 && Math.abs(again.summary.driftMs) < 0.01)
+  // No clicks: the anchors stand.
+  const none = alignOnEvents({
+    flashesS,
+    clicksS: [],
+    framePeriodS: 1 / 30,
+    offsetS: 0.3,
+    itsscale: null,
+    clockRatio: 1,
+  })
+  assert.deepEqual([none.offsetS, none.itsscale, none.summary.applied], [0.3, null, false])
 })
