@@ -6,9 +6,7 @@ export const RATE = 48000
 
 export /**
  * The live microphone: noise at −60 dBFS and a 2 ms click in every whole epoch second, at its start
- * unless `clickAt(second)` (settable) names another moment of that second, e.g. a camera's flash;
- * `leadS` plays each click that much early (the player's own latency, so that it is heard on time).
- * `played` holds each click's intended time.
+ * unless `clickAt(second)` (settable) names another moment of that second, e.g. a camera's flash.
  */
 function startClickStream(env, sink) {
   const player = spawn(
@@ -28,22 +26,15 @@ function startClickStream(env, sink) {
     const samples = new Int16Array(count)
     for (let i = 0; i < count; i++) {
       const t = writtenUntilS + i / RATE
-      // A click played early can start in the second before its own.
-      const second = [Math.floor(t), Math.floor(t) + 1].find((s) => {
-        const intoClick = t - (stream.clickAt(s) - stream.leadS)
-        return intoClick >= 0 && intoClick < 0.002
-      })
-      if (second !== undefined && stream.played.at(-1) !== stream.clickAt(second))
-        stream.played.push(stream.clickAt(second))
-      samples[i] = second !== undefined ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
+      const intoClick = t - stream.clickAt(Math.floor(t))
+      samples[i] =
+        intoClick >= 0 && intoClick < 0.002 ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
     }
     writtenUntilS += count / RATE
     player.stdin.write(Buffer.from(samples.buffer))
   }, 10)
   const stream = {
     clickAt: (second) => second,
-    leadS: 0,
-    played: [],
     stop() {
       stopping = true
       clearInterval(timer)
