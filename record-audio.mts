@@ -60,12 +60,13 @@ const PLOT_OUTFILE: string | null = null
 //   The sound card's clock  its real rate from the WAV's growth (cardClock)
 //   The video, its clock    is the mp4 finished; the anchors and the drift (videoTiming)
 //   The picture             --plot
+//   Sync events             flashes and clicks found, paired, fitted (--events, check)
 //   The live status         level and status line
 //   Sync arithmetic, mux    which codec, the mux plan, quoting for each shell
 //   The stop                which signals, and when two are one request
 //   The sync record         SyncRecord: the one file that outlives the run
 // Effectful, at the bottom: The run (record → capture → finish → deliver → runMux; muxLater;
-// repair; main).
+// repair; check; main).
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
