@@ -120,7 +120,11 @@ async function session(pulse, clicks, seconds, latencyS = null) {
     [path.join(ROOT, 'bench', 'tracktorlive_run.py'), `udp://127.0.0.1:${port}`, 'fish', String(seconds)],
     {
       cwd,
-      env: tracktorliveEnv({ ...process.env, HOME: tempDir('ra-bench-home-') }),
+      env: tracktorliveEnv({
+        ...process.env,
+        HOME: tempDir('ra-bench-home-'),
+        TRACKTORLIVE_T_INIT_FILE: path.join(cwd, 't_init'),
+      }),
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   )
@@ -165,8 +169,31 @@ async function session(pulse, clicks, seconds, latencyS = null) {
     })
   }
   const csv = sync.trackingCsvFile
+  // TracktorLive's timesync cassette needs pandas and pyarrow (not in Debian's python3 here): its file
+  // is written as the cassette would (TRACKTORLIVE.md), one row per frame but the last, t_init + the
+  // frame's read time.
+  const timesyncFile = path.join(cwd, 'fish-timesyncUTC.parquet')
+  if (csv) {
+    const { parseTrackingTimes } = await import('../dist/record-audio.mjs')
+    const { parquetWriteFile } = await import('hyparquet-writer')
+    const tInitS = Number(fs.readFileSync(path.join(cwd, 't_init'), 'utf8'))
+    const data = parseTrackingTimes(fs.readFileSync(csv, 'utf8'))
+      .slice(0, -1)
+      .map((t) => tInitS + t)
+    parquetWriteFile({ filename: timesyncFile, columnData: [{ name: 'timestampUTC', data, type: 'DOUBLE' }] })
+  }
   if (csv) fs.renameSync(csv, `${csv}.away`)
   try {
+    if (csv) {
+      const timesync = muxWith(cwd, syncFile, 'timesync', ['--timesync', timesyncFile])
+      rows.push({
+        anchor: `timesync file (no CSV; ${timesync.sync.videoStartSource})`,
+        sync: timesync.sync,
+        checkMs: checkMs(timesync.muxed),
+        ...score(timesync.muxed, timesync.sync, camera.flashes, wavClicks),
+      })
+      fs.renameSync(timesyncFile, `${timesyncFile}.away`) // the rows below: no timesync either
+    }
     const ulidOnly = muxWith(cwd, syncFile, 'ulid', [])
     rows.push({
       anchor: 'ULID + mtime (no CSV)',

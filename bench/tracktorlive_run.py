@@ -1,7 +1,9 @@
 """The real TracktorLive (../shared/tracktorlive, TRACKTORLIVE_SRC, or an installed one) tracking a
 live stream through its Python API, as a lab runs it: realtime=True (so the tracking CSV holds the
 server's clock), the video (-d) and the tracking CSV (-w) written. Used by the bench and one test;
-never shipped. Arguments: SOURCE FEED_ID SECONDS."""
+never shipped. Arguments: SOURCE FEED_ID SECONDS. With TRACKTORLIVE_T_INIT_FILE set, the server's
+t_init (epoch seconds) is written there at the end, for the bench's timesync file."""
+import os
 import sys
 
 import tracktorlive as trl
@@ -19,3 +21,8 @@ server, semm = trl.spawn_trserver(
     write_recordings=True,
 )
 trl.run_trsession(server, semm)
+
+t_init_file = os.environ.get("TRACKTORLIVE_T_INIT_FILE")
+if t_init_file:
+    with open(t_init_file, "w") as out:
+        out.write(repr(server.t_init))
