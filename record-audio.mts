@@ -1458,8 +1458,7 @@ export interface EventFit {
 export function fitEvents(pairs: EventPair[], framePeriodS: number): EventFit {
   const none = { medianS: null, spreadS: null, offsetS: 0, slope: 0, driftS: 0, spanS: 0 }
   if (!pairs.length) return { pairs: 0, used: 0, ...none, consistent: false, why: 'no flash with a click beside it' }
-  const residuals = pairs.map((p) => p.residualS).sort((a, b) => a - b)
-  const median = residuals[Math.floor((residuals.length - 1) / 2)]
+  const median = medianOf(pairs.map((p) => p.residualS))
   const tolerance = Math.max(EVENT_TOLERANCE_FRAMES * framePeriodS, 0.015)
   const used = pairs.filter((p) => Math.abs(p.residualS - median) <= tolerance)
   if (used.length * 2 <= pairs.length && pairs.length > 1)
@@ -1473,19 +1472,20 @@ export function fitEvents(pairs: EventPair[], framePeriodS: number): EventFit {
     }
   const r = used.map((p) => p.residualS)
   const spanS = used[used.length - 1].flashS - used[0].flashS
-  let offsetS = r.reduce((a, b) => a + b, 0) / r.length
+  let offsetS = medianOf(r)
   let slope = 0
   if (used.length >= 2 && spanS >= MIN_EVENT_SPAN_S) {
     const meanT = used.reduce((a, p) => a + p.flashS, 0) / used.length
+    const meanR = r.reduce((a, b) => a + b, 0) / r.length
     let sxy = 0
     let sxx = 0
     for (const p of used) {
-      sxy += (p.flashS - meanT) * (p.residualS - offsetS)
+      sxy += (p.flashS - meanT) * (p.residualS - meanR)
       sxx += (p.flashS - meanT) ** 2
     }
     slope = sxy / sxx
-    offsetS -= slope * meanT
-  } else offsetS = r.sort((a, b) => a - b)[Math.floor((r.length - 1) / 2)]
+    offsetS = meanR - slope * meanT
+  }
   return {
     pairs: pairs.length,
     used: used.length,
@@ -1502,6 +1502,12 @@ export function fitEvents(pairs: EventPair[], framePeriodS: number): EventFit {
   }
 }
 export const EVENT_TOLERANCE_FRAMES = 1.5
+
+/** The middle value (the lower of the two middle ones for an even count). */
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor((sorted.length - 1) / 2)]
+}
 
 export interface EventSummary {
   flashes: number
@@ -1953,8 +1959,11 @@ function packageVersion(): string {
   return 'unknown'
 }
 
-/** ffmpeg and ffprobe as runnable paths; ffprobe from the same folder when ffmpeg was given by path. */
-/** Run a program, no shell, and collect its stdout as bytes; a failure is a ToolError with its last words. */
+/**
+ * A program's stdout as bytes, no shell; a failure is a ToolError with its last error line. (zx's
+ * `$` would serve, but its output's buffer() lost the raw PCM here: a decoded click track came back
+ * with no clicks in it.)
+ */
 function stdoutOf(program: string, args: string[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -1962,13 +1971,13 @@ function stdoutOf(program: string, args: string[]): Promise<Buffer> {
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk).slice(-2000)
+      stderr = (stderr + chunk).slice(-4000)
     })
     child.on('error', reject)
     child.on('close', (code) =>
       code === 0
         ? resolve(Buffer.concat(chunks))
-        : reject(new ToolError(`${path.basename(program)} failed: ${stderr.trim().split('\n').at(-1) ?? code}`)),
+        : reject(new ToolError(`${path.basename(program)} failed: ${ffmpegErrorLine(stderr)}`)),
     )
   })
 }
@@ -2051,6 +2060,7 @@ async function checkFile(c: { file: string; json: boolean; ffmpeg: string }): Pr
   return fit.consistent ? 0 : 1
 }
 
+/** ffmpeg and ffprobe as runnable paths; ffprobe from the same folder when ffmpeg was given by path. */
 async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffprobe: string | null }> {
   const ffmpeg = /[\\/]/.test(ffmpegSetting)
     ? fs.existsSync(ffmpegSetting)
