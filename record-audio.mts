@@ -45,6 +45,9 @@ const DRIFT_FIX = true
 // the finished video and the WAV, and align on them instead of the anchors; too few or inconsistent
 // events fall back to the anchors with a warning
 const SYNC_EVENTS = false
+// --all-videos: every TracktorLive recording that overlaps the audio gets its own offset, command (and,
+// with --mux, muxed file), not only the newest: one microphone left running across many trials
+const ALL_VIDEOS = false
 // --mux: after the stop, wait for the video to be finished, mux it and check the result
 const MUX_AFTER_STOP = false
 // --wait: how long --mux waits for TracktorLive to finish the video, in seconds
@@ -205,6 +208,11 @@ const SETTINGS_TABLE = {
     value: SYNC_EVENTS,
     about: 'align on flashes seen and clicks heard at the same moments, over the anchors',
   },
+  allVideos: {
+    flag: 'all-videos',
+    value: ALL_VIDEOS,
+    about: 'each recording the audio overlaps gets a command, not only the newest',
+  },
   mux: { flag: 'mux', value: MUX_AFTER_STOP, about: 'after the stop, wait for the video, mux it and check the result' },
   waitS: { flag: 'wait', value: MUX_WAIT_S, about: 'how long --mux waits for the video to be finished, in seconds' },
   plotFile: {
@@ -305,6 +313,7 @@ function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingS
   if (args.timesync !== undefined) given.timesyncFile = parseTimesyncFile(args.timesync)
   if (argv.some((arg) => /^--(no-)?drift-fix(=|$)/.test(arg))) given.driftFix = Boolean(args['drift-fix'])
   if (argv.some((arg) => /^--(no-)?events(=|$)/.test(arg))) given.events = Boolean(args.events)
+  if (argv.some((arg) => /^--(no-)?all-videos(=|$)/.test(arg))) given.allVideos = Boolean(args['all-videos'])
   return given
 }
 
@@ -356,6 +365,7 @@ function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDe
     cameraLatencyS: given.cameraLatencyS ?? parseSeconds('camera-latency', defaults.cameraLatencyS),
     driftFix: given.driftFix ?? defaults.driftFix,
     events: given.events ?? defaults.events,
+    allVideos: given.allVideos ?? defaults.allVideos,
     mux: Boolean(args.mux),
     waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
     json: Boolean(args.json),
@@ -389,8 +399,13 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const unknown: string[] = []
   const args = minimist(argv, {
     string: [...VALUE_FLAGS, '_'], // '_': a feed id 007 stays 007, not 7
-    boolean: ['help', 'version', 'drift-fix', 'events', 'mux', 'json', 'list-devices', 'print'],
-    default: { 'drift-fix': defaults.driftFix, events: defaults.events, mux: defaults.mux },
+    boolean: ['help', 'version', 'drift-fix', 'events', 'all-videos', 'mux', 'json', 'list-devices', 'print'],
+    default: {
+      'drift-fix': defaults.driftFix,
+      events: defaults.events,
+      'all-videos': defaults.allVideos,
+      mux: defaults.mux,
+    },
     alias: { h: 'help' },
     unknown: (arg) => {
       if (!arg.startsWith('-') || arg === '-') return true
@@ -461,6 +476,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, defaults)
 
   const timing = parseTiming(args, argv, defaults)
+  checkAllVideos(timing.allVideos, videoFile, muxedFile)
   const feedId: string | null = args['feed-id'] === false ? null : (positional[0] ?? args['feed-id'] ?? defaults.feedId)
   if (feedId != null && (feedId.trim() === '' || /[\\/]/.test(feedId) || feedId === '.' || feedId === '..'))
     throw new UsageError(`feed id ${JSON.stringify(feedId)} is not a folder name: give the id alone, without slashes`)
@@ -508,6 +524,8 @@ function parseMuxLater(args: minimist.ParsedArgs, argv: string[], syncFile: stri
   const plotFile = args.plot ?? null
   if (plotFile != null && !/\.png$/i.test(plotFile))
     throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
+  const given = timingFlags(args, argv)
+  checkAllVideos(given.allVideos === true, videoFile, muxedFile)
   return {
     kind: 'mux',
     mux: {
@@ -516,13 +534,21 @@ function parseMuxLater(args: minimist.ParsedArgs, argv: string[], syncFile: stri
       muxedFile,
       muxedSuffix,
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
-      given: timingFlags(args, argv),
+      given,
       mux: !args.print, // someone who types mux wants the muxed file
       waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
       json: Boolean(args.json),
       plotFile,
     },
   }
+}
+
+/** --all-videos finds the videos and names their muxed files itself. */
+function checkAllVideos(allVideos: boolean, videoFile: string | null, muxedFile: string | null): void {
+  if (allVideos && videoFile != null)
+    throw new UsageError('--all-videos finds every recording the audio overlaps, --video names one: give one of them')
+  if (allVideos && muxedFile != null)
+    throw new UsageError('--all-videos names each muxed file after its video (+ --muxed-suffix): leave --muxed-out out')
 }
 
 /** --video, --muxed-out and --muxed-suffix, for a recording and for mux later alike. */
@@ -1074,6 +1100,7 @@ export interface VideoTiming {
   startEpochS: number
   source: 'video-start-flag' | 'tracking-csv' | 'timesync' | 'ulid'
   uncertaintyS: number
+  clock: TrackedClock | null // the frame clock used: the tracking CSV's or the timesync rows'
   nominalDurationS: number | null // D = frames / nominal fps
   realSpanS: number | null // S: the wall-clock time those frames took
   spanSource: 'tracking-csv' | 'timesync' | 'mtime' | null
@@ -1088,9 +1115,9 @@ export const MAX_MTIME_DRIFT = 0.05
 
 /**
  * The video's first frame on the audio's clock, how far to trust it, and its drift. Anchors, best
- * first: the user's time; the tracking CSV's frame clock (when the camera took frame 0); the
- * timesync file's first row (when it was read); the ULID (minted before the first frame is read).
- * The real span comes from the frame clock, else the timesync rows, else from start to mtime.
+ * first: the user's time; the tracking CSV's frame clock (when the camera took frame 0); the same
+ * clock from the timesync file's rows; the ULID (minted before the first frame is read). The real
+ * span comes from the frame clock, else from start to mtime.
  */
 export function videoTiming(c: VideoClues): VideoTiming {
   const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
@@ -1107,18 +1134,15 @@ export function videoTiming(c: VideoClues): VideoTiming {
     timesync = null
   }
   const timesyncStart = timesync ? timesync.firstS + c.clockOffsetS : null
-  const clock = c.frameClock ?? null
+  const clock = c.frameClock ?? (timesync && c.nominalFps ? timesyncClock(timesync, c.nominalFps) : null)
+  const clockSource = clock?.epoch.source === 'timesync' ? ('timesync' as const) : ('tracking-csv' as const)
   const [anchorEpochS, source, uncertaintyS] =
     c.userStartEpochS != null
       ? [c.userStartEpochS + c.clockOffsetS, 'video-start-flag' as const, 0]
       : clock
-        ? [
-            clock.firstFrameEpochS + c.clockOffsetS,
-            'tracking-csv' as const,
-            clock.epoch.uncertaintyS + FRAME_ENVELOPE_S,
-          ]
+        ? [clock.firstFrameEpochS + c.clockOffsetS, clockSource, clock.epoch.uncertaintyS + FRAME_ENVELOPE_S]
         : timesyncStart != null
-          ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // stamped after tracking: within a frame
+          ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // too few rows for a clock: the first read
           : // the first frame follows by about a camera frame, more if start hooks run
             [ulidStart, 'ulid' as const, framePeriodS ?? 0.04]
   const startEpochS = anchorEpochS - (c.cameraLatencyS ?? 0)
@@ -1128,7 +1152,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
   let spanSource: VideoTiming['spanSource'] = null
   if (clock && c.frames) {
     realSpanS = c.frames * clock.framePeriodS
-    spanSource = 'tracking-csv'
+    spanSource = clockSource
     if (c.mtimeEpochS != null && clock.epoch.source === 'watched' && framePeriodS != null) {
       const apartS = c.mtimeEpochS - clock.lastReadEpochS
       if (Math.abs(apartS) > 2 * framePeriodS)
@@ -1185,13 +1209,14 @@ export function videoTiming(c: VideoClues): VideoTiming {
           : spanSource === 'tracking-csv'
             ? "the tracking CSV's frame clock gives the camera's real rate"
             : spanSource === 'timesync'
-              ? "the timesync rows give the camera's real rate"
+              ? "the timesync rows' frame clock gives the camera's real rate"
               : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   }
   return {
     startEpochS,
     source,
     uncertaintyS,
+    clock,
     nominalDurationS,
     realSpanS,
     spanSource,
@@ -1257,7 +1282,7 @@ export interface FrameClock {
  * of the second quarter of the frames and of the last quarter, relative to the nominal period; its
  * value at frame 0 is frame 0's capture time. null: too few frames to tell.
  */
-export function frameClock(timesS: number[], tInitEpochS: number, nominalFps: number): FrameClock | null {
+export function frameClock(timesS: ArrayLike<number>, tInitEpochS: number, nominalFps: number): FrameClock | null {
   const n = timesS.length
   if (n < 40) return null
   const nominalS = 1 / nominalFps
@@ -1296,7 +1321,7 @@ export function frameClock(timesS: number[], tInitEpochS: number, nominalFps: nu
  */
 export interface CsvEpoch {
   tInitEpochS: number
-  source: 'watched' | 'mtime'
+  source: 'watched' | 'mtime' | 'timesync'
   uncertaintyS: number
 }
 
@@ -1304,6 +1329,27 @@ export const MTIME_TICK_S = 0.005
 
 export function csvEpochFromMtime(mtimeEpochS: number, lastTimeS: number): CsvEpoch {
   return { tInitEpochS: mtimeEpochS - lastTimeS, source: 'mtime', uncertaintyS: MTIME_TICK_S }
+}
+
+/**
+ * The timesync cassette's rows are t_init + the CSV's times (row k is frame k's read time), already
+ * on the server's wall clock: the same frame clock, with no epoch to estimate. Its first row alone
+ * is a read time, up to ~0.4 s after the camera took frame 0 (the buffered start).
+ */
+export function timesyncClock(t: TimesyncSpan, nominalFps: number): TrackedClock | null {
+  if (!t.timesS) return null
+  const clock = frameClock(
+    t.timesS.map((x) => x - t.firstS),
+    t.firstS,
+    nominalFps,
+  )
+  return (
+    clock && {
+      ...clock,
+      epoch: { tInitEpochS: t.firstS, source: 'timesync', uncertaintyS: 0 },
+      lastReadEpochS: t.lastS,
+    }
+  )
 }
 
 // ── The picture ──────────────────────────────────────────────────────────────────────────────
@@ -1735,6 +1781,46 @@ export function describeOffset(offsetS: number): string {
     : `audio started ${ms} ms before the video's first frame: its first ${ms} ms are cut`
 }
 
+/** How much of the video (on its output timeline) the audio covers; the rest is silence in the muxed file. */
+export function audioCoverage(
+  offsetS: number,
+  audioDurationS: number,
+  videoDurationS: number,
+): { coveredS: number; silenceBeforeS: number; silenceAfterS: number } {
+  const clamp = (x: number) => Math.min(videoDurationS, Math.max(0, x))
+  const audioEndS = offsetS + audioDurationS // on the video's timeline
+  return {
+    coveredS: Math.max(0, clamp(audioEndS) - clamp(offsetS)),
+    silenceBeforeS: clamp(offsetS),
+    silenceAfterS: videoDurationS - clamp(audioEndS),
+  }
+}
+
+export interface VideoRow {
+  video: string // as the user should read it: relative to where they are
+  offsetS: number | null
+  anchor: string | null
+  coveredS: number | null
+  videoDurationS: number | null
+  made: string // the muxed file, or what stands in its place
+}
+
+/** --all-videos' closing table: one line per video, columns aligned. */
+export function videoTable(rows: VideoRow[]): string[] {
+  const cells = rows.map((r) => [
+    r.video,
+    r.offsetS == null ? '—' : `${r.offsetS >= 0 ? '+' : '−'}${Math.abs(r.offsetS).toFixed(3)} s`,
+    r.anchor ?? '—',
+    r.coveredS == null || r.videoDurationS == null
+      ? '—'
+      : `${r.coveredS.toFixed(1)} of ${r.videoDurationS.toFixed(1)} s`,
+    r.made,
+  ])
+  const header = ['video', 'offset (audio − video)', 'anchor', 'audio covers', 'made']
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)))
+  return [header, ...cells].map((c) => `  ${c.map((x, i) => x.padEnd(widths[i])).join('  ')}`.trimEnd())
+}
+
 export function installHint(platform: Platform): string {
   if (platform === 'darwin') return 'brew install ffmpeg'
   if (platform === 'win32') return 'winget install ffmpeg'
@@ -1767,6 +1853,7 @@ export interface TimingSettings {
   cameraLatencyS: number
   driftFix: boolean
   events: boolean // --events
+  allVideos: boolean // --all-videos: which videos get an offset, so that mux later makes the same ones
 }
 
 /**
@@ -1819,10 +1906,17 @@ export interface SyncRecord {
   offsetS: number | null
   delaySamples: number | null
   trimSamples: number | null
+  silenceBeforeS: number | null // the muxed file's silence where the audio had not started yet
+  silenceAfterS: number | null // … and where it had already stopped
   muxedFile: string | null
   muxArgs: string[] | null
   muxCommand: string | null
+  // --all-videos: each overlapping recording's part, oldest first; the fields above are the newest's
+  videos: VideoSync[] | null
 }
+
+/** What a record says of one video: --all-videos keeps one per recording. */
+export type VideoSync = { [K in keyof typeof NO_VIDEO]: SyncRecord[K] }
 
 const NO_VIDEO = {
   videoFile: null,
@@ -1852,6 +1946,8 @@ const NO_VIDEO = {
   delaySamples: null,
   trimSamples: null,
   muxedFile: null,
+  silenceBeforeS: null,
+  silenceAfterS: null,
   muxArgs: null,
   muxCommand: null,
 } satisfies Partial<SyncRecord>
@@ -1876,6 +1972,7 @@ export function newSyncRecord(
     audioClockUncertaintyPpm: null,
     audioClockRatio: 1,
     ...NO_VIDEO,
+    videos: null,
   }
 }
 
@@ -1901,6 +1998,7 @@ export function parseSyncRecord(text: string): SyncRecord {
     cameraLatencyS: typeof stored.cameraLatencyS === 'number' ? stored.cameraLatencyS : 0,
     driftFix: typeof stored.driftFix === 'boolean' ? stored.driftFix : true,
     events: stored.events === true,
+    allVideos: stored.allVideos === true,
   }
   return {
     ...newSyncRecord({
@@ -2117,32 +2215,33 @@ export interface TimesyncSpan {
   firstS: number
   lastS: number
   rows: number
+  timesS?: Float64Array // every row: the frame clock's envelope needs them all (21 MB for a day at 30 fps)
 }
 
-/** The timesync file's span; null when there is no file. Reads three rows, not a day's 2.6 million. */
+/** The timesync file's rows; null when there is no file. */
 async function readTimesync(file: string): Promise<TimesyncSpan | null> {
   if (!fs.existsSync(file)) return null
   try {
     // Loaded only when such a file exists.
-    const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet')
+    const { asyncBufferFromFile, parquetMetadataAsync, parquetRead } = await import('hyparquet')
     const buffer = await asyncBufferFromFile(file)
     const metadata = await parquetMetadataAsync(buffer)
     const rows = Number(metadata.num_rows)
     if (rows < 2) throw new Error('fewer than two rows')
-    const at = async (row: number) => {
-      const [object] = await parquetReadObjects({
-        file: buffer,
-        metadata,
-        columns: ['timestampUTC'],
-        rowStart: row,
-        rowEnd: row + 1,
-      })
-      return Number(object?.timestampUTC)
-    }
-    const [firstS, lastS] = [await at(0), await at(rows - 1)]
+    const timesS = new Float64Array(rows)
+    await parquetRead({
+      file: buffer,
+      metadata,
+      columns: ['timestampUTC'],
+      onChunk: (chunk) => {
+        for (let i = 0; i < chunk.columnData.length && chunk.rowStart + i < rows; i++)
+          timesS[chunk.rowStart + i] = Number(chunk.columnData[i])
+      },
+    })
+    const [firstS, lastS] = [timesS[0], timesS[rows - 1]]
     if (!Number.isFinite(firstS) || !Number.isFinite(lastS) || lastS <= firstS)
       throw new Error('no increasing timestampUTC column')
-    return { firstS, lastS, rows }
+    return { firstS, lastS, rows, timesS }
   } catch (error) {
     throw new ToolError(`${file} cannot be read (${(error as Error).message})`)
   }
@@ -2166,6 +2265,45 @@ function recordingFiles(dir: string): string[] {
   }
 }
 
+function subfolders(root: string): string[] {
+  return fs
+    .readdirSync(root, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => path.join(root, entry.name))
+}
+
+/** Each recording's span on the wall clock, roughly: its ULID to its mtime (to now while it is written). */
+function recordingSpans(dirs: string[]): Omit<Candidate, 'overlapS'>[] {
+  return dirs.flatMap((dir) =>
+    recordingFiles(dir).map((name) => {
+      const file = path.join(dir, name)
+      // Still being written (no moov yet): it runs until now, whatever its mtime says.
+      const endEpochS = isFinalizedMp4(file) ? fs.statSync(file).mtimeMs / 1000 : Date.now() / 1000
+      return { file, startEpochS: ulidTimeMs(name) / 1000, endEpochS }
+    }),
+  )
+}
+
+const audioEndEpochS = (audio: { startEpochS: number; durationS: number | null }) =>
+  audio.startEpochS + (audio.durationS ?? 0)
+
+/** --all-videos: each recording in the feed folder (any subfolder without one) overlapping the audio, oldest first. */
+function overlappingVideos(v: VideoSearch, audio: { startEpochS: number; durationS: number | null }): string[] {
+  const spans = recordingSpans(v.feedDir ? [v.feedDir] : subfolders(v.searchRoot))
+  const overlapping = rankByOverlap(spans, audio.startEpochS, audioEndEpochS(audio))
+    .filter((c) => c.overlapS > 0)
+    .sort((a, b) => a.startEpochS - b.startEpochS)
+  const where = v.feedDir ? `${v.feedDir}${path.sep}` : `the subfolders of ${v.searchRoot}`
+  say(
+    overlapping.length
+      ? `  ${overlapping.length} TracktorLive recording${overlapping.length === 1 ? ' overlaps' : 's overlap'}` +
+          ` the audio in ${where} (--all-videos).`
+      : `⚠ No TracktorLive recording (<ULID>.mp4) in ${where} overlaps the audio in time` +
+          ` (${spans.length} looked at): the WAV is kept.`,
+  )
+  return overlapping.map((c) => c.file)
+}
+
 /**
  * --video; else the newest recording in the feed folder; else, with no feed id, the recording in
  * any subfolder of the search root whose span (ULID → mtime) overlaps the audio most. null: none.
@@ -2176,17 +2314,7 @@ function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: numb
     const newest = newestRecording(recordingFiles(v.feedDir))
     return newest ? path.join(v.feedDir, newest) : null
   }
-  const videos: Omit<Candidate, 'overlapS'>[] = []
-  for (const dir of fs.readdirSync(v.searchRoot, { withFileTypes: true })) {
-    if (!dir.isDirectory()) continue
-    for (const name of recordingFiles(path.join(v.searchRoot, dir.name))) {
-      const file = path.join(v.searchRoot, dir.name, name)
-      // Still being written (no moov yet): it runs until now, whatever its mtime says.
-      const endEpochS = isFinalizedMp4(file) ? fs.statSync(file).mtimeMs / 1000 : Date.now() / 1000
-      videos.push({ file, startEpochS: ulidTimeMs(name) / 1000, endEpochS })
-    }
-  }
-  const ranked = rankByOverlap(videos, audio.startEpochS, audio.startEpochS + (audio.durationS ?? 0))
+  const ranked = rankByOverlap(recordingSpans(subfolders(v.searchRoot)), audio.startEpochS, audioEndEpochS(audio))
   const overlapping = ranked.filter((c) => c.overlapS > 0)
   if (!overlapping.length) {
     say(
@@ -2591,6 +2719,7 @@ async function record(s: Settings): Promise<number> {
     cameraLatencyS: s.cameraLatencyS,
     driftFix: s.driftFix,
     events: s.events,
+    allVideos: s.allVideos,
   }
   let sync: SyncRecord | null = null
   const { audioFile, syncFile } = reserveNames(s, (audioFile) => {
@@ -2790,9 +2919,19 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   })
   const audio = audioFacts(record)
   try {
-    const videoFile = findVideo({ videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }, audio)
-    if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
-    Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced' })
+    const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
+    if (f.allVideos) {
+      const videos: VideoSync[] = []
+      for (const videoFile of overlappingVideos(search, audio)) {
+        if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
+        videos.push(await syncToVideo(audio, videoFile, f))
+      }
+      Object.assign(record, videos.at(-1) ?? NO_VIDEO, { videos, state: 'synced' })
+    } else {
+      const videoFile = findVideo(search, audio)
+      if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
+      Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced' })
+    }
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
     say(`✖ ${(error as Error).message}. The audio and its start are saved${syncFile ? ` in ${syncFile}` : ''}.`)
@@ -2857,12 +2996,21 @@ function trackedClock(
   return { file, clock: { ...clock, epoch, lastReadEpochS: epoch.tInitEpochS + times[times.length - 1] }, note: null }
 }
 
+const GAP_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from before the video to after it
+
 const CSV_BEFORE_VIDEO_S = 120 // the server's constructor, then the camera's opening and the writer's
+
+const ANCHOR_NAMES: Record<VideoTiming['source'], string> = {
+  'video-start-flag': '--video-start',
+  'tracking-csv': 'tracking CSV',
+  timesync: 'timesync',
+  ulid: 'ULID',
+}
 
 const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
   'video-start-flag': 'from --video-start',
   'tracking-csv': "when the camera took it: the tracking CSV's frame clock",
-  timesync: "from the timesync file's first row",
+  timesync: "when the camera took it: the timesync file's rows",
   ulid: 'from the ULID in its name, minted just before the first frame',
 }
 
@@ -2902,7 +3050,7 @@ async function eventsFor(
 }
 
 /** Measures the offset to the video and builds the command; says what it found. */
-async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finishing): Promise<Partial<SyncRecord>> {
+async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finishing): Promise<VideoSync> {
   if (!videoFile) {
     if (f.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${f.feedDir}${path.sep}: the WAV is kept.`)
     return NO_VIDEO
@@ -2953,7 +3101,11 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     itsscale,
     clockRatio: audio.clockRatio,
   })
-  const result: Partial<SyncRecord> = {
+  const cover =
+    videoDurationS == null || audio.durationS == null
+      ? null
+      : audioCoverage(offsetS, audio.durationS / audio.clockRatio, videoDurationS)
+  const result: VideoSync = {
     videoFile: path.resolve(videoFile),
     videoStartEpochS: timing.startEpochS,
     videoStartSource: timing.source,
@@ -2971,15 +3123,17 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     driftReason: timing.driftReason,
     trackingCsvFile: tracked?.clock ? tracked.file : null,
     trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
-    cameraFps: tracked?.clock?.fps ?? null,
-    bufferedFrames: tracked?.clock?.bufferedFrames ?? null,
-    firstReadLateS: tracked?.clock?.firstReadLateS ?? null,
-    offLineFrames: tracked?.clock?.offLineFrames ?? null,
+    cameraFps: timing.clock?.fps ?? null,
+    bufferedFrames: timing.clock?.bufferedFrames ?? null,
+    firstReadLateS: timing.clock?.firstReadLateS ?? null,
+    offLineFrames: timing.clock?.offLineFrames ?? null,
     anchorWarnings: timing.warnings,
     events,
     offsetS,
     delaySamples: plan.delaySamples,
     trimSamples: plan.trimSamples,
+    silenceBeforeS: cover?.silenceBeforeS ?? null,
+    silenceAfterS: cover?.silenceAfterS ?? null,
     muxedFile,
     muxArgs: [f.ffmpeg, ...plan.args],
     muxCommand: formatCommand(f.ffmpeg, plan.args, process.platform),
@@ -2993,14 +3147,23 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
       ` ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
   )
   say(`  Offset: ${describeOffset(offsetS)}.`)
+  if (cover && videoDurationS != null && cover.silenceBeforeS + cover.silenceAfterS > GAP_WORTH_SAYING_S)
+    say(
+      `  The audio covers ${cover.coveredS.toFixed(1)} s of the video's ${videoDurationS.toFixed(1)} s:` +
+        ` the muxed file has ${cover.silenceBeforeS.toFixed(1)} s of silence before its first sample and` +
+        ` ${cover.silenceAfterS.toFixed(1)} s after its last.`,
+    )
   if (tracked?.note) say(`  Frame clock: ${tracked.note}.`)
-  const fc = tracked?.clock
-  if (fc && timing.source === 'tracking-csv') {
-    const stamped =
-      fc.epoch.source === 'watched' ? 'its rows stamped as they arrived' : "its mtime (the last row's write)"
+  const fc = timing.clock
+  if (fc && (timing.source === 'tracking-csv' || timing.source === 'timesync')) {
+    const stamped = {
+      watched: `${path.basename(tracked?.file ?? '')} on the wall clock by its rows stamped as they arrived`,
+      mtime: `${path.basename(tracked?.file ?? '')} on the wall clock by its mtime (the last row's write)`,
+      timesync: `${path.basename(timesyncFile)}'s rows, on the server's wall clock`,
+    }[fc.epoch.source]
     const ms = (seconds: number) => (seconds * 1000).toFixed(0)
     const parts = [
-      `  Frame clock: ${path.basename(tracked.file)} on the wall clock by ${stamped}`,
+      `  Frame clock: ${stamped}`,
       ` ± ${(fc.epoch.uncertaintyS * 1000).toFixed(1)} ms; camera at ${fc.fps.toFixed(4)} fps`,
       fc.bufferedFrames
         ? `; the first ${fc.bufferedFrames} frames came from its buffer, frame 0 read ${ms(fc.firstReadLateS)} ms late`
@@ -3022,7 +3185,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
       timing.spanSource === 'tracking-csv'
         ? "the tracking CSV's frame clock"
         : timing.spanSource === 'timesync'
-          ? 'the timesync rows'
+          ? "the timesync rows' frame clock"
           : "start to mtime, so the video's end is anchored to its mtime"
     const drift =
       `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal` +
@@ -3066,19 +3229,48 @@ async function plot(sync: SyncRecord, plotFile: string): Promise<void> {
   )
 }
 
-/** The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux. */
+/**
+ * The end of every run: the command (or, with --json, the record) on stdout, and --mux's mux; with
+ * --all-videos, one of each per video (a failed mux does not stop the next), then a table.
+ */
 async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Promise<number> {
   if (f.plotFile && sync.muxArgs) await plot(sync, f.plotFile)
   if (f.json) process.stdout.write(`${JSON.stringify(sync, null, 2)}\n`)
-  if (!sync.muxCommand) return 0
+  const videos = (sync.videos ?? [sync]).filter((v) => v.muxCommand)
+  if (!videos.length) return 0
   if (!f.json) {
-    say(f.mux ? 'The mux command:' : 'Mux with:')
-    process.stdout.write(`${sync.muxCommand}\n`)
+    say(f.mux ? `The mux command${videos.length > 1 ? 's' : ''}:` : 'Mux with:')
+    for (const v of videos) process.stdout.write(`${v.muxCommand}\n`)
   }
-  if (!f.mux) return 0
-  if (!sync.videoFinalized)
-    return sayThen('✖ Not muxed: the video was not finished in time. Run the command above once it is.', 1)
-  return runMux(sync, f.ffprobe, stops)
+  const requestsBefore = stops.count // runMux takes the requests over: one during a mux stops the rest too
+  let exitCode = 0
+  const made: string[] = []
+  for (const v of videos) {
+    if (!f.mux) made.push('command printed')
+    else if (stops.count > requestsBefore) made.push('not muxed: stopped')
+    else if (!v.videoFinalized) {
+      say(`✖ Not muxed: ${v.videoFile} was not finished in time. Run its command above once it is.`)
+      made.push('not muxed: video unfinished')
+      exitCode = 1
+    } else {
+      const muxed = await runMux({ ...sync, ...v }, f.ffprobe, stops)
+      made.push(muxed === 0 ? path.relative(process.cwd(), v.muxedFile as string) : 'mux failed')
+      exitCode = Math.max(exitCode, muxed)
+    }
+  }
+  if (sync.videos) {
+    say(`${sync.videos.length} video${sync.videos.length === 1 ? '' : 's'} with this audio:`)
+    const rows = videos.map((v, i) => ({
+      video: path.relative(process.cwd(), v.videoFile as string),
+      offsetS: v.offsetS,
+      anchor: v.videoStartSource && ANCHOR_NAMES[v.videoStartSource],
+      coveredS: v.videoDurationS == null ? null : v.videoDurationS - (v.silenceBeforeS ?? 0) - (v.silenceAfterS ?? 0),
+      videoDurationS: v.videoDurationS,
+      made: made[i],
+    }))
+    for (const line of videoTable(rows)) say(line)
+  }
+  return exitCode
 }
 
 const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
@@ -3267,8 +3459,9 @@ async function muxLater(m: MuxLater): Promise<number> {
       `⚠ ${sync.audioFile} has an unfinished header (ffmpeg reads it, other readers may not):` +
         ` record-audio repair ${quotePosix(sync.audioFile)}`,
     )
-  // The recording's own timing settings, unless a flag says otherwise now.
+  // The recording's own timing settings, unless a flag says otherwise now; a video named now is the one.
   const timing: TimingSettings = { ...sync.timing, ...m.given }
+  if (m.videoFile != null || m.muxedFile != null) timing.allVideos = false
   const f: Finishing = {
     ...m,
     ...timing,

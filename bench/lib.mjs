@@ -5,8 +5,8 @@ import { run } from '../test/helpers.mjs'
 export const RATE = 48000
 
 export /**
- * The live microphone: noise at −60 dBFS and a 2 ms click in every whole epoch second, at its start
- * unless `clickAt(second)` (settable) names another moment of that second, e.g. a camera's flash.
+ * The live microphone: noise at −60 dBFS and a 2 ms click for every whole epoch second, at its start
+ * unless `clickAt(second)` (settable) names another moment near it, e.g. a camera's flash.
  */
 function startClickStream(env, sink) {
   const player = spawn(
@@ -26,9 +26,12 @@ function startClickStream(env, sink) {
     const samples = new Int16Array(count)
     for (let i = 0; i < count; i++) {
       const t = writtenUntilS + i / RATE
-      const intoClick = t - stream.clickAt(Math.floor(t))
-      samples[i] =
-        intoClick >= 0 && intoClick < 0.002 ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
+      // a click moved by clickAt may fall in the second before or after its own
+      const clicking = [-1, 0, 1].some((d) => {
+        const intoClick = t - stream.clickAt(Math.floor(t) + d)
+        return intoClick >= 0 && intoClick < 0.002
+      })
+      samples[i] = clicking ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
     }
     writtenUntilS += count / RATE
     player.stdin.write(Buffer.from(samples.buffer))

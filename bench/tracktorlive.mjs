@@ -34,7 +34,7 @@ const SIZE = [320, 240]
  * frame of each second is white, and the microphone clicks when that frame is due: a lab's flash
  * and click at the same moment.
  */
-function startCamera(port, clicks) {
+function startCamera(port, clicks, clickLeadS) {
   const encoder = rawFrameWriter(SIZE.join('x'), 30, [
     ...['-c:v', 'mpeg2video', '-q:v', '4', '-g', '15', '-f', 'mpegts', '-flush_packets', '1'],
     `udp://127.0.0.1:${port}?pkt_size=1316`,
@@ -43,7 +43,7 @@ function startCamera(port, clicks) {
   let stopped = false
   const startS = Date.now() / 1000
   const dueS = (k) => startS + k / 30
-  clicks.clickAt = (second) => dueS(Math.ceil((second - startS) * 30))
+  clicks.clickAt = (second) => dueS(Math.ceil((second - startS) * 30)) - clickLeadS
   const done = (async () => {
     for (let k = 0; !stopped; k++) {
       const waitMs = (dueS(k) - Date.now() / 1000) * 1000
@@ -65,22 +65,29 @@ function startCamera(port, clicks) {
   }
 }
 
-/** Pair errors in a muxed file: each white frame with the click of the second it was sent in. */
-function score(muxedFile, sync, flashes, wavClicks) {
+/**
+ * Pair errors in a muxed file: each white frame with the click of the second it was sent in. Which
+ * flash a white frame is comes from its frame index on the best anchor (the tracking CSV's, ~0.1 s
+ * off), so that a row more than half a second off is scored against the right second.
+ */
+function score(muxedFile, sync, flashes, wavClicks, reference = sync) {
   const muxClicks = clickOnsets(decodeAudio(muxedFile))
   const errorsMs = []
   for (const white of whiteFramePts(muxedFile)) {
-    // which flash is this? the one whose second the frame's place on the timeline points to
-    const placedS = sync.videoStartEpochS + white.ptsS
+    const placedS = reference.videoStartEpochS + white.frame / reference.videoNominalFps
     const sentS = flashes.find((f) => Math.abs(f - placedS) < 0.5)
     if (sentS === undefined) continue
     const second = Math.floor(sentS + 0.5)
     const wavIndex = wavClicks.find((i) => Math.abs(sync.audioStartEpochS + i / RATE - second) < 0.45)
     if (wavIndex === undefined) continue
     const clickClaimedS = sync.audioStartEpochS + wavIndex / RATE
-    const muxIndex = muxClicks.find((i) => Math.abs(i / RATE - white.ptsS - (clickClaimedS - sentS)) < 0.6)
-    if (muxIndex === undefined) continue
-    errorsMs.push((muxIndex / RATE - white.ptsS - (clickClaimedS - sentS)) * 1000)
+    const errorS = (i) => i / RATE - white.ptsS - (clickClaimedS - sentS)
+    const muxIndex = muxClicks.reduce(
+      (best, i) => (best === undefined || Math.abs(errorS(i)) < Math.abs(errorS(best)) ? i : best),
+      undefined,
+    )
+    if (muxIndex === undefined || Math.abs(errorS(muxIndex)) > 0.6) continue
+    errorsMs.push(errorS(muxIndex) * 1000)
   }
   if (!errorsMs.length) return { pairs: 0 }
   return {
@@ -108,10 +115,10 @@ function checkMs(file) {
   return fit?.medianS == null ? Number.NaN : fit.medianS * 1000
 }
 
-async function session(pulse, clicks, seconds, latencyS = null) {
+async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) {
   const cwd = tempDir('ra-bench-trl-')
   const port = 5077 + Math.floor(Math.random() * 500)
-  const camera = startCamera(port, clicks)
+  const camera = startCamera(port, clicks, clickLeadS)
   await sleep(1000)
   const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
   await tool.recording(path.join(cwd, 'fish-audio.wav'), 20000)
@@ -157,7 +164,7 @@ async function session(pulse, clicks, seconds, latencyS = null) {
     anchor: `--events (on the tracking CSV's anchors: ${events.sync.events?.used ?? 0} events used)`,
     sync: events.sync,
     checkMs: checkMs(events.muxed),
-    ...score(events.muxed, events.sync, camera.flashes, wavClicks),
+    ...score(events.muxed, events.sync, camera.flashes, wavClicks, sync),
   })
   if (latencyS != null) {
     const withLatency = muxWith(cwd, syncFile, 'latency', [`--camera-latency=${latencyS.toFixed(3)}`])
@@ -165,7 +172,7 @@ async function session(pulse, clicks, seconds, latencyS = null) {
       anchor: `tracking CSV + --camera-latency=${latencyS.toFixed(3)} (from the first session)`,
       sync: withLatency.sync,
       checkMs: checkMs(withLatency.muxed),
-      ...score(withLatency.muxed, withLatency.sync, camera.flashes, wavClicks),
+      ...score(withLatency.muxed, withLatency.sync, camera.flashes, wavClicks, sync),
     })
   }
   const csv = sync.trackingCsvFile
@@ -190,7 +197,7 @@ async function session(pulse, clicks, seconds, latencyS = null) {
         anchor: `timesync file (no CSV; ${timesync.sync.videoStartSource})`,
         sync: timesync.sync,
         checkMs: checkMs(timesync.muxed),
-        ...score(timesync.muxed, timesync.sync, camera.flashes, wavClicks),
+        ...score(timesync.muxed, timesync.sync, camera.flashes, wavClicks, sync),
       })
       fs.renameSync(timesyncFile, `${timesyncFile}.away`) // the rows below: no timesync either
     }
@@ -199,19 +206,19 @@ async function session(pulse, clicks, seconds, latencyS = null) {
       anchor: 'ULID + mtime (no CSV)',
       sync: ulidOnly.sync,
       checkMs: checkMs(ulidOnly.muxed),
-      ...score(ulidOnly.muxed, ulidOnly.sync, camera.flashes, wavClicks),
+      ...score(ulidOnly.muxed, ulidOnly.sync, camera.flashes, wavClicks, sync),
     })
     const nominal = muxWith(cwd, syncFile, 'ulid-nominal', ['--no-drift-fix'])
     rows.push({
       anchor: 'ULID alone (no CSV, --no-drift-fix)',
       sync: nominal.sync,
       checkMs: checkMs(nominal.muxed),
-      ...score(nominal.muxed, nominal.sync, camera.flashes, wavClicks),
+      ...score(nominal.muxed, nominal.sync, camera.flashes, wavClicks, sync),
     })
   } finally {
     if (csv) fs.renameSync(`${csv}.away`, csv)
   }
-  return { rows, sync, stderr: result.stderr, seconds }
+  return { rows, sync, stderr: result.stderr, seconds, clickLeadS }
 }
 
 const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '—')
@@ -221,10 +228,20 @@ const clicks = startClickStream(pulse.env, 'ra_sink')
 await sleep(1000)
 let run1
 try {
-  // The camera's latency, measured once: the first session's error with the frame clock alone.
+  // The camera's latency, measured once: the first session's error with the frame clock alone. The
+  // same session measures how late the null sink delivers a click (check − bench): the second plays
+  // its clicks that much early, so that each is heard when its flash is sent, as a lab's clap is.
   const first = await session(pulse, clicks, quick ? 20 : 30)
   const latencyS = -first.rows[0].medianMs / 1000
-  run1 = await session(pulse, clicks, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
+  const lateS = (first.rows[0].checkMs - first.rows[0].medianMs) / 1000
+  console.log(`first session: camera latency ${fmt(latencyS * 1000)} ms, clicks heard ${fmt(lateS * 1000)} ms late`)
+  run1 = await session(
+    pulse,
+    clicks,
+    quick ? 20 : 60,
+    Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null,
+    Number.isFinite(lateS) ? lateS : 0,
+  )
 } finally {
   clicks.stop()
   await pulse.stop()
@@ -245,8 +262,9 @@ for (const r of run1.rows)
   )
 console.log(
   "\ncheck − bench: the file's own flash-to-click residual (record-audio check) minus the physical error above, i.e." +
-    " how far apart this bench's click and flash really were. The clicks are played when the flash frame is due, but" +
-    ' heard one null-sink latency later (18–400 ms and more, new every run: SYNC.md), so they are not one event as a' +
-    " lab's clap and LED are: --events, which treats them as one, is off here by exactly that separation, and the" +
-    ' same figure in every row is check agreeing with the bench.',
+    " how far apart this bench's click and flash really were on the capture's clock. A click is heard one null-sink" +
+    ' latency after it is played (18–400 ms and more, new every run: SYNC.md); this session played them' +
+    ` ${fmt(run1.clickLeadS * 1000)} ms early (the first session's figure), so that a click and its flash are one event` +
+    " as a lab's clap and LED are: what remains of it is --events' error, and the same figure in every row is check" +
+    ' agreeing with the bench.',
 )

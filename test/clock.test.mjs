@@ -41,6 +41,7 @@ test("mux later redoes the recording's timing: its --clock-offset, --video-start
     cameraLatencyS: 0,
     driftFix: false,
     events: false,
+    allVideos: false,
   })
   const delay = Math.round((sync.audioStartEpochS - (videoStartS - 0.25)) * 48000)
   assert.equal(sync.delaySamples, delay)

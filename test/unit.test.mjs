@@ -55,6 +55,7 @@ test('flags: defaults come from the settings block', () => {
     cameraLatencyS: 0,
     driftFix: true,
     events: false,
+    allVideos: false,
     mux: false,
     waitS: 600,
     json: false,
@@ -118,6 +119,7 @@ test('flags: every flag overrides its constant', () => {
     cameraLatencyS: 0.135,
     driftFix: false,
     events: true,
+    allVideos: false, // it excludes --video and --muxed-out: its own test below
     mux: true,
     waitS: 30,
     json: true,
@@ -722,6 +724,36 @@ test('video timing: a timesync file gives the start and the real rate; one from 
   assert.match(stale.warnings[0], /belongs to another recording: not used/)
 })
 
+test("video timing: the timesync rows are a frame clock too: frame 0's capture time, not its buffered read", async () => {
+  const { videoTiming } = await import('../dist/record-audio.mjs')
+  // The camera took frame k at takenS + k / 30; TracktorLive read the first ones 0.4 s late, 3 ms apart.
+  const takenS = 1795817200.25
+  const frames = 1800
+  const timesS = Float64Array.from({ length: frames - 1 }, (_, k) =>
+    Math.max(takenS + 0.4 + k * 0.003, takenS + k / 30 + ((k * 7919) % 9) / 1000),
+  )
+  const timesync = { firstS: timesS[0], lastS: timesS.at(-1), rows: timesS.length, timesS }
+  const clues = {
+    ulidEpochS: takenS - 0.1,
+    userStartEpochS: null,
+    clockOffsetS: 0,
+    frames,
+    nominalFps: 30,
+    mtimeEpochS: null,
+    driftFix: true,
+  }
+  const t = videoTiming({ ...clues, timesync })
+  assert.equal(t.source, 'timesync')
+  assert.ok(Math.abs(t.startEpochS - takenS) < 0.001, `start ${(t.startEpochS - takenS) * 1000} ms off`)
+  assert.ok(Math.abs(t.clock.fps - 30) < 0.01, String(t.clock.fps))
+  assert.ok(t.clock.bufferedFrames > 5, String(t.clock.bufferedFrames))
+  assert.equal(t.itsscale, null, 'a camera at its nominal rate is not retimed')
+  // The first and last rows alone: 0.4 s late, and the burst reads as a fast camera.
+  const span = videoTiming({ ...clues, timesync: { ...timesync, timesS: undefined } })
+  assert.ok(span.startEpochS - takenS > 0.39)
+  assert.ok(span.itsscale < 0.997, String(span.itsscale))
+})
+
 test('video timing: --video-start beats every anchor, and --clock-offset moves every video time', async () => {
   const { videoTiming } = await import('../dist/record-audio.mjs')
   const base = {
@@ -941,6 +973,7 @@ test('sync record: what a recording stores reads back whole; an old file without
     cameraLatencyS: 0.1,
     driftFix: false,
     events: true,
+    allVideos: true,
   }
   const record = newSyncRecord({
     tool: 'record-audio 0.2.0',
@@ -965,6 +998,7 @@ test('sync record: what a recording stores reads back whole; an old file without
     cameraLatencyS: 0,
     driftFix: true,
     events: false,
+    allVideos: false,
   })
   assert.throws(() => parseSyncRecord('{'), /not JSON/)
   assert.throws(() => parseSyncRecord('{"audioSampleRate":48000}'), /no audioFile/)
@@ -1169,4 +1203,46 @@ test('--events: the anchors offset and retiming corrected so that the flashes an
     clockRatio: 1,
   })
   assert.deepEqual([none.offsetS, none.itsscale, none.summary.applied], [0.3, null, false])
+})
+
+test('--all-videos: how much of each video the audio covers, the closing table, and the flags it rules out', async () => {
+  const { audioCoverage, videoTable, parseCommand, UsageError } = await import('../dist/record-audio.mjs')
+  // A 60 s trial: the audio (100 s) started 10 s into it; started 30 s before it; stopped 20 s into it.
+  assert.deepEqual(audioCoverage(10, 100, 60), { coveredS: 50, silenceBeforeS: 10, silenceAfterS: 0 })
+  assert.deepEqual(audioCoverage(-30, 100, 60), { coveredS: 60, silenceBeforeS: 0, silenceAfterS: 0 })
+  assert.deepEqual(audioCoverage(-30, 50, 60), { coveredS: 20, silenceBeforeS: 0, silenceAfterS: 40 })
+  assert.deepEqual(audioCoverage(-200, 100, 60), { coveredS: 0, silenceBeforeS: 0, silenceAfterS: 60 })
+  const lines = videoTable([
+    {
+      video: 'fish/A.mp4',
+      offsetS: 1.0176,
+      anchor: 'ULID',
+      coveredS: 1.94,
+      videoDurationS: 2.96,
+      made: 'fish/A-m.mp4',
+    },
+    {
+      video: 'fish/B.mp4',
+      offsetS: -2.4214,
+      anchor: 'tracking CSV',
+      coveredS: null,
+      videoDurationS: null,
+      made: 'command printed',
+    },
+  ])
+  assert.equal(lines.length, 3)
+  assert.match(lines[1], /^ {2}fish\/A\.mp4 +\+1\.018 s +ULID +1\.9 of 3\.0 s +fish\/A-m\.mp4$/)
+  assert.match(lines[2], /^ {2}fish\/B\.mp4 +−2\.421 s +tracking CSV +— +command printed$/)
+  assert.equal(lines[1].indexOf('ULID'), lines[2].indexOf('tracking CSV'), 'columns aligned')
+  const usage = (argv, pattern) =>
+    assert.throws(
+      () => parseCommand(argv, 'linux'),
+      (e) => e instanceof UsageError && pattern.test(e.message),
+    )
+  usage(['fish', '--all-videos', '--video', 'fish/A.mp4'], /--all-videos finds every recording .* give one of them/)
+  usage(['fish', '--all-videos', '--muxed-out', 'x.mp4'], /leave --muxed-out out/)
+  usage(['mux', 'a-sync.json', '--all-videos', '--video', 'fish/A.mp4'], /give one of them/)
+  const cmd = parseCommand(['fish', '--all-videos'], 'linux')
+  assert.equal(cmd.settings.allVideos, true)
+  assert.equal(parseCommand(['mux', 'a-sync.json', '--no-all-videos'], 'linux').mux.given.allVideos, false)
 })
