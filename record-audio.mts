@@ -10,12 +10,13 @@
 const FEED_ID: string | null = null
 // --format: alsa | pulse | avfoundation | dshow; null → alsa (Linux), avfoundation (macOS), dshow (Windows)
 const AUDIO_INPUT_FMT: string | null = null
-// --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow
-const AUDIO_DEVICE: string | null = null
-// --rate: samples per second, asked of the device and written to the WAV
-const AUDIO_SAMPLERATE = 48000
-// --channels: 1 = mono, 2 = stereo
-const AUDIO_CHANNELS = 1
+// --device: null → "default" (alsa, pulse), ":0" (avfoundation); dshow has none: list with --format dshow.
+// Several microphones at once: a list, or --device once per microphone (one WAV and one audio stream each)
+const AUDIO_DEVICE: string | string[] | null = null
+// --rate: samples per second, asked of the device and written to the WAV; a list: one per device, in order
+const AUDIO_SAMPLERATE: number | number[] = 48000
+// --channels: 1 = mono, 2 = stereo; a list: one per device, in order
+const AUDIO_CHANNELS: number | number[] = 1
 // --out: null → ./<feed_id>-audio.wav, or ./audio-<UTC start>.wav without one (-2, -3 … if taken); never
 // overwritten
 const AUDIO_OUTFILE: string | null = null
@@ -86,12 +87,17 @@ export type Platform = NodeJS.Platform
 export const FORMATS = ['alsa', 'pulse', 'avfoundation', 'dshow'] as const
 export type Format = (typeof FORMATS)[number]
 
-export interface Settings extends TimingOptions {
-  feedId: string | null // null: find the video whose time span overlaps the audio
-  format: Format
+/** One microphone: what ffmpeg opens, and what is asked of it. */
+export interface AudioInput {
   device: string
   sampleRate: number
   channels: number
+}
+
+export interface Settings extends TimingOptions {
+  feedId: string | null // null: find the video whose time span overlaps the audio
+  format: Format
+  inputs: AudioInput[] // one per --device, recorded together
   audioFile: string | null // null: the default name, chosen when the recording starts
   syncFile: string | null
   videoFile: string | null
@@ -120,7 +126,7 @@ export type Command =
 
 interface SettingRow {
   flag: string
-  value: string | number | boolean | null
+  value: string | number | boolean | null | string[] | number[]
   about: string
   unset?: string // what null means, for --help
 }
@@ -145,11 +151,11 @@ const SETTINGS_TABLE = {
   device: {
     flag: 'device',
     value: AUDIO_DEVICE,
-    about: 'capture device, as ffmpeg names it for that format (--list-devices)',
+    about: 'capture device, as ffmpeg names it for that format (--list-devices); again for more',
     unset: 'default (alsa, pulse), :0 (avfoundation); dshow needs one',
   },
-  sampleRate: { flag: 'rate', value: AUDIO_SAMPLERATE, about: 'sample rate in Hz' },
-  channels: { flag: 'channels', value: AUDIO_CHANNELS, about: 'number of channels' },
+  sampleRate: { flag: 'rate', value: AUDIO_SAMPLERATE, about: 'sample rate in Hz (one for all devices, or one each)' },
+  channels: { flag: 'channels', value: AUDIO_CHANNELS, about: 'number of channels (one for all, or one each)' },
   audioFile: {
     flag: 'out',
     value: AUDIO_OUTFILE,
@@ -387,6 +393,38 @@ function integerIn(flag: string, raw: unknown, min: number, max: number): number
   return +text
 }
 
+/** The flags that may be given once per device. */
+const PER_DEVICE_FLAGS = ['device', 'rate', 'channels']
+
+/** --device once per microphone; --rate and --channels once for all of them, or once each in the same order. */
+function parseInputs(args: minimist.ParsedArgs, format: Format, defaults: FileDefaults): AudioInput[] {
+  const listed = (value: unknown) => (value == null ? [] : ([value].flat() as unknown[]).map(String))
+  const devices = listed(args.device ?? defaults.device)
+  if (!devices.length) {
+    const device = defaultDevice(format)
+    if (device == null)
+      throw new UsageError(
+        `--format ${format} needs --device "audio=<name>": list the names with ${listDevicesHint(format)}`,
+      )
+    devices.push(device)
+  }
+  const twice = devices.find((device, k) => devices.indexOf(device) !== k)
+  if (twice != null)
+    throw new UsageError(`--device ${JSON.stringify(twice)} is given twice: one capture per device, so name it once`)
+  const perDevice = (flag: string, raw: unknown, min: number, max: number) => {
+    const values = listed(raw).map((value) => integerIn(flag, value, min, max))
+    if (values.length !== 1 && values.length !== devices.length)
+      throw new UsageError(
+        `--${flag} is given ${values.length} times for ${devices.length} devices:` +
+          ' give it once for all of them, or once per device in the same order',
+      )
+    return devices.map((_, k) => values[values.length === 1 ? 0 : k])
+  }
+  const rates = perDevice('rate', args.rate ?? defaults.sampleRate, 1000, 768000)
+  const channels = perDevice('channels', args.channels ?? defaults.channels, 1, 64)
+  return devices.map((device, k) => ({ device, sampleRate: rates[k], channels: channels[k] }))
+}
+
 /** The subcommands and the one file each takes. */
 const SUBCOMMANDS = {
   mux: { file: 'sync.json', what: 'mux a recording later from its sync file (--print: print only)' },
@@ -419,8 +457,9 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   if (args.help) return { kind: 'help' }
   if (args.version) return { kind: 'version' }
   for (const flag of VALUE_FLAGS) {
-    if (Array.isArray(args[flag])) throw new UsageError(`--${flag} is given more than once: give it once`)
-    if (args[flag] === '') throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
+    if (Array.isArray(args[flag]) && !PER_DEVICE_FLAGS.includes(flag))
+      throw new UsageError(`--${flag} is given more than once: give it once`)
+    if ([args[flag]].flat().includes('')) throw new UsageError(`--${flag} needs a value: --${flag}=VALUE`)
     // --no-feed-id means "no feed id" over the settings block; no other value flag can be off.
     if (args[flag] === false && flag !== 'feed-id')
       throw new UsageError(`--no-${flag} is not a flag: leave --${flag} out for its default, or give --${flag}=VALUE`)
@@ -461,14 +500,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
 
   const format = parseFormat(args, platform, defaults)
 
-  const device = args.device ?? defaults.device ?? defaultDevice(format)
-  if (device == null)
-    throw new UsageError(
-      `--format ${format} needs --device "audio=<name>": list the names with ${listDevicesHint(format)}`,
-    )
-
-  const sampleRate = integerIn('rate', args.rate ?? defaults.sampleRate, 1000, 768000)
-  const channels = integerIn('channels', args.channels ?? defaults.channels, 1, 64)
+  const inputs = parseInputs(args, format, defaults)
 
   const audioFile = args.out ?? defaults.audioFile
   if (audioFile != null && !/\.wav$/i.test(audioFile))
@@ -486,9 +518,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     settings: {
       feedId,
       format,
-      device,
-      sampleRate,
-      channels,
+      inputs,
       audioFile,
       muxedSuffix,
       videoFile,
@@ -681,10 +711,7 @@ export function rankByOverlap(
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
 
 /** ffmpeg's arguments for the capture. No -y: an existing file makes ffmpeg refuse (-n). */
-export function captureArgs(
-  s: Pick<Settings, 'format' | 'device' | 'sampleRate' | 'channels'>,
-  audioFile: string,
-): string[] {
+export function captureArgs(s: { format: Format } & AudioInput, audioFile: string): string[] {
   // alsa and pulse stamp packets with epoch time; avfoundation and dshow do not, so there the
   // arrival time is the best epoch anchor ffmpeg can give (about one fragment late).
   const wallclock = s.format === 'avfoundation' || s.format === 'dshow' ? ['-use_wallclock_as_timestamps', '1'] : []
@@ -1633,16 +1660,24 @@ export function levelDbfs(samples: Int16Array, step = 1): number {
   return count ? 10 * Math.log10(sum / count / (32768 * 32768)) : -Infinity
 }
 
-/** The status line: elapsed time, WAV size, input level with a bar (colored on a TTY). */
-export function statusLine(elapsedS: number, wavBytes: number, dbfs: number, color: boolean): string {
+/**
+ * The status line: elapsed time, the WAVs' size, each device's input level with a bar (colored on a
+ * TTY; shorter bars when there are several).
+ */
+export function statusLine(elapsedS: number, wavBytes: number, dbfs: number | number[], color: boolean): string {
   const hms = [elapsedS / 3600, (elapsedS / 60) % 60, elapsedS % 60]
     .map((n) => String(Math.floor(n)).padStart(2, '0'))
     .join(':')
   const size = wavBytes >= 1e9 ? `${(wavBytes / 1e9).toFixed(2)} GB` : `${(wavBytes / 1e6).toFixed(1)} MB`
-  const level = Number.isFinite(dbfs) ? `${dbfs.toFixed(1)} dBFS` : 'silence'
-  const bar = '▮'.repeat(Math.max(0, Math.min(20, Math.round((dbfs + 80) / 4))))
+  const levels = [dbfs].flat()
+  const barWidth = levels.length > 1 ? 10 : 20
+  const meter = (db: number) => {
+    const level = Number.isFinite(db) ? `${db.toFixed(1)} dBFS` : 'silence'
+    const bar = '▮'.repeat(Math.max(0, Math.min(barWidth, Math.round(((db + 80) / 80) * barWidth))))
+    return `${level.padStart(11)} ${color ? `\x1b[32m${bar}\x1b[0m` : bar}`
+  }
   const dot = color ? '\x1b[31m●\x1b[0m' : '●'
-  return `${dot} ${hms}  ${size}  ${level.padStart(11)} ${color ? `\x1b[32m${bar}\x1b[0m` : bar}`
+  return `${dot} ${hms}  ${size}  ${levels.map(meter).join(levels.length > 1 ? '  |' : '')}`
 }
 
 // ── Sync arithmetic and the mux command ──────────────────────────────────────────────────────
@@ -1657,6 +1692,17 @@ export interface MuxInput {
   videoDurationS: number | null // on the output timeline; null while the video is unfinished: the audio is not cut
   itsscale?: number | null // retimes the copied video to its real span (drift)
   clockRatio?: number // the sound card's real rate over its nominal one: the timeline becomes the card's
+  title?: string // the audio stream's title: its device, when there are several
+  more?: MoreAudio[] // the other devices' recordings, each its own audio stream after the first
+}
+
+/** Another device's recording in the same muxed file: placed by its own first sample. */
+export interface MoreAudio {
+  audioFile: string
+  sampleRate: number
+  channels: number
+  offsetS: number
+  title: string
 }
 
 /** The sample rates ffmpeg's AAC encoder takes. */
@@ -1690,6 +1736,12 @@ export function muxCodec(sampleRate: number, channels: number): MuxCodec {
   return { codec: 'pcm_s16le', container: 'mkv', frameSamples: 4096, why }
 }
 
+/** Several devices, one muxed file: Matroska as soon as one of them needs it (each stream keeps its own codec). */
+export function muxCodecFor(inputs: { sampleRate: number; channels: number }[]): MuxCodec {
+  const codecs = inputs.map((input) => muxCodec(input.sampleRate, input.channels))
+  return codecs.find((codec) => codec.container === 'mkv') ?? codecs[0]
+}
+
 export const CODEC_NAMES: Record<MuxCodec['codec'], string> = { aac: 'AAC', flac: 'FLAC', pcm_s16le: 'PCM' }
 
 /** The muxed file's name for its container: .mkv in place of .mp4 for Matroska. */
@@ -1703,6 +1755,7 @@ export interface MuxPlan {
   trimSamples: number
   lengthSamples: number | null
   filter: string
+  more: { delaySamples: number; trimSamples: number; filter: string }[] // the other devices', in order
 }
 
 /**
@@ -1713,41 +1766,53 @@ export interface MuxPlan {
  */
 export function muxPlan(m: MuxInput): MuxPlan {
   // On the card's own clock the audio is left sample for sample; wall-clock times become sample
-  // counts at its real rate, and the copied video is retimed to match.
+  // counts at its real rate, and the copied video is retimed to match. With several devices the
+  // timeline is the first one's card (another card's few ppm are not corrected).
   const ratio = m.clockRatio ?? 1
-  const shiftSamples = Math.round(m.offsetS * m.sampleRate * ratio)
-  const delaySamples = Math.max(0, shiftSamples)
-  const trimSamples = Math.max(0, -shiftSamples)
-  const lengthSamples = m.videoDurationS == null ? null : Math.round(m.videoDurationS * m.sampleRate * ratio)
   const itsscale = (m.itsscale ?? 1) * ratio
-  const steps = [
-    ...(delaySamples ? [`adelay=delays=${delaySamples}S:all=1`] : []),
-    ...(trimSamples ? [`atrim=start_sample=${trimSamples}`, 'asetpts=PTS-STARTPTS'] : []),
-    ...(lengthSamples != null ? [`apad=whole_len=${lengthSamples}`, `atrim=end_sample=${lengthSamples}`] : []),
-  ]
-  const filter = steps.length ? steps.join(',') : 'anull'
-  const { codec } = muxCodec(m.sampleRate, m.channels)
-  const audioCodec = codec === 'aac' ? ['-c:a', 'aac', '-b:a', '192k'] : ['-c:a', codec]
+  const chain = (a: { sampleRate: number; offsetS: number }) => {
+    const shiftSamples = Math.round(a.offsetS * a.sampleRate * ratio)
+    const delaySamples = Math.max(0, shiftSamples)
+    const trimSamples = Math.max(0, -shiftSamples)
+    const lengthSamples = m.videoDurationS == null ? null : Math.round(m.videoDurationS * a.sampleRate * ratio)
+    const steps = [
+      ...(delaySamples ? [`adelay=delays=${delaySamples}S:all=1`] : []),
+      ...(trimSamples ? [`atrim=start_sample=${trimSamples}`, 'asetpts=PTS-STARTPTS'] : []),
+      ...(lengthSamples != null ? [`apad=whole_len=${lengthSamples}`, `atrim=end_sample=${lengthSamples}`] : []),
+    ]
+    return { delaySamples, trimSamples, lengthSamples, filter: steps.length ? steps.join(',') : 'anull' }
+  }
+  const codecArgs = (a: { sampleRate: number; channels: number }, stream: string) => {
+    const { codec } = muxCodec(a.sampleRate, a.channels)
+    return codec === 'aac' ? [`-c:a${stream}`, 'aac', `-b:a${stream}`, '192k'] : [`-c:a${stream}`, codec]
+  }
+  const first = chain(m)
+  const more = (m.more ?? []).map(chain)
+  const retime = m.itsscale || ratio !== 1 ? ['-itsscale', itsscale.toFixed(9)] : []
+  const head = ['-hide_banner', '-n', ...retime, '-i', m.videoFile] // -n: never overwrite an existing output
+  const video = ['-c:v', 'copy'] // the recording itself is never re-encoded
+  if (!m.more?.length) {
+    const args = [
+      ...head,
+      ...['-i', m.audioFile, '-map', '0:v:0', '-map', '1:a:0', ...video, '-filter:a', first.filter],
+      ...codecArgs(m, ''),
+      m.muxedFile,
+    ]
+    return { args, ...first, more: [] }
+  }
+  // Several devices: one filter chain and one titled audio stream each, in --device order.
+  const audios = [m, ...m.more]
+  const graph = [first, ...more].map((c, k) => `[${k + 1}:a:0]${c.filter}[a${k}]`).join(';')
   const args = [
-    '-hide_banner',
-    '-n', // -n: never overwrite an existing output
-    ...(m.itsscale || ratio !== 1 ? ['-itsscale', itsscale.toFixed(9)] : []),
-    '-i',
-    m.videoFile,
-    '-i',
-    m.audioFile,
-    '-map',
-    '0:v:0',
-    '-map',
-    '1:a:0',
-    '-c:v',
-    'copy', // the recording itself is never re-encoded
-    '-filter:a',
-    filter,
-    ...audioCodec,
+    ...head,
+    ...audios.flatMap((a) => ['-i', a.audioFile]),
+    ...['-filter_complex', graph, '-map', '0:v:0'],
+    ...audios.flatMap((_, k) => ['-map', `[a${k}]`]),
+    ...video,
+    ...audios.flatMap((a, k) => [...codecArgs(a, `:${k}`), `-metadata:s:a:${k}`, `title=${a.title ?? ''}`]),
     m.muxedFile,
   ]
-  return { args, delaySamples, trimSamples, lengthSamples, filter }
+  return { args, ...first, more }
 }
 
 const POSIX_SAFE = /^[A-Za-z0-9_/.,:@%+-][A-Za-z0-9_/.,:@%+=-]*$/ // '=' first is a zsh expansion
@@ -1879,6 +1944,8 @@ export interface SyncRecord {
   audioClockPpm: number | null
   audioClockUncertaintyPpm: number | null
   audioClockRatio: number // applied: 1 unless the card's clock was measurably off
+  // several devices: each one's audio fields, in --device order; the ones above are the first that recorded
+  audios: AudioPart[] | null
   timing: TimingSettings
   videoFile: string | null
   videoStartEpochS: number | null
@@ -1906,6 +1973,8 @@ export interface SyncRecord {
   offsetS: number | null
   delaySamples: number | null
   trimSamples: number | null
+  // several devices: where each one's samples go in the muxed file, in the order of its audio streams
+  audioPlacements: { audioFile: string; offsetS: number; delaySamples: number; trimSamples: number }[] | null
   silenceBeforeS: number | null // the muxed file's silence where the audio had not started yet
   silenceAfterS: number | null // … and where it had already stopped
   muxedFile: string | null
@@ -1913,6 +1982,31 @@ export interface SyncRecord {
   muxCommand: string | null
   // --all-videos: each overlapping recording's part, oldest first; the fields above are the newest's
   videos: VideoSync[] | null
+}
+
+/** The audio fields of a record: one device's. */
+export const AUDIO_KEYS = [
+  'audioFile',
+  'audioFormat',
+  'audioDevice',
+  'audioStartEpochS',
+  'audioStartSource',
+  'audioSampleRate',
+  'audioChannels',
+  'audioDurationS',
+  'audioWallSpanS',
+  'audioStartDoubtful',
+  'audioClockHz',
+  'audioClockPpm',
+  'audioClockUncertaintyPpm',
+  'audioClockRatio',
+] as const satisfies readonly (keyof SyncRecord)[]
+
+/** One device's part of a recording with several: its audio fields, and why it failed if it did. */
+export type AudioPart = Pick<SyncRecord, (typeof AUDIO_KEYS)[number]> & { audioFailed: string | null }
+
+export function audioFieldsOf(part: AudioPart): Pick<SyncRecord, (typeof AUDIO_KEYS)[number]> {
+  return Object.fromEntries(AUDIO_KEYS.map((key) => [key, part[key]])) as Pick<SyncRecord, (typeof AUDIO_KEYS)[number]>
 }
 
 /** What a record says of one video: --all-videos keeps one per recording. */
@@ -1946,6 +2040,7 @@ const NO_VIDEO = {
   delaySamples: null,
   trimSamples: null,
   muxedFile: null,
+  audioPlacements: null,
   silenceBeforeS: null,
   silenceAfterS: null,
   muxArgs: null,
@@ -1971,6 +2066,7 @@ export function newSyncRecord(
     audioClockPpm: null,
     audioClockUncertaintyPpm: null,
     audioClockRatio: 1,
+    audios: null,
     ...NO_VIDEO,
     videos: null,
   }
@@ -2019,6 +2115,12 @@ export function parseSyncRecord(text: string): SyncRecord {
     audioClockPpm: number('audioClockPpm'),
     audioClockUncertaintyPpm: number('audioClockUncertaintyPpm'),
     audioClockRatio: number('audioClockRatio') ?? 1,
+    audios: Array.isArray(raw.audios)
+      ? raw.audios.map((part: Record<string, unknown>) => {
+          const back = parseSyncRecord(JSON.stringify({ ...part, audios: null }))
+          return { ...audioFieldsOf({ ...back, audioFailed: null }), audioFailed: (part.audioFailed as string) ?? null }
+        })
+      : null,
   }
 }
 
@@ -2365,7 +2467,16 @@ function checkMuxedFile(muxedFile: string | null): void {
  * moment from here on leaves a record of the recording. Refuses, before anything runs, what
  * would fail later.
  */
-function reserveNames(s: Settings, first: (audioFile: string) => SyncRecord): { audioFile: string; syncFile: string } {
+/** A recording's files: `<stem>.wav` (`<stem>-1.wav`, `<stem>-2.wav` … for several devices), `<stem>-sync.json`. */
+export function recordingNames(stem: string, devices: number): { audioFiles: string[]; syncFile: string } {
+  const audioFiles = devices === 1 ? [`${stem}.wav`] : Array.from({ length: devices }, (_, k) => `${stem}-${k + 1}.wav`)
+  return { audioFiles, syncFile: `${stem}-sync.json` }
+}
+
+function reserveNames(
+  s: Settings,
+  first: (audioFiles: string[]) => SyncRecord,
+): { audioFiles: string[]; syncFile: string } {
   checkVideoFile(s.videoFile)
   checkMuxedFile(s.muxedFile)
   checkTimesyncFile(s.timesyncFile)
@@ -2374,32 +2485,49 @@ function reserveNames(s: Settings, first: (audioFile: string) => SyncRecord): { 
       throw new UsageError(
         `folder ${path.dirname(file)} does not exist: create it, or write ${path.basename(file)} elsewhere`,
       )
-  if (s.audioFile != null && fs.existsSync(s.audioFile))
-    throw new UsageError(`${s.audioFile} exists and is never overwritten: choose another --out, or move it away`)
-  const defaultName = s.feedId != null ? `${s.feedId}-audio.wav` : `audio-${fileTimestamp(new Date())}.wav`
+  const devices = s.inputs.length
+  const named = (stem: string) => {
+    const names = recordingNames(stem, devices)
+    return { ...names, syncFile: s.syncFile ?? names.syncFile }
+  }
+  if (s.audioFile != null) {
+    const taken = named(s.audioFile.replace(/\.wav$/i, '')).audioFiles.find((f) => fs.existsSync(f))
+    if (taken) throw new UsageError(`${taken} exists and is never overwritten: choose another --out, or move it away`)
+  }
+  const defaultStem = s.feedId != null ? `${s.feedId}-audio` : `audio-${fileTimestamp(new Date())}`
+  const stem = s.audioFile?.replace(/\.wav$/i, '') ?? defaultStem
   const taken = new Set<string>()
+  const free = (candidate: string) => {
+    const names = recordingNames(candidate, devices)
+    return !taken.has(candidate) && ![...names.audioFiles, names.syncFile].some((f) => fs.existsSync(f))
+  }
   for (;;) {
-    const audioFile =
-      s.audioFile ?? freeName(defaultName, (f) => taken.has(f) || fs.existsSync(f) || fs.existsSync(syncFileFor(f)))
-    const syncFile = s.syncFile ?? syncFileFor(audioFile)
+    // `name.wav` taken: `name-2.wav`, `name-3.wav` … as freeName does for one file.
+    let candidate = stem
+    if (s.audioFile == null) for (let n = 2; !free(candidate); n++) candidate = `${stem}-${n}`
+    const { audioFiles, syncFile } = named(candidate)
     try {
-      fs.writeFileSync(syncFile, `${JSON.stringify(first(audioFile), null, 2)}\n`, { flag: 'wx' })
+      fs.writeFileSync(syncFile, `${JSON.stringify(first(audioFiles), null, 2)}\n`, { flag: 'wx' })
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'EEXIST' && s.syncFile == null && s.audioFile == null) {
-        taken.add(audioFile) // another run took this name a moment ago
+        taken.add(candidate) // another run took this name a moment ago
         continue
       }
       if (code === 'EEXIST')
         throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
       throw new UsageError(`cannot create ${syncFile} (${code}): record into a folder you can write to`)
     }
-    if (s.audioFile == null && audioFile !== defaultName) {
-      say(`  ${defaultName} exists (an earlier recording, kept): recording to ${audioFile} instead.`)
-      if (readWavInfo(defaultName)?.finalized === false)
-        say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(defaultName)}`)
+    if (s.audioFile == null && candidate !== stem) {
+      const earlier = recordingNames(stem, devices).audioFiles.find((f) => fs.existsSync(f))
+      say(
+        `  ${earlier ?? `${stem}-sync.json`} exists (an earlier recording, kept): recording to` +
+          ` ${audioFiles.join(', ')} instead.`,
+      )
+      if (earlier && readWavInfo(earlier)?.finalized === false)
+        say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(earlier)}`)
     }
-    return { audioFile, syncFile }
+    return { audioFiles, syncFile }
   }
 }
 
@@ -2424,6 +2552,8 @@ function saveSync(file: string, record: SyncRecord): boolean {
  * says what a request means to it (stop the capture, stop waiting, abort the mux), so no signal
  * ever falls through to Node's default, which would end the run with a stack of work undone.
  */
+type StopView = Pick<StopRequests, 'count' | 'firstEpochS' | 'onRequest'>
+
 class StopRequests {
   count = 0
   firstEpochS: number | null = null
@@ -2445,6 +2575,27 @@ class StopRequests {
   /** What the next requests do, until another stage says otherwise. */
   onRequest(handler: () => void): void {
     this.#handler = handler
+  }
+
+  /** One view per capture (a device each): every request goes to all of them, after `first`. */
+  fanOut(n: number, first: () => void): StopView[] {
+    const handlers = Array.from({ length: n }, () => () => {})
+    this.onRequest(() => {
+      first()
+      for (const handler of handlers) handler()
+    })
+    const requests = this
+    return handlers.map((_, k) => ({
+      get count() {
+        return requests.count
+      },
+      get firstEpochS() {
+        return requests.firstEpochS
+      },
+      onRequest(handler: () => void) {
+        handlers[k] = handler
+      },
+    }))
   }
 
   dispose(): void {
@@ -2578,13 +2729,14 @@ const CLOCK_LOOK_MS = 200 // the burst at the stop, while the last samples drain
  * ffmpeg prints it, however much it logs later.
  */
 async function capture(
-  s: Settings,
+  format: Format,
+  input: AudioInput,
   ffmpeg: string,
   audioFile: string,
-  stops: StopRequests,
+  stops: StopView,
   onStart: (start: AudioStart) => void,
-  csvWatch: CsvWatch,
 ): Promise<Capture> {
+  const s = { format, ...input }
   const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
   const watchdog = captureLauncher(setpriv)
   // ffmpeg runs in a session of its own, so a terminal's ctrl-c reaches only this process, which
@@ -2669,25 +2821,13 @@ async function capture(
     escalation = setTimeout(() => signalFfmpeg('SIGINT'), 3000) // q not read: one SIGINT still finalizes
   }
   stops.onRequest(() => {
-    if (stops.count === 1) {
-      say('■ Stopping: ffmpeg is writing the last samples and finishing the WAV…')
-      void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
-    } else if (stops.count === 2) {
-      say(
-        '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
-          ' but the WAV header may be unfinished).',
-      )
-      signalFfmpeg('SIGINT')
-    } else {
-      signalFfmpeg('SIGKILL')
-    }
+    if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
+    else signalFfmpeg(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
   })
   const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
   process.on('exit', killOnExit)
-  const status = startLiveStatus(audioFile, s.channels, s.sampleRate, () => stops.count > 0, csvWatch.look)
   const result = await child
   clockWatch.abort()
-  status.stop()
   clearTimeout(escalation)
   process.off('exit', killOnExit)
   // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
@@ -2721,18 +2861,30 @@ async function record(s: Settings): Promise<number> {
     events: s.events,
     allVideos: s.allVideos,
   }
+  const several = s.inputs.length > 1
+  let parts: AudioPart[] = []
   let sync: SyncRecord | null = null
-  const { audioFile, syncFile } = reserveNames(s, (audioFile) => {
-    sync = newSyncRecord({
-      tool: `record-audio ${packageVersion()}`,
-      feedDir,
-      audioFile: path.resolve(audioFile),
-      audioFormat: s.format,
-      audioDevice: s.device,
-      audioSampleRate: s.sampleRate,
-      audioChannels: s.channels,
-      timing,
-    })
+  const { audioFiles, syncFile } = reserveNames(s, (files) => {
+    parts = s.inputs.map((input, k) => ({
+      ...audioFieldsOf({
+        ...newSyncRecord({
+          tool: '',
+          feedDir,
+          audioFile: path.resolve(files[k]),
+          audioFormat: s.format,
+          audioDevice: input.device,
+          audioSampleRate: input.sampleRate,
+          audioChannels: input.channels,
+          timing,
+        }),
+        audioFailed: null,
+      }),
+      audioFailed: null,
+    }))
+    sync = {
+      ...newSyncRecord({ tool: `record-audio ${packageVersion()}`, feedDir, timing, ...parts[0] }),
+      audios: several ? parts : null,
+    }
     return sync
   })
   const record = sync as unknown as SyncRecord
@@ -2741,81 +2893,60 @@ async function record(s: Settings): Promise<number> {
   const timesyncExpected = expectedTimesync != null && fs.existsSync(expectedTimesync)
   const stops = new StopRequests()
   try {
-    const channelsText = s.channels === 1 ? 'mono' : s.channels === 2 ? 'stereo' : `${s.channels} channels`
-    say(
-      `● Recording ${s.format} device ${JSON.stringify(s.device)} (${s.sampleRate} Hz, ${channelsText})` +
-        ` to ${audioFile}. Press ctrl-c to stop.`,
-    )
-    const codec = muxCodec(s.sampleRate, s.channels)
+    const label = (k: number) => (several ? `device ${k + 1} (${JSON.stringify(s.inputs[k].device)}): ` : '')
+    for (const [k, input] of s.inputs.entries()) {
+      const channels = input.channels === 1 ? 'mono' : input.channels === 2 ? 'stereo' : `${input.channels} channels`
+      say(
+        `● Recording ${s.format} device ${JSON.stringify(input.device)} (${input.sampleRate} Hz, ${channels})` +
+          ` to ${audioFiles[k]}.${k === s.inputs.length - 1 ? ' Press ctrl-c to stop.' : ''}`,
+      )
+    }
+    const codec = muxCodecFor(s.inputs)
     if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
     const csvWatch = watchTrackingCsvs(feedDir)
-    const onStart = (start: AudioStart) => {
+    const views = stops.fanOut(s.inputs.length, () => {
+      if (stops.count === 1)
+        say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
+      else if (stops.count === 2)
+        say(
+          '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
+            ' but the WAV header may be unfinished).',
+        )
+    })
+    const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
-      record.audioStartEpochS = start.epochS
-      record.audioStartSource = start.source
+      Object.assign(parts[k], { audioStartEpochS: start.epochS, audioStartSource: start.source })
+      if (k === 0) Object.assign(record, audioFieldsOf(parts[0]))
       saveSync(syncFile, record)
     }
-    const captured = await capture(s, ffmpeg, audioFile, stops, onStart, csvWatch)
-    if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0) {
-      fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
-      fs.rmSync(audioFile, { force: true })
-      return failedToStart(s, ffmpeg, audioFile, captured.log)
-    }
-    const failed = !reportCapture(captured, audioFile)
-    const start = captured.start as AudioStart
-    const wav = readWavInfo(audioFile)
-    const durationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
-    Object.assign(record, {
-      state: 'stopped',
-      audioStartEpochS: start.epochS,
-      audioStartSource: start.source,
-      audioDurationS: durationS,
-    } satisfies Partial<SyncRecord>)
-    say(
-      `✔ Audio: ${audioFile}${durationS == null ? '' : ` (${durationS.toFixed(2)} s)`}` +
-        `, first sample at ${new Date(start.epochS * 1000).toISOString()} (${start.source})`,
+    const status = startLiveStatus(
+      s.inputs.map((input, k) => ({ ...input, file: audioFiles[k] })),
+      () => stops.count > 0,
+      csvWatch.look,
     )
-    if (wav && !wav.finalized)
-      say(
-        '⚠ The WAV header was not finalized, so some readers misreport its length:' +
-          ` record-audio repair ${quotePosix(audioFile)}`,
-      )
-    if (start.source === 'spawn-time')
-      say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
-    const clock = cardClock(captured.looks, start.epochS, s.sampleRate)
-    if (clock && durationS != null) {
-      Object.assign(record, {
-        audioClockHz: clock.rateHz,
-        audioClockPpm: clock.ppm,
-        audioClockUncertaintyPpm: clock.uncertaintyPpm,
-        audioClockRatio: clockRatio(clock, s.sampleRate, durationS),
-      } satisfies Partial<SyncRecord>)
-      const ppm = `${clock.ppm >= 0 ? '+' : ''}${clock.ppm.toFixed(0)} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
-      say(
-        `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${s.sampleRate} Hz` +
-          ` (measured over ${clock.spanS.toFixed(0)} s): ` +
-          (record.audioClockRatio !== 1
-            ? 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
-            : 'within what it can tell over this recording, nothing to correct.'),
-      )
+    const captures = await Promise.all(
+      s.inputs.map((input, k) => capture(s.format, input, ffmpeg, audioFiles[k], views[k], onStart(k))),
+    )
+    status.stop()
+    let failed = false
+    for (const [k, input] of s.inputs.entries()) {
+      const why = audioOf(parts[k], input, captures[k], s.format, ffmpeg, label(k))
+      if (why !== null) {
+        failed = true
+        parts[k].audioFailed = why
+      }
     }
-    // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
-    // read before it exited: a length outside that means the device's timestamps or samples jumped.
-    if (durationS != null && captured.stopRequestedEpochS !== null) {
-      const check = checkAudioSpan(
-        clock ? durationS * (s.sampleRate / clock.rateHz) : durationS,
-        captured.stopRequestedEpochS - start.epochS,
-        captured.exitedEpochS - start.epochS,
-        clock ? clock.uncertaintyPpm : UNMEASURED_CLOCK_PPM,
-      )
-      record.audioWallSpanS = check.wallSpanS
-      record.audioStartDoubtful = !check.ok
-      if (!check.ok)
-        say(
-          `⚠ The WAV holds ${durationS.toFixed(3)} s but ${check.wallSpanS.toFixed(3)} s passed from its first sample` +
-            " to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
-        )
+    for (const [k, part] of parts.entries())
+      if (part.audioFailed?.startsWith(NO_SAMPLE)) {
+        fs.rmSync(audioFiles[k], { force: true }) // ffmpeg made it and wrote no sample: no recording was made
+        Object.assign(part, { audioStartEpochS: null, audioStartSource: null }) // its device opened, nothing more
+      }
+    const recorded = parts.find((part) => part.audioStartEpochS != null)
+    if (!recorded) {
+      fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
+      return 1
     }
+    Object.assign(record, audioFieldsOf(recorded), { state: 'stopped', audios: several ? parts : null })
     if (!saveSync(syncFile, record)) {
       say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
       return 1
@@ -2836,50 +2967,126 @@ async function record(s: Settings): Promise<number> {
   }
 }
 
+const NO_SAMPLE = 'no sample recorded'
+
+/**
+ * One device's capture, said and put into its part of the record: its length, first sample, card
+ * clock and span check. Returns why it failed (the samples it has are kept), or null.
+ */
+function audioOf(
+  part: AudioPart,
+  input: AudioInput,
+  captured: Capture,
+  format: Format,
+  ffmpeg: string,
+  label: string,
+): string | null {
+  const audioFile = path.relative(process.cwd(), part.audioFile) || part.audioFile
+  if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0 || !captured.start) {
+    failedToStart(format, input.device, ffmpeg, audioFile, captured.log)
+    return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
+  }
+  const outcome = captureOutcome(captured)
+  if (!outcome.ok)
+    say(
+      outcome.stoppedByItself
+        ? `✖ ${label}${outcome.why}. The audio recorded so far is kept.`
+        : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
+            ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
+    )
+  const start = captured.start
+  const wav = readWavInfo(audioFile)
+  const durationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
+  Object.assign(part, {
+    audioStartEpochS: start.epochS,
+    audioStartSource: start.source,
+    audioDurationS: durationS,
+  } satisfies Partial<AudioPart>)
+  say(
+    `✔ ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${durationS == null ? '' : ` (${durationS.toFixed(2)} s)`}` +
+      `, first sample at ${new Date(start.epochS * 1000).toISOString()} (${start.source})`,
+  )
+  if (wav && !wav.finalized)
+    say(
+      '⚠ The WAV header was not finalized, so some readers misreport its length:' +
+        ` record-audio repair ${quotePosix(audioFile)}`,
+    )
+  if (start.source === 'spawn-time')
+    say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
+  const clock = cardClock(captured.looks, start.epochS, input.sampleRate)
+  if (clock && durationS != null) {
+    Object.assign(part, {
+      audioClockHz: clock.rateHz,
+      audioClockPpm: clock.ppm,
+      audioClockUncertaintyPpm: clock.uncertaintyPpm,
+      audioClockRatio: clockRatio(clock, input.sampleRate, durationS),
+    } satisfies Partial<AudioPart>)
+    const ppm = `${clock.ppm >= 0 ? '+' : ''}${clock.ppm.toFixed(0)} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
+    say(
+      `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${input.sampleRate} Hz` +
+        ` (measured over ${clock.spanS.toFixed(0)} s): ` +
+        (part.audioClockRatio !== 1
+          ? 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
+          : 'within what it can tell over this recording, nothing to correct.'),
+    )
+  }
+  // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
+  // read before it exited: a length outside that means the device's timestamps or samples jumped.
+  if (durationS != null && captured.stopRequestedEpochS !== null) {
+    const check = checkAudioSpan(
+      clock ? durationS * (input.sampleRate / clock.rateHz) : durationS,
+      captured.stopRequestedEpochS - start.epochS,
+      captured.exitedEpochS - start.epochS,
+      clock ? clock.uncertaintyPpm : UNMEASURED_CLOCK_PPM,
+    )
+    part.audioWallSpanS = check.wallSpanS
+    part.audioStartDoubtful = !check.ok
+    if (!check.ok)
+      say(
+        `⚠ ${label}The WAV holds ${durationS.toFixed(3)} s but ${check.wallSpanS.toFixed(3)} s passed from its` +
+          " first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
+      )
+  }
+  return outcome.ok ? null : outcome.why
+}
+
 /** ffmpeg never wrote a sample: a device that would not open, or a file it could not create. */
-function failedToStart(s: Settings, ffmpeg: string, audioFile: string, log: string): number {
+function failedToStart(format: Format, device: string, ffmpeg: string, audioFile: string, log: string): void {
   const why = ffmpegErrorLine(log)
   if (why.includes(path.resolve(audioFile)) || /Permission denied|Read-only file system|No space left/i.test(why)) {
     say(`✖ ffmpeg could not write ${audioFile}: ${why.replace(`${path.resolve(audioFile)}: `, '')}.`)
     say('  Record into a folder you can write to (--out), with space left.')
-    return 1
+    return
   }
-  say(`✖ ffmpeg could not record from ${s.format} device ${JSON.stringify(s.device)}: ${why}`)
-  say(`  List the devices with: ${listDevicesHint(s.format, ffmpeg)}`)
-  return 1
-}
-
-/** Says how the capture ended; false when it ended badly (the audio recorded so far is kept). */
-function reportCapture(c: Capture, audioFile: string): boolean {
-  const outcome = captureOutcome(c)
-  if (outcome.ok) return true
-  say(
-    outcome.stoppedByItself
-      ? `✖ ${outcome.why}. The audio recorded so far is kept.`
-      : `✖ ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
-          ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
-  )
-  return false
+  say(`✖ ffmpeg could not record from ${format} device ${JSON.stringify(device)}: ${why}`)
+  say(`  List the devices with: ${listDevicesHint(format, ffmpeg)}`)
 }
 
 /** What the sync record says of the audio: all that the offset and the mux need. */
 interface AudioFacts {
   file: string
+  device: string | null
   startEpochS: number
   sampleRate: number
   channels: number
   durationS: number | null
   clockRatio: number
+  others: AudioFacts[] // the other devices that recorded, each its own stream in the mux
 }
 
-function audioFacts(r: SyncRecord): AudioFacts {
+function audioFacts(r: Pick<SyncRecord, (typeof AUDIO_KEYS)[number] | 'audios'>): AudioFacts {
+  const others = (r.audios ?? [])
+    .filter((part) => part.audioStartEpochS != null && part.audioFile !== r.audioFile)
+    .map((part) => audioFacts({ ...part, audios: null }))
   return {
     file: r.audioFile,
+    device: r.audioDevice,
     startEpochS: r.audioStartEpochS as number,
     sampleRate: r.audioSampleRate,
     channels: r.audioChannels,
     durationS: r.audioDurationS,
     clockRatio: r.audioClockRatio,
+    others,
   }
 }
 
@@ -3076,7 +3283,8 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     driftFix: f.driftFix,
     frameClock: tracked?.clock ?? null,
   })
-  let offsetS = audio.startEpochS - timing.startEpochS
+  const anchorOffsetS = audio.startEpochS - timing.startEpochS
+  let offsetS = anchorOffsetS
   let itsscale = timing.itsscale
   let events: EventSummary | null = null
   if (f.events) {
@@ -3084,7 +3292,15 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     if (aligned) ({ offsetS, itsscale, summary: events } = aligned)
   }
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
-  const codec = muxCodec(audio.sampleRate, audio.channels)
+  // The other devices, each by its own first sample, moved as much as the events moved the first.
+  const more = audio.others.map((other) => ({
+    audioFile: path.resolve(other.file),
+    sampleRate: other.sampleRate,
+    channels: other.channels,
+    offsetS: other.startEpochS - timing.startEpochS + (offsetS - anchorOffsetS),
+    title: other.device ?? '',
+  }))
+  const codec = muxCodecFor([audio, ...audio.others])
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
   if (codec.why)
     say(`  ${codec.why}: the muxed file is Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio, every sample kept.`)
@@ -3100,6 +3316,8 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     videoDurationS,
     itsscale,
     clockRatio: audio.clockRatio,
+    title: audio.device ?? '',
+    more,
   })
   const cover =
     videoDurationS == null || audio.durationS == null
@@ -3134,6 +3352,14 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     trimSamples: plan.trimSamples,
     silenceBeforeS: cover?.silenceBeforeS ?? null,
     silenceAfterS: cover?.silenceAfterS ?? null,
+    audioPlacements: more.length
+      ? [{ ...audio, audioFile: path.resolve(audio.file), offsetS }, ...more].map((a, k) => ({
+          audioFile: a.audioFile,
+          offsetS: a.offsetS,
+          delaySamples: k ? plan.more[k - 1].delaySamples : plan.delaySamples,
+          trimSamples: k ? plan.more[k - 1].trimSamples : plan.trimSamples,
+        }))
+      : null,
     muxedFile,
     muxArgs: [f.ffmpeg, ...plan.args],
     muxCommand: formatCommand(f.ffmpeg, plan.args, process.platform),
@@ -3146,7 +3372,8 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     `✔ Video: ${videoFile}${length}, first frame at ${new Date(timing.startEpochS * 1000).toISOString()}` +
       ` ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
   )
-  say(`  Offset: ${describeOffset(offsetS)}.`)
+  say(`  Offset${more.length ? `, ${JSON.stringify(audio.device)}` : ''}: ${describeOffset(offsetS)}.`)
+  for (const other of more) say(`  Offset, ${JSON.stringify(other.title)}: ${describeOffset(other.offsetS)}.`)
   if (cover && videoDurationS != null && cover.silenceBeforeS + cover.silenceAfterS > GAP_WORTH_SAYING_S)
     say(
       `  The audio covers ${cover.coveredS.toFixed(1)} s of the video's ${videoDurationS.toFixed(1)} s:` +
@@ -3332,7 +3559,8 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
     say(`⚠ ${timesyncFile} was not rewritten within ${TIMESYNC_WAIT_S} s of the video's end: it may be another run's.`)
 }
 
-const PROBED_ENTRIES = 'stream=codec_type,codec_name,nb_read_packets,duration'
+const PROBED_ENTRIES = 'stream=codec_type,codec_name,sample_rate,nb_read_packets,duration'
+const FRAME_SAMPLES: Record<string, number> = { aac: 1024, flac: 4608, pcm_s16le: 4096 }
 
 /** ffprobe's view of a file's streams. */
 async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>>> {
@@ -3403,15 +3631,21 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
       await probeStreams(ffprobe, partial),
     ]
     const video = muxed.find((x) => x.codec_type === 'video')
-    const audio = muxed.find((x) => x.codec_type === 'audio')
+    const audios = muxed.filter((x) => x.codec_type === 'audio')
     const source = original.find((x) => x.codec_type === 'video')
-    if (!video || !audio) return fail('the result lacks a video or an audio stream')
+    const wanted = sync.audioPlacements?.length ?? 1
+    if (!video || audios.length !== wanted)
+      return fail(`the result has ${video ? 1 : 0} video and ${audios.length} audio streams, not 1 and ${wanted}`)
     if (source && (video.codec_name !== source.codec_name || video.nb_read_packets !== source.nb_read_packets))
       return fail(`the video was not copied whole (${video.nb_read_packets} frames of ${source.nb_read_packets})`)
-    const audioFrameS = muxCodec(sync.audioSampleRate, sync.audioChannels).frameSamples / sync.audioSampleRate
-    const [videoS, audioS] = [Number(video.duration), Number(audio.duration)]
-    if (videoS > 0 && audioS > 0 && Math.abs(videoS - audioS) > audioFrameS + 1e-3)
-      return fail(`audio ${audio.duration} s against video ${video.duration} s`)
+    const videoS = Number(video.duration)
+    for (const audio of audios) {
+      // One packet: how far an audio stream may end from the video's end.
+      const audioFrameS = (FRAME_SAMPLES[audio.codec_name] ?? 4608) / Number(audio.sample_rate || sync.audioSampleRate)
+      const audioS = Number(audio.duration)
+      if (videoS > 0 && audioS > 0 && Math.abs(videoS - audioS) > audioFrameS + 1e-3)
+        return fail(`audio ${audio.duration} s against video ${video.duration} s`)
+    }
   }
   if (interrupted) return fail('stopped')
   try {
@@ -3446,9 +3680,12 @@ async function muxLater(m: MuxLater): Promise<number> {
   }
   if (sync.audioStartEpochS == null)
     throw new UsageError(`${m.syncFile} holds no audio start: the recording never got its first sample`)
-  if (!fs.existsSync(sync.audioFile))
+  const missing = [sync, ...(sync.audios ?? [])]
+    .filter((part) => part.audioStartEpochS != null)
+    .find((part) => !fs.existsSync(part.audioFile))
+  if (missing)
     throw new UsageError(
-      `the recording ${sync.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
+      `the recording ${missing.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
     )
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
@@ -3486,70 +3723,82 @@ async function muxLater(m: MuxLater): Promise<number> {
  * once per quiet spell when the input stays below −80 dBFS for 5 s: a muted or wrong microphone.
  */
 function startLiveStatus(
-  audioFile: string,
-  channels: number,
-  sampleRate: number,
+  inputs: (AudioInput & { file: string })[],
   stopping: () => boolean,
   onTick: () => void, // rides on the same wake-up
 ) {
   const tty = Boolean(process.stderr.isTTY)
   const color = tty && !('NO_COLOR' in process.env)
   const startedMs = Date.now()
-  const frameBytes = channels * 2
-  let readFrom: number | null = null
-  let silentSinceMs: number | null = null
-  let warned = false
   let lastPlainMs = startedMs
-  let fd: number | null = null
   // A wake-up is the cost here (about 15 ms of CPU each on a small VM, whatever it does), so a
   // terminal gets one a second and a pipe, which only needs the silence watch, one per 2.5 s.
   const tickMs = tty ? 1000 : 2500
-  const chunk = Buffer.allocUnsafe(Math.ceil((tickMs / 1000) * sampleRate) * frameBytes) // reused: no garbage per tick
+  const watches = inputs.map((input) => ({
+    ...input,
+    frameBytes: input.channels * 2,
+    readFrom: null as number | null,
+    silentSinceMs: null as number | null,
+    warned: false,
+    fd: null as number | null,
+    bytes: 0,
+    dbfs: Number.NEGATIVE_INFINITY,
+    chunk: Buffer.allocUnsafe(Math.ceil((tickMs / 1000) * input.sampleRate) * input.channels * 2), // reused
+  }))
+  /** The level of what the device added since the last look; false when there is nothing to read yet. */
+  const look = (w: (typeof watches)[number]): boolean => {
+    // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
+    try {
+      w.fd ??= fs.openSync(w.file, 'r')
+    } catch {
+      return false
+    }
+    w.bytes = fs.fstatSync(w.fd).size
+    w.readFrom ??= readWavInfo(w.file)?.dataOffset ?? null
+    if (w.readFrom === null || w.bytes <= w.readFrom) return false
+    const from = Math.max(w.readFrom, w.bytes - w.chunk.length)
+    const start = from - ((from - w.readFrom) % w.frameBytes)
+    const length = Math.floor(Math.min(w.chunk.length, w.bytes - start) / w.frameBytes) * w.frameBytes
+    fs.readSync(w.fd, w.chunk, 0, length, start)
+    w.readFrom = start + length
+    // Every 47th sample (a prime, so no channel count or steady tone aliases with it): a thousand
+    // a second is plenty for a level, and so short a loop never makes V8 compile it over and over.
+    w.dbfs = levelDbfs(new Int16Array(w.chunk.buffer, w.chunk.byteOffset, length / 2), 47)
+    const now = Date.now()
+    if (w.dbfs < SILENCE_DBFS)
+      w.silentSinceMs ??= now - (length / w.frameBytes / w.sampleRate) * 1000 // since the window began
+    else {
+      w.silentSinceMs = null
+      w.warned = false
+    }
+    if (w.silentSinceMs !== null && now - w.silentSinceMs >= SILENCE_WARN_S * 1000 && !w.warned) {
+      w.warned = true
+      const which = inputs.length > 1 ? `Device ${JSON.stringify(w.device)} has` : 'The input has'
+      const warning =
+        `⚠ ${which} been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s:` +
+        ' is the microphone muted, or the wrong one? (record-audio --list-devices)'
+      say(color ? `\x1b[33m${warning}\x1b[0m` : warning)
+    }
+    return true
+  }
   const tick = () => {
     if (stopping()) return
     onTick()
-    // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
-    try {
-      fd ??= fs.openSync(audioFile, 'r')
-    } catch {
-      return
-    }
-    const bytes = fs.fstatSync(fd).size
-    readFrom ??= readWavInfo(audioFile)?.dataOffset ?? null
-    if (readFrom === null || bytes <= readFrom) return
-    const from = Math.max(readFrom, bytes - chunk.length)
-    const start = from - ((from - readFrom) % frameBytes)
-    const length = Math.floor(Math.min(chunk.length, bytes - start) / frameBytes) * frameBytes
-    fs.readSync(fd, chunk, 0, length, start)
-    readFrom = start + length
-    // Every 47th sample (a prime, so no channel count or steady tone aliases with it): a thousand
-    // a second is plenty for a level, and so short a loop never makes V8 compile it over and over.
-    const dbfs = levelDbfs(new Int16Array(chunk.buffer, chunk.byteOffset, length / 2), 47)
+    if (!watches.map(look).some(Boolean)) return
     const now = Date.now()
-    if (dbfs < SILENCE_DBFS)
-      silentSinceMs ??= now - (length / frameBytes / sampleRate) * 1000 // since the window began
-    else {
-      silentSinceMs = null
-      warned = false
-    }
-    if (tty) process.stderr.write(`\r${statusLine((now - startedMs) / 1000, bytes, dbfs, color)}\x1b[K`)
+    const bytes = watches.reduce((sum, w) => sum + w.bytes, 0)
+    const levels = watches.map((w) => w.dbfs)
+    if (tty) process.stderr.write(`\r${statusLine((now - startedMs) / 1000, bytes, levels, color)}\x1b[K`)
     else if (now - lastPlainMs >= 60000) {
-      say(statusLine((now - startedMs) / 1000, bytes, dbfs, false))
+      say(statusLine((now - startedMs) / 1000, bytes, levels, false))
       lastPlainMs = now
-    }
-    if (silentSinceMs !== null && now - silentSinceMs >= SILENCE_WARN_S * 1000 && !warned) {
-      warned = true
-      const warning =
-        `⚠ The input has been silent (below ${SILENCE_DBFS} dBFS) for ${SILENCE_WARN_S} s:` +
-        ' is the microphone muted, or the wrong one? (record-audio --list-devices)'
-      say(color ? `\x1b[33m${warning}\x1b[0m` : warning)
     }
   }
   const timer = setInterval(tick, tickMs)
   return {
     stop() {
       clearInterval(timer)
-      if (fd !== null) fs.closeSync(fd)
+      for (const w of watches) if (w.fd !== null) fs.closeSync(w.fd)
       if (tty) process.stderr.write('\r\x1b[K')
     },
   }

@@ -28,7 +28,9 @@ function startClickStream(env, sink) {
       const t = writtenUntilS + i / RATE
       // a click moved by clickAt may fall in the second before or after its own
       const clicking = [-1, 0, 1].some((d) => {
-        const intoClick = t - stream.clickAt(Math.floor(t) + d)
+        const clickS = stream.clickAt(Math.floor(t) + d)
+        const intoClick = t - clickS
+        if (intoClick >= 0 && intoClick < 1 / RATE) stream.played.push(clickS)
         return intoClick >= 0 && intoClick < 0.002
       })
       samples[i] = clicking ? (i % 2 ? 24000 : -24000) : Math.round((Math.random() - 0.5) * 64)
@@ -38,6 +40,7 @@ function startClickStream(env, sink) {
   }, 10)
   const stream = {
     clickAt: (second) => second,
+    played: [], // when each click was written to the player, epoch seconds
     stop() {
       stopping = true
       clearInterval(timer)

@@ -34,7 +34,7 @@ const SIZE = [320, 240]
  * frame of each second is white, and the microphone clicks when that frame is due: a lab's flash
  * and click at the same moment.
  */
-function startCamera(port, clicks, clickLeadS) {
+function startCamera(port, clicks) {
   const encoder = rawFrameWriter(SIZE.join('x'), 30, [
     ...['-c:v', 'mpeg2video', '-q:v', '4', '-g', '15', '-f', 'mpegts', '-flush_packets', '1'],
     `udp://127.0.0.1:${port}?pkt_size=1316`,
@@ -43,6 +43,7 @@ function startCamera(port, clicks, clickLeadS) {
   let stopped = false
   const startS = Date.now() / 1000
   const dueS = (k) => startS + k / 30
+  let clickLeadS = 0
   clicks.clickAt = (second) => dueS(Math.ceil((second - startS) * 30)) - clickLeadS
   const done = (async () => {
     for (let k = 0; !stopped; k++) {
@@ -58,6 +59,10 @@ function startCamera(port, clicks, clickLeadS) {
   })()
   return {
     flashes,
+    /** From now on the clicks are played this much before their flashes. */
+    setClickLead(seconds) {
+      clickLeadS = seconds
+    },
     async stop() {
       stopped = true
       await done
@@ -68,9 +73,12 @@ function startCamera(port, clicks, clickLeadS) {
 /**
  * Pair errors in a muxed file: each white frame with the click of the second it was sent in. Which
  * flash a white frame is comes from its frame index on the best anchor (the tracking CSV's, ~0.1 s
- * off), so that a row more than half a second off is scored against the right second.
+ * off); with that anchor's own error known, a row's error at a flash is expected to be that error
+ * plus how differently the two rows place the audio (offset) and the frame (itsscale), and the
+ * click nearest that is taken: clicks a second apart leave a row half a second off ambiguous
+ * otherwise.
  */
-function score(muxedFile, sync, flashes, wavClicks, reference = sync) {
+function score(muxedFile, sync, flashes, wavClicks, reference = sync, referenceErrorS = 0) {
   const muxClicks = clickOnsets(decodeAudio(muxedFile))
   const errorsMs = []
   for (const white of whiteFramePts(muxedFile)) {
@@ -82,11 +90,14 @@ function score(muxedFile, sync, flashes, wavClicks, reference = sync) {
     if (wavIndex === undefined) continue
     const clickClaimedS = sync.audioStartEpochS + wavIndex / RATE
     const errorS = (i) => i / RATE - white.ptsS - (clickClaimedS - sentS)
+    const referencePtsS = white.frame / reference.videoNominalFps
+    const expectedS = referenceErrorS + (sync.offsetS - reference.offsetS) - (white.ptsS - referencePtsS)
     const muxIndex = muxClicks.reduce(
-      (best, i) => (best === undefined || Math.abs(errorS(i)) < Math.abs(errorS(best)) ? i : best),
+      (best, i) =>
+        best === undefined || Math.abs(errorS(i) - expectedS) < Math.abs(errorS(best) - expectedS) ? i : best,
       undefined,
     )
-    if (muxIndex === undefined || Math.abs(errorS(muxIndex)) > 0.6) continue
+    if (muxIndex === undefined || Math.abs(errorS(muxIndex) - expectedS) > 0.5) continue
     errorsMs.push(errorS(muxIndex) * 1000)
   }
   if (!errorsMs.length) return { pairs: 0 }
@@ -115,13 +126,66 @@ function checkMs(file) {
   return fit?.medianS == null ? Number.NaN : fit.medianS * 1000
 }
 
-async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) {
+/**
+ * Keeps each click heard when its flash is sent. A click is heard one null-sink latency after it is
+ * played, and that latency is new with every capture stream and moves during one (18–400 ms and
+ * more: SYNC.md; here it settled seconds after the start). Every 2 s the clicks heard since the last
+ * look are found in the WAV being written (on the capture's clock: its first sample's time + index
+ * / rate), each matched with when it was played, and the next clicks are played that much earlier
+ * (the median of the last five). What remains shows in the check − bench column.
+ */
+function keepClicksOnFlashes(wavFile, syncFile, clicks, camera) {
+  let readSamples = 0
+  const latenciesS = []
+  const leadsS = []
+  const look = () => {
+    const startS = JSON.parse(fs.readFileSync(syncFile, 'utf8')).audioStartEpochS
+    const bytes = fs.readFileSync(wavFile)
+    const data = bytes.indexOf('data', 12, 'latin1') + 8 // the size there is not final yet: read to the end
+    const samples = new Int16Array(bytes.buffer, bytes.byteOffset + data, Math.floor((bytes.length - data) / 2))
+    // A click is 2 ms: leave the last 10 ms for the next look, so that none is cut in two.
+    const upTo = Math.max(readSamples, samples.length - RATE / 100)
+    for (const i of clickOnsets(samples.subarray(readSamples, upTo))) {
+      const heardS = startS + (readSamples + i) / RATE
+      const playedS = clicks.played.reduce((a, b) => (Math.abs(b - heardS) < Math.abs(a - heardS) ? b : a), -Infinity)
+      if (heardS - playedS > -0.5 && heardS - playedS < 1) latenciesS.push(heardS - playedS)
+    }
+    readSamples = upTo
+    if (!latenciesS.length) return
+    const leadS = median(latenciesS.slice(-5))
+    camera.setClickLead(leadS)
+    leadsS.push(leadS)
+  }
+  const timer = setInterval(look, 2000)
+  return {
+    look,
+    stop() {
+      clearInterval(timer)
+      return { clicks: latenciesS.length, lastS: leadsS.at(-1), minS: Math.min(...leadsS), maxS: Math.max(...leadsS) }
+    },
+  }
+}
+
+/** The camera streaming, record-audio recording it with `args`, and its clicks heard with their flashes. */
+async function startSession(pulse, clicks, args) {
   const cwd = tempDir('ra-bench-trl-')
   const port = 5077 + Math.floor(Math.random() * 500)
-  const camera = startCamera(port, clicks, clickLeadS)
+  const camera = startCamera(port, clicks)
   await sleep(1000)
-  const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source, ...args], { cwd, env: pulse.env })
   await tool.recording(path.join(cwd, 'fish-audio.wav'), 20000)
+  const heard = keepClicksOnFlashes(
+    path.join(cwd, 'fish-audio.wav'),
+    path.join(cwd, 'fish-audio-sync.json'),
+    clicks,
+    camera,
+  )
+  await sleep(6000) // the first looks: the latency settles
+  return { cwd, port, camera, tool, heard }
+}
+
+/** One TracktorLive run of `seconds` on the camera's stream, writing fish/<ULID>.mp4 and .csv; its exit. */
+async function runTracktor(cwd, port, seconds) {
   const tracktor = spawn(
     '/usr/bin/python3',
     [path.join(ROOT, 'bench', 'tracktorlive_run.py'), `udp://127.0.0.1:${port}`, 'fish', String(seconds)],
@@ -140,7 +204,14 @@ async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) 
     trackerLog = (trackerLog + d).slice(-4000)
   })
   const code = await new Promise((resolve) => tracktor.once('exit', resolve))
+  return { code, log: trackerLog }
+}
+
+async function session(pulse, clicks, seconds, latencyS = null) {
+  const { cwd, port, camera, tool, heard } = await startSession(pulse, clicks, [])
+  const { code, log: trackerLog } = await runTracktor(cwd, port, seconds)
   await sleep(1000)
+  const lead = heard.stop()
   tool.ctrlC()
   const result = await tool.exited
   await camera.stop()
@@ -164,7 +235,7 @@ async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) 
     anchor: `--events (on the tracking CSV's anchors: ${events.sync.events?.used ?? 0} events used)`,
     sync: events.sync,
     checkMs: checkMs(events.muxed),
-    ...score(events.muxed, events.sync, camera.flashes, wavClicks, sync),
+    ...score(events.muxed, events.sync, camera.flashes, wavClicks, sync, rows[0].medianMs / 1000),
   })
   if (latencyS != null) {
     const withLatency = muxWith(cwd, syncFile, 'latency', [`--camera-latency=${latencyS.toFixed(3)}`])
@@ -172,7 +243,7 @@ async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) 
       anchor: `tracking CSV + --camera-latency=${latencyS.toFixed(3)} (from the first session)`,
       sync: withLatency.sync,
       checkMs: checkMs(withLatency.muxed),
-      ...score(withLatency.muxed, withLatency.sync, camera.flashes, wavClicks, sync),
+      ...score(withLatency.muxed, withLatency.sync, camera.flashes, wavClicks, sync, rows[0].medianMs / 1000),
     })
   }
   const csv = sync.trackingCsvFile
@@ -197,7 +268,7 @@ async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) 
         anchor: `timesync file (no CSV; ${timesync.sync.videoStartSource})`,
         sync: timesync.sync,
         checkMs: checkMs(timesync.muxed),
-        ...score(timesync.muxed, timesync.sync, camera.flashes, wavClicks, sync),
+        ...score(timesync.muxed, timesync.sync, camera.flashes, wavClicks, sync, rows[0].medianMs / 1000),
       })
       fs.renameSync(timesyncFile, `${timesyncFile}.away`) // the rows below: no timesync either
     }
@@ -206,19 +277,52 @@ async function session(pulse, clicks, seconds, latencyS = null, clickLeadS = 0) 
       anchor: 'ULID + mtime (no CSV)',
       sync: ulidOnly.sync,
       checkMs: checkMs(ulidOnly.muxed),
-      ...score(ulidOnly.muxed, ulidOnly.sync, camera.flashes, wavClicks, sync),
+      ...score(ulidOnly.muxed, ulidOnly.sync, camera.flashes, wavClicks, sync, rows[0].medianMs / 1000),
     })
     const nominal = muxWith(cwd, syncFile, 'ulid-nominal', ['--no-drift-fix'])
     rows.push({
       anchor: 'ULID alone (no CSV, --no-drift-fix)',
       sync: nominal.sync,
       checkMs: checkMs(nominal.muxed),
-      ...score(nominal.muxed, nominal.sync, camera.flashes, wavClicks, sync),
+      ...score(nominal.muxed, nominal.sync, camera.flashes, wavClicks, sync, rows[0].medianMs / 1000),
     })
   } finally {
     if (csv) fs.renameSync(`${csv}.away`, csv)
   }
-  return { rows, sync, stderr: result.stderr, seconds, clickLeadS }
+  return { rows, sync, stderr: result.stderr, seconds, lead }
+}
+
+/**
+ * One microphone across three trials: TracktorLive started and stopped three times inside one
+ * recording, record-audio --all-videos; each trial's command run and scored like the single case.
+ */
+async function trialsSession(pulse, clicks, trialS) {
+  const { cwd, port, camera, tool, heard } = await startSession(pulse, clicks, ['--all-videos'])
+  const startedMs = Date.now()
+  for (let trial = 0; trial < 3; trial++) {
+    const { code, log } = await runTracktor(cwd, port, trialS)
+    if (code !== 0) throw new Error(`TracktorLive (trial ${trial + 1}) exited ${code}: ${log}`)
+    await sleep(3000)
+  }
+  heard.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  await camera.stop()
+  if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
+  const wavClicks = clickOnsets(decodeAudio(sync.audioFile))
+  const rows = sync.videos.map((video, i) => {
+    const mux = run('bash', ['-c', video.muxCommand])
+    if (mux.status !== 0) throw new Error(`mux (trial ${i + 1}): ${mux.stderr}`)
+    const trialSync = { ...sync, ...video }
+    return {
+      anchor: `--all-videos, trial ${i + 1} of ${sync.videos.length} (${video.videoStartSource})`,
+      sync: trialSync,
+      checkMs: checkMs(video.muxedFile),
+      ...score(video.muxedFile, trialSync, camera.flashes, wavClicks),
+    }
+  })
+  return { rows, recordingS: sync.audioDurationS, wallS: (Date.now() - startedMs) / 1000 }
 }
 
 const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '—')
@@ -227,21 +331,13 @@ const pulse = await startPulse({ tone: false })
 const clicks = startClickStream(pulse.env, 'ra_sink')
 await sleep(1000)
 let run1
+let trials
 try {
-  // The camera's latency, measured once: the first session's error with the frame clock alone. The
-  // same session measures how late the null sink delivers a click (check − bench): the second plays
-  // its clicks that much early, so that each is heard when its flash is sent, as a lab's clap is.
+  // The camera's latency, measured once: the first session's error with the frame clock alone.
   const first = await session(pulse, clicks, quick ? 20 : 30)
   const latencyS = -first.rows[0].medianMs / 1000
-  const lateS = (first.rows[0].checkMs - first.rows[0].medianMs) / 1000
-  console.log(`first session: camera latency ${fmt(latencyS * 1000)} ms, clicks heard ${fmt(lateS * 1000)} ms late`)
-  run1 = await session(
-    pulse,
-    clicks,
-    quick ? 20 : 60,
-    Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null,
-    Number.isFinite(lateS) ? lateS : 0,
-  )
+  run1 = await session(pulse, clicks, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
+  trials = await trialsSession(pulse, clicks, quick ? 12 : 22)
 } finally {
   clicks.stop()
   await pulse.stop()
@@ -256,15 +352,20 @@ console.log(
   '| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale | check: median | check − bench |',
 )
 console.log('|---|---|---|---|---|---|---|---|---|---|')
-for (const r of run1.rows)
+for (const r of [...run1.rows, ...trials.rows])
   console.log(
     `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} | ${fmt(r.checkMs)} | ${fmt(r.checkMs - r.medianMs)} |`,
   )
 console.log(
   "\ncheck − bench: the file's own flash-to-click residual (record-audio check) minus the physical error above, i.e." +
     " how far apart this bench's click and flash really were on the capture's clock. A click is heard one null-sink" +
-    ' latency after it is played (18–400 ms and more, new every run: SYNC.md); this session played them' +
-    ` ${fmt(run1.clickLeadS * 1000)} ms early (the first session's figure), so that a click and its flash are one event` +
+    ' latency after it is played (18–400 ms and more, new with every capture and moving during one: SYNC.md); this' +
+    ` session played them ${fmt(run1.lead.minS * 1000)} to ${fmt(run1.lead.maxS * 1000)} ms early (measured every 2 s on` +
+    ' its own clicks), so that a click and its flash are one event' +
     " as a lab's clap and LED are: what remains of it is --events' error, and the same figure in every row is check" +
     ' agreeing with the bench.',
+)
+console.log(
+  `\n--all-videos: one recording of ${fmt(trials.recordingS, 0)} s with three TracktorLive trials in it (another capture,` +
+    ' so its own null-sink latency); each trial scored like the single case above.',
 )

@@ -40,9 +40,7 @@ test('flags: defaults come from the settings block', () => {
   assert.deepEqual(s, {
     feedId: 'feed',
     format: 'alsa',
-    device: 'default',
-    sampleRate: 48000,
-    channels: 1,
+    inputs: [{ device: 'default', sampleRate: 48000, channels: 1 }],
     audioFile: null,
     syncFile: null,
     videoFile: null,
@@ -104,9 +102,7 @@ test('flags: every flag overrides its constant', () => {
   assert.deepEqual(s, {
     feedId: 'f',
     format: 'pulse',
-    device: 'mic.monitor',
-    sampleRate: 96000,
-    channels: 2,
+    inputs: [{ device: 'mic.monitor', sampleRate: 96000, channels: 2 }],
     audioFile: 'a.wav',
     syncFile: 's.json',
     videoFile: 'v/01ARYZ6S41TSV4RRFFQ69G5FAV.mp4',
@@ -130,8 +126,13 @@ test('flags: every flag overrides its constant', () => {
 test('flags: an edited settings block is the default, and a flag still wins over it', () => {
   const edited = { ...FILE_DEFAULTS, feedId: 'lab', sampleRate: 44100, format: 'pulse' }
   assert.equal(settings([], 'linux', edited).feedId, 'lab')
-  assert.equal(settings([], 'linux', edited).sampleRate, 44100)
-  assert.equal(settings(['--rate', '8000'], 'linux', edited).sampleRate, 8000)
+  assert.equal(settings([], 'linux', edited).inputs[0].sampleRate, 44100)
+  assert.equal(settings(['--rate', '8000'], 'linux', edited).inputs[0].sampleRate, 8000)
+  const twoMics = { ...FILE_DEFAULTS, device: ['hw:1', 'hw:2'], sampleRate: [192000, 48000] }
+  assert.deepEqual(settings([], 'linux', twoMics).inputs, [
+    { device: 'hw:1', sampleRate: 192000, channels: 1 },
+    { device: 'hw:2', sampleRate: 48000, channels: 1 },
+  ])
   assert.equal(settings(['other'], 'linux', edited).feedId, 'other')
 })
 
@@ -139,7 +140,7 @@ test('flags: per-platform defaults (macOS and Windows faked: only the platform n
   assert.equal(defaultFormat('linux'), 'alsa')
   const mac = settings(['feed'], 'darwin')
   assert.equal(mac.format, 'avfoundation')
-  assert.equal(mac.device, ':0')
+  assert.equal(mac.inputs[0].device, ':0')
   usageError(
     ['feed'],
     /dshow needs --device "audio=<name>": list the names with ffmpeg .*-list_devices true -f dshow/,
@@ -162,11 +163,40 @@ test('flags: bad input is one line naming the problem and the fix', () => {
   usageError(['..'], /is not a folder name/)
   usageError(['a', 'b'], /too many arguments/)
   usageError(['a', '--feed-id', 'b'], /given twice/)
-  usageError(['feed', '--rate', '1', '--rate', '2'], /--rate is given more than once/)
+  usageError(['feed', '--rate', '8000', '--rate', '16000'], /--rate is given 2 times for 1 devices: give it once/)
+  usageError(['feed', '--video', 'a.mp4', '--video', 'b.mp4'], /--video is given more than once/)
+  usageError(['feed', '--device', 'a', '--device', 'a'], /--device "a" is given twice/)
+  usageError(['feed', '--device', 'a', '--device', ''], /--device needs a value/)
   usageError(['feed', '--device'], /--device needs a value/)
   usageError(['feed', '--out', 'x.mp3'], /must end in \.wav/)
   usageError(['feed', '--video', 'x.avi'], /is not an \.mp4/)
   usageError(['feed', '--muxed-suffix', 'x/y.mp4'], /--muxed-suffix/)
+})
+
+test('flags: --device once per microphone; --rate and --channels once for all, or once each in the same order', () => {
+  assert.deepEqual(settings(['feed', '--device', 'hw:1', '--device', 'hw:2', '--rate', '96000']).inputs, [
+    { device: 'hw:1', sampleRate: 96000, channels: 1 },
+    { device: 'hw:2', sampleRate: 96000, channels: 1 },
+  ])
+  assert.deepEqual(
+    settings([
+      'feed',
+      '--device=ultra',
+      '--device=room',
+      '--rate=250000',
+      '--rate=48000',
+      '--channels=1',
+      '--channels=2',
+    ]).inputs,
+    [
+      { device: 'ultra', sampleRate: 250000, channels: 1 },
+      { device: 'room', sampleRate: 48000, channels: 2 },
+    ],
+  )
+  usageError(
+    ['feed', '--device', 'a', '--device', 'b', '--device', 'c', '--channels', '1', '--channels', '2'],
+    /--channels is given 2 times for 3 devices/,
+  )
 })
 
 test('flags: mux <sync.json> muxes (--print only prints); only the timing flags given now are passed on', () => {
