@@ -1809,7 +1809,12 @@ export function muxPlan(m: MuxInput): MuxPlan {
     ...['-filter_complex', graph, '-map', '0:v:0'],
     ...audios.flatMap((_, k) => ['-map', `[a${k}]`]),
     ...video,
-    ...audios.flatMap((a, k) => [...codecArgs(a, `:${k}`), `-metadata:s:a:${k}`, `title=${a.title ?? ''}`]),
+    // A track's name: mp4 keeps it as its handler name (and drops a title), Matroska as its title.
+    ...audios.flatMap((a, k) => [
+      ...codecArgs(a, `:${k}`),
+      `-metadata:s:a:${k}`,
+      `${/\.mkv$/i.test(m.muxedFile) ? 'title' : 'handler_name'}=${a.title ?? ''}`,
+    ]),
     m.muxedFile,
   ]
   return { args, ...first, more }
