@@ -59,18 +59,20 @@ const PLOT_OUTFILE: string | null = null
 // ── Map ──────────────────────────────────────────────────────────────────────────────────────
 // Pure, exported and unit-tested, in this order:
 //   Settings and flags      SETTINGS_TABLE (constant, flag, help), parseCommand, helpText
-//   Names and times on disk ULIDs, the newest recording, free names
+//   Names and times on disk ULIDs, the newest recording, free names (one WAV per device), overlaps
 //   The capture             ffmpeg's arguments, the watchdog, the first sample's time, WAV headers
 //   The sound card's clock  its real rate from the WAV's growth (cardClock)
 //   The video, its clock    is the mp4 finished; the anchors and the drift (videoTiming)
 //   The picture             --plot
 //   Sync events             flashes and clicks found, paired, fitted (--events, check)
-//   The live status         level and status line
-//   Sync arithmetic, mux    which codec, the mux plan, quoting for each shell
+//   The live status         level and status line (a level per device)
+//   Sync arithmetic, mux    which codec, the mux plan (a stream per device), coverage, the videos'
+//                           table (--all-videos), quoting for each shell
 //   The stop                which signals, and when two are one request
-//   The sync record         SyncRecord: the one file that outlives the run
-// Effectful, at the bottom: The run (record → capture → finish → deliver → runMux; muxLater;
-// repair; check; main).
+//   The sync record         SyncRecord: the one file that outlives the run (audios: per device;
+//                           videos: per recording)
+// Effectful, at the bottom: The run (record → capture, one per device → finish → syncToVideo, once
+// per video → deliver → runMux; muxLater; repair; check; main).
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -2008,10 +2010,11 @@ export const AUDIO_KEYS = [
 ] as const satisfies readonly (keyof SyncRecord)[]
 
 /** One device's part of a recording with several: its audio fields, and why it failed if it did. */
-export type AudioPart = Pick<SyncRecord, (typeof AUDIO_KEYS)[number]> & { audioFailed: string | null }
+type AudioFields = Pick<SyncRecord, (typeof AUDIO_KEYS)[number]>
+export type AudioPart = AudioFields & { audioFailed: string | null }
 
-export function audioFieldsOf(part: AudioPart): Pick<SyncRecord, (typeof AUDIO_KEYS)[number]> {
-  return Object.fromEntries(AUDIO_KEYS.map((key) => [key, part[key]])) as Pick<SyncRecord, (typeof AUDIO_KEYS)[number]>
+export function audioFieldsOf(from: AudioFields): AudioFields {
+  return Object.fromEntries(AUDIO_KEYS.map((key) => [key, from[key]])) as AudioFields
 }
 
 /** What a record says of one video: --all-videos keeps one per recording. */
@@ -2123,7 +2126,7 @@ export function parseSyncRecord(text: string): SyncRecord {
     audios: Array.isArray(raw.audios)
       ? raw.audios.map((part: Record<string, unknown>) => {
           const back = parseSyncRecord(JSON.stringify({ ...part, audios: null }))
-          return { ...audioFieldsOf({ ...back, audioFailed: null }), audioFailed: (part.audioFailed as string) ?? null }
+          return { ...audioFieldsOf(back), audioFailed: typeof part.audioFailed === 'string' ? part.audioFailed : null }
         })
       : null,
   }
@@ -2871,8 +2874,8 @@ async function record(s: Settings): Promise<number> {
   let sync: SyncRecord | null = null
   const { audioFiles, syncFile } = reserveNames(s, (files) => {
     parts = s.inputs.map((input, k) => ({
-      ...audioFieldsOf({
-        ...newSyncRecord({
+      ...audioFieldsOf(
+        newSyncRecord({
           tool: '',
           feedDir,
           audioFile: path.resolve(files[k]),
@@ -2882,8 +2885,7 @@ async function record(s: Settings): Promise<number> {
           audioChannels: input.channels,
           timing,
         }),
-        audioFailed: null,
-      }),
+      ),
       audioFailed: null,
     }))
     sync = {

@@ -20,7 +20,10 @@ function startClickStream(env, sink) {
   })
   let writtenUntilS = Date.now() / 1000
   const timer = setInterval(() => {
-    const nowS = Date.now() / 1000 + 0.02 // keep the player's buffer a little ahead
+    // Keep 0.3 s queued for the player: the bench's own pauses (a synchronous ffprobe, a WAV read)
+    // would otherwise starve it, and PulseAudio fills a starved stream with silence, which moves
+    // every later click by that much.
+    const nowS = Date.now() / 1000 + 0.3
     const count = Math.floor((nowS - writtenUntilS) * RATE)
     if (count <= 0) return
     const samples = new Int16Array(count)
@@ -39,6 +42,8 @@ function startClickStream(env, sink) {
     player.stdin.write(Buffer.from(samples.buffer))
   }, 10)
   const stream = {
+    env,
+    sink,
     clickAt: (second) => second,
     played: [], // when each click was written to the player, epoch seconds
     stop() {

@@ -9,7 +9,7 @@
 // default); the same with --camera-latency measured on an earlier session (its CSV row's median:
 // the camera's delay, measured once and reused); and the ULID + mtime alone (the CSV moved away),
 // with and without the drift correction that start → mtime suggests.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -34,7 +34,7 @@ const SIZE = [320, 240]
  * frame of each second is white, and the microphone clicks when that frame is due: a lab's flash
  * and click at the same moment.
  */
-function startCamera(port, clicks) {
+function startCamera(port, clickStreams) {
   const encoder = rawFrameWriter(SIZE.join('x'), 30, [
     ...['-c:v', 'mpeg2video', '-q:v', '4', '-g', '15', '-f', 'mpegts', '-flush_packets', '1'],
     `udp://127.0.0.1:${port}?pkt_size=1316`,
@@ -43,8 +43,9 @@ function startCamera(port, clicks) {
   let stopped = false
   const startS = Date.now() / 1000
   const dueS = (k) => startS + k / 30
-  let clickLeadS = 0
-  clicks.clickAt = (second) => dueS(Math.ceil((second - startS) * 30)) - clickLeadS
+  const leadsS = clickStreams.map(() => 0)
+  for (const [k, clicks] of clickStreams.entries())
+    clicks.clickAt = (second) => dueS(Math.ceil((second - startS) * 30)) - leadsS[k]
   const done = (async () => {
     for (let k = 0; !stopped; k++) {
       const waitMs = (dueS(k) - Date.now() / 1000) * 1000
@@ -59,9 +60,9 @@ function startCamera(port, clicks) {
   })()
   return {
     flashes,
-    /** From now on the clicks are played this much before their flashes. */
-    setClickLead(seconds) {
-      clickLeadS = seconds
+    /** From now on the k-th microphone's clicks are played this much before their flashes. */
+    setClickLead(k, seconds) {
+      leadsS[k] = seconds
     },
     async stop() {
       stopped = true
@@ -78,8 +79,8 @@ function startCamera(port, clicks) {
  * click nearest that is taken: clicks a second apart leave a row half a second off ambiguous
  * otherwise.
  */
-function score(muxedFile, sync, flashes, wavClicks, reference = sync, referenceErrorS = 0) {
-  const muxClicks = clickOnsets(decodeAudio(muxedFile))
+function score(muxedFile, sync, flashes, wavClicks, reference = sync, referenceErrorS = 0, stream = 0) {
+  const muxClicks = clickOnsets(decodeAudio(muxedFile, RATE, stream))
   const errorsMs = []
   for (const white of whiteFramePts(muxedFile)) {
     const placedS = reference.videoStartEpochS + white.frame / reference.videoNominalFps
@@ -127,19 +128,21 @@ function checkMs(file) {
 }
 
 /**
- * Keeps each click heard when its flash is sent. A click is heard one null-sink latency after it is
- * played, and that latency is new with every capture stream and moves during one (18–400 ms and
- * more: SYNC.md; here it settled seconds after the start). Every 2 s the clicks heard since the last
- * look are found in the WAV being written (on the capture's clock: its first sample's time + index
- * / rate), each matched with when it was played, and the next clicks are played that much earlier
- * (the median of the last five). What remains shows in the check − bench column.
+ * Makes each click heard when its flash is sent. A click is heard one null-sink latency after it is
+ * played (on the capture's clock: its first sample's time + index / rate), and that latency is new
+ * with every capture stream (−130 to +400 ms: SYNC.md). Every 2 s the clicks heard since the last
+ * look are found in the WAV being written and matched with when they were played; once four in a
+ * row agree, the later clicks are played that much earlier. What remains (the latency moving after
+ * that) shows in the check − bench column.
  */
-function keepClicksOnFlashes(wavFile, syncFile, clicks, camera) {
+function keepClicksOnFlashes(wavFile, syncFile, clicks, setLead, device = 0) {
   let readSamples = 0
   const latenciesS = []
   const leadsS = []
   const look = () => {
-    const startS = JSON.parse(fs.readFileSync(syncFile, 'utf8')).audioStartEpochS
+    const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+    const startS = (sync.audios?.[device] ?? sync).audioStartEpochS
+    if (!startS) return
     const bytes = fs.readFileSync(wavFile)
     const data = bytes.indexOf('data', 12, 'latin1') + 8 // the size there is not final yet: read to the end
     const samples = new Int16Array(bytes.buffer, bytes.byteOffset + data, Math.floor((bytes.length - data) / 2))
@@ -151,9 +154,12 @@ function keepClicksOnFlashes(wavFile, syncFile, clicks, camera) {
       if (heardS - playedS > -0.5 && heardS - playedS < 1) latenciesS.push(heardS - playedS)
     }
     readSamples = upTo
-    if (!latenciesS.length) return
-    const leadS = median(latenciesS.slice(-5))
-    camera.setClickLead(leadS)
+    // Set once, from four clicks in a row within 5 ms of each other: moving it again makes a click
+    // play twice or not at all while the change passes through the player's queue.
+    const recent = latenciesS.slice(-4)
+    const leadS = median(recent)
+    if (leadsS.length || recent.length < 4 || !recent.every((x) => Math.abs(x - leadS) < 0.005)) return
+    setLead(leadS)
     leadsS.push(leadS)
   }
   const timer = setInterval(look, 2000)
@@ -161,26 +167,35 @@ function keepClicksOnFlashes(wavFile, syncFile, clicks, camera) {
     look,
     stop() {
       clearInterval(timer)
-      return { clicks: latenciesS.length, lastS: leadsS.at(-1), minS: Math.min(...leadsS), maxS: Math.max(...leadsS) }
+      return { clicks: latenciesS.length, leadsS }
     },
   }
 }
 
-/** The camera streaming, record-audio recording it with `args`, and its clicks heard with their flashes. */
-async function startSession(pulse, clicks, args) {
+/**
+ * The camera streaming, record-audio recording it (one microphone per click stream: the sinks'
+ * monitors) with `args`, and each microphone's clicks kept heard with their flashes.
+ */
+async function startSession(clickStreams, args) {
   const cwd = tempDir('ra-bench-trl-')
   const port = 5077 + Math.floor(Math.random() * 500)
-  const camera = startCamera(port, clicks)
+  const camera = startCamera(port, clickStreams)
   await sleep(1000)
-  const tool = startTool(['fish', '--format', 'pulse', '--device', pulse.source, ...args], { cwd, env: pulse.env })
-  await tool.recording(path.join(cwd, 'fish-audio.wav'), 20000)
-  const heard = keepClicksOnFlashes(
-    path.join(cwd, 'fish-audio.wav'),
-    path.join(cwd, 'fish-audio-sync.json'),
-    clicks,
-    camera,
+  const devices = clickStreams.flatMap((c) => ['--device', `${c.sink}.monitor`])
+  const tool = startTool(['fish', '--format', 'pulse', ...devices, ...args], { cwd, env: clickStreams[0].env })
+  const wavs = clickStreams.length === 1 ? ['fish-audio.wav'] : clickStreams.map((_, k) => `fish-audio-${k + 1}.wav`)
+  for (const wav of wavs) await tool.recording(path.join(cwd, wav), 20000)
+  const controllers = clickStreams.map((clicks, k) =>
+    keepClicksOnFlashes(
+      path.join(cwd, wavs[k]),
+      path.join(cwd, 'fish-audio-sync.json'),
+      clicks,
+      (leadS) => camera.setClickLead(k, leadS),
+      k,
+    ),
   )
-  await sleep(6000) // the first looks: the latency settles
+  await sleep(9000) // four clicks heard, then the lead set: before TracktorLive starts
+  const heard = { stop: () => controllers.map((c) => c.stop())[0] }
   return { cwd, port, camera, tool, heard }
 }
 
@@ -207,8 +222,8 @@ async function runTracktor(cwd, port, seconds) {
   return { code, log: trackerLog }
 }
 
-async function session(pulse, clicks, seconds, latencyS = null) {
-  const { cwd, port, camera, tool, heard } = await startSession(pulse, clicks, [])
+async function session(clicks, seconds, latencyS = null) {
+  const { cwd, port, camera, tool, heard } = await startSession([clicks], [])
   const { code, log: trackerLog } = await runTracktor(cwd, port, seconds)
   await sleep(1000)
   const lead = heard.stop()
@@ -296,8 +311,8 @@ async function session(pulse, clicks, seconds, latencyS = null) {
  * One microphone across three trials: TracktorLive started and stopped three times inside one
  * recording, record-audio --all-videos; each trial's command run and scored like the single case.
  */
-async function trialsSession(pulse, clicks, trialS) {
-  const { cwd, port, camera, tool, heard } = await startSession(pulse, clicks, ['--all-videos'])
+async function trialsSession(clicks, trialS) {
+  const { cwd, port, camera, tool, heard } = await startSession([clicks], ['--all-videos'])
   const startedMs = Date.now()
   for (let trial = 0; trial < 3; trial++) {
     const { code, log } = await runTracktor(cwd, port, trialS)
@@ -325,21 +340,62 @@ async function trialsSession(pulse, clicks, trialS) {
   return { rows, recordingS: sync.audioDurationS, wallS: (Date.now() - startedMs) / 1000 }
 }
 
+/**
+ * Two microphones (the two sinks' monitors, each with its own clicks at the flashes) in one
+ * recording: one muxed file with an audio stream each, each stream scored like the single case.
+ */
+async function devicesSession(clickStreams, seconds) {
+  const { cwd, port, camera, tool, heard } = await startSession(clickStreams, [])
+  const { code, log } = await runTracktor(cwd, port, seconds)
+  if (code !== 0) throw new Error(`TracktorLive exited ${code}: ${log}`)
+  await sleep(1000)
+  heard.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  await camera.stop()
+  if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
+  const mux = run('bash', ['-c', sync.muxCommand])
+  if (mux.status !== 0) throw new Error(`mux: ${mux.stderr}`)
+  const first = { ...sync, offsetS: sync.audioPlacements[0].offsetS }
+  return sync.audios.map((part, k) => {
+    const streamSync = { ...sync, ...part, offsetS: sync.audioPlacements[k].offsetS }
+    const wavClicks = clickOnsets(decodeAudio(part.audioFile))
+    const firstScore = k ? null : score(sync.muxedFile, first, camera.flashes, wavClicks)
+    return {
+      anchor: `2 devices, stream ${k + 1}: ${part.audioDevice} (tracking CSV)`,
+      sync: streamSync,
+      checkMs: Number.NaN, // check reads a file's first audio stream
+      ...(firstScore ?? score(sync.muxedFile, streamSync, camera.flashes, wavClicks, first, 0, k)),
+    }
+  })
+}
+
 const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '—')
 
 const pulse = await startPulse({ tone: false })
 const clicks = startClickStream(pulse.env, 'ra_sink')
+const secondSink = spawnSync(
+  'pactl',
+  ['load-module', 'module-null-sink', 'sink_name=ra_second', 'rate=48000', 'channels=1'],
+  { env: pulse.env },
+)
+if (secondSink.status !== 0) throw new Error(`a second null sink: ${secondSink.stderr}`)
+const secondClicks = startClickStream(pulse.env, 'ra_second')
 await sleep(1000)
 let run1
 let trials
+let devices
 try {
   // The camera's latency, measured once: the first session's error with the frame clock alone.
-  const first = await session(pulse, clicks, quick ? 20 : 30)
+  const first = await session(clicks, quick ? 20 : 30)
   const latencyS = -first.rows[0].medianMs / 1000
-  run1 = await session(pulse, clicks, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
-  trials = await trialsSession(pulse, clicks, quick ? 12 : 22)
+  run1 = await session(clicks, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
+  trials = await trialsSession(clicks, quick ? 12 : 22)
+  devices = await devicesSession([clicks, secondClicks], quick ? 20 : 60)
 } finally {
   clicks.stop()
+  secondClicks.stop()
   await pulse.stop()
 }
 const s = run1.sync
@@ -352,7 +408,7 @@ console.log(
   '| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale | check: median | check − bench |',
 )
 console.log('|---|---|---|---|---|---|---|---|---|---|')
-for (const r of [...run1.rows, ...trials.rows])
+for (const r of [...run1.rows, ...trials.rows, ...devices])
   console.log(
     `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} | ${fmt(r.checkMs)} | ${fmt(r.checkMs - r.medianMs)} |`,
   )
@@ -360,8 +416,8 @@ console.log(
   "\ncheck − bench: the file's own flash-to-click residual (record-audio check) minus the physical error above, i.e." +
     " how far apart this bench's click and flash really were on the capture's clock. A click is heard one null-sink" +
     ' latency after it is played (18–400 ms and more, new with every capture and moving during one: SYNC.md); this' +
-    ` session played them ${fmt(run1.lead.minS * 1000)} to ${fmt(run1.lead.maxS * 1000)} ms early (measured every 2 s on` +
-    ' its own clicks), so that a click and its flash are one event' +
+    ` session played them ${fmt(run1.lead.leadsS[0] * 1000)} ms early (measured on its own first` +
+    ' clicks), so that a click and its flash are one event' +
     " as a lab's clap and LED are: what remains of it is --events' error, and the same figure in every row is check" +
     ' agreeing with the bench.',
 )

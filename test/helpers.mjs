@@ -260,10 +260,10 @@ export function ffprobeStreams(file) {
 }
 
 /** Decoded mono s16 samples of a file's audio, as ffmpeg decodes it (edit lists applied). */
-export function decodeAudio(file, sampleRate = 48000) {
+export function decodeAudio(file, sampleRate = 48000, stream = 0) {
   const out = spawnSync(
     'ffmpeg',
-    ['-v', 'error', '-i', file, '-map', '0:a:0', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', '-'],
+    ['-v', 'error', '-i', file, '-map', `0:a:${stream}`, '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', '-'],
     { maxBuffer: 1 << 30 },
   )
   if (out.status !== 0) throw new Error(`decoding ${file}: ${out.stderr}`)

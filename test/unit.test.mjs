@@ -1276,3 +1276,110 @@ test('--all-videos: how much of each video the audio covers, the closing table, 
   assert.equal(cmd.settings.allVideos, true)
   assert.equal(parseCommand(['mux', 'a-sync.json', '--no-all-videos'], 'linux').mux.given.allVideos, false)
 })
+
+test('several devices: names, one stream each in the mux plan (placed by its own first sample, named), the codec, levels, the record read back', async () => {
+  const { recordingNames, muxPlan, muxCodecFor, statusLine, newSyncRecord, parseSyncRecord, audioFieldsOf } =
+    await import('../dist/record-audio.mjs')
+  assert.deepEqual(recordingNames('arena-audio', 1), {
+    audioFiles: ['arena-audio.wav'],
+    syncFile: 'arena-audio-sync.json',
+  })
+  assert.deepEqual(recordingNames('arena-audio', 2), {
+    audioFiles: ['arena-audio-1.wav', 'arena-audio-2.wav'],
+    syncFile: 'arena-audio-sync.json',
+  })
+  const plan = muxPlan({
+    audioFile: '/lab/a-1.wav',
+    videoFile: '/lab/v.mp4',
+    muxedFile: '/lab/v-with-audio.mp4',
+    sampleRate: 48000,
+    channels: 1,
+    offsetS: 0.5,
+    videoDurationS: 10,
+    title: 'hw:1',
+    more: [{ audioFile: '/lab/a-2.wav', sampleRate: 96000, channels: 2, offsetS: -0.25, title: 'room mic' }],
+  })
+  assert.equal(plan.delaySamples, 24000)
+  assert.deepEqual(
+    plan.more.map((m) => [m.delaySamples, m.trimSamples]),
+    [[0, 24000]],
+  )
+  const graph = plan.args[plan.args.indexOf('-filter_complex') + 1]
+  assert.equal(
+    graph,
+    '[1:a:0]adelay=delays=24000S:all=1,apad=whole_len=480000,atrim=end_sample=480000[a0];' +
+      '[2:a:0]atrim=start_sample=24000,asetpts=PTS-STARTPTS,apad=whole_len=960000,atrim=end_sample=960000[a1]',
+  )
+  const joined = plan.args.join(' ')
+  assert.match(joined, /-i \/lab\/v\.mp4 -i \/lab\/a-1\.wav -i \/lab\/a-2\.wav /)
+  assert.match(joined, /-map 0:v:0 -map \[a0\] -map \[a1\] -c:v copy /)
+  assert.match(
+    joined,
+    /-c:a:0 aac -b:a:0 192k -metadata:s:a:0 handler_name=hw:1 -c:a:1 aac -b:a:1 192k -metadata:s:a:1 handler_name=room mic/,
+  )
+  const mkv = muxPlan({
+    ...plan,
+    audioFile: '/a.wav',
+    videoFile: '/v.mp4',
+    muxedFile: '/v.mkv',
+    sampleRate: 48000,
+    channels: 1,
+    offsetS: 0,
+    videoDurationS: 1,
+    more: [{ audioFile: '/b.wav', sampleRate: 250000, channels: 1, offsetS: 0, title: 'bat' }],
+  })
+  assert.match(mkv.args.join(' '), /-c:a:1 flac -metadata:s:a:1 title=bat/)
+  assert.equal(
+    muxCodecFor([
+      { sampleRate: 48000, channels: 1 },
+      { sampleRate: 250000, channels: 1 },
+    ]).container,
+    'mkv',
+  )
+  assert.equal(
+    muxCodecFor([
+      { sampleRate: 48000, channels: 1 },
+      { sampleRate: 96000, channels: 2 },
+    ]).container,
+    'mp4',
+  )
+  const line = statusLine(5, 2_000_000, [-20, -Infinity], false)
+  assert.match(line, /^● 00:00:05 {2}2\.0 MB {2} +-20\.0 dBFS ▮{8} {2}\| +silence $/)
+
+  const record = newSyncRecord({
+    tool: 'record-audio',
+    feedDir: null,
+    audioFile: '/lab/a-1.wav',
+    audioFormat: 'pulse',
+    audioDevice: 'hw:1',
+    audioSampleRate: 48000,
+    audioChannels: 1,
+    timing: {
+      timesyncFile: null,
+      videoStartEpochS: null,
+      clockOffsetS: 0,
+      cameraLatencyS: 0,
+      driftFix: true,
+      events: false,
+      allVideos: false,
+    },
+  })
+  const audios = [
+    { ...audioFieldsOf(record), audioStartEpochS: 1795817200.25, audioFailed: null },
+    {
+      ...audioFieldsOf(record),
+      audioFile: '/lab/a-2.wav',
+      audioDevice: 'room',
+      audioStartEpochS: 1795817200.75,
+      audioFailed: 'ffmpeg was killed (SIGKILL)',
+    },
+  ]
+  const back = parseSyncRecord(JSON.stringify({ ...record, audioStartEpochS: 1795817200.25, audios }))
+  assert.deepEqual(
+    back.audios.map((a) => [a.audioFile, a.audioDevice, a.audioStartEpochS, a.audioFailed]),
+    [
+      ['/lab/a-1.wav', 'hw:1', 1795817200.25, null],
+      ['/lab/a-2.wav', 'room', 1795817200.75, 'ffmpeg was killed (SIGKILL)'],
+    ],
+  )
+})
