@@ -2398,7 +2398,7 @@ const audioEndEpochS = (audio: { startEpochS: number; durationS: number | null }
   audio.startEpochS + (audio.durationS ?? 0)
 
 /** --all-videos: each recording in the feed folder (any subfolder without one) overlapping the audio, oldest first. */
-function overlappingVideos(v: VideoSearch, audio: { startEpochS: number; durationS: number | null }): string[] {
+function overlappingVideos(v: VideoSearch, audio: AudioFacts): string[] {
   const spans = recordingSpans(v.feedDir ? [v.feedDir] : subfolders(v.searchRoot))
   const overlapping = rankByOverlap(spans, audio.startEpochS, audioEndEpochS(audio))
     .filter((c) => c.overlapS > 0)
@@ -2409,7 +2409,7 @@ function overlappingVideos(v: VideoSearch, audio: { startEpochS: number; duratio
       ? `  ${overlapping.length} TracktorLive recording${overlapping.length === 1 ? ' overlaps' : 's overlap'}` +
           ` the audio in ${where} (--all-videos).`
       : `⚠ No TracktorLive recording (<ULID>.mp4) in ${where} overlaps the audio in time` +
-          ` (${spans.length} looked at): the WAV is kept.`,
+          ` (${spans.length} looked at): ${audio.others.length ? 'the WAVs are' : 'the WAV is'} kept.`,
   )
   return overlapping.map((c) => c.file)
 }
@@ -3266,7 +3266,8 @@ async function eventsFor(
 /** Measures the offset to the video and builds the command; says what it found. */
 async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finishing): Promise<VideoSync> {
   if (!videoFile) {
-    if (f.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${f.feedDir}${path.sep}: the WAV is kept.`)
+    const kept = audio.others.length ? 'the WAVs are kept' : 'the WAV is kept'
+    if (f.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${f.feedDir}${path.sep}: ${kept}.`)
     return NO_VIDEO
   }
   const video = await videoFacts(videoFile, f.ffprobe)
