@@ -1,19 +1,13 @@
 // Timing that outlives the recording: the settings stored for mux later, the timesync file
 // TracktorLive writes after the video, and the sound card's own clock; real ffmpeg and PulseAudio.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startPulse, startVideoRecorder, startTool, tempDir, ffprobeStreams, run, TOOL } from './helpers.mjs'
+import { usePulse, startVideoRecorder, startTool, tempDir, ffprobeStreams, run, TOOL } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 test("mux later redoes the recording's timing: its --clock-offset, --video-start and --no-drift-fix are stored and used; a flag given now wins", async () => {
   const cwd = tempDir()

@@ -1,6 +1,6 @@
 // Several microphones at once (--device given once per device), on real PulseAudio null sinks: the
 // test server's ra_sink (a 440 Hz tone) and a second null sink loaded for these tests.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -14,19 +14,14 @@ import {
   ffmpegPidsIn,
   ffprobeStreams,
   readWav,
-  startPulse,
+  firstSound,
+  usePulse,
   startTool,
   startVideoRecorder,
   tempDir,
 } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 /** A second null sink on the test server: its monitor is a second, silent microphone. */
 function loadSink(name) {
@@ -44,13 +39,6 @@ function loadSink(name) {
     source: `${name}.monitor`,
     unload: () => spawnSync('pactl', ['unload-module', moduleIndex], { env: pulse.env }),
   }
-}
-
-/** The first sample past half the tone's height: AAC's pre-echo before an onset stays well below it. */
-function firstSound(samples) {
-  let peak = 0
-  for (const x of samples) peak = Math.max(peak, Math.abs(x))
-  return samples.findIndex((x) => Math.abs(x) > peak / 2)
 }
 
 test('two devices, one ctrl-c: a WAV each at its own rate, each placed by its own first sample, one muxed file with a titled audio stream per device; the silent one is named', async () => {

@@ -1,6 +1,6 @@
 // Finishing the job for the user: --mux, --json, --list-devices, high sample rates; real ffmpeg
 // and a real PulseAudio server.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -8,6 +8,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   startPulse,
+  usePulse,
   startVideoRecorder,
   startTool,
   tempDir,
@@ -19,13 +20,7 @@ import {
   ulidAt,
 } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 const sha = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
 

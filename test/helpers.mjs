@@ -1,3 +1,4 @@
+import { after, before } from 'node:test'
 // Real things for the tests: a private PulseAudio server with a null sink, a TracktorLive
 // stand-in that writes <feed>/<ULID>.mp4 with mp4v in real time, and the tool run as a user would.
 import assert from 'node:assert/strict'
@@ -73,6 +74,25 @@ export function ffmpegPidsIn(dir) {
     }
   }
   return pids
+}
+
+/** A PulseAudio server for a whole test file: started before its first test, stopped after its last. */
+export function usePulse(options) {
+  const pulse = {}
+  before(async () => {
+    Object.assign(pulse, await startPulse(options))
+  })
+  after(async () => {
+    await pulse.stop?.()
+  })
+  return pulse
+}
+
+/** The first sample past half the tone's height: AAC's pre-echo before an onset stays well below it. */
+export function firstSound(samples) {
+  let peak = 0
+  for (const x of samples) peak = Math.max(peak, Math.abs(x))
+  return samples.findIndex((x) => Math.abs(x) > peak / 2)
 }
 
 /**

@@ -1,11 +1,12 @@
 // End to end, with the real ffmpeg and a real PulseAudio server: record, ctrl-c, mux, check.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  startPulse,
+  firstSound,
+  usePulse,
   startVideoRecorder,
   startTool,
   tempDir,
@@ -16,13 +17,7 @@ import {
   ffmpegPidsIn,
 } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 /** The common session: TracktorLive writing, record-audio beside it, ctrl-c, then the recorder stops. */
 async function session({ feed = 'trial 1', args = [], recordS = 3, stopVideoFirst = true } = {}) {
@@ -97,12 +92,8 @@ test('pulse: ctrl-c leaves a finalized WAV as long as the recording, a sync file
 
   // The tone is continuous: the muxed audio's first sound comes exactly the delay after the WAV's
   // (a null sink's monitor opens with some silence of its own, hence the WAV as the reference).
-  // Sound = past half the tone's height: AAC's pre-echo spreads a faint copy of a hard onset up to a
-  // frame before it (once 57 samples before, with a fixed threshold of 300), never that loud.
-  const firstSound = (samples) => {
-    const peak = samples.reduce((m, x) => Math.max(m, Math.abs(x)), 0)
-    return samples.findIndex((x) => Math.abs(x) > peak / 2)
-  }
+  // (firstSound: past half the tone's height. AAC's pre-echo before a hard onset crossed a fixed
+  // threshold of 300 up to 91 samples early; it never reaches half the height.)
   const inWav = firstSound(decodeAudio(s.wav))
   const inMuxed = firstSound(decodeAudio(s.sync.muxedFile))
   const delaySamples = Math.round(s.sync.offsetS * 48000)

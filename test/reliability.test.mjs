@@ -1,6 +1,6 @@
 // Nothing lost: devices and disks that fail, bad input, and hostile names, with the real ffmpeg
 // and a real PulseAudio server. Each test name states the outcome.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -8,6 +8,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   startPulse,
+  usePulse,
   startTool,
   tempDir,
   readWav,
@@ -25,13 +26,7 @@ import {
   assertCompleteStop,
 } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 test('an earlier recording left unfinished under the default name: kept as it is, the new one goes to -2, and the tool names the repair', async () => {
   const cwd = tempDir()

@@ -1,19 +1,13 @@
 // The sound card's own clock: a PulseAudio pipe source fed fast, and the null sink on the system
 // clock; real ffmpeg and PulseAudio.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startPulse, startVideoRecorder, startTool, tempDir, startFastSource } from './helpers.mjs'
+import { usePulse, startVideoRecorder, startTool, tempDir, startFastSource } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 test('a sound card whose clock runs 1000 ppm fast (a PulseAudio pipe source fed at 1.001 × 48 kHz): measured, stored, the video retimed to it', async () => {
   const fast = await startFastSource(pulse, 1.001)

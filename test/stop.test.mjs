@@ -1,6 +1,6 @@
 // Every way a recording can be stopped, signalled or killed: the WAV finalized, every sample kept,
 // no process left; with the real ffmpeg and a real PulseAudio server. Each test name states the outcome.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -8,7 +8,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SAME_REQUEST_MS } from '../dist/record-audio.mjs'
 import {
-  startPulse,
+  usePulse,
   startVideoRecorder,
   startTool,
   tempDir,
@@ -25,13 +25,7 @@ import {
   assertCompleteStop,
 } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 for (const [how, stop] of [
   ['ctrl-c (SIGINT to the process group)', (tool) => tool.ctrlC()],

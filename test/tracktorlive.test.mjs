@@ -1,21 +1,15 @@
 // The video's frame clock from TracktorLive's tracking CSV: with a stand-in that reads a camera's
 // buffered frames in a burst as TracktorLive does, and with the real TracktorLive 1.0.2.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ulidTimeMs } from '../dist/record-audio.mjs'
-import { startPulse, startTool, tempDir, run, TOOL, startTracktorStandIn, ROOT, tracktorliveEnv } from './helpers.mjs'
+import { usePulse, startTool, tempDir, run, TOOL, startTracktorStandIn, ROOT, tracktorliveEnv } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
+const pulse = usePulse()
 
 test("the tracking CSV's frame clock: frame 0 placed when the camera took it, not when its buffered burst was read", async () => {
   const cwd = tempDir()

@@ -1,6 +1,6 @@
 // --all-videos: one microphone left running across several TracktorLive trials, on a real PulseAudio
 // null sink (a 440 Hz tone) with the stand-in video recorder writing real mp4 files.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -10,26 +10,14 @@ import {
   decodeAudio,
   ffprobeStreams,
   run,
-  startPulse,
+  firstSound,
+  usePulse,
   startTool,
   startVideoRecorder,
   tempDir,
 } from './helpers.mjs'
 
-let pulse
-before(async () => {
-  pulse = await startPulse()
-})
-after(async () => {
-  await pulse?.stop()
-})
-
-/** The first sample past half the tone's height: AAC's pre-echo before an onset stays well below it. */
-function firstSound(samples) {
-  let peak = 0
-  for (const x of samples) peak = Math.max(peak, Math.abs(x))
-  return samples.findIndex((x) => Math.abs(x) > peak / 2)
-}
+const pulse = usePulse()
 
 test('--all-videos --mux: three trials in one recording, each with its own offset and checked muxed file; the uncovered parts are silence', async () => {
   const cwd = tempDir()
