@@ -1719,6 +1719,9 @@ export interface MuxCodec {
   why: string | null // why not AAC in mp4
 }
 
+/** One packet's samples in each codec (ffmpeg's encoders; FLAC's default block size). */
+export const FRAME_SAMPLES: Record<MuxCodec['codec'], number> = { aac: 1024, flac: 4608, pcm_s16le: 4096 }
+
 /**
  * The audio codec and container for the muxed file, known from the settings before the first
  * sample: AAC in mp4 where AAC can hold the audio; else every sample kept, as FLAC in Matroska, or
@@ -1726,7 +1729,7 @@ export interface MuxCodec {
  */
 export function muxCodec(sampleRate: number, channels: number): MuxCodec {
   if (AAC_RATES.includes(sampleRate) && channels <= AAC_FLAC_MAX_CHANNELS)
-    return { codec: 'aac', container: 'mp4', frameSamples: 1024, why: null }
+    return { codec: 'aac', container: 'mp4', frameSamples: FRAME_SAMPLES.aac, why: null }
   const why =
     channels > AAC_FLAC_MAX_CHANNELS
       ? `${channels} channels are more than AAC and FLAC hold (${AAC_FLAC_MAX_CHANNELS})`
@@ -1734,8 +1737,8 @@ export function muxCodec(sampleRate: number, channels: number): MuxCodec {
         ? `${sampleRate} Hz is past AAC's 96 kHz`
         : `AAC has no ${sampleRate} Hz`
   if (sampleRate <= FLAC_MAX_RATE && channels <= AAC_FLAC_MAX_CHANNELS)
-    return { codec: 'flac', container: 'mkv', frameSamples: 4608, why }
-  return { codec: 'pcm_s16le', container: 'mkv', frameSamples: 4096, why }
+    return { codec: 'flac', container: 'mkv', frameSamples: FRAME_SAMPLES.flac, why }
+  return { codec: 'pcm_s16le', container: 'mkv', frameSamples: FRAME_SAMPLES.pcm_s16le, why }
 }
 
 /** Several devices, one muxed file: Matroska as soon as one of them needs it (each stream keeps its own codec). */
@@ -2469,18 +2472,18 @@ function checkMuxedFile(muxedFile: string | null): void {
   if (muxedFile != null && fs.existsSync(muxedFile))
     throw new UsageError(`${muxedFile} exists and is never overwritten: choose another --muxed-out`)
 }
+/** A recording's files: `<stem>.wav` (`<stem>-1.wav`, `<stem>-2.wav` … for several devices), `<stem>-sync.json`. */
+export function recordingNames(stem: string, devices: number): { audioFiles: string[]; syncFile: string } {
+  const audioFiles = devices === 1 ? [`${stem}.wav`] : Array.from({ length: devices }, (_, k) => `${stem}-${k + 1}.wav`)
+  return { audioFiles, syncFile: syncFileFor(`${stem}.wav`) }
+}
+
 /**
  * The WAV and sync file names, the sync file created at once (`wx`) with what is known before the
  * first sample: two runs started in the same second get different names, and a kill at any
  * moment from here on leaves a record of the recording. Refuses, before anything runs, what
  * would fail later.
  */
-/** A recording's files: `<stem>.wav` (`<stem>-1.wav`, `<stem>-2.wav` … for several devices), `<stem>-sync.json`. */
-export function recordingNames(stem: string, devices: number): { audioFiles: string[]; syncFile: string } {
-  const audioFiles = devices === 1 ? [`${stem}.wav`] : Array.from({ length: devices }, (_, k) => `${stem}-${k + 1}.wav`)
-  return { audioFiles, syncFile: `${stem}-sync.json` }
-}
-
 function reserveNames(
   s: Settings,
   first: (audioFiles: string[]) => SyncRecord,
@@ -2510,9 +2513,8 @@ function reserveNames(
     return !taken.has(candidate) && ![...names.audioFiles, names.syncFile].some((f) => fs.existsSync(f))
   }
   for (;;) {
-    // `name.wav` taken: `name-2.wav`, `name-3.wav` … as freeName does for one file.
-    let candidate = stem
-    if (s.audioFile == null) for (let n = 2; !free(candidate); n++) candidate = `${stem}-${n}`
+    const stemOf = (wav: string) => wav.slice(0, -'.wav'.length)
+    const candidate = s.audioFile == null ? stemOf(freeName(`${stem}.wav`, (f) => !free(stemOf(f)))) : stem
     const { audioFiles, syncFile } = named(candidate)
     try {
       fs.writeFileSync(syncFile, `${JSON.stringify(first(audioFiles), null, 2)}\n`, { flag: 'wx' })
@@ -3361,12 +3363,10 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     silenceBeforeS: cover?.silenceBeforeS ?? null,
     silenceAfterS: cover?.silenceAfterS ?? null,
     audioPlacements: more.length
-      ? [{ ...audio, audioFile: path.resolve(audio.file), offsetS }, ...more].map((a, k) => ({
-          audioFile: a.audioFile,
-          offsetS: a.offsetS,
-          delaySamples: k ? plan.more[k - 1].delaySamples : plan.delaySamples,
-          trimSamples: k ? plan.more[k - 1].trimSamples : plan.trimSamples,
-        }))
+      ? [{ audioFile: path.resolve(audio.file), offsetS }, ...more].map((a, k) => {
+          const { delaySamples, trimSamples } = [plan, ...plan.more][k]
+          return { audioFile: a.audioFile, offsetS: a.offsetS, delaySamples, trimSamples }
+        })
       : null,
     muxedFile,
     muxArgs: [f.ffmpeg, ...plan.args],
@@ -3568,7 +3568,6 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
 }
 
 const PROBED_ENTRIES = 'stream=codec_type,codec_name,sample_rate,nb_read_packets,duration'
-const FRAME_SAMPLES: Record<string, number> = { aac: 1024, flac: 4608, pcm_s16le: 4096 }
 
 /** ffprobe's view of a file's streams. */
 async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>>> {
@@ -3649,7 +3648,8 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
     const videoS = Number(video.duration)
     for (const audio of audios) {
       // One packet: how far an audio stream may end from the video's end.
-      const audioFrameS = (FRAME_SAMPLES[audio.codec_name] ?? 4608) / Number(audio.sample_rate || sync.audioSampleRate)
+      const frameSamples = FRAME_SAMPLES[audio.codec_name as MuxCodec['codec']] ?? FRAME_SAMPLES.flac
+      const audioFrameS = frameSamples / Number(audio.sample_rate || sync.audioSampleRate)
       const audioS = Number(audio.duration)
       if (videoS > 0 && audioS > 0 && Math.abs(videoS - audioS) > audioFrameS + 1e-3)
         return fail(`audio ${audio.duration} s against video ${video.duration} s`)
