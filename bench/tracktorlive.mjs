@@ -195,8 +195,17 @@ async function startSession(clickStreams, args) {
     ),
   )
   await sleep(9000) // four clicks heard, then the lead set: before TracktorLive starts
-  const heard = { stop: () => controllers.map((c) => c.stop())[0] }
-  return { cwd, port, camera, tool, heard }
+  /** ctrl-c, and what the recording left: its sync file and record, its stderr, the clicks' lead. */
+  const stop = async () => {
+    const lead = controllers.map((c) => c.stop())[0]
+    tool.ctrlC()
+    const result = await tool.exited
+    await camera.stop()
+    if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
+    const syncFile = path.join(cwd, 'fish-audio-sync.json')
+    return { syncFile, sync: JSON.parse(fs.readFileSync(syncFile, 'utf8')), stderr: result.stderr, lead }
+  }
+  return { cwd, port, camera, stop }
 }
 
 /** One TracktorLive run of `seconds` on the camera's stream, writing fish/<ULID>.mp4 and .csv; its exit. */
@@ -223,17 +232,11 @@ async function runTracktor(cwd, port, seconds) {
 }
 
 async function session(clicks, seconds, latencyS = null) {
-  const { cwd, port, camera, tool, heard } = await startSession([clicks], [])
+  const { cwd, port, camera, stop } = await startSession([clicks], [])
   const { code, log: trackerLog } = await runTracktor(cwd, port, seconds)
   await sleep(1000)
-  const lead = heard.stop()
-  tool.ctrlC()
-  const result = await tool.exited
-  await camera.stop()
-  if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
-  const syncFile = path.join(cwd, 'fish-audio-sync.json')
-  const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
-  if (!sync.muxCommand) throw new Error(`no video (TracktorLive exited ${code}): ${trackerLog}\n${result.stderr}`)
+  const { syncFile, sync, stderr, lead } = await stop()
+  if (!sync.muxCommand) throw new Error(`no video (TracktorLive exited ${code}): ${trackerLog}\n${stderr}`)
   const mux = run('bash', ['-c', sync.muxCommand])
   if (mux.status !== 0) throw new Error(`mux: ${mux.stderr}`)
   const wavClicks = clickOnsets(decodeAudio(sync.audioFile))
@@ -304,7 +307,7 @@ async function session(clicks, seconds, latencyS = null) {
   } finally {
     if (csv) fs.renameSync(`${csv}.away`, csv)
   }
-  return { rows, sync, stderr: result.stderr, seconds, lead }
+  return { rows, sync, stderr, seconds, lead }
 }
 
 /**
@@ -312,19 +315,14 @@ async function session(clicks, seconds, latencyS = null) {
  * recording, record-audio --all-videos; each trial's command run and scored like the single case.
  */
 async function trialsSession(clicks, trialS) {
-  const { cwd, port, camera, tool, heard } = await startSession([clicks], ['--all-videos'])
+  const { cwd, port, camera, stop } = await startSession([clicks], ['--all-videos'])
   const startedMs = Date.now()
   for (let trial = 0; trial < 3; trial++) {
     const { code, log } = await runTracktor(cwd, port, trialS)
     if (code !== 0) throw new Error(`TracktorLive (trial ${trial + 1}) exited ${code}: ${log}`)
     await sleep(3000)
   }
-  heard.stop()
-  tool.ctrlC()
-  const result = await tool.exited
-  await camera.stop()
-  if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
-  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
+  const { sync } = await stop()
   const wavClicks = clickOnsets(decodeAudio(sync.audioFile))
   const rows = sync.videos.map((video, i) => {
     const mux = run('bash', ['-c', video.muxCommand])
@@ -345,16 +343,11 @@ async function trialsSession(clicks, trialS) {
  * recording: one muxed file with an audio stream each, each stream scored like the single case.
  */
 async function devicesSession(clickStreams, seconds) {
-  const { cwd, port, camera, tool, heard } = await startSession(clickStreams, [])
+  const { cwd, port, camera, stop } = await startSession(clickStreams, [])
   const { code, log } = await runTracktor(cwd, port, seconds)
   if (code !== 0) throw new Error(`TracktorLive exited ${code}: ${log}`)
   await sleep(1000)
-  heard.stop()
-  tool.ctrlC()
-  const result = await tool.exited
-  await camera.stop()
-  if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
-  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'fish-audio-sync.json'), 'utf8'))
+  const { sync } = await stop()
   const mux = run('bash', ['-c', sync.muxCommand])
   if (mux.status !== 0) throw new Error(`mux: ${mux.stderr}`)
   const first = { ...sync, offsetS: sync.audioPlacements[0].offsetS }
