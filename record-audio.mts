@@ -1443,24 +1443,58 @@ export function plotArgs(p: PlotInput): { args: string[]; videoX: number; audioX
 
 // ── Sync events ──────────────────────────────────────────────────────────────────────────────
 // A lab's truth in the content: a flash in view and a click or clap heard at the same moment.
-// Flashes are frames whose brightness jumps, clicks the first loud sound after a quiet stretch;
-// each flash is paired with the nearest click, and the pairs' residuals (click − flash, on the
-// muxed timeline) say how far off the sync is, and whether it drifts.
+// Flashes are timed to a fraction of a frame from the partly lit frame, clicks to the sample block
+// where the sound starts: both sides time the onset. Every click − flash difference is a candidate
+// offset; the offset is the one most pairs agree on, never the nearest click (which, with the anchors
+// a second off, is the neighbouring event's). A regular train supports every multiple of its period
+// as well: no verdict then, unless the anchors can tell them apart. The agreeing pairs' line gives the
+// rate, applied only when it stands out of its own noise.
 
 /** Frames whose mean brightness (0–255) jumps from dark to bright: the first frame of each flash. */
 export function flashFrames(brightness: ArrayLike<number>): number[] {
-  const sorted = Float64Array.from(brightness).sort()
-  if (sorted.length < 2) return []
-  const dark = sorted[Math.floor(sorted.length * 0.1)]
-  const bright = sorted[sorted.length - 1]
-  if (bright - dark < FLASH_MIN_JUMP) return [] // no flash, only the scene changing
-  const threshold = (dark + bright) / 2
+  const levels = flashLevels(brightness)
+  if (!levels) return []
   const frames: number[] = []
   for (let k = 0; k < brightness.length; k++)
-    if (brightness[k] >= threshold && (k === 0 || brightness[k - 1] < threshold)) frames.push(k)
+    if (brightness[k] >= levels.threshold && (k === 0 || brightness[k - 1] < levels.threshold)) frames.push(k)
   return frames
 }
 export const FLASH_MIN_JUMP = 40
+
+/** The scene's dark level and the threshold halfway to the brightest frame; null when nothing flashes. */
+function flashLevels(brightness: ArrayLike<number>): { dark: number; threshold: number } | null {
+  const sorted = Float64Array.from(brightness).sort()
+  if (sorted.length < 2) return null
+  const dark = sorted[Math.floor(sorted.length * 0.1)]
+  const bright = sorted[sorted.length - 1]
+  if (bright - dark < FLASH_MIN_JUMP) return null // no flash, only the scene changing
+  return { dark, threshold: (dark + bright) / 2 }
+}
+
+/**
+ * Each flash's onset, to a fraction of a frame. A frame's time is the start of its exposure (its
+ * presentation time), and it integrates light for exposureS: the frame period unless known otherwise.
+ * A flash that starts inside an exposure lights that frame partly; with the brightness linear in the
+ * light between the dark frame before and the fully lit one after, the flash began that fraction of
+ * the exposure before the exposure's end. A shorter real exposure leaves a gap between exposures: a
+ * flash starting in it, or late in one, is then timed up to (period − exposure) late. A camera's gamma
+ * bends the fraction (less than a third of a frame at gamma 2.2). The light must stay on two frames.
+ */
+export function flashOnsetsS(brightness: ArrayLike<number>, ptsS: ArrayLike<number>, exposureS: number): number[] {
+  const levels = flashLevels(brightness)
+  const at = (k: number) => brightness[Math.min(k, brightness.length - 1)]
+  return flashFrames(brightness).map((k) => {
+    const dark = k >= 2 ? at(k - 2) : (levels?.dark ?? at(k))
+    const full = Math.max(at(k), at(k + 1))
+    if (full - dark <= 0) return ptsS[k]
+    const lit = (b: number) => Math.min(1, Math.max(0, (b - dark) / (full - dark)))
+    const litBefore = k >= 1 ? lit(at(k - 1)) : 0
+    return litBefore >= PARTLY_LIT_MIN
+      ? ptsS[k - 1] + exposureS * (1 - litBefore)
+      : ptsS[k] + exposureS * (1 - lit(at(k)) - litBefore) // the same light, at the level of the noise
+  })
+}
+export const PARTLY_LIT_MIN = 0.05 // a frame lit less than this is dark with noise
 
 /**
  * The first block of each loud sound: peaks (absolute, one per block) over a threshold well above
@@ -1487,96 +1521,227 @@ export function onsetBlocks(peaks: ArrayLike<number>, blockS: number): number[] 
 export const QUIET_BEFORE_ONSET_S = 0.2
 export const ONSET_FLOOR = 64 // −54 dBFS: below it, no sound is an event
 
+/** The agreement window: about a frame, never so wide that two clicks (≥ 0.2 s apart) fall in one. */
+export function eventToleranceS(framePeriodS: number): number {
+  return Math.min(Math.max(framePeriodS, 0.015), 0.09)
+}
+
+export interface EventCandidate {
+  offsetS: number // click − flash that these pairs agree on
+  pairs: number // how many click − flash differences lie within the tolerance of it
+}
+
+/**
+ * Every click − flash difference is a candidate offset, supported by the differences within
+ * toleranceS of it. The best `most`, best first, each more than two tolerances from the ones before.
+ */
+export function eventCandidates(
+  flashesS: number[],
+  clicksS: number[],
+  toleranceS: number,
+  most = MAX_CANDIDATES,
+): EventCandidate[] {
+  const diffs = new Float64Array(flashesS.length * clicksS.length)
+  let n = 0
+  for (const flashS of flashesS) for (const clickS of clicksS) diffs[n++] = clickS - flashS
+  diffs.sort()
+  const support = new Int32Array(n)
+  for (let i = 0, lo = 0, hi = 0; i < n; i++) {
+    while (diffs[lo] < diffs[i] - toleranceS) lo++
+    while (hi < n && diffs[hi] <= diffs[i] + toleranceS) hi++
+    support[i] = hi - lo
+  }
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => support[b] - support[a] || a - b)
+  const found: EventCandidate[] = []
+  for (const i of order) {
+    if (found.length >= most) break
+    if (found.some((c) => Math.abs(c.offsetS - diffs[i]) <= 2 * toleranceS)) continue
+    const near = diffs.filter((d) => Math.abs(d - diffs[i]) <= toleranceS)
+    found.push({ offsetS: medianOf([...near]), pairs: support[i] })
+  }
+  return found
+}
+export const MAX_CANDIDATES = 5
+
 export interface EventPair {
-  flashS: number // on the muxed timeline
+  flashS: number
   clickS: number
   residualS: number // click − flash: > 0, the sound comes late
 }
 
-/**
- * Each flash with the nearest click within the window: at most half the shortest gap between
- * flashes (so that a pair never jumps to the next event), and at most MAX_EVENT_GAP_S.
- */
-export function pairEvents(flashesS: number[], clicksS: number[]): EventPair[] {
-  let windowS = MAX_EVENT_GAP_S
-  for (let i = 1; i < flashesS.length; i++) windowS = Math.min(windowS, (flashesS[i] - flashesS[i - 1]) * 0.45)
+/** Each flash with the click nearest to it plus offsetS, when within toleranceS. */
+export function pairsAt(flashesS: number[], clicksS: number[], offsetS: number, toleranceS: number): EventPair[] {
   const pairs: EventPair[] = []
   for (const flashS of flashesS) {
     let best: number | null = null
     for (const clickS of clicksS)
-      if (Math.abs(clickS - flashS) <= windowS && (best == null || Math.abs(clickS - flashS) < Math.abs(best - flashS)))
-        best = clickS
+      if (Math.abs(clickS - flashS - offsetS) <= toleranceS)
+        if (best == null || Math.abs(clickS - flashS - offsetS) < Math.abs(best - flashS - offsetS)) best = clickS
     if (best != null) pairs.push({ flashS, clickS: best, residualS: best - flashS })
   }
   return pairs
 }
-export const MAX_EVENT_GAP_S = 0.5
 
-export interface EventFit {
-  pairs: number
-  used: number // pairs within EVENT_TOLERANCE_FRAMES of the median
-  medianS: number | null
-  spreadS: number | null // max − min of the used residuals
-  offsetS: number // the line through the used residuals: at 0 (the first frame) …
-  slope: number // … and per second of video (0 when the events span less than MIN_EVENT_SPAN_S)
-  driftS: number // the line's change from the first used event to the last
-  spanS: number
-  consistent: boolean
-  why: string
+/** Why the events gave no verdict, or what was decided beside it: worded by eventNoteText. */
+export type EventNote =
+  | { kind: 'no-events'; flashes: number; clicks: number }
+  | { kind: 'too-few'; pairs: number }
+  | { kind: 'ambiguous'; candidates: EventCandidate[] } // the rivals, best first
+  | { kind: 'tie-broken-by-anchors'; candidates: EventCandidate[]; chosen: EventCandidate; doubtS: number }
+  | { kind: 'rate-not-applied'; pairs: number; slope: number | null; slopeError: number | null; atEndS: number }
+  | { kind: 'unreadable'; why: string }
+  | { kind: 'interrupted' }
+
+/**
+ * The candidate most pairs agree on, or none. Rivals are candidates with two pairs or more that are
+ * about as well supported as the best (AMBIGUOUS_SHARE of it, or one pair short: a regular train's
+ * neighbours): then the anchors may choose, when exactly one of the tied candidates lies within
+ * anchorDoubtS of them (null: no anchors, as for `check`); otherwise the train is ambiguous.
+ */
+export function chooseCandidate(
+  candidates: EventCandidate[],
+  anchorDoubtS: number | null,
+): { chosen: EventCandidate | null; note: EventNote | null } {
+  const [best] = candidates
+  if (!best || best.pairs < MIN_EVENT_PAIRS) return { chosen: null, note: { kind: 'too-few', pairs: best?.pairs ?? 0 } }
+  const rivals = candidates
+    .slice(1)
+    .filter((c) => c.pairs >= 2 && (c.pairs >= AMBIGUOUS_SHARE * best.pairs || best.pairs - c.pairs <= 1))
+  if (!rivals.length) return { chosen: best, note: null }
+  const tied = [best, ...rivals]
+  const near = anchorDoubtS == null ? [] : tied.filter((c) => Math.abs(c.offsetS) <= anchorDoubtS)
+  if (near.length === 1 && anchorDoubtS != null)
+    return {
+      chosen: near[0],
+      note: { kind: 'tie-broken-by-anchors', candidates: tied, chosen: near[0], doubtS: anchorDoubtS },
+    }
+  return { chosen: null, note: { kind: 'ambiguous', candidates: tied } }
+}
+export const MIN_EVENT_PAIRS = 2
+export const AMBIGUOUS_SHARE = 0.8
+// How far the anchors can be off: the audio's start stamp was seen 1.9 s from the truth (SYNC.md).
+export const ANCHOR_DOUBT_S = 2
+
+export interface RateFit {
+  slope: number | null // the residuals' change per second of the timeline; null with fewer than 3 pairs
+  slopeError: number | null // its standard error
+  meanFlashS: number
+  meanResidualS: number
+  atEndS: number // the fitted slope's effect where the timeline is farthest from the events' centre
+  applied: boolean
 }
 
 /**
- * What the pairs say: their median, spread, and a least-squares line (when they span at least
- * MIN_EVENT_SPAN_S) for drift. Pairs more than EVENT_TOLERANCE_FRAMES frames from the median are
- * left out (a stray sound); half or fewer left, or none, is inconsistent.
+ * The least-squares line through the pairs' residuals, with the slope's standard error (the
+ * residuals' scatter, at least EVENT_TIMING_FLOOR_S). Applied only when its effect at the timeline's
+ * far end (0 or endS, whichever is farther from the events) exceeds RATE_SIGNIFICANCE times its own
+ * uncertainty there and MIN_RATE_EFFECT_S; two pairs cannot tell their slope from their error.
  */
-export function fitEvents(pairs: EventPair[], framePeriodS: number): EventFit {
-  const none = { medianS: null, spreadS: null, offsetS: 0, slope: 0, driftS: 0, spanS: 0 }
-  if (!pairs.length) return { pairs: 0, used: 0, ...none, consistent: false, why: 'no flash with a click beside it' }
-  const median = medianOf(pairs.map((p) => p.residualS))
-  const tolerance = Math.max(EVENT_TOLERANCE_FRAMES * framePeriodS, 0.015)
-  const used = pairs.filter((p) => Math.abs(p.residualS - median) <= tolerance)
-  if (used.length * 2 <= pairs.length && pairs.length > 1)
-    return {
-      pairs: pairs.length,
-      used: used.length,
-      ...none,
-      medianS: median,
-      consistent: false,
-      why: `only ${used.length} of ${pairs.length} pairs agree within ${(tolerance * 1000).toFixed(0)} ms`,
-    }
-  const r = used.map((p) => p.residualS)
-  const spanS = used[used.length - 1].flashS - used[0].flashS
-  let offsetS = medianOf(r)
-  let slope = 0
-  if (used.length >= 2 && spanS >= MIN_EVENT_SPAN_S) {
-    const meanT = used.reduce((a, p) => a + p.flashS, 0) / used.length
-    const meanR = r.reduce((a, b) => a + b, 0) / r.length
-    let sxy = 0
-    let sxx = 0
-    for (const p of used) {
-      sxy += (p.flashS - meanT) * (p.residualS - meanR)
-      sxx += (p.flashS - meanT) ** 2
-    }
-    slope = sxy / sxx
-    offsetS = meanR - slope * meanT
+export function fitRate(pairs: EventPair[], endS: number): RateFit {
+  const n = pairs.length
+  const meanFlashS = pairs.reduce((a, p) => a + p.flashS, 0) / n
+  const meanResidualS = pairs.reduce((a, p) => a + p.residualS, 0) / n
+  const reachS = Math.max(meanFlashS, endS - meanFlashS)
+  let sxx = 0
+  let sxy = 0
+  for (const p of pairs) {
+    sxx += (p.flashS - meanFlashS) ** 2
+    sxy += (p.flashS - meanFlashS) * (p.residualS - meanResidualS)
   }
+  if (n < 3 || sxx <= 0) return { slope: null, slopeError: null, meanFlashS, meanResidualS, atEndS: 0, applied: false }
+  const slope = sxy / sxx
+  let ssr = 0
+  for (const p of pairs) ssr += (p.residualS - meanResidualS - slope * (p.flashS - meanFlashS)) ** 2
+  const scatterS = Math.max(Math.sqrt(ssr / (n - 2)), EVENT_TIMING_FLOOR_S)
+  const slopeError = scatterS / Math.sqrt(sxx)
+  const atEndS = slope * reachS
+  const applied = Math.abs(atEndS) > RATE_SIGNIFICANCE * slopeError * reachS && Math.abs(atEndS) > MIN_RATE_EFFECT_S
+  return { slope, slopeError, meanFlashS, meanResidualS, atEndS, applied }
+}
+export const EVENT_TIMING_FLOOR_S = 0.0005 // one event's timing at best: a click block, a sliver of a frame
+export const RATE_SIGNIFICANCE = 3
+export const MIN_RATE_EFFECT_S = 0.001
+
+export interface EventFit {
+  flashes: number
+  clicks: number
+  candidates: EventCandidate[] // the offsets weighed, best first
+  toleranceS: number
+  used: number // the pairs that agree on the chosen offset
+  medianS: number | null // their residuals' median …
+  spreadS: number | null // … and max − min
+  offsetS: number // the residual at 0 on the timeline: the line's, or their mean without a rate
+  slope: number // applied: per second of the timeline (0 when not significant)
+  slopeFitted: number | null // the line's slope ± its standard error, applied or not
+  slopeError: number | null
+  driftS: number // the fitted slope over the events' span
+  spanS: number
+  consistent: boolean // a verdict
+  notes: EventNote[]
+  events: EventPair[]
+}
+
+/**
+ * The one engine for `check` and --events: flashes and clicks on one timeline (the file's own, or the
+ * muxed one the anchors give) → the offset most pairs agree on, and the rate when it is significant.
+ */
+export function syncOnEvents(e: {
+  flashesS: number[]
+  clicksS: number[]
+  framePeriodS: number
+  endS: number // the timeline's end (the video's): how far a rate would reach
+  anchorDoubtS: number | null // null: no anchors to break a tie
+}): EventFit {
+  const toleranceS = eventToleranceS(e.framePeriodS)
+  const base = { flashes: e.flashesS.length, clicks: e.clicksS.length, toleranceS }
+  const none = { used: 0, medianS: null, spreadS: null, offsetS: 0, slope: 0, slopeFitted: null, slopeError: null }
+  const verdictless = (candidates: EventCandidate[], notes: EventNote[]): EventFit => ({
+    ...base,
+    candidates,
+    ...none,
+    driftS: 0,
+    spanS: 0,
+    consistent: false,
+    notes,
+    events: [],
+  })
+  if (!e.flashesS.length || !e.clicksS.length)
+    return verdictless([], [{ kind: 'no-events', flashes: e.flashesS.length, clicks: e.clicksS.length }])
+  const candidates = eventCandidates(e.flashesS, e.clicksS, toleranceS)
+  const { chosen, note } = chooseCandidate(candidates, e.anchorDoubtS)
+  if (!chosen) return verdictless(candidates, note ? [note] : [])
+  const pairs = pairsAt(e.flashesS, e.clicksS, chosen.offsetS, toleranceS)
+  if (pairs.length < MIN_EVENT_PAIRS) return verdictless(candidates, [{ kind: 'too-few', pairs: pairs.length }])
+  const residuals = pairs.map((p) => p.residualS)
+  const rate = fitRate(pairs, e.endS)
+  const notes: EventNote[] = note ? [note] : []
+  if (!rate.applied)
+    notes.push({
+      kind: 'rate-not-applied',
+      pairs: pairs.length,
+      slope: rate.slope,
+      slopeError: rate.slopeError,
+      atEndS: rate.atEndS,
+    })
+  const slope = rate.applied ? (rate.slope as number) : 0
+  const spanS = pairs[pairs.length - 1].flashS - pairs[0].flashS
   return {
-    pairs: pairs.length,
-    used: used.length,
-    medianS: median,
-    spreadS: Math.max(...r) - Math.min(...r),
-    offsetS,
+    ...base,
+    candidates,
+    used: pairs.length,
+    medianS: medianOf(residuals),
+    spreadS: Math.max(...residuals) - Math.min(...residuals),
+    offsetS: rate.meanResidualS - slope * rate.meanFlashS,
     slope,
-    driftS: slope * spanS,
+    slopeFitted: rate.slope,
+    slopeError: rate.slopeError,
+    driftS: (rate.slope ?? 0) * spanS,
     spanS,
     consistent: true,
-    why: slope
-      ? `${used.length} events over ${spanS.toFixed(0)} s`
-      : `${used.length} event${used.length > 1 ? 's' : ''} within ${spanS.toFixed(0)} s: offset only, no rate`,
+    notes,
+    events: pairs,
   }
 }
-export const EVENT_TOLERANCE_FRAMES = 1.5
 
 /** The middle value (the lower of the two middle ones for an even count). */
 function medianOf(values: number[]): number {
@@ -1587,11 +1752,16 @@ function medianOf(values: number[]): number {
 export interface EventSummary {
   flashes: number
   clicks: number
-  pairs: number
+  pairs: number // the pairs that agree on the offset (= used)
   used: number
   medianMs: number | null // before: on the anchors' timeline
   spreadMs: number | null
   driftMs: number
+  slopePpm: number | null // the fitted rate ± its standard error, applied or not
+  slopeErrorPpm: number | null
+  rateApplied: boolean
+  candidates: { offsetMs: number; pairs: number }[] // on the anchors' timeline, best first
+  notes: EventNote[]
   applied: boolean
   why: string
 }
@@ -1599,8 +1769,9 @@ export interface EventSummary {
 /**
  * --events: the anchors' offset and retiming, corrected so that the events line up. Flashes are
  * the source video's frame times, clicks the WAV's; both are put on the muxed timeline as muxPlan
- * will (video × itsscale × the card's clock ratio; audio shifted by the offset), and the residuals'
- * line is taken out: its value at the start from the offset, its slope from the video's timing.
+ * will (video × itsscale × the card's clock ratio; audio shifted by the offset), so that a candidate
+ * is how far the anchors are off; the agreeing pairs' line is taken out: its value at the start from
+ * the offset, its slope (when significant) from the video's timing.
  */
 export function alignOnEvents(a: {
   flashesS: number[]
@@ -1609,23 +1780,33 @@ export function alignOnEvents(a: {
   offsetS: number
   itsscale: number | null
   clockRatio: number
+  videoDurationS: number | null // on the muxed timeline; null → the last flash
 }): { offsetS: number; itsscale: number | null; fit: EventFit; summary: EventSummary } {
   const videoScale = (a.itsscale ?? 1) * a.clockRatio
-  const pairs = pairEvents(
-    a.flashesS.map((t) => t * videoScale),
-    a.clicksS.map((t) => t + a.offsetS * a.clockRatio),
-  )
-  const fit = fitEvents(pairs, a.framePeriodS * videoScale)
+  const flashesS = a.flashesS.map((t) => t * videoScale)
+  const fit = syncOnEvents({
+    flashesS,
+    clicksS: a.clicksS.map((t) => t + a.offsetS * a.clockRatio),
+    framePeriodS: a.framePeriodS * videoScale,
+    endS: a.videoDurationS ?? flashesS[flashesS.length - 1] ?? 0,
+    anchorDoubtS: ANCHOR_DOUBT_S,
+  })
+  const ppm = (x: number | null) => (x == null ? null : x * 1e6)
   const summary: EventSummary = {
-    flashes: a.flashesS.length,
-    clicks: a.clicksS.length,
-    pairs: fit.pairs,
+    flashes: fit.flashes,
+    clicks: fit.clicks,
+    pairs: fit.used,
     used: fit.used,
     medianMs: fit.medianS == null ? null : fit.medianS * 1000,
     spreadMs: fit.spreadS == null ? null : fit.spreadS * 1000,
     driftMs: fit.driftS * 1000,
+    slopePpm: ppm(fit.slopeFitted),
+    slopeErrorPpm: ppm(fit.slopeError),
+    rateApplied: fit.slope !== 0,
+    candidates: fit.candidates.map((c) => ({ offsetMs: c.offsetS * 1000, pairs: c.pairs })),
+    notes: fit.notes,
     applied: fit.consistent,
-    why: fit.why,
+    why: fit.consistent ? describeEventFit(fit) : fit.notes.map(eventNoteText).join('; '),
   }
   if (!fit.consistent) return { offsetS: a.offsetS, itsscale: a.itsscale, fit, summary }
   return {
@@ -1635,17 +1816,61 @@ export function alignOnEvents(a: {
     summary,
   }
 }
-export const MIN_EVENT_SPAN_S = 10
+
+const signedMs = (seconds: number, digits = 1) =>
+  `${seconds >= 0 ? '+' : '−'}${Math.abs(seconds * 1000).toFixed(digits)} ms`
+
+/** A note in words, for a human. */
+export function eventNoteText(note: EventNote): string {
+  switch (note.kind) {
+    case 'no-events':
+      return `no ${note.flashes ? 'click' : 'flash'} found (${note.flashes} flashes, ${note.clicks} clicks)`
+    case 'too-few':
+      return (
+        `${note.pairs ? `only ${note.pairs} flash–click pair agrees` : 'no flash–click pair agrees'} on an offset:` +
+        ` at least ${MIN_EVENT_PAIRS} are needed`
+      )
+    case 'ambiguous': {
+      const [a, b] = note.candidates
+      const apartS = Math.abs(a.offsetS - b.offsetS)
+      return (
+        `the train is ambiguous at a ${apartS.toFixed(3)} s period: offsets ` +
+        `${note.candidates.map((c) => `${signedMs(c.offsetS, 0)} (${c.pairs} pairs)`).join(', ')} are about` +
+        ` equally supported, ${apartS.toFixed(3)} s apart. Flash and click at irregular (random) gaps to resolve it`
+      )
+    }
+    case 'tie-broken-by-anchors':
+      return (
+        `a regular train: ${note.candidates.map((c) => signedMs(c.offsetS, 0)).join(', ')} are about equally` +
+        ` supported; the anchors (trusted to ${note.doubtS} s) chose ${signedMs(note.chosen.offsetS, 0)}`
+      )
+    case 'rate-not-applied':
+      if (note.slope == null || note.slopeError == null)
+        return `no rate from ${note.pairs} pairs (its error cannot be measured with fewer than 3): offset only`
+      return (
+        `rate ${(note.slope * 1e6).toFixed(0)} ± ${(note.slopeError * 1e6).toFixed(0)} ppm not applied:` +
+        ` ${signedMs(note.atEndS)} at the video's far end is within ${RATE_SIGNIFICANCE}× its uncertainty` +
+        ` or under ${MIN_RATE_EFFECT_S * 1000} ms`
+      )
+    case 'unreadable':
+      return note.why
+    case 'interrupted':
+      return 'interrupted while reading them'
+  }
+}
 
 /** One line for a human: how far the sound is from the picture at the events. */
 export function describeEventFit(fit: EventFit): string {
-  if (!fit.consistent || fit.medianS == null || fit.spreadS == null) return `no verdict: ${fit.why}`
-  const ms = (seconds: number) => `${seconds >= 0 ? '+' : '−'}${Math.abs(seconds * 1000).toFixed(1)} ms`
-  const drift = fit.slope ? `, drift ${ms(fit.driftS)} over ${fit.spanS.toFixed(0)} s` : ''
+  if (!fit.consistent || fit.medianS == null || fit.spreadS == null)
+    return `no verdict: ${fit.notes.map(eventNoteText).join('; ')}`
+  const rate =
+    fit.slopeFitted == null || fit.slopeError == null
+      ? ''
+      : `, rate ${(fit.slopeFitted * 1e6).toFixed(0)} ± ${(fit.slopeError * 1e6).toFixed(0)} ppm` +
+        ` (${signedMs(fit.driftS)} over ${fit.spanS.toFixed(0)} s${fit.slope ? '' : ', not significant'})`
   return (
-    `${fit.used} events: sound ${ms(fit.medianS)} from the picture (median; + = late),` +
-    ` spread ${(fit.spreadS * 1000).toFixed(1)} ms${drift}` +
-    (fit.used < fit.pairs ? `; ${fit.pairs - fit.used} stray pairs left out` : '')
+    `${fit.used} events: sound ${signedMs(fit.medianS)} from the picture (median; + = late),` +
+    ` spread ${(fit.spreadS * 1000).toFixed(1)} ms${rate}`
   )
 }
 
@@ -2171,81 +2396,141 @@ function packageVersion(): string {
 }
 
 /**
- * A program's stdout as bytes, no shell; a failure is a ToolError with its last error line. (zx's
- * `$` would serve, but its output's buffer() lost the raw PCM here: a decoded click track came back
- * with no clicks in it.)
+ * A program's stdout as bytes (or, with onData, handed over chunk by chunk and not kept), no shell;
+ * a failure is a ToolError with its last error line. An aborted signal stops the program. (zx's `$`
+ * would serve, but its output's buffer() lost the raw PCM here: a decoded click track came back with
+ * no clicks in it.)
  */
-function stdoutOf(program: string, args: string[]): Promise<Buffer> {
+function stdoutOf(
+  program: string,
+  args: string[],
+  o: { signal?: AbortSignal; onData?: (chunk: Buffer) => void } = {},
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    if (o.signal?.aborted) return reject(new ToolError(`${path.basename(program)} not started: stopped`, true))
     const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const stop = () => child.kill('SIGTERM')
+    o.signal?.addEventListener('abort', stop, { once: true })
     const chunks: Buffer[] = []
     let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+    child.stdout.on('data', (chunk: Buffer) => (o.onData ? o.onData(chunk) : chunks.push(chunk)))
     child.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk).slice(-4000)
     })
     child.on('error', reject)
-    child.on('close', (code) =>
-      code === 0
-        ? resolve(Buffer.concat(chunks))
-        : reject(new ToolError(`${path.basename(program)} failed: ${ffmpegErrorLine(stderr)}`)),
-    )
+    child.on('close', (code, signal) => {
+      o.signal?.removeEventListener('abort', stop)
+      if (code === 0) resolve(Buffer.concat(chunks))
+      else {
+        const signalled = signal != null || code === 255 // ffmpeg's exit after SIGINT or SIGTERM
+        reject(new ToolError(`${path.basename(program)} failed: ${ffmpegErrorLine(stderr)}`, signalled))
+      }
+    })
   })
 }
 
 /** Every frame's presentation time and mean brightness (frames shrunk to 8×6 grey: a flash fills the view). */
-async function frameBrightness(ffmpeg: string, ffprobe: string, file: string) {
-  const packets = await stdoutOf(ffprobe, [
-    ...['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file],
-  ])
+async function frameBrightness(ffmpeg: string, ffprobe: string, file: string, signal?: AbortSignal) {
+  const packets = await stdoutOf(
+    ffprobe,
+    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file],
+    { signal },
+  )
   const ptsS = packets
     .toString()
     .split('\n')
     .filter(Boolean)
     .map(Number)
     .sort((a, b) => a - b)
-  const raw = await stdoutOf(ffmpeg, [
-    ...['-v', 'error', '-i', file, '-map', '0:v:0', '-vf', 'scale=8:6,format=gray', '-fps_mode', 'passthrough'],
-    ...['-f', 'rawvideo', '-'],
-  ])
+  const raw = await stdoutOf(
+    ffmpeg,
+    [
+      ...['-v', 'error', '-i', file, '-map', '0:v:0', '-vf', 'scale=8:6,format=gray', '-fps_mode', 'passthrough'],
+      ...['-f', 'rawvideo', '-'],
+    ],
+    { signal },
+  )
   const brightness: number[] = []
   for (let at = 0; at + 48 <= raw.length; at += 48)
     brightness.push(raw.subarray(at, at + 48).reduce((a, b) => a + b) / 48)
   return { ptsS: ptsS.slice(0, brightness.length), brightness }
 }
 
-/** The first audio stream's sample peaks, a block of ~0.25 ms each, and when its first sample plays. */
-async function audioPeaks(ffmpeg: string, ffprobe: string, file: string) {
+/**
+ * The first audio stream's sample peaks, a block of ~0.25 ms each, and when its first block plays.
+ * With a span (seconds from the stream's start), only that part is decoded; the samples are never
+ * held whole (a WAV past 4 GiB would not fit one Buffer).
+ */
+async function audioPeaks(
+  ffmpeg: string,
+  ffprobe: string,
+  file: string,
+  o: { span?: { startS: number; durationS: number }; signal?: AbortSignal } = {},
+) {
   const probe = JSON.parse(
     (
-      await stdoutOf(ffprobe, [
-        ...['-v', 'error', '-select_streams', 'a:0', '-show_entries', 'stream=sample_rate,start_time'],
-        ...['-of', 'json', file],
-      ])
+      await stdoutOf(
+        ffprobe,
+        [
+          ...['-v', 'error', '-select_streams', 'a:0', '-show_entries', 'stream=sample_rate,start_time'],
+          ...['-of', 'json', file],
+        ],
+        { signal: o.signal },
+      )
     ).toString(),
   ).streams?.[0]
   if (!probe) throw new ToolError(`${file} has no audio stream: check needs a file with sound and picture`)
   const rate = Number(probe.sample_rate)
   const samplesPerBlock = Math.max(1, Math.round(rate / 4000))
-  const raw = await stdoutOf(ffmpeg, ['-v', 'error', '-i', file, '-map', '0:a:0', '-ac', '1', '-f', 's16le', '-'])
-  const samples = new Int16Array(raw.buffer, raw.byteOffset, Math.floor(raw.length / 2))
-  const peaks = new Int16Array(Math.ceil(samples.length / samplesPerBlock))
-  for (let i = 0; i < samples.length; i++) {
-    const b = (i / samplesPerBlock) | 0
-    const v = Math.abs(samples[i])
-    if (v > peaks[b]) peaks[b] = Math.min(v, 32767)
+  let peaks = new Int16Array(1 << 16)
+  let seen = 0 // samples so far
+  let carry: Buffer | null = null
+  const onData = (chunk: Buffer) => {
+    const bytes: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk
+    const whole = bytes.length & ~1
+    carry = whole < bytes.length ? Buffer.from(bytes.subarray(whole)) : null
+    const samples = new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + whole))
+    const blocks = Math.ceil((seen + samples.length) / samplesPerBlock)
+    if (blocks > peaks.length) {
+      const grown = new Int16Array(Math.max(blocks, peaks.length * 2))
+      grown.set(peaks)
+      peaks = grown
+    }
+    for (let i = 0; i < samples.length; i++, seen++) {
+      const b = Math.floor(seen / samplesPerBlock)
+      const v = Math.min(Math.abs(samples[i]), 32767)
+      if (v > peaks[b]) peaks[b] = v
+    }
   }
-  return { peaks, blockS: samplesPerBlock / rate, startS: Number(probe.start_time) || 0 }
+  const seek = o.span ? ['-ss', o.span.startS.toFixed(6), '-t', o.span.durationS.toFixed(6)] : []
+  await stdoutOf(ffmpeg, ['-v', 'error', ...seek, '-i', file, '-map', '0:a:0', '-ac', '1', '-f', 's16le', '-'], {
+    signal: o.signal,
+    onData,
+  })
+  return {
+    peaks: peaks.subarray(0, Math.ceil(seen / samplesPerBlock)),
+    blockS: samplesPerBlock / rate,
+    startS: (Number(probe.start_time) || 0) + (o.span?.startS ?? 0),
+  }
 }
 
-/** A file's flashes (frame times) and clicks (onset times), each on its own stream's timeline. */
-async function findEvents(ffmpeg: string, ffprobe: string, videoFile: string, audioFile: string) {
-  const { ptsS, brightness } = await frameBrightness(ffmpeg, ffprobe, videoFile)
-  const { peaks, blockS, startS } = await audioPeaks(ffmpeg, ffprobe, audioFile)
-  const flashesS = flashFrames(brightness).map((k) => ptsS[k])
-  const clicksS = onsetBlocks(peaks, blockS).map((b) => startS + b * blockS)
+/**
+ * A file's flashes (onsets, exposure assumed to last the frame period) and clicks (onsets), each on
+ * its own stream's timeline; the video's end; with a span, only that part of the audio is read.
+ */
+async function findEvents(
+  ffmpeg: string,
+  ffprobe: string,
+  videoFile: string,
+  audioFile: string,
+  o: { span?: { startS: number; durationS: number }; signal?: AbortSignal } = {},
+) {
+  const { ptsS, brightness } = await frameBrightness(ffmpeg, ffprobe, videoFile, o.signal)
+  const { peaks, blockS, startS } = await audioPeaks(ffmpeg, ffprobe, audioFile, o)
   const framePeriodS = ptsS.length > 1 ? (ptsS[ptsS.length - 1] - ptsS[0]) / (ptsS.length - 1) : 1 / 30
-  return { flashesS, clicksS, framePeriodS }
+  const flashesS = flashOnsetsS(brightness, ptsS, framePeriodS)
+  const clicksS = onsetBlocks(peaks, blockS).map((b) => startS + b * blockS)
+  return { flashesS, clicksS, framePeriodS, endS: (ptsS[ptsS.length - 1] ?? 0) + framePeriodS }
 }
 
 /** record-audio check FILE: the sync at the file's own events. Exit 0 with a verdict, 1 without one. */
@@ -2253,20 +2538,20 @@ async function checkFile(c: { file: string; json: boolean; ffmpeg: string }): Pr
   if (!fs.existsSync(c.file)) throw new ToolError(`${c.file} does not exist: give a file with sound and picture`)
   const { ffmpeg, ffprobe } = await findTools(c.ffmpeg)
   if (!ffprobe) throw new ToolError('ffprobe not found beside ffmpeg or on PATH: install it with ffmpeg')
-  const { flashesS, clicksS, framePeriodS } = await findEvents(ffmpeg, ffprobe, c.file, c.file)
-  const pairs = pairEvents(flashesS, clicksS)
-  const fit = fitEvents(pairs, framePeriodS)
-  if (c.json)
-    process.stdout.write(
-      `${JSON.stringify({ file: c.file, flashes: flashesS.length, clicks: clicksS.length, ...fit, events: pairs })}\n`,
-    )
+  const found = await findEvents(ffmpeg, ffprobe, c.file, c.file)
+  // The file's own timeline is what is checked: no anchor to break a tie.
+  const fit = syncOnEvents({ ...found, anchorDoubtS: null })
+  if (c.json) process.stdout.write(`${JSON.stringify({ file: c.file, ...fit })}\n`)
   else {
-    for (const p of pairs)
-      say(`  flash ${p.flashS.toFixed(3)} s  click ${p.clickS.toFixed(4)} s  ${(p.residualS * 1000).toFixed(1)} ms`)
+    for (const p of fit.events)
+      say(`  flash ${p.flashS.toFixed(4)} s  click ${p.clickS.toFixed(4)} s  ${(p.residualS * 1000).toFixed(1)} ms`)
+    if (fit.candidates.length)
+      say(`  Offsets weighed: ${fit.candidates.map((k) => `${signedMs(k.offsetS, 0)} (${k.pairs} pairs)`).join(', ')}`)
     say(
       `${fit.consistent ? '✔' : '✖'} ${path.basename(c.file)}: ${describeEventFit(fit)}` +
-        ` (${flashesS.length} flashes, ${clicksS.length} clicks found).`,
+        ` (${fit.flashes} flashes, ${fit.clicks} clicks found).`,
     )
+    if (fit.consistent) for (const note of fit.notes) say(`  ${eventNoteText(note)}.`)
   }
   return fit.consistent ? 0 : 1
 }
@@ -2289,7 +2574,14 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
   return { ffmpeg, ffprobe }
 }
 
-class ToolError extends Error {}
+/** A tool that failed; signalled: it ended on a signal, e.g. the terminal's ctrl-c. */
+class ToolError extends Error {
+  signalled: boolean
+  constructor(message: string, signalled = false) {
+    super(message)
+    this.signalled = signalled
+  }
+}
 
 interface VideoFacts {
   file: string
@@ -3130,8 +3422,10 @@ function timesyncFileFor(setting: string | null, feedDir: string | null, videoFi
  */
 async function finish(record: SyncRecord, syncFile: string | null, f: Finishing, stops: StopRequests): Promise<number> {
   let interrupted = false
+  const stopped = new AbortController() // ends a wait, and the decoding of --events
   stops.onRequest(() => {
     interrupted = true
+    stopped.abort()
   })
   const audio = audioFacts(record)
   try {
@@ -3140,13 +3434,13 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
       const videos: VideoSync[] = []
       for (const videoFile of overlappingVideos(search, audio)) {
         if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
-        videos.push(await syncToVideo(audio, videoFile, f))
+        videos.push(await syncToVideo(audio, videoFile, f, stopped.signal))
       }
       Object.assign(record, videos.at(-1) ?? NO_VIDEO, { videos, state: 'synced' })
     } else {
       const videoFile = findVideo(search, audio)
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
-      Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced' })
+      Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced' })
     }
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
@@ -3160,6 +3454,14 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   if (syncFile) say(`  Timing: ${syncFile}`)
   if (!record.muxCommand && syncFile) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
+  if (interrupted && f.events && f.mux) {
+    // Stopped while waiting or reading the events: the offset may be the anchors' alone, so no mux.
+    say(
+      '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
+        ` anchors' alone. Later: record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'} --events`,
+    )
+    return Math.max(1, await deliver(record, { ...f, mux: false }, stops))
+  }
   return deliver(record, f, stops)
 }
 
@@ -3230,43 +3532,69 @@ const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
   ulid: 'from the ULID in its name, minted just before the first frame',
 }
 
-/** --events: the anchors' offset and retiming, aligned on the flashes and clicks; null when they cannot be read. */
+// Audio decoded beyond the video's span as the anchors place it: how far off they may be and the events still pair.
+const EVENT_SEARCH_MARGIN_S = 60
+
+/**
+ * --events: the anchors' offset and retiming, aligned on the flashes and clicks; null when they cannot
+ * be read (or a stop request came while reading them: `stopped` is aborted, and finish says so).
+ * Only the audio within EVENT_SEARCH_MARGIN_S of the video's span, as the anchors place it, is decoded.
+ */
 async function eventsFor(
   videoFile: string,
-  finalized: boolean,
+  v: { finalized: boolean; durationS: number | null },
   audio: AudioFacts,
-  offsetS: number,
-  itsscale: number | null,
+  anchors: { offsetS: number; itsscale: number | null },
   f: Finishing,
+  stopped: AbortSignal,
 ): Promise<ReturnType<typeof alignOnEvents> | null> {
-  if (!finalized || !f.ffprobe) {
+  if (stopped.aborted) return null
+  if (!v.finalized || !f.ffprobe) {
     say(
-      `⚠ Events: ${finalized ? 'ffprobe is missing' : 'the video is not finished yet'}; aligned on the anchors.` +
+      `⚠ Events: ${v.finalized ? 'ffprobe is missing' : 'the video is not finished yet'}; aligned on the anchors.` +
         ' Once it is: record-audio mux SYNC_FILE --events',
     )
     return null
   }
+  // The video's span on the WAV's timeline (the muxed timeline less the offset), widened both ways.
+  const firstS = Math.max(0, -anchors.offsetS * audio.clockRatio - EVENT_SEARCH_MARGIN_S)
+  const span =
+    v.durationS == null
+      ? undefined
+      : { startS: firstS, durationS: v.durationS - anchors.offsetS * audio.clockRatio + EVENT_SEARCH_MARGIN_S - firstS }
   try {
-    const found = await findEvents(f.ffmpeg, f.ffprobe, videoFile, audio.file)
-    const aligned = alignOnEvents({ ...found, offsetS, itsscale, clockRatio: audio.clockRatio })
+    const found = await findEvents(f.ffmpeg, f.ffprobe, videoFile, audio.file, {
+      span: span && span.durationS > 0 ? span : undefined,
+      signal: stopped,
+    })
+    const aligned = alignOnEvents({ ...found, ...anchors, clockRatio: audio.clockRatio, videoDurationS: v.durationS })
     const { fit } = aligned
     const foundText = `${found.flashesS.length} flashes, ${found.clicksS.length} clicks`
-    if (!fit.consistent) say(`⚠ Events: ${fit.why} (${foundText}); aligned on the anchors.`)
+    if (!fit.consistent) say(`⚠ Events: ${aligned.summary.why} (${foundText}); aligned on the anchors.`)
     else {
       const rate = fit.slope ? `, the video retimed by ${(fit.slope * 1e6).toFixed(0)} ppm` : ''
       const off = describeEventFit(fit).replace(/^\d+ events: sound /, '')
       say(`✔ Events: the anchors were off by ${off}; aligned on them${rate}.`)
+      for (const note of fit.notes) say(`  Events: ${eventNoteText(note)}.`)
     }
     return aligned
   } catch (error) {
     if (!(error instanceof ToolError)) throw error
+    // The terminal's ctrl-c reaches ffmpeg too: its exit may come before the request is seen here.
+    if (error.signalled && !stopped.aborted) await sleep(2 * SAME_REQUEST_MS)
+    if (stopped.aborted) return null
     say(`⚠ Events: ${error.message}; aligned on the anchors.`)
     return null
   }
 }
 
 /** Measures the offset to the video and builds the command; says what it found. */
-async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finishing): Promise<VideoSync> {
+async function syncToVideo(
+  audio: AudioFacts,
+  videoFile: string | null,
+  f: Finishing,
+  stopped: AbortSignal,
+): Promise<VideoSync> {
   if (!videoFile) {
     const kept = audio.others.length ? 'the WAVs are kept' : 'the WAV is kept'
     if (f.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${f.feedDir}${path.sep}: ${kept}.`)
@@ -3298,7 +3626,9 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
   let itsscale = timing.itsscale
   let events: EventSummary | null = null
   if (f.events) {
-    const aligned = await eventsFor(videoFile, video.finalized, audio, offsetS, itsscale, f)
+    const durationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
+    const v = { finalized: video.finalized, durationS }
+    const aligned = await eventsFor(videoFile, v, audio, { offsetS, itsscale }, f, stopped)
     if (aligned) ({ offsetS, itsscale, summary: events } = aligned)
   }
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
