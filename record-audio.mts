@@ -1817,8 +1817,15 @@ export function alignOnEvents(a: {
   }
 }
 
-const signedMs = (seconds: number, digits = 1) =>
-  `${seconds >= 0 ? '+' : '−'}${Math.abs(seconds * 1000).toFixed(digits)} ms`
+const signedMs = (seconds: number, digits = 1) => {
+  const text = Math.abs(seconds * 1000).toFixed(digits)
+  return `${Number(text) === 0 ? '±' : seconds > 0 ? '+' : '−'}${text} ms`
+}
+
+/** Candidates for a human: `+600 ms (12 pairs), −400 ms (11)`. */
+export function weighed(candidates: EventCandidate[]): string {
+  return candidates.map((c, i) => `${signedMs(c.offsetS, 0)} (${c.pairs}${i ? '' : ' pairs'})`).join(', ')
+}
 
 /** A note in words, for a human. */
 export function eventNoteText(note: EventNote): string {
@@ -1834,9 +1841,8 @@ export function eventNoteText(note: EventNote): string {
       const [a, b] = note.candidates
       const apartS = Math.abs(a.offsetS - b.offsetS)
       return (
-        `the train is ambiguous at a ${apartS.toFixed(3)} s period: offsets ` +
-        `${note.candidates.map((c) => `${signedMs(c.offsetS, 0)} (${c.pairs} pairs)`).join(', ')} are about` +
-        ` equally supported, ${apartS.toFixed(3)} s apart. Flash and click at irregular (random) gaps to resolve it`
+        `the train is ambiguous at a ${apartS.toFixed(3)} s period: offsets ${weighed(note.candidates)} are about` +
+        ' equally supported. Flash and click at irregular (random) gaps to resolve it'
       )
     }
     case 'tie-broken-by-anchors':
@@ -2545,8 +2551,7 @@ async function checkFile(c: { file: string; json: boolean; ffmpeg: string }): Pr
   else {
     for (const p of fit.events)
       say(`  flash ${p.flashS.toFixed(4)} s  click ${p.clickS.toFixed(4)} s  ${(p.residualS * 1000).toFixed(1)} ms`)
-    if (fit.candidates.length)
-      say(`  Offsets weighed: ${fit.candidates.map((k) => `${signedMs(k.offsetS, 0)} (${k.pairs} pairs)`).join(', ')}`)
+    if (fit.candidates.length) say(`  Offsets weighed (click − flash, pairs that agree): ${weighed(fit.candidates)}`)
     say(
       `${fit.consistent ? '✔' : '✖'} ${path.basename(c.file)}: ${describeEventFit(fit)}` +
         ` (${fit.flashes} flashes, ${fit.clicks} clicks found).`,

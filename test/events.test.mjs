@@ -1,29 +1,97 @@
-// Sync events: a flash in view and a click heard at the same moments, found in real files made by
-// the real ffmpeg; `check` reads a file's own sync, `mux --events` corrects anchors that are off.
+// Sync events: a flash in view and a click heard with it, in real files that the real ffmpeg makes
+// from frames and samples generated here, so that the sync is known by construction. `check` reads
+// a file's own sync, `mux --events` corrects anchors that are off.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { tempDir, run, requireBinary, ulidAt, TOOL } from './helpers.mjs'
+import { tempDir, run, requireBinary, ulidAt, waitFor, alive, TOOL } from './helpers.mjs'
 
-/** A 12 s, 30 fps video with a white frame at every whole second, and a WAV clicking `clickLateS` after each. */
-function makeEventFiles(dir, videoStartMs, audioEarlyS) {
+const FPS = 30
+const RATE = 48000
+const [W, H] = [160, 120]
+
+/** A seeded generator: the same "random" trains on every run. */
+function random(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Onsets at irregular gaps (0.6–2.4 s), each at a random phase inside its frame. */
+function irregularTrain(seed, n, firstS = 0.7) {
+  const rand = random(seed)
+  const times = [firstS + rand() / FPS]
+  while (times.length < n) times.push(times.at(-1) + 0.6 + rand() * 1.8)
+  return times
+}
+
+/**
+ * A `durationS` video whose light is on for 0.1 s from each flash: each frame's grey is how long
+ * the light was on during its exposure (the whole frame period, from its presentation time).
+ */
+function makeVideo(file, flashesS, durationS) {
   requireBinary('ffmpeg')
-  fs.mkdirSync(path.join(dir, 'feed'))
-  const video = path.join(dir, 'feed', `${ulidAt(videoStartMs)}.mp4`)
+  const frames = Math.round(durationS * FPS)
+  const raw = Buffer.alloc(frames * W * H)
+  for (let k = 0; k < frames; k++) {
+    const [from, to] = [k / FPS, (k + 1) / FPS]
+    let lit = 0
+    for (const on of flashesS) lit += Math.max(0, Math.min(to, on + 0.1) - Math.max(from, on))
+    raw.fill(Math.round(30 + 190 * lit * FPS), k * W * H, (k + 1) * W * H)
+  }
+  const made = run(
+    'ffmpeg',
+    [
+      ...['-v', 'error', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${W}x${H}`, '-r', String(FPS), '-i', '-'],
+      ...['-c:v', 'mpeg4', '-q:v', '2', '-pix_fmt', 'yuv420p', file],
+    ],
+    { input: raw, maxBuffer: 1 << 20 },
+  )
+  assert.equal(made.status, 0, made.stderr)
+}
+
+/** `durationS` of mono 48 kHz samples: room noise, and a 2 ms burst starting at the sample of each click. */
+function clickSamples(clicksS, durationS) {
+  const rand = random(99)
+  const samples = new Int16Array(Math.round(durationS * RATE))
+  for (let i = 0; i < samples.length; i++) samples[i] = Math.round((rand() - 0.5) * 60)
+  for (const t of clicksS) {
+    const at = Math.round(t * RATE)
+    for (let i = 0; i < 96 && at + i < samples.length; i++)
+      if (at + i >= 0) samples[at + i] = i % 12 < 6 ? 20000 : -20000
+  }
+  return Buffer.from(samples.buffer)
+}
+
+function makeWav(file, clicksS, durationS) {
+  const made = run(
+    'ffmpeg',
+    [...['-v', 'error', '-f', 's16le', '-ar', String(RATE), '-ac', '1', '-i', '-', '-c:a', 'pcm_s16le', file]],
+    { input: clickSamples(clicksS, durationS) },
+  )
+  assert.equal(made.status, 0, made.stderr)
+}
+
+/** One file with both: picture and sound start together, so a click's time in it is its time in the samples. */
+function makeMuxed(dir, flashesS, clicksS, durationS) {
+  const video = path.join(dir, 'video.mp4')
+  const wav = path.join(dir, 'sound.wav')
+  makeVideo(video, flashesS, durationS)
+  makeWav(wav, clicksS, durationS + 2)
+  const file = path.join(dir, 'both.mov')
   const made = run('ffmpeg', [
-    ...['-v', 'error', '-f', 'lavfi', '-i', 'color=c=0x202020:s=160x120:r=30:d=12'],
-    ...['-vf', "drawbox=c=white:t=fill:enable='eq(mod(n,30),0)'", '-c:v', 'mpeg4', video],
+    ...['-v', 'error', '-i', video, '-i', wav, '-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'pcm_s16le'],
+    ...['-f', 'mov', file],
   ])
   assert.equal(made.status, 0, made.stderr)
-  // The audio started audioEarlyS before the video's first frame: each click at its flash's time.
-  const audio = path.join(dir, 'feed-audio.wav')
-  const click = `if(lt(mod(t-${audioEarlyS},1),0.002),0.7,0)+0.003*(random(0)-0.5)`
-  const wav = run('ffmpeg', [
-    ...['-v', 'error', '-f', 'lavfi', '-i', `aevalsrc='${click}':s=48000:d=13`, '-c:a', 'pcm_s16le', audio],
-  ])
-  assert.equal(wav.status, 0, wav.stderr)
-  return { video, audio }
+  return file
 }
 
 function check(file) {
@@ -31,74 +99,202 @@ function check(file) {
   return { ...out, fit: out.stdout ? JSON.parse(out.stdout) : null }
 }
 
-test('check: a file whose sound is 40 ms late at every flash says +40 ms, no drift; one without events says so, exit 1', () => {
-  const dir = tempDir()
-  const { video, audio } = makeEventFiles(dir, Date.now() - 20000, 0)
-  const late = path.join(dir, 'late.mp4')
-  const muxed = run('ffmpeg', [
-    ...['-v', 'error', '-i', video, '-itsoffset', '0.04', '-i', audio, '-map', '0:v', '-map', '1:a'],
-    ...['-c:v', 'copy', '-c:a', 'pcm_s16le', '-f', 'mov', late],
-  ])
-  assert.equal(muxed.status, 0, muxed.stderr)
-  const { status, fit, stderr } = check(late)
+test('check: flashes at random sub-frame phases with the sound exactly with the light: median within 1 ms of 0, spread ≤ 3 ms', () => {
+  const flashes = irregularTrain(1, 12)
+  const file = makeMuxed(tempDir(), flashes, flashes, 20)
+  const { status, fit, stderr } = check(file)
   assert.equal(status, 0, stderr)
   assert.equal(fit.used, 12)
-  assert.ok(Math.abs(fit.medianS - 0.04) < 0.0005, String(fit.medianS))
-  assert.ok(Math.abs(fit.driftS) < 0.0005 && fit.spreadS < 0.001, JSON.stringify(fit))
-  const human = run(process.execPath, [TOOL, 'check', late])
-  assert.match(human.stderr, /✔ late\.mp4: 12 events: sound \+40\.\d ms from the picture/)
+  assert.ok(Math.abs(fit.medianS) <= 0.001 && fit.spreadS <= 0.003, JSON.stringify({ ...fit, events: undefined }))
+  // Each flash within 2 ms of its construction: the partly lit frame times it, not the first bright one.
+  for (const [i, p] of fit.events.entries()) assert.ok(Math.abs(p.flashS - flashes[i]) < 0.002, JSON.stringify(p))
+  const human = run(process.execPath, [TOOL, 'check', file])
+  assert.match(human.stderr, /✔ both\.mov: 12 events: sound [+−]0\.\d ms from the picture/)
+})
+
+test('check: irregular gaps with the sound 1.3 s late (past every neighbouring flash) says +1300 ± 1 ms', () => {
+  const flashes = irregularTrain(2, 10)
+  const { status, fit, stderr } = check(
+    makeMuxed(
+      tempDir(),
+      flashes,
+      flashes.map((t) => t + 1.3),
+      20,
+    ),
+  )
+  assert.equal(status, 0, stderr)
+  assert.equal(fit.used, 10)
+  assert.ok(Math.abs(fit.medianS - 1.3) <= 0.001, String(fit.medianS))
+  assert.ok(Math.abs(fit.candidates[0].offsetS - 1.3) <= 0.001 && fit.candidates.length > 1)
+})
+
+test('check: a regular 1 s train with the sound 0.6 s late is +600 ms or ambiguous (exit 1), never −400 ms', () => {
+  const phase = 0.3 + random(3)() / FPS
+  const flashes = Array.from({ length: 12 }, (_, k) => phase + k)
+  const { status, fit, stdout } = check(
+    makeMuxed(
+      tempDir(),
+      flashes,
+      flashes.map((t) => t + 0.6),
+      14,
+    ),
+  )
+  if (status === 0) assert.ok(Math.abs(fit.medianS - 0.6) <= 0.001, stdout)
+  else {
+    assert.equal(status, 1)
+    assert.equal(fit.consistent, false)
+    assert.equal(fit.notes[0].kind, 'ambiguous', stdout)
+    const offsetsMs = fit.notes[0].candidates.map((c) => Math.round(c.offsetS * 1000))
+    assert.ok(offsetsMs.includes(600) && offsetsMs.includes(-400), String(offsetsMs))
+  }
+  const human = run(process.execPath, [TOOL, 'check', path.join(path.dirname(fit.file), 'both.mov')])
+  assert.doesNotMatch(human.stderr, /✔.*sound −/)
+  if (status === 1) assert.match(human.stderr, /✖ both\.mov: no verdict: the train is ambiguous at a 1\.000 s period/)
+})
+
+test('check: a file with no sound gives no verdict, exit 1', () => {
+  const dir = tempDir()
+  const video = path.join(dir, 'video.mp4')
+  makeVideo(video, irregularTrain(4, 5), 10)
   const silent = path.join(dir, 'silent.mp4')
   run('ffmpeg', ['-v', 'error', '-i', video, '-f', 'lavfi', '-i', 'anullsrc=r=48000:cl=mono', '-shortest', silent])
   const none = check(silent)
   assert.equal(none.status, 1)
   assert.equal(none.fit.consistent, false)
+  assert.equal(none.fit.notes[0].kind, 'no-events')
 })
 
-test('mux --events: anchors 200 ms off are corrected on the flashes and clicks; the muxed file checks at 0 ms; stored in the sync file', () => {
-  const dir = tempDir()
-  const videoStartMs = Date.now() - 30000
-  const { video, audio } = makeEventFiles(dir, videoStartMs, 0.25)
-  // What a recording would have stored, with the audio's start 200 ms later than it was.
+/** A feed folder with a video and the WAV that recorded beside it, the audio starting `audioLateS` after the video. */
+function makeRecording(dir, flashesS, clicksInVideoS, durationS, audioLateS, videoStartMs) {
+  fs.mkdirSync(path.join(dir, 'feed'))
+  const video = path.join(dir, 'feed', `${ulidAt(videoStartMs)}.mp4`)
+  makeVideo(video, flashesS, durationS)
+  const endS = videoStartMs / 1000 + durationS // as a recorder would leave it: written until its last frame
+  fs.utimesSync(video, endS, endS)
+  const audio = path.join(dir, 'feed-audio.wav')
+  const audioDurationS = durationS + 2
+  makeWav(
+    audio,
+    clicksInVideoS.map((t) => t - audioLateS),
+    audioDurationS,
+  )
+  return { video, audio, audioDurationS }
+}
+
+/** The sync file a recording would have written, with the audio's start stamped `stampErrorS` off. */
+function syncFileFor(dir, r, videoStartMs, audioLateS, stampErrorS) {
   const syncFile = path.join(dir, 'feed-audio-sync.json')
-  const claimedStartS = videoStartMs / 1000 - 0.25 + 0.2
   fs.writeFileSync(
     syncFile,
     JSON.stringify({
       tool: 'record-audio test',
       state: 'stopped',
       feedDir: path.join(dir, 'feed'),
-      audioFile: audio,
+      audioFile: r.audio,
       audioFormat: 'pulse',
       audioDevice: 'test',
-      audioSampleRate: 48000,
+      audioSampleRate: RATE,
       audioChannels: 1,
-      audioStartEpochS: claimedStartS,
+      audioStartEpochS: videoStartMs / 1000 + audioLateS + stampErrorS,
       audioStartSource: 'ffmpeg-input-start',
-      audioDurationS: 13,
+      audioDurationS: r.audioDurationS,
       timing: { driftFix: false },
     }),
   )
+  return syncFile
+}
+
+test('mux --events: anchors 1.3 s off (past the neighbouring flash) are corrected on an irregular train; the muxed file checks at 0 ms; stored in the sync file', () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  const flashes = irregularTrain(5, 10)
+  // The audio started 0.25 s before the first frame; its stamp says 1.3 s later than that.
+  const r = makeRecording(dir, flashes, flashes, 20, -0.25, videoStartMs)
+  const syncFile = syncFileFor(dir, r, videoStartMs, -0.25, 1.3)
   const plain = run(process.execPath, [TOOL, 'mux', syncFile, '--muxed-out', path.join(dir, 'plain.mp4')])
   assert.equal(plain.status, 0, plain.stderr)
   const off = check(path.join(dir, 'plain.mp4')).fit
-  assert.ok(Math.abs(off.medianS - 0.2) < 0.002, `the anchors put the sound 200 ms late: ${off.medianS}`)
+  assert.ok(Math.abs(off.medianS - 1.3) < 0.002, `the anchors put the sound 1.3 s late: ${off.medianS}`)
 
-  const fixed = run(process.execPath, [
-    TOOL,
-    'mux',
-    syncFile,
-    '--events',
-    '--json',
-    '--muxed-out',
-    path.join(dir, 'events.mp4'),
-  ])
+  const events = path.join(dir, 'events.mp4')
+  const fixed = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--muxed-out', events])
   assert.equal(fixed.status, 0, fixed.stderr)
-  assert.match(fixed.stderr, /✔ Events: the anchors were off by \+20\d\.\d ms/)
+  assert.match(fixed.stderr, /✔ Events: the anchors were off by \+1(299|300)\.\d ms/)
   const record = JSON.parse(fixed.stdout)
   assert.equal(record.events.applied, true)
-  assert.equal(record.events.used, 12)
+  assert.equal(record.events.used, 10)
+  assert.equal(record.events.rateApplied, false) // no drift was built in
+  assert.ok(Math.abs(record.events.candidates[0].offsetMs - 1300) < 1, JSON.stringify(record.events.candidates))
   assert.ok(Math.abs(record.offsetS - -0.25) < 0.001, String(record.offsetS))
-  const after = check(path.join(dir, 'events.mp4')).fit
-  assert.ok(Math.abs(after.medianS) < 0.001 && after.spreadS < 0.002, JSON.stringify(after))
-  assert.equal(video.endsWith('.mp4'), true)
+  const after = check(events).fit
+  assert.ok(Math.abs(after.medianS) < 0.001 && after.spreadS < 0.003, JSON.stringify({ ...after, events: undefined }))
+})
+
+test('mux --events: two events 10 s apart, one a frame off, set the offset (their mean) and no retiming', () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  // The light at 5 s and 15 s + a frame; the sound at 5 s and 15 s; the audio started with the video.
+  const r = makeRecording(dir, [5, 15 + 1 / FPS], [5, 15], 20, 0, videoStartMs)
+  const syncFile = syncFileFor(dir, r, videoStartMs, 0, 0.3)
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const record = JSON.parse(out.stdout)
+  assert.equal(record.events.applied, true)
+  assert.equal(record.events.rateApplied, false)
+  assert.equal(record.itsscale, null)
+  assert.equal(record.events.notes.at(-1).kind, 'rate-not-applied')
+  assert.match(out.stderr, /Events: no rate from 2 pairs/)
+  // The two residuals are 0 and −1 frame: the offset is the audio's true start less their mean.
+  assert.ok(Math.abs(record.offsetS - 1 / FPS / 2) < 0.001, String(record.offsetS))
+})
+
+test('mux --events --mux: a ctrl-c while the events are decoded stops there: says so, muxes nothing, leaves no ffmpeg', async () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 300000
+  const flashes = irregularTrain(6, 60)
+  const r = makeRecording(dir, flashes, flashes, 120, 0, videoStartMs)
+  const syncFile = syncFileFor(dir, r, videoStartMs, 0, 0)
+  const muxed = path.join(dir, 'muxed.mp4')
+  // Detached: its own process group, which a terminal's ctrl-c reaches whole (the tool and its ffmpeg).
+  const tool = spawn(process.execPath, [TOOL, 'mux', syncFile, '--events', '--muxed-out', muxed], {
+    cwd: dir,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  tool.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  const exited = new Promise((resolve) => tool.on('close', resolve))
+  const children = () =>
+    fs
+      .readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .filter((entry) => {
+        try {
+          const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8')
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === tool.pid
+        } catch {
+          return false
+        }
+      })
+      .filter((entry) => /ffmpeg|ffprobe/.test(fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8')))
+  await waitFor(
+    () => children().some((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rawvideo')),
+    20000,
+    'the events being decoded',
+  )
+  const decoding = children().map(Number)
+  process.kill(-tool.pid, 'SIGINT')
+  const code = await exited
+  assert.notEqual(code, 0, stderr)
+  assert.match(stderr, /✖ Interrupted \(a stop request\) before the mux: nothing was muxed/)
+  assert.doesNotMatch(stderr, /Events: ffmpeg failed/)
+  assert.doesNotMatch(stderr, /✔ Muxed/)
+  assert.equal(fs.existsSync(muxed), false)
+  assert.deepEqual(
+    fs.readdirSync(dir).filter((name) => name.includes('partial')),
+    [],
+  )
+  for (const pid of decoding) assert.equal(alive(pid), false, `ffmpeg ${pid} still running`)
 })
