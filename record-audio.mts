@@ -1551,13 +1551,18 @@ export function eventCandidates(
     while (hi < n && diffs[hi] <= diffs[i] + toleranceS) hi++
     support[i] = hi - lo
   }
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => support[b] - support[a] || a - b)
   const found: EventCandidate[] = []
-  for (const i of order) {
-    if (found.length >= most) break
-    if (found.some((c) => Math.abs(c.offsetS - diffs[i]) <= 2 * toleranceS)) continue
-    const near = diffs.filter((d) => Math.abs(d - diffs[i]) <= toleranceS)
-    found.push({ offsetS: medianOf([...near]), pairs: support[i] })
+  while (found.length < most) {
+    let best = -1 // a few scans, not a sort: an hour of events is millions of differences
+    for (let i = 0; i < n; i++)
+      if (
+        (best < 0 || support[i] > support[best]) &&
+        !found.some((c) => Math.abs(c.offsetS - diffs[i]) <= 2 * toleranceS)
+      )
+        best = i
+    if (best < 0) break
+    const near = diffs.filter((d) => Math.abs(d - diffs[best]) <= toleranceS)
+    found.push({ offsetS: medianOf([...near]), pairs: support[best] })
   }
   return found
 }

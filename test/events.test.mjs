@@ -298,3 +298,84 @@ test('mux --events --mux: a ctrl-c while the events are decoded stops there: say
   )
   for (const pid of decoding) assert.equal(alive(pid), false, `ffmpeg ${pid} still running`)
 })
+
+/**
+ * A WAV past 4 GiB (RF64, 12.4 h of 48 kHz mono) that costs no disk: the header ffmpeg writes, then
+ * sparse silence, with the clicks written where they fall. Returns the sample count.
+ */
+function makeHugeWav(file, clicksS, decoysS) {
+  const small = `${file}.head.wav`
+  const made = run('ffmpeg', [
+    ...['-v', 'error', '-f', 'lavfi', '-i', `anullsrc=r=${RATE}:cl=mono`, '-t', '0.01', '-rf64', 'always'],
+    ...['-c:a', 'pcm_s16le', '-fflags', '+bitexact', '-map_metadata', '-1', small],
+  ])
+  assert.equal(made.status, 0, made.stderr)
+  const head = fs.readFileSync(small)
+  fs.rmSync(small)
+  assert.equal(head.toString('latin1', 0, 4), 'RF64')
+  const dataAt = head.indexOf('data', 12, 'latin1') + 8
+  const samples = 2 ** 31 + 48000 * 600 // 4 GiB of samples and ten minutes more
+  const bytes = BigInt(samples * 2)
+  const header = Buffer.from(head.subarray(0, dataAt))
+  header.writeBigUInt64LE(BigInt(dataAt - 8) + bytes, 20) // ds64: the RIFF size, the data size, the sample count
+  header.writeBigUInt64LE(bytes, 28)
+  header.writeBigUInt64LE(BigInt(samples), 36)
+  fs.writeFileSync(file, header)
+  fs.truncateSync(file, dataAt + samples * 2)
+  const fd = fs.openSync(file, 'r+')
+  const burst = Buffer.alloc(96 * 2)
+  for (let i = 0; i < 96; i++) burst.writeInt16LE(i % 12 < 6 ? 20000 : -20000, 2 * i)
+  for (const t of [...clicksS, ...decoysS]) fs.writeSync(fd, burst, 0, burst.length, dataAt + 2 * Math.round(t * RATE))
+  fs.closeSync(fd)
+  return samples
+}
+
+test('mux --events on a WAV past 4 GiB decodes only the video’s span (± the search margin) and aligns on it', () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 120000
+  fs.mkdirSync(path.join(dir, 'feed'))
+  const video = path.join(dir, 'feed', `${ulidAt(videoStartMs)}.mp4`)
+  const flashes = irregularTrain(7, 10)
+  makeVideo(video, flashes, 20)
+  fs.utimesSync(video, videoStartMs / 1000 + 20, videoStartMs / 1000 + 20)
+  const audio = path.join(dir, 'feed-audio.wav')
+  const videoInAudioS = 2 ** 31 / RATE + 300 // the video began this far into the audio, past its first 4 GiB
+  // A decoy click train an hour before the video: outside any span the anchors allow, never read.
+  const samples = makeHugeWav(
+    audio,
+    flashes.map((t) => t + videoInAudioS),
+    [0, 1.7, 2.3, 4.1].map((t) => t + videoInAudioS - 3600),
+  )
+  assert.ok(fs.statSync(audio).size > 2 ** 32)
+  fs.writeFileSync(
+    path.join(dir, 'feed-audio-sync.json'),
+    JSON.stringify({
+      tool: 'record-audio test',
+      state: 'stopped',
+      feedDir: path.join(dir, 'feed'),
+      audioFile: audio,
+      audioFormat: 'pulse',
+      audioDevice: 'test',
+      audioSampleRate: RATE,
+      audioChannels: 1,
+      audioStartEpochS: videoStartMs / 1000 - videoInAudioS + 0.7, // the stamp 0.7 s late
+      audioStartSource: 'ffmpeg-input-start',
+      audioDurationS: samples / RATE,
+      timing: { driftFix: false },
+    }),
+  )
+  const out = run(process.execPath, [
+    TOOL,
+    'mux',
+    path.join(dir, 'feed-audio-sync.json'),
+    '--events',
+    '--json',
+    '--print',
+  ])
+  assert.equal(out.status, 0, out.stderr)
+  assert.doesNotMatch(out.stderr, /Error|at .*\.mjs:\d+/) // no stack trace
+  const record = JSON.parse(out.stdout)
+  assert.equal(record.events.applied, true, out.stderr)
+  assert.equal(record.events.clicks, flashes.length) // the decoys an hour away were not decoded
+  assert.ok(Math.abs(record.offsetS - -videoInAudioS) < 0.001, String(record.offsetS + videoInAudioS))
+})
