@@ -43,8 +43,9 @@ const CAMERA_LATENCY_S = 0
 // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const DRIFT_FIX = true
 // --events: find the lab's sync events (a flash in view, a click or clap heard at the same moment) in
-// the finished video and the WAV, and align on them instead of the anchors; too few or inconsistent
-// events fall back to the anchors with a warning
+// the finished video and the WAV, and align on them instead of the anchors; flash at irregular gaps (a
+// regular train is ambiguous at its period); fewer than two pairs that agree, or an ambiguous train, fall back
+// to the anchors with a warning
 const SYNC_EVENTS = false
 // --all-videos: every TracktorLive recording that overlaps the audio gets its own offset, command (and,
 // with --mux, muxed file), not only the newest: one microphone left running across many trials
