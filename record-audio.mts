@@ -1867,7 +1867,7 @@ export function eventNoteText(note: EventNote): string {
     case 'unreadable':
       return note.why
     case 'interrupted':
-      return 'interrupted while reading them'
+      return 'a stop request came while they were being read'
   }
 }
 
@@ -3559,7 +3559,11 @@ async function eventsFor(
   f: Finishing,
   stopped: AbortSignal,
 ): Promise<ReturnType<typeof alignOnEvents> | null> {
-  if (stopped.aborted) return null
+  const interrupted = () => {
+    say(`⚠ Events: ${eventNoteText({ kind: 'interrupted' })}; aligned on the anchors.`)
+    return null
+  }
+  if (stopped.aborted) return interrupted()
   if (!v.finalized || !f.ffprobe) {
     say(
       `⚠ Events: ${v.finalized ? 'ffprobe is missing' : 'the video is not finished yet'}; aligned on the anchors.` +
@@ -3593,7 +3597,7 @@ async function eventsFor(
     if (!(error instanceof ToolError)) throw error
     // The terminal's ctrl-c reaches ffmpeg too: its exit may come before the request is seen here.
     if (error.signalled && !stopped.aborted) await sleep(2 * SAME_REQUEST_MS)
-    if (stopped.aborted) return null
+    if (stopped.aborted) return interrupted()
     say(`⚠ Events: ${error.message}; aligned on the anchors.`)
     return null
   }

@@ -248,14 +248,15 @@ test('mux --events: two events 10 s apart, one a frame off, set the offset (thei
   assert.ok(Math.abs(record.offsetS - 1 / FPS / 2) < 0.001, String(record.offsetS))
 })
 
-test('mux --events --mux: a ctrl-c while the events are decoded stops there: says so, muxes nothing, leaves no ffmpeg', async () => {
+/** `mux --events` (which muxes) on a 2 min recording, stopped by `stop(toolPid)` while it decodes the events. */
+async function stopWhileDecoding(stop) {
   const dir = tempDir()
   const videoStartMs = Date.now() - 300000
   const flashes = irregularTrain(6, 60)
   const r = makeRecording(dir, flashes, flashes, 120, 0, videoStartMs)
   const syncFile = syncFileFor(dir, r, videoStartMs, 0, 0)
   const muxed = path.join(dir, 'muxed.mp4')
-  // Detached: its own process group, which a terminal's ctrl-c reaches whole (the tool and its ffmpeg).
+  // Detached: its own process group, as a terminal's foreground job (a ctrl-c reaches the tool and its ffmpeg).
   const tool = spawn(process.execPath, [TOOL, 'mux', syncFile, '--events', '--muxed-out', muxed], {
     cwd: dir,
     detached: true,
@@ -285,10 +286,11 @@ test('mux --events --mux: a ctrl-c while the events are decoded stops there: say
     'the events being decoded',
   )
   const decoding = children().map(Number)
-  process.kill(-tool.pid, 'SIGINT')
+  stop(tool.pid)
   const code = await exited
   assert.notEqual(code, 0, stderr)
   assert.match(stderr, /✖ Interrupted \(a stop request\) before the mux: nothing was muxed/)
+  assert.match(stderr, /⚠ Events: a stop request came while they were being read; aligned on the anchors/)
   assert.doesNotMatch(stderr, /Events: ffmpeg failed/)
   assert.doesNotMatch(stderr, /✔ Muxed/)
   assert.equal(fs.existsSync(muxed), false)
@@ -297,7 +299,13 @@ test('mux --events --mux: a ctrl-c while the events are decoded stops there: say
     [],
   )
   for (const pid of decoding) assert.equal(alive(pid), false, `ffmpeg ${pid} still running`)
-})
+}
+
+test('mux --events: a ctrl-c (to the whole process group, ffmpeg too) while the events are decoded stops there: says so, muxes nothing, leaves no ffmpeg', () =>
+  stopWhileDecoding((pid) => process.kill(-pid, 'SIGINT')))
+
+test('mux --events: a SIGTERM to the tool alone while the events are decoded stops its ffmpeg and muxes nothing', () =>
+  stopWhileDecoding((pid) => process.kill(pid, 'SIGTERM')))
 
 /**
  * A WAV past 4 GiB (RF64, 12.4 h of 48 kHz mono) that costs no disk: the header ffmpeg writes, then
