@@ -215,7 +215,7 @@ const SETTINGS_TABLE = {
   events: {
     flag: 'events',
     value: SYNC_EVENTS,
-    about: 'align on flashes seen and clicks heard at the same moments, over the anchors',
+    about: 'align on flashes seen and clicks heard together, at irregular gaps, over the anchors',
   },
   allVideos: {
     flag: 'all-videos',
@@ -1479,7 +1479,8 @@ function flashLevels(brightness: ArrayLike<number>): { dark: number; threshold: 
  * light between the dark frame before and the fully lit one after, the flash began that fraction of
  * the exposure before the exposure's end. A shorter real exposure leaves a gap between exposures: a
  * flash starting in it, or late in one, is then timed up to (period − exposure) late. A camera's gamma
- * bends the fraction (less than a third of a frame at gamma 2.2). The light must stay on two frames.
+ * makes a partly lit frame look more lit than it was: up to 0.28 of a frame early at gamma 2.2. The
+ * light must stay on two frames.
  */
 export function flashOnsetsS(brightness: ArrayLike<number>, ptsS: ArrayLike<number>, exposureS: number): number[] {
   const levels = flashLevels(brightness)
