@@ -2546,6 +2546,10 @@ async function findEvents(
   return { flashesS, clicksS, framePeriodS, endS: (ptsS[ptsS.length - 1] ?? 0) + framePeriodS }
 }
 
+const EXPOSURE_ASSUMED =
+  "Flashes are timed assuming each frame's exposure lasts its whole period: a shorter one times them up to" +
+  ' (period − exposure) late'
+
 /** record-audio check FILE: the sync at the file's own events. Exit 0 with a verdict, 1 without one. */
 async function checkFile(c: { file: string; json: boolean; ffmpeg: string }): Promise<number> {
   if (!fs.existsSync(c.file)) throw new ToolError(`${c.file} does not exist: give a file with sound and picture`)
@@ -2564,6 +2568,7 @@ async function checkFile(c: { file: string; json: boolean; ffmpeg: string }): Pr
         ` (${fit.flashes} flashes, ${fit.clicks} clicks found).`,
     )
     if (fit.consistent) for (const note of fit.notes) say(`  ${eventNoteText(note)}.`)
+    if (fit.flashes) say(`  ${EXPOSURE_ASSUMED}.`)
   }
   return fit.consistent ? 0 : 1
 }
