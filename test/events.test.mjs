@@ -387,3 +387,32 @@ test('mux --events on a WAV past 4 GiB decodes only the video’s span (± the s
   assert.equal(record.events.clicks, flashes.length) // the decoys an hour away were not decoded
   assert.ok(Math.abs(record.offsetS - -videoInAudioS) < 0.001, String(record.offsetS + videoInAudioS))
 })
+
+test('mux --events: a video whose clock runs 1000 ppm off the sound is retimed by the events (rate ± error reported); the muxed file checks at 0 ms', () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 120000
+  const flashes = irregularTrain(8, 25) // about 37 s
+  // A second of the video's timeline is 1.001 s of the sound's: 37 ms apart by the last flash.
+  const r = makeRecording(
+    dir,
+    flashes,
+    flashes.map((t) => t * 1.001),
+    40,
+    0.1,
+    videoStartMs,
+  )
+  const syncFile = syncFileFor(dir, r, videoStartMs, 0.1, 0.4)
+  const muxed = path.join(dir, 'events.mp4')
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--muxed-out', muxed])
+  assert.equal(out.status, 0, out.stderr)
+  const record = JSON.parse(out.stdout)
+  assert.equal(record.events.rateApplied, true, out.stderr)
+  const { slopePpm, slopeErrorPpm } = record.events
+  assert.ok(Math.abs(slopePpm - 1000) < Math.max(3 * slopeErrorPpm, 20), `${slopePpm} ± ${slopeErrorPpm}`)
+  assert.ok(Math.abs(record.itsscale - 1.001) < 20e-6, String(record.itsscale))
+  assert.ok(Math.abs(record.offsetS - 0.1) < 0.002, String(record.offsetS))
+  assert.match(out.stderr, /✔ Events: .*the video retimed by (99\d|10\d\d) ppm/)
+  const after = check(muxed).fit
+  assert.equal(after.slope, 0) // nothing significant left
+  assert.ok(Math.abs(after.medianS) < 0.001 && after.spreadS < 0.003, JSON.stringify({ ...after, events: undefined }))
+})
