@@ -1116,6 +1116,7 @@ export interface VideoClues {
   mtimeEpochS: number | null // ≈ the last frame: the writer's release adds the moov then
   driftFix: boolean
   frameClock?: TrackedClock | null // from TracktorLive's tracking CSV: the camera's own timing
+  frameClockRefused?: FrameClockRefused | null // the CSV's read times, refused as a clock
   cameraLatencyS?: number // the camera's delay, which no file holds: taken off every video time
 }
 
@@ -1163,7 +1164,14 @@ export function videoTiming(c: VideoClues): VideoTiming {
     timesync = null
   }
   const timesyncStart = timesync ? timesync.firstS + c.clockOffsetS : null
-  const clock = c.frameClock ?? (timesync && c.nominalFps ? timesyncClock(timesync, c.nominalFps) : null)
+  const fromTimesync = !c.frameClock && timesync && c.nominalFps ? timesyncClock(timesync, c.nominalFps) : null
+  const clock = c.frameClock ?? (fromTimesync && !('refused' in fromTimesync) ? fromTimesync : null)
+  // A refused clock's read times are a burst or a stall: the mtime's span would hold it too.
+  const refused = clock
+    ? null
+    : (c.frameClockRefused ?? (fromTimesync && 'refused' in fromTimesync ? fromTimesync : null))
+  if (refused)
+    warnings.push(describeRefusedClock(refused, c.frameClockRefused ? 'the tracking CSV' : 'the timesync file'))
   const clockSource = clock?.epoch.source === 'timesync' ? ('timesync' as const) : ('tracking-csv' as const)
   const [anchorEpochS, source, uncertaintyS] =
     c.userStartEpochS != null
@@ -1228,18 +1236,20 @@ export function videoTiming(c: VideoClues): VideoTiming {
           ' a timesync file gives the real rate',
       )
     const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
-    if (c.driftFix && plausible && beyondAFrame) itsscale = realSpanS / nominalDurationS
+    if (c.driftFix && plausible && beyondAFrame && !refused) itsscale = realSpanS / nominalDurationS
     driftReason = !beyondAFrame
       ? 'within a frame, nothing to correct'
-      : !plausible
-        ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
-        : !c.driftFix
-          ? 'not corrected (--no-drift-fix)'
-          : spanSource === 'tracking-csv'
-            ? "the tracking CSV's frame clock gives the camera's real rate"
-            : spanSource === 'timesync'
-              ? "the timesync rows' frame clock gives the camera's real rate"
-              : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
+      : refused
+        ? 'not corrected: the frame times show no steady rate near the nominal one'
+        : !plausible
+          ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
+          : !c.driftFix
+            ? 'not corrected (--no-drift-fix)'
+            : spanSource === 'tracking-csv'
+              ? "the tracking CSV's frame clock gives the camera's real rate"
+              : spanSource === 'timesync'
+                ? "the timesync rows' frame clock gives the camera's real rate"
+                : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   }
   return {
     startEpochS,
@@ -1304,28 +1314,71 @@ export interface FrameClock {
   frames: number
 }
 
+/** A frame clock refused: the read times show no steady rate near the nominal one (a burst, not a camera). */
+export interface FrameClockRefused {
+  refused: 'implausible-rate'
+  longestRunFps: number // the rate of the read times' longest straight run (the burst's, or the camera's)
+  nominalFps: number
+}
+
 /**
- * A frame is never read before the camera took it, so the lowest read times (the lower envelope
- * of read time vs frame index) follow the camera; the burst of frames that waited in its buffer at
- * the start lies above. The envelope's slope is the camera's real period: from the lowest point
- * of the second quarter of the frames and of the last quarter, relative to the nominal period; its
- * value at frame 0 is frame 0's capture time. null: too few frames to tell.
+ * Past 5 % off the nominal fps the lower envelope is a burst or a stall, not a camera: a crystal
+ * keeps within 0.01 %, and a camera set to 25 fps in a 24 fps params file, the worst mix-up seen, is
+ * 4 % off. The same bound as the mtime's (MAX_MTIME_DRIFT).
  */
-export function frameClock(timesS: ArrayLike<number>, tInitEpochS: number, nominalFps: number): FrameClock | null {
+export const MAX_CAMERA_RATE_ERROR = 0.05
+
+/**
+ * The hull edge from the burst's last read to the first steady one can take any slope between the
+ * two, so a steady part is believed only over this many frames (a third of a second at 30 fps): one
+ * edge alone would need a period's jitter spread over all of them to pass for the nominal rate.
+ */
+export const MIN_STEADY_FRAMES = 10
+
+/**
+ * A frame is never read before the camera took it, so every read time lies on or above the line of
+ * the capture times, and the camera's line is a supporting line of the points (frame index, read
+ * time) from below: an edge of their lower convex hull. A burst of buffered frames (read a few ms
+ * apart), stalls and drops all lie above it, whatever their length. Of the hull's edges (their slopes
+ * rise along it), those within MAX_CAMERA_RATE_ERROR of the nominal period are the camera's steady
+ * part; the edge spanning that part's middle is the line under every point that the steady frames lie
+ * closest above in total (the L1 lower envelope: a linear program whose optimum is that edge), the
+ * longest baseline least disturbed by either end (a steady part shorter than MIN_STEADY_FRAMES is
+ * not believed). Its value at frame 0 is frame 0's capture time,
+ * plus the shortest delay from capture to TracktorLive's stamp (which comes after tracking the frame).
+ * null: too few frames to tell; refused: no edge near the nominal rate.
+ */
+export function frameClock(
+  timesS: ArrayLike<number>,
+  tInitEpochS: number,
+  nominalFps: number,
+): FrameClock | FrameClockRefused | null {
   const n = timesS.length
   if (n < 40) return null
-  const nominalS = 1 / nominalFps
-  const lowest = (from: number, to: number) => {
-    let best = from
-    for (let k = from; k < to; k++) if (timesS[k] - k * nominalS < timesS[best] - best * nominalS) best = k
-    return best
+  const hull: number[] = [] // frame indices, the lower hull's vertices left to right
+  for (let k = 0; k < n; k++) {
+    while (hull.length >= 2) {
+      const [a, b] = [hull[hull.length - 2], hull[hull.length - 1]]
+      // b is not a vertex when it lies on or above the chord a → k
+      if ((timesS[b] - timesS[a]) * (k - a) >= (timesS[k] - timesS[a]) * (b - a)) hull.pop()
+      else break
+    }
+    hull.push(k)
   }
-  const early = lowest(Math.floor(n / 4), Math.floor(n / 2))
-  const late = lowest(Math.floor((3 * n) / 4), n)
-  if (late <= early) return null
-  const periodS = (timesS[late] - timesS[early]) / (late - early)
-  let interceptS = Number.POSITIVE_INFINITY
-  for (let k = 0; k < n; k++) interceptS = Math.min(interceptS, timesS[k] - k * periodS)
+  const slope = (i: number) => (timesS[hull[i + 1]] - timesS[hull[i]]) / (hull[i + 1] - hull[i])
+  const nominalS = 1 / nominalFps
+  const steady: number[] = [] // edge numbers, contiguous since the slopes rise
+  let longest = 0 // the edge over the most frames: the read times' longest straight run
+  for (let i = 0; i + 1 < hull.length; i++) {
+    if (hull[i + 1] - hull[i] > hull[longest + 1] - hull[longest]) longest = i
+    if (Math.abs(nominalS / slope(i) - 1) <= MAX_CAMERA_RATE_ERROR) steady.push(i) // fps within the bound
+  }
+  if (!steady.length || hull[(steady.at(-1) as number) + 1] - hull[steady[0]] < MIN_STEADY_FRAMES)
+    return { refused: 'implausible-rate', longestRunFps: 1 / slope(longest), nominalFps }
+  const middle = (hull[steady[0]] + hull[(steady.at(-1) as number) + 1]) / 2
+  const edge = steady.find((i) => hull[i + 1] >= middle) as number
+  const periodS = slope(edge)
+  const interceptS = timesS[hull[edge]] - hull[edge] * periodS
   const above = (k: number) => timesS[k] - (interceptS + k * periodS)
   let bufferedFrames = 0
   while (bufferedFrames < n && above(bufferedFrames) > periodS / 2) bufferedFrames++
@@ -1340,6 +1393,15 @@ export function frameClock(timesS: ArrayLike<number>, tInitEpochS: number, nomin
     offLineFrames,
     frames: n,
   }
+}
+
+/** What a refused frame clock's note says. */
+export function describeRefusedClock(r: FrameClockRefused, what: string): string {
+  return (
+    `${what} shows no steady frame rate within ${MAX_CAMERA_RATE_ERROR * 100} % of the nominal` +
+    ` ${r.nominalFps} fps (their longest straight run: ${r.longestRunFps.toFixed(2)} fps):` +
+    ' no frame clock, and no retiming'
+  )
 }
 
 /**
@@ -1360,18 +1422,89 @@ export function csvEpochFromMtime(mtimeEpochS: number, lastTimeS: number): CsvEp
   return { tInitEpochS: mtimeEpochS - lastTimeS, source: 'mtime', uncertaintyS: MTIME_TICK_S }
 }
 
+/** An epoch seen while recording (stored in the sync record: `mux` later uses it), with its rows' period. */
+export interface WatchedEpoch extends CsvEpoch {
+  source: 'watched'
+  rowPeriodS: number // a look's bound lies at most about this much above t_init
+}
+
+/** The ULIDs' millisecond, and Date.now()'s, which stamps each look. */
+export const ULID_TICK_S = 0.001
+
+/**
+ * What the names say of t_init, whatever the files' times: the CSV's ULID is minted in the server's
+ * constructor, before run() takes t_init; the video's in the child run() starts, after t_init and
+ * before the first frame is read (so before its row's time). The window is the camera's opening and
+ * the start hooks wide (0.1–5 s): it catches a CSV saved, copied or touched later, not a tick off.
+ */
+export function ulidWindow(csvUlidEpochS: number, videoUlidEpochS: number, firstTimeS: number) {
+  return {
+    earliestS: Math.max(csvUlidEpochS, videoUlidEpochS - firstTimeS) - ULID_TICK_S,
+    latestS: videoUlidEpochS + ULID_TICK_S,
+  }
+}
+
+export type CsvEpochNote =
+  | { kind: 'mtime-off-ulids' | 'watched-off-ulids'; apartS: number } // apartS: outside the ULIDs' window by
+  | { kind: 'mtime-off-watched'; apartS: number } // mtime's t_init − the one seen while recording
+
+export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
+  const s = `${note.apartS >= 0 ? '+' : ''}${note.apartS.toFixed(3)} s`
+  return {
+    'mtime-off-ulids': `${csv}'s mtime puts the server's start ${s} outside what the CSV's and the video's ULIDs allow`,
+    'watched-off-ulids': `the rows seen while recording put the server's start ${s} outside what the ULIDs allow`,
+    'mtime-off-watched': `${csv}'s mtime puts the server's start ${s} off the one seen while recording`,
+  }[note.kind]
+}
+
+/**
+ * The epoch of a tracking CSV's times, from its two witnesses (the mtime now, the rows seen while
+ * recording), each checked against the ULIDs' window, and the mtime against the rows seen (a
+ * look's bound is never below t_init by more than Date.now()'s millisecond, nor above it by much
+ * more than a row's period). A CSV opened and saved, copied or touched moves its mtime: then the
+ * mtime is not used, and the note says why. null epoch: no witness left.
+ */
+export function chooseCsvEpoch(
+  fromMtime: CsvEpoch,
+  watched: WatchedEpoch | null,
+  window: { earliestS: number; latestS: number },
+): { epoch: CsvEpoch | null; notes: CsvEpochNote[] } {
+  const notes: CsvEpochNote[] = []
+  const outside = (t: number, slackS: number) =>
+    t < window.earliestS - slackS ? t - window.earliestS : t > window.latestS + slackS ? t - window.latestS : 0
+  let seen: WatchedEpoch | null = watched
+  if (seen && outside(seen.tInitEpochS, 0)) {
+    notes.push({ kind: 'watched-off-ulids', apartS: outside(seen.tInitEpochS, 0) })
+    seen = null
+  }
+  let mtime: CsvEpoch | null = fromMtime
+  const mtimeOut = outside(fromMtime.tInitEpochS, MTIME_TICK_S)
+  const apartS = seen ? fromMtime.tInitEpochS - seen.tInitEpochS : 0
+  if (mtimeOut) {
+    notes.push({ kind: 'mtime-off-ulids', apartS: mtimeOut })
+    mtime = null
+  } else if (seen && (apartS > ULID_TICK_S + MTIME_TICK_S || apartS < -(seen.rowPeriodS + MTIME_TICK_S))) {
+    notes.push({ kind: 'mtime-off-watched', apartS })
+    mtime = null
+  }
+  // Watching beats the mtime's kernel tick once it has looked often enough.
+  const epoch = seen && (!mtime || seen.uncertaintyS < mtime.uncertaintyS) ? seen : mtime
+  return { epoch, notes }
+}
+
 /**
  * The timesync cassette's rows are t_init + the CSV's times (row k is frame k's read time), already
  * on the server's wall clock: the same frame clock, with no epoch to estimate. Its first row alone
  * is a read time, up to ~0.4 s after the camera took frame 0 (the buffered start).
  */
-export function timesyncClock(t: TimesyncSpan, nominalFps: number): TrackedClock | null {
+export function timesyncClock(t: TimesyncSpan, nominalFps: number): TrackedClock | FrameClockRefused | null {
   if (!t.timesS) return null
   const clock = frameClock(
     t.timesS.map((x) => x - t.firstS),
     t.firstS,
     nominalFps,
   )
+  if (clock && 'refused' in clock) return clock
   return (
     clock && {
       ...clock,
@@ -2647,7 +2780,7 @@ interface Followed {
 
 interface CsvWatch {
   look: () => void
-  epochs: () => Map<string, CsvEpoch>
+  epochs: () => Map<string, WatchedEpoch>
 }
 
 /**
@@ -2699,13 +2832,13 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
     }
   }
   const epochs = () => {
-    const found = new Map<string, CsvEpoch>()
+    const found = new Map<string, WatchedEpoch>()
     for (const [file, { bounds, gaps }] of followed) {
       if (bounds.length < 3 || !gaps.length) continue
       // Each bound lies up to a row's period above the truth, evenly: the lowest of n, period / (n + 1).
       const periodS = [...gaps].sort((a, b) => a - b)[Math.floor(gaps.length / 2)]
       const uncertaintyS = Math.max(periodS / (bounds.length + 1), 0.001)
-      found.set(file, { tInitEpochS: Math.min(...bounds), source: 'watched', uncertaintyS })
+      found.set(file, { tInitEpochS: Math.min(...bounds), source: 'watched', uncertaintyS, rowPeriodS: periodS })
     }
     return found
   }
@@ -3113,7 +3246,7 @@ interface Finishing extends TimingSettings {
   json: boolean
   plotFile: string | null
   timesyncExpected: boolean // a timesync file existed before the video was stopped: --mux waits for its new version
-  watchedCsv: Map<string, CsvEpoch> // tracking CSVs stamped while recording, by absolute path
+  watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
 }
 
 /** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
@@ -3166,14 +3299,15 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
 /**
  * TracktorLive's tracking CSV for a video: in the same folder, the greatest `<ULID>.csv` minted
  * before the video (in the server's constructor, seconds at most before the writer), with a row
- * per frame. null clock, with a note: none, or one that cannot be used.
+ * per frame. null clock, with a note: none, or one that cannot be used; a note with a clock: a
+ * witness of its epoch that was not used.
  */
 function trackedClock(
   videoFile: string,
   frames: number,
   nominalFps: number,
-  watched: Map<string, CsvEpoch>,
-): { file: string; clock: TrackedClock | null; note: string | null } | null {
+  watched: Map<string, WatchedEpoch>,
+): { file: string; clock: TrackedClock | null; refused?: FrameClockRefused; note: string | null } | null {
   const dir = path.dirname(path.resolve(videoFile))
   const videoMs = ulidTimeMs(path.basename(videoFile))
   let names: string[]
@@ -3203,13 +3337,21 @@ function trackedClock(
       clock: null,
       note: `${csv} has ${times.length} rows for ${frames} frames: not this video's, not used`,
     }
-  // Watching beats the mtime's kernel tick once it has looked often enough (a few minutes).
+  const window = ulidWindow(ulidTimeMs(csv) / 1000, videoMs / 1000, times[0])
   const fromMtime = csvEpochFromMtime(fs.statSync(file).mtimeMs / 1000, times[times.length - 1])
-  const seen = watched.get(file)
-  const epoch = seen && seen.uncertaintyS < fromMtime.uncertaintyS ? seen : fromMtime
+  const { epoch, notes } = chooseCsvEpoch(fromMtime, watched.get(file) ?? null, window)
+  const said = notes.map((n) => describeCsvEpochNote(n, csv))
+  const noted = (more: string) => [...said, more].join('; ')
+  if (!epoch) return { file, clock: null, note: noted('its times cannot be put on the wall clock: not used') }
   const clock = frameClock(times, epoch.tInitEpochS, nominalFps)
-  if (!clock) return { file, clock: null, note: `${csv} has too few rows for a frame clock` }
-  return { file, clock: { ...clock, epoch, lastReadEpochS: epoch.tInitEpochS + times[times.length - 1] }, note: null }
+  if (!clock) return { file, clock: null, note: noted(`${csv} has too few rows for a frame clock`) }
+  if ('refused' in clock) return { file, clock: null, refused: clock, note: said.length ? said.join('; ') : null }
+  const used = `the ${epoch.source === 'watched' ? 'rows seen while recording are' : 'mtime is'} used`
+  return {
+    file,
+    clock: { ...clock, epoch, lastReadEpochS: epoch.tInitEpochS + times[times.length - 1] },
+    note: said.length ? noted(used) : null,
+  }
 }
 
 const GAP_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from before the video to after it
@@ -3292,6 +3434,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
     driftFix: f.driftFix,
     frameClock: tracked?.clock ?? null,
+    frameClockRefused: tracked?.refused ?? null,
   })
   const anchorOffsetS = audio.startEpochS - timing.startEpochS
   let offsetS = anchorOffsetS
