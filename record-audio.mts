@@ -1451,9 +1451,15 @@ export type CsvEpochNote =
 export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
   const s = `${note.apartS >= 0 ? '+' : ''}${note.apartS.toFixed(3)} s`
   return {
-    'mtime-off-ulids': `${csv}'s mtime puts the server's start ${s} outside what the CSV's and the video's ULIDs allow`,
-    'watched-off-ulids': `the rows seen while recording put the server's start ${s} outside what the ULIDs allow`,
-    'mtime-off-watched': `${csv}'s mtime puts the server's start ${s} off the one seen while recording`,
+    'mtime-off-ulids':
+      `${csv}'s mtime puts the server's start ${s} outside what its and the video's ULIDs allow` +
+      ' (opened and saved, copied or touched?): the mtime is not used',
+    'watched-off-ulids':
+      `the rows of ${csv} seen while recording put the server's start ${s} outside what the ULIDs allow` +
+      ' (the clock stepped?): not used',
+    'mtime-off-watched':
+      `${csv}'s mtime puts the server's start ${s} off the one seen while recording` +
+      ' (opened and saved, copied or touched?): the mtime is not used',
   }[note.kind]
 }
 
@@ -2087,6 +2093,8 @@ export interface SyncRecord {
   audioClockPpm: number | null
   audioClockUncertaintyPpm: number | null
   audioClockRatio: number // applied: 1 unless the card's clock was measurably off
+  // the tracking CSVs' epochs seen while recording (a look's bound each): `mux` later uses them
+  trackingCsvWatched: WatchedCsv[] | null
   // several devices: each one's audio fields, in --device order; the ones above are the first that recorded
   audios: AudioPart[] | null
   timing: TimingSettings
@@ -2107,6 +2115,8 @@ export interface SyncRecord {
   driftReason: string | null
   trackingCsvFile: string | null // the tracking CSV whose frame clock was used
   trackingCsvEpochSource: CsvEpoch['source'] | null
+  trackingCsvEpochS: number | null // where its time 0 (the server's t_init) was put on the wall clock
+  trackingCsvNote: string | null // a witness of that epoch not used, and why (a touched CSV's mtime)
   cameraFps: number | null // the camera's real rate, from the frame clock
   bufferedFrames: number | null // read in a burst from the camera's buffer at the start
   firstReadLateS: number | null
@@ -2125,6 +2135,21 @@ export interface SyncRecord {
   muxCommand: string | null
   // --all-videos: each overlapping recording's part, oldest first; the fields above are the newest's
   videos: VideoSync[] | null
+}
+
+/** A tracking CSV's epoch seen while recording, as the sync record keeps it. */
+export type WatchedCsv = { file: string } & Omit<WatchedEpoch, 'source'>
+
+export function parseWatchedCsvs(raw: unknown): WatchedCsv[] | null {
+  if (!Array.isArray(raw)) return null
+  const fine = (x: Record<string, unknown>) =>
+    typeof x?.file === 'string' && ['tInitEpochS', 'uncertaintyS', 'rowPeriodS'].every((k) => typeof x[k] === 'number')
+  return raw.filter(fine).map((x) => ({
+    file: x.file,
+    tInitEpochS: x.tInitEpochS,
+    uncertaintyS: x.uncertaintyS,
+    rowPeriodS: x.rowPeriodS,
+  }))
 }
 
 /** The audio fields of a record: one device's. */
@@ -2174,6 +2199,8 @@ const NO_VIDEO = {
   driftReason: null,
   trackingCsvFile: null,
   trackingCsvEpochSource: null,
+  trackingCsvEpochS: null,
+  trackingCsvNote: null,
   cameraFps: null,
   bufferedFrames: null,
   firstReadLateS: null,
@@ -2211,6 +2238,7 @@ export function newSyncRecord(
     audioClockUncertaintyPpm: null,
     audioClockRatio: 1,
     audios: null,
+    trackingCsvWatched: null,
     ...NO_VIDEO,
     videos: null,
   }
@@ -2255,6 +2283,8 @@ export function parseSyncRecord(text: string): SyncRecord {
     audioStartEpochS: number('audioStartEpochS'),
     audioStartSource: (raw.audioStartSource as AudioStart['source']) ?? null,
     audioDurationS: number('audioDurationS'),
+    audioWallSpanS: number('audioWallSpanS'),
+    audioStartDoubtful: typeof raw.audioStartDoubtful === 'boolean' ? raw.audioStartDoubtful : null,
     audioClockHz: number('audioClockHz'),
     audioClockPpm: number('audioClockPpm'),
     audioClockUncertaintyPpm: number('audioClockUncertaintyPpm'),
@@ -2264,6 +2294,14 @@ export function parseSyncRecord(text: string): SyncRecord {
           const back = parseSyncRecord(JSON.stringify({ ...part, audios: null }))
           return { ...audioFieldsOf(back), audioFailed: typeof part.audioFailed === 'string' ? part.audioFailed : null }
         })
+      : null,
+    trackingCsvWatched: parseWatchedCsvs(raw.trackingCsvWatched),
+    // The recording's own videos: `mux` later muxes these, not whatever is newest in the feed now.
+    videoFile: typeof raw.videoFile === 'string' ? raw.videoFile : null,
+    videos: Array.isArray(raw.videos)
+      ? raw.videos
+          .filter((v: Record<string, unknown>) => typeof v?.videoFile === 'string')
+          .map((v: Record<string, unknown>) => ({ ...NO_VIDEO, videoFile: v.videoFile as string }))
       : null,
   }
 }
@@ -2860,6 +2898,9 @@ const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device
 // The sound card's clock is seen in bursts of looks 10 ms apart, one every 20 s and one at the
 // stop: a second's burst costs about 15 ms of CPU, so on average well under 0.1 % of a core.
 const LOOK_EVERY_MS = 10
+// The tracking CSV: each look bounds t_init within a row's period; n looks, period / (n + 1). Five a
+// second make a 10 s recording's bound sharper than the mtime's kernel tick, for a readdir and a read.
+const CSV_LOOK_MS = 200
 const CLOCK_SETTLE_MS = 1000
 const CLOCK_BURST_MS = 1000
 const CLOCK_BURST_EVERY_MS = 20000
@@ -3046,6 +3087,7 @@ async function record(s: Settings): Promise<number> {
     const codec = muxCodecFor(s.inputs)
     if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
     const csvWatch = watchTrackingCsvs(feedDir)
+    const csvLooks = setInterval(csvWatch.look, CSV_LOOK_MS).unref() // the live status looks only every 1–2.5 s
     const views = stops.fanOut(s.inputs.length, () => {
       if (stops.count === 1)
         say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
@@ -3070,6 +3112,9 @@ async function record(s: Settings): Promise<number> {
       s.inputs.map((input, k) => capture(s.format, input, ffmpeg, audioFiles[k], views[k], onStart(k))),
     )
     status.stop()
+    clearInterval(csvLooks)
+    const watchedCsv = csvWatch.epochs()
+    record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
     let failed = false
     for (const [k, input] of s.inputs.entries()) {
       const why = audioOf(parts[k], input, captures[k], s.format, ffmpeg, label(k))
@@ -3100,7 +3145,7 @@ async function record(s: Settings): Promise<number> {
       ffmpeg,
       ffprobe,
       timesyncExpected,
-      watchedCsv: csvWatch.epochs(),
+      watchedCsv,
     }
     const finished = await finish(record, syncFile, f, stops)
     return failed ? 1 : finished
@@ -3299,15 +3344,21 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
 /**
  * TracktorLive's tracking CSV for a video: in the same folder, the greatest `<ULID>.csv` minted
  * before the video (in the server's constructor, seconds at most before the writer), with a row
- * per frame. null clock, with a note: none, or one that cannot be used; a note with a clock: a
- * witness of its epoch that was not used.
+ * per frame. null clock, with a note: none, or one that cannot be used; epochNote: a witness of
+ * its epoch that was not used, and why.
  */
 function trackedClock(
   videoFile: string,
   frames: number,
   nominalFps: number,
   watched: Map<string, WatchedEpoch>,
-): { file: string; clock: TrackedClock | null; refused?: FrameClockRefused; note: string | null } | null {
+): {
+  file: string
+  clock: TrackedClock | null
+  refused?: FrameClockRefused
+  note: string | null
+  epochNote?: string | null
+} | null {
   const dir = path.dirname(path.resolve(videoFile))
   const videoMs = ulidTimeMs(path.basename(videoFile))
   let names: string[]
@@ -3339,19 +3390,18 @@ function trackedClock(
     }
   const window = ulidWindow(ulidTimeMs(csv) / 1000, videoMs / 1000, times[0])
   const fromMtime = csvEpochFromMtime(fs.statSync(file).mtimeMs / 1000, times[times.length - 1])
-  const { epoch, notes } = chooseCsvEpoch(fromMtime, watched.get(file) ?? null, window)
-  const said = notes.map((n) => describeCsvEpochNote(n, csv))
-  const noted = (more: string) => [...said, more].join('; ')
-  if (!epoch) return { file, clock: null, note: noted('its times cannot be put on the wall clock: not used') }
+  // By name: the folder may have moved since (its ULID names it alone).
+  const seen = [...watched].find(([watchedFile]) => path.basename(watchedFile) === csv)?.[1] ?? null
+  const { epoch, notes } = chooseCsvEpoch(fromMtime, seen, window)
+  const said = notes.map((n) => describeCsvEpochNote(n, csv)).join('; ')
+  const kept = epoch?.source === 'watched' ? 'the rows seen while recording are used' : 'its mtime is used'
+  const epochNote = said ? `${said}; ${epoch ? kept : 'nothing else puts its times on the wall clock'}` : null
+  if (!epoch) return { file, clock: null, note: `${csv} is not used`, epochNote }
   const clock = frameClock(times, epoch.tInitEpochS, nominalFps)
-  if (!clock) return { file, clock: null, note: noted(`${csv} has too few rows for a frame clock`) }
-  if ('refused' in clock) return { file, clock: null, refused: clock, note: said.length ? said.join('; ') : null }
-  const used = `the ${epoch.source === 'watched' ? 'rows seen while recording are' : 'mtime is'} used`
-  return {
-    file,
-    clock: { ...clock, epoch, lastReadEpochS: epoch.tInitEpochS + times[times.length - 1] },
-    note: said.length ? noted(used) : null,
-  }
+  if (!clock) return { file, clock: null, note: `${csv} has too few rows for a frame clock`, epochNote }
+  if ('refused' in clock) return { file, clock: null, refused: clock, note: null, epochNote }
+  const lastReadEpochS = epoch.tInitEpochS + times[times.length - 1]
+  return { file, clock: { ...clock, epoch, lastReadEpochS }, note: null, epochNote }
 }
 
 const GAP_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from before the video to after it
@@ -3494,6 +3544,8 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     driftReason: timing.driftReason,
     trackingCsvFile: tracked?.clock ? tracked.file : null,
     trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
+    trackingCsvEpochS: tracked?.clock?.epoch.tInitEpochS ?? null,
+    trackingCsvNote: tracked?.epochNote ?? null,
     cameraFps: timing.clock?.fps ?? null,
     bufferedFrames: timing.clock?.bufferedFrames ?? null,
     firstReadLateS: timing.clock?.firstReadLateS ?? null,
@@ -3531,6 +3583,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
         ` the muxed file has ${cover.silenceBeforeS.toFixed(1)} s of silence before its first sample and` +
         ` ${cover.silenceAfterS.toFixed(1)} s after its last.`,
     )
+  if (tracked?.epochNote) say(`⚠ Frame clock: ${tracked.epochNote}.`)
   if (tracked?.note) say(`  Frame clock: ${tracked.note}.`)
   const fc = timing.clock
   if (fc && (timing.source === 'tracking-csv' || timing.source === 'timesync')) {
@@ -3858,7 +3911,9 @@ async function muxLater(m: MuxLater): Promise<number> {
     ffmpeg,
     ffprobe,
     timesyncExpected: false,
-    watchedCsv: new Map(),
+    watchedCsv: new Map(
+      (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
+    ),
   }
   const stops = new StopRequests()
   try {

@@ -33,11 +33,12 @@ test("the tracking CSV's frame clock: frame 0 placed when the camera took it, no
   assert.ok(sync.bufferedFrames >= 10, `${sync.bufferedFrames} buffered frames`)
   assert.ok(Math.abs(sync.firstReadLateS - 0.4) < 0.01, String(sync.firstReadLateS))
 
-  // Later, with no watching: the CSV's mtime puts it on the wall clock, to within a kernel tick.
+  // Later: the epoch seen while recording is in the sync record, and checked against the CSV's mtime.
   const later = run(process.execPath, [TOOL, 'mux', 'fish-audio-sync.json', '--print', '--json'], { cwd })
   assert.equal(later.status, 0, later.stderr)
   const again = JSON.parse(later.stdout)
-  assert.equal(again.trackingCsvEpochSource, 'mtime')
+  assert.equal(again.trackingCsvEpochSource, sync.trackingCsvEpochSource)
+  assert.equal(again.trackingCsvNote, null, 'the mtime agrees with the rows seen')
   assert.ok(Math.abs(again.videoStartEpochS - tracktor.firstFrameEpochS) < 0.01)
 
   // --camera-latency: taken off the video's times.
