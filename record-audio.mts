@@ -710,6 +710,24 @@ export function rankByOverlap(
     .sort((a, b) => b.overlapS - a.overlapS || b.startEpochS - a.startEpochS)
 }
 
+/**
+ * The line that refuses a video sharing no instant with the audio (the next trial's, another day's):
+ * both spans on the wall clock, so the user sees which is where. null: they overlap, even partly
+ * (the muxed file then has silence where the audio is missing).
+ */
+export function noOverlapLine(
+  audio: { startEpochS: number; endEpochS: number },
+  video: { startEpochS: number; endEpochS: number; file: string },
+): string | null {
+  if (audio.endEpochS > video.startEpochS && video.endEpochS > audio.startEpochS) return null
+  const span = (a: { startEpochS: number; endEpochS: number }) =>
+    `${new Date(a.startEpochS * 1000).toISOString()} → ${new Date(a.endEpochS * 1000).toISOString()}`
+  return (
+    `the audio (${span(audio)}) and the video ${video.file} (${span(video)}) do not overlap in time:` +
+    " give the recording's video with --video"
+  )
+}
+
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
 
 /** ffmpeg's arguments for the capture. No -y: an existing file makes ffmpeg refuse (-n). */
@@ -2461,6 +2479,7 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
 }
 
 class ToolError extends Error {}
+class NoOverlap extends ToolError {} // this video only: --all-videos goes on with the others
 
 interface VideoFacts {
   file: string
@@ -3292,6 +3311,7 @@ interface Finishing extends TimingSettings {
   plotFile: string | null
   timesyncExpected: boolean // a timesync file existed before the video was stopped: --mux waits for its new version
   watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
+  ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
 }
 
 /** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
@@ -3312,17 +3332,24 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     interrupted = true
   })
   const audio = audioFacts(record)
+  let refused = false
   try {
     const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
     if (f.allVideos) {
       const videos: VideoSync[] = []
-      for (const videoFile of overlappingVideos(search, audio)) {
+      for (const videoFile of f.ownVideos ?? overlappingVideos(search, audio)) {
         if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
-        videos.push(await syncToVideo(audio, videoFile, f))
+        try {
+          videos.push(await syncToVideo(audio, videoFile, f))
+        } catch (error) {
+          if (!(error instanceof NoOverlap)) throw error
+          say(`✖ ${error.message}.`)
+          refused = true
+        }
       }
       Object.assign(record, videos.at(-1) ?? NO_VIDEO, { videos, state: 'synced' })
     } else {
-      const videoFile = findVideo(search, audio)
+      const videoFile = findVideo({ ...search, videoFile: f.videoFile ?? f.ownVideos?.at(-1) ?? null }, audio)
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
       Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced' })
     }
@@ -3338,7 +3365,8 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   if (syncFile) say(`  Timing: ${syncFile}`)
   if (!record.muxCommand && syncFile) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
-  return deliver(record, f, stops)
+  const delivered = await deliver(record, f, stops)
+  return refused ? 1 : delivered
 }
 
 /**
@@ -3486,6 +3514,19 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     frameClock: tracked?.clock ?? null,
     frameClockRefused: tracked?.refused ?? null,
   })
+  const apart = noOverlapLine(
+    { startEpochS: audio.startEpochS, endEpochS: audio.startEpochS + (audio.durationS ?? 0) / audio.clockRatio },
+    {
+      file: videoFile,
+      startEpochS: timing.startEpochS,
+      // still being written: it runs until now
+      endEpochS:
+        timing.nominalDurationS == null
+          ? Date.now() / 1000
+          : timing.startEpochS + (timing.realSpanS ?? timing.nominalDurationS),
+    },
+  )
+  if (apart) throw new NoOverlap(apart)
   const anchorOffsetS = audio.startEpochS - timing.startEpochS
   let offsetS = anchorOffsetS
   let itsscale = timing.itsscale
@@ -3626,12 +3667,6 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
       : ''
     say(`${drift}: ${how}${timing.driftReason}.`)
   }
-  const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
-  if (
-    videoDurationS != null &&
-    (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS)
-  )
-    say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
   if (!video.finalized)
     say(
       '⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder' +
@@ -3862,6 +3897,24 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   return 0
 }
 
+/**
+ * The videos a recording was synced to (all of them with --all-videos, else the newest), never what
+ * is newest in the feed now (the next trial's); undefined: none was found then, so look now.
+ */
+function recordedVideos(sync: SyncRecord, allVideos: boolean): string[] | undefined {
+  if (allVideos && !sync.videos) return undefined // recorded with one video: --all-videos now looks for them all
+  const files = allVideos ? (sync.videos ?? []).map((v) => v.videoFile) : [sync.videoFile]
+  const own = files.filter((file): file is string => file != null)
+  if (!own.length) return undefined
+  const gone = own.find((file) => !fs.existsSync(file))
+  if (gone)
+    throw new UsageError(
+      `the recording's video ${gone} is not there any more: put it back, or give another with --video`,
+    )
+  say(`  The recording's own video${own.length > 1 ? 's' : ''} (give another with --video): ${own.join(', ')}`)
+  return own
+}
+
 /** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
 async function muxLater(m: MuxLater): Promise<number> {
   let text: string
@@ -3903,6 +3956,7 @@ async function muxLater(m: MuxLater): Promise<number> {
   // The recording's own timing settings, unless a flag says otherwise now; a video named now is the one.
   const timing: TimingSettings = { ...sync.timing, ...m.given }
   if (m.videoFile != null || m.muxedFile != null) timing.allVideos = false
+  const ownVideos = m.videoFile == null ? recordedVideos(sync, timing.allVideos) : undefined
   const f: Finishing = {
     ...m,
     ...timing,
@@ -3911,6 +3965,7 @@ async function muxLater(m: MuxLater): Promise<number> {
     ffmpeg,
     ffprobe,
     timesyncExpected: false,
+    ownVideos,
     watchedCsv: new Map(
       (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
     ),

@@ -122,6 +122,9 @@ test("mux later after the tracking CSV was touched 30 s later: the epoch seen wh
   const apartMs = (again.offsetS - sync.offsetS) * 1000
   assert.ok(Math.abs(apartMs) < 1, `mux later is ${apartMs.toFixed(3)} ms off the stop's offset: ${later.stderr}`)
   assert.equal(again.trackingCsvEpochSource, 'watched')
+  assert.equal(typeof sync.audioStartDoubtful, 'boolean', 'the stop checked the audio span')
+  assert.equal(again.audioStartDoubtful, sync.audioStartDoubtful, "mux later's --json keeps the doubtful-start flag")
+  assert.equal(again.audioWallSpanS, sync.audioWallSpanS)
   assert.match(later.stderr, /⚠ Frame clock: .*\.csv's mtime puts the server's start \+\d+\.\d+ s outside what its/)
   assert.match(again.trackingCsvNote, /the mtime is not used/)
 
