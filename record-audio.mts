@@ -37,8 +37,9 @@ const VIDEO_START: string | null = null
 // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's
 // computer clock differs
 const CLOCK_OFFSET_S = 0
-// --camera-latency: seconds from the camera taking a frame to TracktorLive being able to read it,
-// which no file holds (a network stream's decode latency); taken off every video time
+// --camera-latency: seconds from the camera taking a frame to TracktorLive stamping it (a network
+// stream's decode latency, then the read and the tracking: the stamp follows them), which no file holds;
+// taken off every video time
 const CAMERA_LATENCY_S = 0
 // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const DRIFT_FIX = true
@@ -199,7 +200,7 @@ const SETTINGS_TABLE = {
   cameraLatencyS: {
     flag: 'camera-latency',
     value: CAMERA_LATENCY_S,
-    about: 'seconds from the camera taking a frame to TracktorLive reading it (no file holds it)',
+    about: 'seconds from the camera taking a frame to TracktorLive stamping it (after tracking)',
   },
   clockOffsetS: {
     flag: 'clock-offset',
@@ -1323,7 +1324,9 @@ export function isFileSourceClock(times: number[], nominalFps: number): boolean 
 export const FRAME_ENVELOPE_S = 0.002
 
 export interface FrameClock {
-  firstFrameEpochS: number // frame 0's capture time, seen on the wall clock (a camera's own latency not included)
+  // frame 0's capture time on the wall clock, plus the shortest capture → stamp time (TracktorLive stamps a
+  // frame after tracking it) and not the camera's own latency: --camera-latency takes both off
+  firstFrameEpochS: number
   framePeriodS: number // the camera's real period
   fps: number
   bufferedFrames: number // read in a burst from the camera's buffer at the start
@@ -3351,7 +3354,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     } else {
       const videoFile = findVideo({ ...search, videoFile: f.videoFile ?? f.ownVideos?.at(-1) ?? null }, audio)
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
-      Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced' })
+      Object.assign(record, await syncToVideo(audio, videoFile, f), { state: 'synced', videos: null })
     }
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
@@ -3445,8 +3448,9 @@ const ANCHOR_NAMES: Record<VideoTiming['source'], string> = {
 
 const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
   'video-start-flag': 'from --video-start',
-  'tracking-csv': "when the camera took it: the tracking CSV's frame clock",
-  timesync: "when the camera took it: the timesync file's rows",
+  'tracking-csv':
+    "when the camera took it, plus TracktorLive's shortest read and tracking time: the tracking CSV's frame clock",
+  timesync: "when the camera took it, plus TracktorLive's shortest read and tracking time: the timesync file's rows",
   ulid: 'from the ULID in its name, minted just before the first frame',
 }
 
