@@ -1339,35 +1339,39 @@ export interface FrameClock {
 export interface FrameClockRefused {
   refused: 'implausible-rate'
   longestRunFps: number // the rate of the read times' longest straight run (the burst's, or the camera's)
+  onLineFrames: number // the most frames read on any line within the bound (MIN_STEADY_FRAMES are needed)
   nominalFps: number
 }
 
 /**
- * Past 5 % off the nominal fps the lower envelope is a burst or a stall, not a camera: a crystal
- * keeps within 0.01 %, and a camera set to 25 fps in a 24 fps params file, the worst mix-up seen, is
- * 4 % off. The same bound as the mtime's (MAX_MTIME_DRIFT).
+ * Past 5 % off the nominal fps the lower envelope is a burst or a reader falling behind, not a
+ * camera: a crystal keeps within 0.01 %, and a camera set to 25 fps in a 24 fps params file, the worst
+ * mix-up seen, is 4 % off. The same bound as the mtime's (MAX_MTIME_DRIFT).
  */
 export const MAX_CAMERA_RATE_ERROR = 0.05
 
 /**
- * The hull edge from the burst's last read to the first steady one can take any slope between the
- * two, so a steady part is believed only over this many frames (a third of a second at 30 fps): one
- * edge alone would need a period's jitter spread over all of them to pass for the nominal rate.
+ * A camera's line is believed when this many frames were read on it (within ON_LINE_PERIODS): a third
+ * of a second at 30 fps. A reader that falls behind its camera for a whole run (TracktorLive under
+ * load, catching up in bursts only now and then) touches its envelope at a handful of points, and the
+ * edge between two of them can take any slope, some near the nominal one.
  */
 export const MIN_STEADY_FRAMES = 10
+
+/** On the line: read within a quarter period of it (tracking's jitter on a light load is a few ms). */
+export const ON_LINE_PERIODS = 0.25
 
 /**
  * A frame is never read before the camera took it, so every read time lies on or above the line of
  * the capture times, and the camera's line is a supporting line of the points (frame index, read
  * time) from below: an edge of their lower convex hull. A burst of buffered frames (read a few ms
- * apart), stalls and drops all lie above it, whatever their length. Of the hull's edges (their slopes
- * rise along it), those within MAX_CAMERA_RATE_ERROR of the nominal period are the camera's steady
- * part; the edge spanning that part's middle is the line under every point that the steady frames lie
- * closest above in total (the L1 lower envelope: a linear program whose optimum is that edge), the
- * longest baseline least disturbed by either end (a steady part shorter than MIN_STEADY_FRAMES is
- * not believed). Its value at frame 0 is frame 0's capture time,
- * plus the shortest delay from capture to TracktorLive's stamp (which comes after tracking the frame).
- * null: too few frames to tell; refused: no edge near the nominal rate.
+ * apart), stalls and drops all lie above it, whatever their length. Of the hull's edges whose rate is
+ * within MAX_CAMERA_RATE_ERROR of the nominal one, the line is the one that touches the most points
+ * (read within ON_LINE_PERIODS of it): the frames TracktorLive read as soon as the camera sent them,
+ * which a camera's steady part has in every stretch and a burst's or a lagging reader's envelope has
+ * only at its ends; ties go to the longer edge. Its value at frame 0 is frame 0's capture time, plus
+ * the shortest delay from capture to TracktorLive's stamp (which comes after tracking the frame).
+ * null: too few frames to tell; refused: no such line touching MIN_STEADY_FRAMES points.
  */
 export function frameClock(
   timesS: ArrayLike<number>,
@@ -1387,19 +1391,26 @@ export function frameClock(
     hull.push(k)
   }
   const slope = (i: number) => (timesS[hull[i + 1]] - timesS[hull[i]]) / (hull[i + 1] - hull[i])
+  const span = (i: number) => hull[i + 1] - hull[i]
   const nominalS = 1 / nominalFps
-  const steady: number[] = [] // edge numbers, contiguous since the slopes rise
-  let longest = 0 // the edge over the most frames: the read times' longest straight run
-  for (let i = 0; i + 1 < hull.length; i++) {
-    if (hull[i + 1] - hull[i] > hull[longest + 1] - hull[longest]) longest = i
-    if (Math.abs(nominalS / slope(i) - 1) <= MAX_CAMERA_RATE_ERROR) steady.push(i) // fps within the bound
+  const onLine = (i: number) => {
+    let count = 0
+    for (let k = 0; k < n; k++)
+      if (timesS[k] - timesS[hull[i]] - (k - hull[i]) * slope(i) < ON_LINE_PERIODS * nominalS) count++
+    return count
   }
-  if (!steady.length || hull[(steady.at(-1) as number) + 1] - hull[steady[0]] < MIN_STEADY_FRAMES)
-    return { refused: 'implausible-rate', longestRunFps: 1 / slope(longest), nominalFps }
-  const middle = (hull[steady[0]] + hull[(steady.at(-1) as number) + 1]) / 2
-  const edge = steady.find((i) => hull[i + 1] >= middle) as number
-  const periodS = slope(edge)
-  const interceptS = timesS[hull[edge]] - hull[edge] * periodS
+  let longest = 0 // the edge over the most frames: the read times' longest straight run
+  let best = { edge: -1, onLine: 0 }
+  for (let i = 0; i + 1 < hull.length; i++) {
+    if (span(i) > span(longest)) longest = i
+    if (Math.abs(nominalS / slope(i) - 1) > MAX_CAMERA_RATE_ERROR) continue // fps past the bound
+    const count = onLine(i)
+    if (count > best.onLine || (count === best.onLine && span(i) > span(best.edge))) best = { edge: i, onLine: count }
+  }
+  if (best.onLine < MIN_STEADY_FRAMES)
+    return { refused: 'implausible-rate', longestRunFps: 1 / slope(longest), onLineFrames: best.onLine, nominalFps }
+  const periodS = slope(best.edge)
+  const interceptS = timesS[hull[best.edge]] - hull[best.edge] * periodS
   const above = (k: number) => timesS[k] - (interceptS + k * periodS)
   let bufferedFrames = 0
   while (bufferedFrames < n && above(bufferedFrames) > periodS / 2) bufferedFrames++
@@ -1420,8 +1431,9 @@ export function frameClock(
 export function describeRefusedClock(r: FrameClockRefused, what: string): string {
   return (
     `${what} shows no steady frame rate within ${MAX_CAMERA_RATE_ERROR * 100} % of the nominal` +
-    ` ${r.nominalFps} fps (their longest straight run: ${r.longestRunFps.toFixed(2)} fps):` +
-    ' no frame clock, and no retiming'
+    ` ${r.nominalFps} fps (${r.onLineFrames} frames read on such a line, ${MIN_STEADY_FRAMES} needed;` +
+    ` their longest straight run: ${r.longestRunFps.toFixed(2)} fps): TracktorLive fell behind the camera` +
+    ' or read a burst, so no frame clock and no retiming'
   )
 }
 
@@ -3523,11 +3535,13 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     {
       file: videoFile,
       startEpochS: timing.startEpochS,
-      // still being written: it runs until now
+      // without a frame count, finished: to its mtime (the last frame); still being written: to now
       endEpochS:
-        timing.nominalDurationS == null
-          ? Date.now() / 1000
-          : timing.startEpochS + (timing.realSpanS ?? timing.nominalDurationS),
+        timing.nominalDurationS != null
+          ? timing.startEpochS + (timing.realSpanS ?? timing.nominalDurationS)
+          : video.finalized
+            ? video.mtimeEpochS + f.clockOffsetS
+            : Date.now() / 1000,
     },
   )
   if (apart) throw new NoOverlap(apart)

@@ -139,3 +139,37 @@ test('frame clock: no steady rate within 5 % of the nominal one (a camera at hal
   assert.equal(fromTimesync.itsscale, null)
   assert.ok(fromTimesync.warnings.some((w) => /timesync file shows no steady/.test(w)))
 })
+
+/**
+ * TracktorLive falling behind a 30 fps camera (as the real one does under load): frame 0 read 0.3 s
+ * late, then 45 ms a frame for 150 frames, then a burst 2 ms apart until it reads live again, then
+ * `onTime` frames read 4 ms after capture.
+ */
+function fallingBehind(onTime) {
+  const takenS = (k) => 1 + k / 30
+  const times = [takenS(0) + 0.3]
+  for (let k = 1; k < 150; k++) times.push(Math.max(times[k - 1] + 0.045, takenS(k) + 0.004))
+  for (let k = 150; times[k - 1] - takenS(k - 1) > 0.004 + 1e-9; k++)
+    times.push(Math.max(times[k - 1] + 0.002, takenS(k) + 0.004))
+  const caughtUp = times.length
+  for (let k = caughtUp; k < caughtUp + onTime; k++) times.push(takenS(k) + 0.004)
+  return times
+}
+
+test('frame clock: a reader that falls behind its camera for the whole run is refused (its envelope touches a handful of points); once it reads live for 10+ frames, the camera is found', async () => {
+  const { frameClock, MIN_STEADY_FRAMES } = await import('../dist/record-audio.mjs')
+  const lagging = fallingBehind(4)
+  const refused = frameClock(lagging, T_INIT, 30)
+  assert.equal(refused.refused, 'implausible-rate', JSON.stringify(refused))
+  assert.ok(refused.onLineFrames < MIN_STEADY_FRAMES, String(refused.onLineFrames))
+  // The first read to the last is ~4 % faster than the camera: within the rate bound, yet no clock.
+  const chordFps = (lagging.length - 1) / (lagging.at(-1) - lagging[0])
+  assert.ok(Math.abs(chordFps / 30 - 1) < 0.05, String(chordFps))
+
+  const caughtUp = fallingBehind(30)
+  const clock = frameClock(caughtUp, T_INIT, 30)
+  assert.ok(!('refused' in clock), JSON.stringify(clock))
+  assert.ok(Math.abs(clock.fps - 30) < 1e-6, String(clock.fps))
+  const errorMs = (clock.firstFrameEpochS - (T_INIT + 1)) * 1000
+  assert.ok(Math.abs(errorMs - 4) < 1e-3, `frame 0 ${errorMs.toFixed(3)} ms after capture, the floor is 4 ms`)
+})

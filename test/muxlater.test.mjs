@@ -7,6 +7,24 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { TOOL, run, usePulse, startTool, startVideoRecorder, tempDir } from './helpers.mjs'
 
+test('no overlap: both spans in one line; a partial overlap, however small, is no refusal', async () => {
+  const { noOverlapLine } = await import('../dist/record-audio.mjs')
+  const audio = { startEpochS: 1795817200, endEpochS: 1795817260 }
+  const at = (s) => new Date(s * 1000).toISOString()
+  assert.equal(noOverlapLine(audio, { file: 'v.mp4', startEpochS: 1795817259.9, endEpochS: 1795817300 }), null)
+  assert.equal(noOverlapLine(audio, { file: 'v.mp4', startEpochS: 1795817100, endEpochS: 1795817200.1 }), null)
+  assert.equal(
+    noOverlapLine(audio, { file: 'next/v.mp4', startEpochS: 1795820200, endEpochS: 1795820230 }),
+    `the audio (${at(1795817200)} → ${at(1795817260)}) and the video next/v.mp4` +
+      ` (${at(1795820200)} → ${at(1795820230)}) do not overlap in time: give the recording's video with --video`,
+  )
+  assert.notEqual(
+    noOverlapLine(audio, { file: 'v.mp4', startEpochS: 1795817260, endEpochS: 1795817290 }),
+    null,
+    'touching ends share no instant',
+  )
+})
+
 const pulse = usePulse()
 
 /** Records `feed` while `during` runs (it starts and stops the trials), then ctrl-c. */
