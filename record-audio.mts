@@ -22,7 +22,7 @@ const AUDIO_CHANNELS: number | number[] = 1
 const AUDIO_OUTFILE: string | null = null
 // --sync-out: null → the WAV's name with -sync.json instead of .wav
 const SYNC_OUTFILE: string | null = null
-// --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
+// --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/ (mux later: the recording's own)
 const VIDEO_INFILE: string | null = null
 // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
 const MUXED_OUTFILE: string | null = null
@@ -175,7 +175,7 @@ const SETTINGS_TABLE = {
     flag: 'video',
     value: VIDEO_INFILE,
     about: 'the TracktorLive recording to sync to',
-    unset: 'the newest ./<feed_id>/<ULID>.mp4',
+    unset: "the newest ./<feed_id>/<ULID>.mp4; with mux, the recording's own",
   },
   muxedFile: {
     flag: 'muxed-out',
