@@ -1185,7 +1185,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
   const timesyncStart = timesync ? timesync.firstS + c.clockOffsetS : null
   const fromTimesync = !c.frameClock && timesync && c.nominalFps ? timesyncClock(timesync, c.nominalFps) : null
   const clock = c.frameClock ?? (fromTimesync && !('refused' in fromTimesync) ? fromTimesync : null)
-  // A refused clock's read times are a burst or a stall: the mtime's span would hold it too.
+  // A refused clock's read times are a burst or a lagging reader: the mtime's span would hold them too.
   const refused = clock
     ? null
     : (c.frameClockRefused ?? (fromTimesync && 'refused' in fromTimesync ? fromTimesync : null))
@@ -1345,8 +1345,8 @@ export interface FrameClockRefused {
 
 /**
  * Past 5 % off the nominal fps the lower envelope is a burst or a reader falling behind, not a
- * camera: a crystal keeps within 0.01 %, and a camera set to 25 fps in a 24 fps params file, the worst
- * mix-up seen, is 4 % off. The same bound as the mtime's (MAX_MTIME_DRIFT).
+ * camera: a crystal keeps within 0.01 %, NTSC's 29.97 for 30 is 0.1 %, a 25 fps camera in a 24 fps
+ * params file 4 %. The same bound as the mtime's (MAX_MTIME_DRIFT).
  */
 export const MAX_CAMERA_RATE_ERROR = 0.05
 
@@ -1509,15 +1509,16 @@ export function chooseCsvEpoch(
   window: { earliestS: number; latestS: number },
 ): { epoch: CsvEpoch | null; notes: CsvEpochNote[] } {
   const notes: CsvEpochNote[] = []
-  const outside = (t: number, slackS: number) =>
-    t < window.earliestS - slackS ? t - window.earliestS : t > window.latestS + slackS ? t - window.latestS : 0
+  const outside = (t: number, belowS: number, aboveS: number) =>
+    t < window.earliestS - belowS ? t - window.earliestS : t > window.latestS + aboveS ? t - window.latestS : 0
   let seen: WatchedEpoch | null = watched
-  if (seen && outside(seen.tInitEpochS, 0)) {
-    notes.push({ kind: 'watched-off-ulids', apartS: outside(seen.tInitEpochS, 0) })
+  const seenOut = seen ? outside(seen.tInitEpochS, 0, seen.rowPeriodS) : 0 // a bound: up to a period above
+  if (seen && seenOut) {
+    notes.push({ kind: 'watched-off-ulids', apartS: seenOut })
     seen = null
   }
   let mtime: CsvEpoch | null = fromMtime
-  const mtimeOut = outside(fromMtime.tInitEpochS, MTIME_TICK_S)
+  const mtimeOut = outside(fromMtime.tInitEpochS, MTIME_TICK_S, MTIME_TICK_S)
   const apartS = seen ? fromMtime.tInitEpochS - seen.tInitEpochS : 0
   if (mtimeOut) {
     notes.push({ kind: 'mtime-off-ulids', apartS: mtimeOut })

@@ -55,6 +55,13 @@ test("CSV epoch: the ULIDs' window, and an mtime outside it or off the rows seen
   const stepped = chooseCsvEpoch(mtime(0), { ...watched, tInitEpochS: tInitS - 5 }, window)
   assert.equal(stepped.notes[0].kind, 'watched-off-ulids')
   assert.equal(stepped.epoch.source, 'mtime')
+  // A look's bound may lie up to a row's period above t_init, so past the window's end by that much.
+  const lateBound = { ...watched, tInitEpochS: window.latestS + 0.02 }
+  assert.deepEqual(
+    chooseCsvEpoch(csvEpochFromMtime(window.latestS + lastTimeS, lastTimeS), lateBound, window).notes,
+    [],
+  )
+  assert.equal(chooseCsvEpoch(mtime(0), { ...watched, tInitEpochS: window.latestS + 0.04 }, window).notes.length, 1)
 })
 
 test('sync record: the audio span, the doubtful start, the CSV epochs seen and the videos read back (mux later keeps them)', async () => {
