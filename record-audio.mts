@@ -22,7 +22,7 @@ const AUDIO_CHANNELS: number | number[] = 1
 const AUDIO_OUTFILE: string | null = null
 // --sync-out: null → the WAV's name with -sync.json instead of .wav
 const SYNC_OUTFILE: string | null = null
-// --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/
+// --video: null → the newest TracktorLive recording <ULID>.mp4 in ./<feed_id>/ (mux later: the recording's own)
 const VIDEO_INFILE: string | null = null
 // --muxed-out: null → the video's path without .mp4, plus MUXED_SUFFIX
 const MUXED_OUTFILE: string | null = null
@@ -37,8 +37,9 @@ const VIDEO_START: string | null = null
 // --clock-offset: seconds added to every video time (ULID, timesync, mtime, --video-start) when the video's
 // computer clock differs
 const CLOCK_OFFSET_S = 0
-// --camera-latency: seconds from the camera taking a frame to TracktorLive being able to read it,
-// which no file holds (a network stream's decode latency); taken off every video time
+// --camera-latency: seconds from the camera taking a frame to TracktorLive stamping it (a network
+// stream's decode latency, then the read and the tracking: the stamp follows them), which no file holds;
+// taken off every video time
 const CAMERA_LATENCY_S = 0
 // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const DRIFT_FIX = true
@@ -175,7 +176,7 @@ const SETTINGS_TABLE = {
     flag: 'video',
     value: VIDEO_INFILE,
     about: 'the TracktorLive recording to sync to',
-    unset: 'the newest ./<feed_id>/<ULID>.mp4',
+    unset: "the newest ./<feed_id>/<ULID>.mp4; with mux, the recording's own",
   },
   muxedFile: {
     flag: 'muxed-out',
@@ -200,7 +201,7 @@ const SETTINGS_TABLE = {
   cameraLatencyS: {
     flag: 'camera-latency',
     value: CAMERA_LATENCY_S,
-    about: 'seconds from the camera taking a frame to TracktorLive reading it (no file holds it)',
+    about: 'seconds from the camera taking a frame to TracktorLive stamping it (after tracking)',
   },
   clockOffsetS: {
     flag: 'clock-offset',
@@ -711,6 +712,24 @@ export function rankByOverlap(
     .sort((a, b) => b.overlapS - a.overlapS || b.startEpochS - a.startEpochS)
 }
 
+/**
+ * The line that refuses a video sharing no instant with the audio (the next trial's, another day's):
+ * both spans on the wall clock, so the user sees which is where. null: they overlap, even partly
+ * (the muxed file then has silence where the audio is missing).
+ */
+export function noOverlapLine(
+  audio: { startEpochS: number; endEpochS: number },
+  video: { startEpochS: number; endEpochS: number; file: string },
+): string | null {
+  if (audio.endEpochS > video.startEpochS && video.endEpochS > audio.startEpochS) return null
+  const span = (a: { startEpochS: number; endEpochS: number }) =>
+    `${new Date(a.startEpochS * 1000).toISOString()} → ${new Date(a.endEpochS * 1000).toISOString()}`
+  return (
+    `the audio (${span(audio)}) and the video ${video.file} (${span(video)}) do not overlap in time:` +
+    " give the recording's video with --video"
+  )
+}
+
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
 
 /** ffmpeg's arguments for the capture. No -y: an existing file makes ffmpeg refuse (-n). */
@@ -1117,6 +1136,7 @@ export interface VideoClues {
   mtimeEpochS: number | null // ≈ the last frame: the writer's release adds the moov then
   driftFix: boolean
   frameClock?: TrackedClock | null // from TracktorLive's tracking CSV: the camera's own timing
+  frameClockRefused?: FrameClockRefused | null // the CSV's read times, refused as a clock
   cameraLatencyS?: number // the camera's delay, which no file holds: taken off every video time
 }
 
@@ -1164,7 +1184,14 @@ export function videoTiming(c: VideoClues): VideoTiming {
     timesync = null
   }
   const timesyncStart = timesync ? timesync.firstS + c.clockOffsetS : null
-  const clock = c.frameClock ?? (timesync && c.nominalFps ? timesyncClock(timesync, c.nominalFps) : null)
+  const fromTimesync = !c.frameClock && timesync && c.nominalFps ? timesyncClock(timesync, c.nominalFps) : null
+  const clock = c.frameClock ?? (fromTimesync && !('refused' in fromTimesync) ? fromTimesync : null)
+  // A refused clock's read times are a burst or a lagging reader: the mtime's span would hold them too.
+  const refused = clock
+    ? null
+    : (c.frameClockRefused ?? (fromTimesync && 'refused' in fromTimesync ? fromTimesync : null))
+  if (refused)
+    warnings.push(describeRefusedClock(refused, c.frameClockRefused ? 'the tracking CSV' : 'the timesync file'))
   const clockSource = clock?.epoch.source === 'timesync' ? ('timesync' as const) : ('tracking-csv' as const)
   const [anchorEpochS, source, uncertaintyS] =
     c.userStartEpochS != null
@@ -1229,18 +1256,20 @@ export function videoTiming(c: VideoClues): VideoTiming {
           ' a timesync file gives the real rate',
       )
     const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
-    if (c.driftFix && plausible && beyondAFrame) itsscale = realSpanS / nominalDurationS
+    if (c.driftFix && plausible && beyondAFrame && !refused) itsscale = realSpanS / nominalDurationS
     driftReason = !beyondAFrame
       ? 'within a frame, nothing to correct'
-      : !plausible
-        ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
-        : !c.driftFix
-          ? 'not corrected (--no-drift-fix)'
-          : spanSource === 'tracking-csv'
-            ? "the tracking CSV's frame clock gives the camera's real rate"
-            : spanSource === 'timesync'
-              ? "the timesync rows' frame clock gives the camera's real rate"
-              : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
+      : refused
+        ? 'not corrected: the frame times show no steady rate near the nominal one'
+        : !plausible
+          ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
+          : !c.driftFix
+            ? 'not corrected (--no-drift-fix)'
+            : spanSource === 'tracking-csv'
+              ? "the tracking CSV's frame clock gives the camera's real rate"
+              : spanSource === 'timesync'
+                ? "the timesync rows' frame clock gives the camera's real rate"
+                : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   }
   return {
     startEpochS,
@@ -1296,7 +1325,9 @@ export function isFileSourceClock(times: number[], nominalFps: number): boolean 
 export const FRAME_ENVELOPE_S = 0.002
 
 export interface FrameClock {
-  firstFrameEpochS: number // frame 0's capture time, seen on the wall clock (a camera's own latency not included)
+  // frame 0's capture time on the wall clock, plus the shortest capture → stamp time (TracktorLive stamps a
+  // frame after tracking it) and not the camera's own latency: --camera-latency takes both off
+  firstFrameEpochS: number
   framePeriodS: number // the camera's real period
   fps: number
   bufferedFrames: number // read in a burst from the camera's buffer at the start
@@ -1305,28 +1336,82 @@ export interface FrameClock {
   frames: number
 }
 
+/** A frame clock refused: the read times show no steady rate near the nominal one (a burst, not a camera). */
+export interface FrameClockRefused {
+  refused: 'implausible-rate'
+  longestRunFps: number // the rate of the read times' longest straight run (the burst's, or the camera's)
+  onLineFrames: number // the most frames read on any line within the bound (MIN_STEADY_FRAMES are needed)
+  nominalFps: number
+}
+
 /**
- * A frame is never read before the camera took it, so the lowest read times (the lower envelope
- * of read time vs frame index) follow the camera; the burst of frames that waited in its buffer at
- * the start lies above. The envelope's slope is the camera's real period: from the lowest point
- * of the second quarter of the frames and of the last quarter, relative to the nominal period; its
- * value at frame 0 is frame 0's capture time. null: too few frames to tell.
+ * Past 5 % off the nominal fps the lower envelope is a burst or a reader falling behind, not a
+ * camera: a crystal keeps within 0.01 %, NTSC's 29.97 for 30 is 0.1 %, a 25 fps camera in a 24 fps
+ * params file 4 %. The same bound as the mtime's (MAX_MTIME_DRIFT).
  */
-export function frameClock(timesS: ArrayLike<number>, tInitEpochS: number, nominalFps: number): FrameClock | null {
+export const MAX_CAMERA_RATE_ERROR = 0.05
+
+/**
+ * A camera's line is believed when this many frames were read on it (within ON_LINE_PERIODS): a third
+ * of a second at 30 fps. A reader that falls behind its camera for a whole run (TracktorLive under
+ * load, catching up in bursts only now and then) touches its envelope at a handful of points, and the
+ * edge between two of them can take any slope, some near the nominal one.
+ */
+export const MIN_STEADY_FRAMES = 10
+
+/** On the line: read within a quarter period of it (tracking's jitter on a light load is a few ms). */
+export const ON_LINE_PERIODS = 0.25
+
+/**
+ * A frame is never read before the camera took it, so every read time lies on or above the line of
+ * the capture times, and the camera's line is a supporting line of the points (frame index, read
+ * time) from below: an edge of their lower convex hull. A burst of buffered frames (read a few ms
+ * apart), stalls and drops all lie above it, whatever their length. Of the hull's edges whose rate is
+ * within MAX_CAMERA_RATE_ERROR of the nominal one, the line is the one that touches the most points
+ * (read within ON_LINE_PERIODS of it): the frames TracktorLive read as soon as the camera sent them,
+ * which a camera's steady part has in every stretch and a burst's or a lagging reader's envelope has
+ * only at its ends; ties go to the longer edge. Its value at frame 0 is frame 0's capture time, plus
+ * the shortest delay from capture to TracktorLive's stamp (which comes after tracking the frame).
+ * null: too few frames to tell; refused: no such line touching MIN_STEADY_FRAMES points.
+ */
+export function frameClock(
+  timesS: ArrayLike<number>,
+  tInitEpochS: number,
+  nominalFps: number,
+): FrameClock | FrameClockRefused | null {
   const n = timesS.length
   if (n < 40) return null
-  const nominalS = 1 / nominalFps
-  const lowest = (from: number, to: number) => {
-    let best = from
-    for (let k = from; k < to; k++) if (timesS[k] - k * nominalS < timesS[best] - best * nominalS) best = k
-    return best
+  const hull: number[] = [] // frame indices, the lower hull's vertices left to right
+  for (let k = 0; k < n; k++) {
+    while (hull.length >= 2) {
+      const [a, b] = [hull[hull.length - 2], hull[hull.length - 1]]
+      // b is not a vertex when it lies on or above the chord a → k
+      if ((timesS[b] - timesS[a]) * (k - a) >= (timesS[k] - timesS[a]) * (b - a)) hull.pop()
+      else break
+    }
+    hull.push(k)
   }
-  const early = lowest(Math.floor(n / 4), Math.floor(n / 2))
-  const late = lowest(Math.floor((3 * n) / 4), n)
-  if (late <= early) return null
-  const periodS = (timesS[late] - timesS[early]) / (late - early)
-  let interceptS = Number.POSITIVE_INFINITY
-  for (let k = 0; k < n; k++) interceptS = Math.min(interceptS, timesS[k] - k * periodS)
+  const slope = (i: number) => (timesS[hull[i + 1]] - timesS[hull[i]]) / (hull[i + 1] - hull[i])
+  const span = (i: number) => hull[i + 1] - hull[i]
+  const nominalS = 1 / nominalFps
+  const onLine = (i: number) => {
+    let count = 0
+    for (let k = 0; k < n; k++)
+      if (timesS[k] - timesS[hull[i]] - (k - hull[i]) * slope(i) < ON_LINE_PERIODS * nominalS) count++
+    return count
+  }
+  let longest = 0 // the edge over the most frames: the read times' longest straight run
+  let best = { edge: -1, onLine: 0 }
+  for (let i = 0; i + 1 < hull.length; i++) {
+    if (span(i) > span(longest)) longest = i
+    if (Math.abs(nominalS / slope(i) - 1) > MAX_CAMERA_RATE_ERROR) continue // fps past the bound
+    const count = onLine(i)
+    if (count > best.onLine || (count === best.onLine && span(i) > span(best.edge))) best = { edge: i, onLine: count }
+  }
+  if (best.onLine < MIN_STEADY_FRAMES)
+    return { refused: 'implausible-rate', longestRunFps: 1 / slope(longest), onLineFrames: best.onLine, nominalFps }
+  const periodS = slope(best.edge)
+  const interceptS = timesS[hull[best.edge]] - hull[best.edge] * periodS
   const above = (k: number) => timesS[k] - (interceptS + k * periodS)
   let bufferedFrames = 0
   while (bufferedFrames < n && above(bufferedFrames) > periodS / 2) bufferedFrames++
@@ -1341,6 +1426,16 @@ export function frameClock(timesS: ArrayLike<number>, tInitEpochS: number, nomin
     offLineFrames,
     frames: n,
   }
+}
+
+/** What a refused frame clock's note says. */
+export function describeRefusedClock(r: FrameClockRefused, what: string): string {
+  return (
+    `${what} shows no steady frame rate within ${MAX_CAMERA_RATE_ERROR * 100} % of the nominal` +
+    ` ${r.nominalFps} fps (${r.onLineFrames} frames read on such a line, ${MIN_STEADY_FRAMES} needed;` +
+    ` their longest straight run: ${r.longestRunFps.toFixed(2)} fps): TracktorLive fell behind the camera` +
+    ' or read a burst, so no frame clock and no retiming'
+  )
 }
 
 /**
@@ -1361,18 +1456,96 @@ export function csvEpochFromMtime(mtimeEpochS: number, lastTimeS: number): CsvEp
   return { tInitEpochS: mtimeEpochS - lastTimeS, source: 'mtime', uncertaintyS: MTIME_TICK_S }
 }
 
+/** An epoch seen while recording (stored in the sync record: `mux` later uses it), with its rows' period. */
+export interface WatchedEpoch extends CsvEpoch {
+  source: 'watched'
+  rowPeriodS: number // a look's bound lies at most about this much above t_init
+}
+
+/** The ULIDs' millisecond, and Date.now()'s, which stamps each look. */
+export const ULID_TICK_S = 0.001
+
+/**
+ * What the names say of t_init, whatever the files' times: the CSV's ULID is minted in the server's
+ * constructor, before run() takes t_init; the video's in the child run() starts, after t_init and
+ * before the first frame is read (so before its row's time). The window is the camera's opening and
+ * the start hooks wide (0.1–5 s): it catches a CSV saved, copied or touched later, not a tick off.
+ */
+export function ulidWindow(csvUlidEpochS: number, videoUlidEpochS: number, firstTimeS: number) {
+  return {
+    earliestS: Math.max(csvUlidEpochS, videoUlidEpochS - firstTimeS) - ULID_TICK_S,
+    latestS: videoUlidEpochS + ULID_TICK_S,
+  }
+}
+
+export type CsvEpochNote =
+  | { kind: 'mtime-off-ulids' | 'watched-off-ulids'; apartS: number } // apartS: outside the ULIDs' window by
+  | { kind: 'mtime-off-watched'; apartS: number } // mtime's t_init − the one seen while recording
+
+export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
+  const s = `${note.apartS >= 0 ? '+' : ''}${note.apartS.toFixed(3)} s`
+  return {
+    'mtime-off-ulids':
+      `${csv}'s mtime puts the server's start ${s} outside what its and the video's ULIDs allow` +
+      ' (opened and saved, copied or touched?): the mtime is not used',
+    'watched-off-ulids':
+      `the rows of ${csv} seen while recording put the server's start ${s} outside what the ULIDs allow` +
+      ' (the clock stepped?): not used',
+    'mtime-off-watched':
+      `${csv}'s mtime puts the server's start ${s} off the one seen while recording` +
+      ' (opened and saved, copied or touched?): the mtime is not used',
+  }[note.kind]
+}
+
+/**
+ * The epoch of a tracking CSV's times, from its two witnesses (the mtime now, the rows seen while
+ * recording), each checked against the ULIDs' window, and the mtime against the rows seen (a
+ * look's bound is never below t_init by more than Date.now()'s millisecond, nor above it by much
+ * more than a row's period). A CSV opened and saved, copied or touched moves its mtime: then the
+ * mtime is not used, and the note says why. null epoch: no witness left.
+ */
+export function chooseCsvEpoch(
+  fromMtime: CsvEpoch,
+  watched: WatchedEpoch | null,
+  window: { earliestS: number; latestS: number },
+): { epoch: CsvEpoch | null; notes: CsvEpochNote[] } {
+  const notes: CsvEpochNote[] = []
+  const outside = (t: number, belowS: number, aboveS: number) =>
+    t < window.earliestS - belowS ? t - window.earliestS : t > window.latestS + aboveS ? t - window.latestS : 0
+  let seen: WatchedEpoch | null = watched
+  const seenOut = seen ? outside(seen.tInitEpochS, 0, seen.rowPeriodS) : 0 // a bound: up to a period above
+  if (seen && seenOut) {
+    notes.push({ kind: 'watched-off-ulids', apartS: seenOut })
+    seen = null
+  }
+  let mtime: CsvEpoch | null = fromMtime
+  const mtimeOut = outside(fromMtime.tInitEpochS, MTIME_TICK_S, MTIME_TICK_S)
+  const apartS = seen ? fromMtime.tInitEpochS - seen.tInitEpochS : 0
+  if (mtimeOut) {
+    notes.push({ kind: 'mtime-off-ulids', apartS: mtimeOut })
+    mtime = null
+  } else if (seen && (apartS > ULID_TICK_S + MTIME_TICK_S || apartS < -(seen.rowPeriodS + MTIME_TICK_S))) {
+    notes.push({ kind: 'mtime-off-watched', apartS })
+    mtime = null
+  }
+  // Watching beats the mtime's kernel tick once it has looked often enough.
+  const epoch = seen && (!mtime || seen.uncertaintyS < mtime.uncertaintyS) ? seen : mtime
+  return { epoch, notes }
+}
+
 /**
  * The timesync cassette's rows are t_init + the CSV's times (row k is frame k's read time), already
  * on the server's wall clock: the same frame clock, with no epoch to estimate. Its first row alone
  * is a read time, up to ~0.4 s after the camera took frame 0 (the buffered start).
  */
-export function timesyncClock(t: TimesyncSpan, nominalFps: number): TrackedClock | null {
+export function timesyncClock(t: TimesyncSpan, nominalFps: number): TrackedClock | FrameClockRefused | null {
   if (!t.timesS) return null
   const clock = frameClock(
     t.timesS.map((x) => x - t.firstS),
     t.firstS,
     nominalFps,
   )
+  if (clock && 'refused' in clock) return clock
   return (
     clock && {
       ...clock,
@@ -2192,6 +2365,8 @@ export interface SyncRecord {
   audioClockPpm: number | null
   audioClockUncertaintyPpm: number | null
   audioClockRatio: number // applied: 1 unless the card's clock was measurably off
+  // the tracking CSVs' epochs seen while recording (a look's bound each): `mux` later uses them
+  trackingCsvWatched: WatchedCsv[] | null
   // several devices: each one's audio fields, in --device order; the ones above are the first that recorded
   audios: AudioPart[] | null
   timing: TimingSettings
@@ -2212,6 +2387,8 @@ export interface SyncRecord {
   driftReason: string | null
   trackingCsvFile: string | null // the tracking CSV whose frame clock was used
   trackingCsvEpochSource: CsvEpoch['source'] | null
+  trackingCsvEpochS: number | null // where its time 0 (the server's t_init) was put on the wall clock
+  trackingCsvNote: string | null // a witness of that epoch not used, and why (a touched CSV's mtime)
   cameraFps: number | null // the camera's real rate, from the frame clock
   bufferedFrames: number | null // read in a burst from the camera's buffer at the start
   firstReadLateS: number | null
@@ -2230,6 +2407,21 @@ export interface SyncRecord {
   muxCommand: string | null
   // --all-videos: each overlapping recording's part, oldest first; the fields above are the newest's
   videos: VideoSync[] | null
+}
+
+/** A tracking CSV's epoch seen while recording, as the sync record keeps it. */
+export type WatchedCsv = { file: string } & Omit<WatchedEpoch, 'source'>
+
+export function parseWatchedCsvs(raw: unknown): WatchedCsv[] | null {
+  if (!Array.isArray(raw)) return null
+  const fine = (x: Record<string, unknown>) =>
+    typeof x?.file === 'string' && ['tInitEpochS', 'uncertaintyS', 'rowPeriodS'].every((k) => typeof x[k] === 'number')
+  return raw.filter(fine).map((x) => ({
+    file: x.file,
+    tInitEpochS: x.tInitEpochS,
+    uncertaintyS: x.uncertaintyS,
+    rowPeriodS: x.rowPeriodS,
+  }))
 }
 
 /** The audio fields of a record: one device's. */
@@ -2279,6 +2471,8 @@ const NO_VIDEO = {
   driftReason: null,
   trackingCsvFile: null,
   trackingCsvEpochSource: null,
+  trackingCsvEpochS: null,
+  trackingCsvNote: null,
   cameraFps: null,
   bufferedFrames: null,
   firstReadLateS: null,
@@ -2316,6 +2510,7 @@ export function newSyncRecord(
     audioClockUncertaintyPpm: null,
     audioClockRatio: 1,
     audios: null,
+    trackingCsvWatched: null,
     ...NO_VIDEO,
     videos: null,
   }
@@ -2360,6 +2555,8 @@ export function parseSyncRecord(text: string): SyncRecord {
     audioStartEpochS: number('audioStartEpochS'),
     audioStartSource: (raw.audioStartSource as AudioStart['source']) ?? null,
     audioDurationS: number('audioDurationS'),
+    audioWallSpanS: number('audioWallSpanS'),
+    audioStartDoubtful: typeof raw.audioStartDoubtful === 'boolean' ? raw.audioStartDoubtful : null,
     audioClockHz: number('audioClockHz'),
     audioClockPpm: number('audioClockPpm'),
     audioClockUncertaintyPpm: number('audioClockUncertaintyPpm'),
@@ -2369,6 +2566,14 @@ export function parseSyncRecord(text: string): SyncRecord {
           const back = parseSyncRecord(JSON.stringify({ ...part, audios: null }))
           return { ...audioFieldsOf(back), audioFailed: typeof part.audioFailed === 'string' ? part.audioFailed : null }
         })
+      : null,
+    trackingCsvWatched: parseWatchedCsvs(raw.trackingCsvWatched),
+    // The recording's own videos: `mux` later muxes these, not whatever is newest in the feed now.
+    videoFile: typeof raw.videoFile === 'string' ? raw.videoFile : null,
+    videos: Array.isArray(raw.videos)
+      ? raw.videos
+          .filter((v: Record<string, unknown>) => typeof v?.videoFile === 'string')
+          .map((v: Record<string, unknown>) => ({ ...NO_VIDEO, videoFile: v.videoFile as string }))
       : null,
   }
 }
@@ -2599,6 +2804,7 @@ class ToolError extends Error {
     this.signalled = signalled
   }
 }
+class NoOverlap extends ToolError {} // this video only: --all-videos goes on with the others
 
 interface VideoFacts {
   file: string
@@ -2956,7 +3162,7 @@ interface Followed {
 
 interface CsvWatch {
   look: () => void
-  epochs: () => Map<string, CsvEpoch>
+  epochs: () => Map<string, WatchedEpoch>
 }
 
 /**
@@ -3008,13 +3214,13 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
     }
   }
   const epochs = () => {
-    const found = new Map<string, CsvEpoch>()
+    const found = new Map<string, WatchedEpoch>()
     for (const [file, { bounds, gaps }] of followed) {
       if (bounds.length < 3 || !gaps.length) continue
       // Each bound lies up to a row's period above the truth, evenly: the lowest of n, period / (n + 1).
       const periodS = [...gaps].sort((a, b) => a - b)[Math.floor(gaps.length / 2)]
       const uncertaintyS = Math.max(periodS / (bounds.length + 1), 0.001)
-      found.set(file, { tInitEpochS: Math.min(...bounds), source: 'watched', uncertaintyS })
+      found.set(file, { tInitEpochS: Math.min(...bounds), source: 'watched', uncertaintyS, rowPeriodS: periodS })
     }
     return found
   }
@@ -3036,6 +3242,9 @@ const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device
 // The sound card's clock is seen in bursts of looks 10 ms apart, one every 20 s and one at the
 // stop: a second's burst costs about 15 ms of CPU, so on average well under 0.1 % of a core.
 const LOOK_EVERY_MS = 10
+// The tracking CSV: each look bounds t_init within a row's period; n looks, period / (n + 1). Five a
+// second make a 10 s recording's bound sharper than the mtime's kernel tick, for a readdir and a read.
+const CSV_LOOK_MS = 200
 const CLOCK_SETTLE_MS = 1000
 const CLOCK_BURST_MS = 1000
 const CLOCK_BURST_EVERY_MS = 20000
@@ -3222,6 +3431,7 @@ async function record(s: Settings): Promise<number> {
     const codec = muxCodecFor(s.inputs)
     if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
     const csvWatch = watchTrackingCsvs(feedDir)
+    const csvLooks = setInterval(csvWatch.look, CSV_LOOK_MS).unref() // the live status looks only every 1–2.5 s
     const views = stops.fanOut(s.inputs.length, () => {
       if (stops.count === 1)
         say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
@@ -3246,6 +3456,9 @@ async function record(s: Settings): Promise<number> {
       s.inputs.map((input, k) => capture(s.format, input, ffmpeg, audioFiles[k], views[k], onStart(k))),
     )
     status.stop()
+    clearInterval(csvLooks)
+    const watchedCsv = csvWatch.epochs()
+    record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
     let failed = false
     for (const [k, input] of s.inputs.entries()) {
       const why = audioOf(parts[k], input, captures[k], s.format, ffmpeg, label(k))
@@ -3276,7 +3489,7 @@ async function record(s: Settings): Promise<number> {
       ffmpeg,
       ffprobe,
       timesyncExpected,
-      watchedCsv: csvWatch.epochs(),
+      watchedCsv,
     }
     const finished = await finish(record, syncFile, f, stops)
     return failed ? 1 : finished
@@ -3422,7 +3635,8 @@ interface Finishing extends TimingSettings {
   json: boolean
   plotFile: string | null
   timesyncExpected: boolean // a timesync file existed before the video was stopped: --mux waits for its new version
-  watchedCsv: Map<string, CsvEpoch> // tracking CSVs stamped while recording, by absolute path
+  watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
+  ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
 }
 
 /** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
@@ -3445,19 +3659,26 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     stopped.abort()
   })
   const audio = audioFacts(record)
+  let refused = false
   try {
     const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
     if (f.allVideos) {
       const videos: VideoSync[] = []
-      for (const videoFile of overlappingVideos(search, audio)) {
+      for (const videoFile of f.ownVideos ?? overlappingVideos(search, audio)) {
         if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
-        videos.push(await syncToVideo(audio, videoFile, f, stopped.signal))
+        try {
+          videos.push(await syncToVideo(audio, videoFile, f, stopped.signal))
+        } catch (error) {
+          if (!(error instanceof NoOverlap)) throw error
+          say(`✖ ${error.message}.`)
+          refused = true
+        }
       }
       Object.assign(record, videos.at(-1) ?? NO_VIDEO, { videos, state: 'synced' })
     } else {
-      const videoFile = findVideo(search, audio)
+      const videoFile = findVideo({ ...search, videoFile: f.videoFile ?? f.ownVideos?.at(-1) ?? null }, audio)
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
-      Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced' })
+      Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced', videos: null })
     }
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
@@ -3479,20 +3700,28 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     )
     return Math.max(1, await deliver(record, { ...f, mux: false }, stops))
   }
-  return deliver(record, f, stops)
+  const delivered = await deliver(record, f, stops)
+  return refused ? 1 : delivered
 }
 
 /**
  * TracktorLive's tracking CSV for a video: in the same folder, the greatest `<ULID>.csv` minted
  * before the video (in the server's constructor, seconds at most before the writer), with a row
- * per frame. null clock, with a note: none, or one that cannot be used.
+ * per frame. null clock, with a note: none, or one that cannot be used; epochNote: a witness of
+ * its epoch that was not used, and why.
  */
 function trackedClock(
   videoFile: string,
   frames: number,
   nominalFps: number,
-  watched: Map<string, CsvEpoch>,
-): { file: string; clock: TrackedClock | null; note: string | null } | null {
+  watched: Map<string, WatchedEpoch>,
+): {
+  file: string
+  clock: TrackedClock | null
+  refused?: FrameClockRefused
+  note: string | null
+  epochNote?: string | null
+} | null {
   const dir = path.dirname(path.resolve(videoFile))
   const videoMs = ulidTimeMs(path.basename(videoFile))
   let names: string[]
@@ -3522,13 +3751,20 @@ function trackedClock(
       clock: null,
       note: `${csv} has ${times.length} rows for ${frames} frames: not this video's, not used`,
     }
-  // Watching beats the mtime's kernel tick once it has looked often enough (a few minutes).
+  const window = ulidWindow(ulidTimeMs(csv) / 1000, videoMs / 1000, times[0])
   const fromMtime = csvEpochFromMtime(fs.statSync(file).mtimeMs / 1000, times[times.length - 1])
-  const seen = watched.get(file)
-  const epoch = seen && seen.uncertaintyS < fromMtime.uncertaintyS ? seen : fromMtime
+  // By name: the folder may have moved since (its ULID names it alone).
+  const seen = [...watched].find(([watchedFile]) => path.basename(watchedFile) === csv)?.[1] ?? null
+  const { epoch, notes } = chooseCsvEpoch(fromMtime, seen, window)
+  const said = notes.map((n) => describeCsvEpochNote(n, csv)).join('; ')
+  const kept = epoch?.source === 'watched' ? 'the rows seen while recording are used' : 'its mtime is used'
+  const epochNote = said ? `${said}; ${epoch ? kept : 'nothing else puts its times on the wall clock'}` : null
+  if (!epoch) return { file, clock: null, note: `${csv} is not used`, epochNote }
   const clock = frameClock(times, epoch.tInitEpochS, nominalFps)
-  if (!clock) return { file, clock: null, note: `${csv} has too few rows for a frame clock` }
-  return { file, clock: { ...clock, epoch, lastReadEpochS: epoch.tInitEpochS + times[times.length - 1] }, note: null }
+  if (!clock) return { file, clock: null, note: `${csv} has too few rows for a frame clock`, epochNote }
+  if ('refused' in clock) return { file, clock: null, refused: clock, note: null, epochNote }
+  const lastReadEpochS = epoch.tInitEpochS + times[times.length - 1]
+  return { file, clock: { ...clock, epoch, lastReadEpochS }, note: null, epochNote }
 }
 
 const GAP_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from before the video to after it
@@ -3544,8 +3780,9 @@ const ANCHOR_NAMES: Record<VideoTiming['source'], string> = {
 
 const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
   'video-start-flag': 'from --video-start',
-  'tracking-csv': "when the camera took it: the tracking CSV's frame clock",
-  timesync: "when the camera took it: the timesync file's rows",
+  'tracking-csv':
+    "when the camera took it, plus TracktorLive's shortest read and tracking time: the tracking CSV's frame clock",
+  timesync: "when the camera took it, plus TracktorLive's shortest read and tracking time: the timesync file's rows",
   ulid: 'from the ULID in its name, minted just before the first frame',
 }
 
@@ -3641,7 +3878,23 @@ async function syncToVideo(
     mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
     driftFix: f.driftFix,
     frameClock: tracked?.clock ?? null,
+    frameClockRefused: tracked?.refused ?? null,
   })
+  const apart = noOverlapLine(
+    { startEpochS: audio.startEpochS, endEpochS: audio.startEpochS + (audio.durationS ?? 0) / audio.clockRatio },
+    {
+      file: videoFile,
+      startEpochS: timing.startEpochS,
+      // without a frame count, finished: to its mtime (the last frame); still being written: to now
+      endEpochS:
+        timing.nominalDurationS != null
+          ? timing.startEpochS + (timing.realSpanS ?? timing.nominalDurationS)
+          : video.finalized
+            ? video.mtimeEpochS + f.clockOffsetS
+            : Date.now() / 1000,
+    },
+  )
+  if (apart) throw new NoOverlap(apart)
   const anchorOffsetS = audio.startEpochS - timing.startEpochS
   let offsetS = anchorOffsetS
   let itsscale = timing.itsscale
@@ -3702,6 +3955,8 @@ async function syncToVideo(
     driftReason: timing.driftReason,
     trackingCsvFile: tracked?.clock ? tracked.file : null,
     trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
+    trackingCsvEpochS: tracked?.clock?.epoch.tInitEpochS ?? null,
+    trackingCsvNote: tracked?.epochNote ?? null,
     cameraFps: timing.clock?.fps ?? null,
     bufferedFrames: timing.clock?.bufferedFrames ?? null,
     firstReadLateS: timing.clock?.firstReadLateS ?? null,
@@ -3739,6 +3994,7 @@ async function syncToVideo(
         ` the muxed file has ${cover.silenceBeforeS.toFixed(1)} s of silence before its first sample and` +
         ` ${cover.silenceAfterS.toFixed(1)} s after its last.`,
     )
+  if (tracked?.epochNote) say(`⚠ Frame clock: ${tracked.epochNote}.`)
   if (tracked?.note) say(`  Frame clock: ${tracked.note}.`)
   const fc = timing.clock
   if (fc && (timing.source === 'tracking-csv' || timing.source === 'timesync')) {
@@ -3781,12 +4037,6 @@ async function syncToVideo(
       : ''
     say(`${drift}: ${how}${timing.driftReason}.`)
   }
-  const audioEndEpochS = audio.startEpochS + (audio.durationS ?? 0)
-  if (
-    videoDurationS != null &&
-    (audioEndEpochS < timing.startEpochS || audio.startEpochS > timing.startEpochS + videoDurationS)
-  )
-    say('⚠ This video and the audio do not overlap in time: check that it is the right recording (--video).')
   if (!video.finalized)
     say(
       '⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder' +
@@ -4017,6 +4267,24 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   return 0
 }
 
+/**
+ * The videos a recording was synced to (all of them with --all-videos, else the newest), never what
+ * is newest in the feed now (the next trial's); undefined: none was found then, so look now.
+ */
+function recordedVideos(sync: SyncRecord, allVideos: boolean): string[] | undefined {
+  if (allVideos && !sync.videos) return undefined // recorded with one video: --all-videos now looks for them all
+  const files = allVideos ? (sync.videos ?? []).map((v) => v.videoFile) : [sync.videoFile]
+  const own = files.filter((file): file is string => file != null)
+  if (!own.length) return undefined
+  const gone = own.find((file) => !fs.existsSync(file))
+  if (gone)
+    throw new UsageError(
+      `the recording's video ${gone} is not there any more: put it back, or give another with --video`,
+    )
+  say(`  The recording's own video${own.length > 1 ? 's' : ''} (give another with --video): ${own.join(', ')}`)
+  return own
+}
+
 /** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
 async function muxLater(m: MuxLater): Promise<number> {
   let text: string
@@ -4058,6 +4326,7 @@ async function muxLater(m: MuxLater): Promise<number> {
   // The recording's own timing settings, unless a flag says otherwise now; a video named now is the one.
   const timing: TimingSettings = { ...sync.timing, ...m.given }
   if (m.videoFile != null || m.muxedFile != null) timing.allVideos = false
+  const ownVideos = m.videoFile == null ? recordedVideos(sync, timing.allVideos) : undefined
   const f: Finishing = {
     ...m,
     ...timing,
@@ -4066,7 +4335,10 @@ async function muxLater(m: MuxLater): Promise<number> {
     ffmpeg,
     ffprobe,
     timesyncExpected: false,
-    watchedCsv: new Map(),
+    ownVideos,
+    watchedCsv: new Map(
+      (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
+    ),
   }
   const stops = new StopRequests()
   try {
