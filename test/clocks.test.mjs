@@ -3,6 +3,7 @@
 // was written.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -151,4 +152,130 @@ test('muxPlan, two cards on the same clock: nothing resampled, as before', () =>
     more: [{ audioFile: 'b.wav', sampleRate: 48000, channels: 1, offsetS: 0.3, title: 'b' }],
   })
   assert.equal(old.more[0].speed, null)
+})
+
+const pulse = usePulse({ tone: false })
+
+/** Where the 2 ms clicks begin (one a second, far louder than the tone under them). */
+function clickOnsets(samples, rate = 48000) {
+  const onsets = []
+  for (let i = 0; i < samples.length; i++)
+    if (Math.abs(samples[i]) > 8000) {
+      onsets.push(i)
+      i += rate / 2
+    }
+  return onsets
+}
+
+/**
+ * A stream's clicks in the muxed file against the truth of their construction: each click is
+ * written at a whole wall-clock second, and the muxed file's timeline is the video's, on which a
+ * wall second lasts `timelineRatio` seconds (the first card's clock, applied to the video). The
+ * first sample's stamp (ffmpeg's, on a pipe source up to seconds off: issue 15 §1) moves every
+ * click of a stream alike, so what is scored is how far each click is from where the first one
+ * puts it: 0 from the first pair to the last when the stream keeps time with the video.
+ */
+function clickDrifts(muxedClicks, rate, timelineRatio) {
+  const [first] = muxedClicks
+  return muxedClicks.map((i) => {
+    const seconds = Math.round((i - first) / rate / timelineRatio)
+    return { seconds, driftMs: ((i - first) / rate - seconds * timelineRatio) * 1000 }
+  })
+}
+
+test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on its own clock, and after the mux both keep time with the video from the first click to the last', async () => {
+  const fast = await startFastSource(pulse, 1.001)
+  const onTime = await startFastSource(pulse, 1)
+  // Someone listening from the start: a pipe source nobody records from stops reading its FIFO, and
+  // the writer's backlog then reaches the first capture late and in part (0.3 s lost, measured).
+  const listeners = [fast, onTime].map((s) =>
+    spawn('parec', ['-d', s.source, '--raw'], { env: pulse.env, stdio: ['ignore', 'ignore', 'ignore'] }),
+  )
+  await sleep(1000)
+  try {
+    const cwd = tempDir()
+    const feed = 'cards'
+    const video = startVideoRecorder(path.join(cwd, feed))
+    await sleep(300)
+    const devices = ['--device', fast.source, '--device', onTime.source]
+    const tool = startTool([feed, '--format', 'pulse', ...devices, '--no-drift-fix', '--mux'], { cwd, env: pulse.env })
+    await tool.recording(path.join(cwd, `${feed}-audio-2.wav`), 20000)
+    await sleep(32000) // three looks at the WAVs' growth 10 s apart at least: each card's clock measured
+    tool.ctrlC()
+    await sleep(500)
+    await video.stop()
+    const result = await tool.exited
+    assert.equal(result.code, 0, result.stderr)
+    assert.deepEqual(ffmpegPidsIn(cwd), [], 'no ffmpeg left')
+    const sync = JSON.parse(fs.readFileSync(path.join(cwd, `${feed}-audio-sync.json`), 'utf8'))
+    const [fastPart, onTimePart] = sync.audios
+    // The construction: the fast card's WAV holds 48048 samples a second, the other's 48000.
+    for (const [part, ratio] of [
+      [fastPart, 1.001],
+      [onTimePart, 1],
+    ]) {
+      const clicks = clickOnsets(decodeAudio(part.audioFile))
+      const perS = (clicks.at(-1) - clicks[0]) / (clicks.length - 1)
+      console.log(
+        'DEBUG',
+        part.audioDevice,
+        clicks
+          .slice(1)
+          .map((c, i) => c - clicks[i])
+          .join(' '),
+        part.audioClockPpm,
+        part.audioClockUncertaintyPpm,
+      )
+      assert.ok(Math.abs(perS / 48000 / ratio - 1) < 200e-6, `${part.audioDevice}: ${perS} samples a second`)
+      assert.ok(part.audioClockPpm != null, `${part.audioDevice}: its clock was measured`)
+      const truePpm = (ratio - 1) * 1e6
+      assert.ok(
+        Math.abs(part.audioClockPpm - truePpm) < Math.max(100, 3 * part.audioClockUncertaintyPpm),
+        `${part.audioDevice}: ${part.audioClockPpm} ± ${part.audioClockUncertaintyPpm} ppm, truly ${truePpm}`,
+      )
+    }
+    assert.notEqual(fastPart.audioClockRatio, 1, 'the fast card is corrected')
+    assert.equal(sync.audioClockRatio, fastPart.audioClockRatio, 'the first card sets the timeline')
+    const speed = sync.audioPlacements[1].speed
+    assert.ok(speed, 'the second stream is played at its own rate')
+    assert.ok(Math.abs(speed.ratio - onTimePart.audioClockRatio / fastPart.audioClockRatio) < 1e-7)
+    assert.match(result.stderr, new RegExp(`Clock, "${onTime.source}": its card runs -\\d+ ppm against the first's`))
+
+    // Each stream's clicks on the timeline: a wall second lasts the first card's applied ratio there,
+    // and a card truly at r, played at (its applied ratio / the first's), spaces them r × the first's
+    // applied ratio / its own. What is left is the clock's measurement error (the card clock's own
+    // part, within its stated uncertainty); the mux must add nothing to it.
+    const timelineRatio = sync.audioClockRatio
+    for (const [k, [part, trueRatio]] of [
+      [fastPart, 1.001],
+      [onTimePart, 1],
+    ].entries()) {
+      const clicks = clickDrifts(clickOnsets(decodeAudio(sync.muxedFile, 48000, k)), 48000, timelineRatio)
+      assert.ok(clicks.length >= 25, `stream ${k + 1}: ${clicks.length} clicks`)
+      const perSecondMs = timelineRatio * (trueRatio / part.audioClockRatio - 1) * 1000
+      for (const { seconds, driftMs } of clicks)
+        assert.ok(
+          Math.abs(driftMs - seconds * perSecondMs) < 2,
+          `stream ${k + 1}, ${seconds} s in: ${driftMs.toFixed(1)} ms off the first click's time, the clock's` +
+            ` measurement explains ${(seconds * perSecondMs).toFixed(1)} ms`,
+        )
+      // the measurement itself within what it claims (3 σ): the two cards' when the second is corrected
+      const last = clicks.at(-1)
+      const sigmaPpm = Math.hypot(fastPart.audioClockUncertaintyPpm, k ? onTimePart.audioClockUncertaintyPpm : 0)
+      assert.ok(
+        Math.abs(last.driftMs) < 1 + 3 * sigmaPpm * 1e-6 * last.seconds * 1000,
+        `stream ${k + 1}: ${last.driftMs.toFixed(1)} ms after ${last.seconds} s, clock ± ${sigmaPpm.toFixed(0)} ppm`,
+      )
+      console.log(
+        `stream ${k + 1} (${trueRatio === 1 ? 'on time' : '+1000 ppm'}): clock ${part.audioClockPpm.toFixed(0)} ±` +
+          ` ${part.audioClockUncertaintyPpm.toFixed(0)} ppm, applied ${part.audioClockRatio}; last click` +
+          ` ${last.driftMs.toFixed(1)} ms after ${last.seconds} s; worst residual beyond the clock's error` +
+          ` ${Math.max(...clicks.map((c) => Math.abs(c.driftMs - c.seconds * perSecondMs))).toFixed(2)} ms`,
+      )
+    }
+  } finally {
+    for (const listener of listeners) listener.kill()
+    await fast.stop()
+    await onTime.stop()
+  }
 })
