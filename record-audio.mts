@@ -3436,11 +3436,11 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
   for (const [k, other] of more.entries()) {
     say(`  Offset, ${JSON.stringify(other.title)}: ${describeOffset(other.offsetS)}.`)
     const speed = plan.more[k].speed
-    const ppm = speed ? (speed.ratio - 1) * 1e6 : 0
+    const ppm = speed ? `${speed.ratio >= 1 ? '+' : ''}${((speed.ratio - 1) * 1e6).toFixed(0)} ppm` : ''
     if (speed)
       say(
-        `  Clock, ${JSON.stringify(other.title)}: its card runs ${ppm >= 0 ? '+' : ''}${ppm.toFixed(0)} ppm against the` +
-          ` first's: played at that rate (asetrate ${speed.asHz}/${speed.upHz}), to stay on the video's timeline.`,
+        `  Clock, ${JSON.stringify(other.title)}: its card runs ${ppm} against the first's: played at that` +
+          ` rate (asetrate ${speed.asHz}/${speed.upHz}), to stay on the video's timeline.`,
       )
   }
   if (cover && videoDurationS != null && cover.silenceBeforeS + cover.silenceAfterS > GAP_WORTH_SAYING_S)
