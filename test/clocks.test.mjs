@@ -154,6 +154,10 @@ test('muxPlan, two cards on the same clock: nothing resampled, as before', () =>
   assert.equal(old.more[0].speed, null)
 })
 
+// PulseAudio only: its module-pipe-source reads the FIFO as fast as it is written, so a writer at
+// 48048 samples a second is a card 1000 ppm fast. pipewire-pulse loads the module too, but reads the
+// FIFO at its graph's clock (measured: the WAV grew at +9 ppm with clicks 48048 samples apart, the
+// surplus waiting in the FIFO), so there the writer's pace is not the card's.
 const pulse = usePulse({ tone: false })
 
 /** Where the 2 ms clicks begin (one a second, far louder than the tone under them). */
