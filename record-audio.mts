@@ -1765,12 +1765,16 @@ export interface MuxPlan {
   more: { delaySamples: number; trimSamples: number; filter: string; speed: Speed | null }[]
 }
 
-/** A stream played P/Q times faster than its nominal rate: aresample=Q, asetrate=P, aresample back. */
+/**
+ * A stream played faster than its nominal rate by (nudge / rate) × P / Q: asetrate=nudge first when
+ * the ratio is too fine for P/Q alone, then aresample=Q, asetrate=P, aresample back to its rate.
+ */
 export interface Speed {
+  nudgeHz: number | null // rate ± 1, or null
   upHz: number // Q
   asHz: number // P
-  ratio: number // P / Q, as applied
-  errorPpm: number // P / Q against the ratio wanted
+  ratio: number // as applied
+  errorPpm: number // against the ratio wanted
 }
 
 /** The widest intermediate rate, as a multiple of the stream's: the resampling's cost grows with it. */
@@ -1778,24 +1782,38 @@ export const SPEED_MAX_UPSAMPLE = 4
 /** Close enough to the ratio wanted that a larger intermediate rate is not worth its cost (36 µs an hour). */
 export const SPEED_ENOUGH_PPM = 0.01
 
+/** The P/Q closest to `ratio` with Q from `rate` to SPEED_MAX_UPSAMPLE × rate: the smallest Q within SPEED_ENOUGH_PPM. */
+function closestFraction(ratio: number, rate: number): { q: number; p: number; errorPpm: number } {
+  let best = { q: rate, p: rate, errorPpm: (1 / ratio - 1) * 1e6 }
+  for (let q = rate; q <= SPEED_MAX_UPSAMPLE * rate; q++) {
+    const p = Math.round(ratio * q)
+    const errorPpm = (p / q / ratio - 1) * 1e6
+    if (Math.abs(errorPpm) < Math.abs(best.errorPpm)) best = { q, p, errorPpm }
+    if (Math.abs(errorPpm) <= SPEED_ENOUGH_PPM) break
+  }
+  return best
+}
+
 /**
  * How to play a stream `ratio` times faster than its nominal rate, sample-accurate (SYNC.md's drift:
  * asetrate then aresample, not atempo). asetrate takes whole hertz only, so at 48 kHz it alone can be
  * 10 ppm off (36 ms an hour); a rate Q from the stream's up to SPEED_MAX_UPSAMPLE times it, relabelled
- * as P, makes P/Q a much finer ratio (1000 ppm at 48 kHz: 48048/48000 exactly). The smallest Q within
- * SPEED_ENOUGH_PPM, else the closest; null when playing it untouched is as close. Its limit: a ratio within
- * 1 / (2 × SPEED_MAX_UPSAMPLE × rate) of 1 (2.6 ppm at 48 kHz, 9 ms an hour) is left that far off.
+ * as P, makes P/Q a much finer ratio (1000 ppm at 48 kHz: 48048/48000 exactly). A ratio closer to 1 than
+ * the finest step P/Q can take (1 / (SPEED_MAX_UPSAMPLE × rate): 5 ppm at 48 kHz) is first nudged a
+ * whole hertz the other way, which leaves P/Q a step it can take. null: 1, or nothing closer than untouched.
  */
 export function speedFor(ratio: number, sampleRate: number): Speed | null {
-  let best: Speed | null = null
-  for (let q = sampleRate; q <= SPEED_MAX_UPSAMPLE * sampleRate; q++) {
-    const p = Math.round(ratio * q)
-    const errorPpm = (p / q / ratio - 1) * 1e6
-    if (!best || Math.abs(errorPpm) < Math.abs(best.errorPpm)) best = { upHz: q, asHz: p, ratio: p / q, errorPpm }
-    if (Math.abs(errorPpm) <= SPEED_ENOUGH_PPM) break
+  if (Math.abs(ratio - 1) * SPEED_MAX_UPSAMPLE * sampleRate < 1) {
+    const nudgeHz = sampleRate + (ratio >= 1 ? -1 : 1)
+    const rest = closestFraction((ratio * sampleRate) / nudgeHz, sampleRate)
+    const applied = (nudgeHz / sampleRate) * (rest.p / rest.q)
+    const errorPpm = (applied / ratio - 1) * 1e6
+    if (ratio === 1 || Math.abs(errorPpm) >= Math.abs(ratio - 1) * 1e6) return null
+    return { nudgeHz, upHz: rest.q, asHz: rest.p, ratio: applied, errorPpm }
   }
-  if (!best || best.asHz === best.upHz || Math.abs(best.errorPpm) >= Math.abs(ratio - 1) * 1e6) return null
-  return best
+  const { q, p, errorPpm } = closestFraction(ratio, sampleRate)
+  if (p === q || Math.abs(errorPpm) >= Math.abs(ratio - 1) * 1e6) return null
+  return { nudgeHz: null, upHz: q, asHz: p, ratio: p / q, errorPpm }
 }
 
 /**
@@ -1820,7 +1838,8 @@ export function muxPlan(m: MuxInput): MuxPlan {
     const steps = [
       ...(speed
         ? [
-            ...(speed.upHz !== a.sampleRate ? [`aresample=${speed.upHz}`] : []),
+            ...(speed.nudgeHz ? [`asetrate=${speed.nudgeHz}`] : []),
+            ...(speed.upHz !== (speed.nudgeHz ?? a.sampleRate) ? [`aresample=${speed.upHz}`] : []),
             `asetrate=${speed.asHz}`,
             `aresample=${a.sampleRate}`,
           ]

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { SPEED_MAX_UPSAMPLE, muxPlan, speedFor } from '../dist/record-audio.mjs'
 import {
   decodeAudio,
+  run,
   ffmpegPidsIn,
   startFastSource,
   startTool,
@@ -48,7 +49,7 @@ const base = {
 }
 
 test('speedFor: 1000 ppm at 48 kHz is asetrate 48048 exactly; on time is untouched', () => {
-  assert.deepEqual(speedFor(1.001, 48000), { upHz: 48000, asHz: 48048, ratio: 1.001, errorPpm: 0 })
+  assert.deepEqual(speedFor(1.001, 48000), { nudgeHz: null, upHz: 48000, asHz: 48048, ratio: 1.001, errorPpm: 0 })
   assert.equal(speedFor(1, 48000), null)
   assert.equal(speedFor(1, 44100), null)
 })
@@ -75,11 +76,54 @@ test('speedFor: an odd ratio lands within 0.01 ppm through a higher intermediate
   }
 })
 
-test('speedFor: a ratio finer than the widest intermediate rate can show is no worse than untouched', () => {
-  for (const ppm of [0.3, 2, 3, -4]) {
-    const speed = speedFor(1 + ppm * 1e-6, 48000)
-    const leftPpm = speed ? speed.errorPpm : -ppm
-    assert.ok(Math.abs(leftPpm) <= Math.min(Math.abs(ppm), 1e6 / (2 * SPEED_MAX_UPSAMPLE * 48000)) + 1e-6, `${ppm}`)
+test('speedFor: a ratio within a few ppm of 1, finer than a P/Q step, is nudged a whole hertz first and still lands within 0.01 ppm', () => {
+  for (const [ppm, rate] of [
+    [0.3, 48000],
+    [2, 48000],
+    [-4, 48000],
+    [20, 8000],
+  ]) {
+    const ratio = 1 + ppm * 1e-6
+    const speed = speedFor(ratio, rate)
+    assert.ok(speed?.nudgeHz, `${ppm} ppm at ${rate} Hz: nudged`)
+    assert.equal(Math.abs(speed.nudgeHz - rate), 1)
+    const appliedPpm = ((speed.nudgeHz / rate) * (speed.asHz / speed.upHz) - 1) * 1e6
+    assert.ok(Math.abs(appliedPpm - ppm) <= 0.01, `${ppm} ppm at ${rate} Hz: ${appliedPpm} ppm applied`)
+  }
+  assert.equal(speedFor(1.001, 48000).nudgeHz, null, 'a coarse ratio needs no nudge')
+})
+
+test('muxPlan, each filter chain through real ffmpeg: a click a second, played at +20 ppm (nudged) and at −700 ppm, lands on the sample the plan says over 100 s', () => {
+  const dir = tempDir()
+  const rate = 8000
+  const wav = path.join(dir, 'clicks.wav')
+  // a 1 ms click at the start of every second, nothing else
+  const made = run('ffmpeg', [
+    ...['-v', 'error', '-f', 'lavfi', '-i', `aevalsrc='if(lt(mod(n,${rate}),8),0.8,0)':s=${rate}:d=100`],
+    ...['-c:a', 'pcm_s16le', wav],
+  ])
+  assert.equal(made.status, 0, made.stderr)
+  for (const ppm of [20, -700]) {
+    const ratio = 1 + ppm * 1e-6
+    const plan = muxPlan({
+      ...base,
+      sampleRate: rate,
+      offsetS: 0,
+      videoDurationS: null,
+      more: [{ audioFile: wav, sampleRate: rate, channels: 1, offsetS: 0, title: 'b', clockRatio: ratio }],
+    })
+    const [more] = plan.more
+    const out = path.join(dir, `out${ppm}.wav`)
+    const played = run('ffmpeg', ['-v', 'error', '-i', wav, '-af', more.filter, '-c:a', 'pcm_s16le', out])
+    assert.equal(played.status, 0, played.stderr)
+    const clicks = clickOnsets(decodeAudio(out, rate), rate)
+    assert.ok(clicks.length >= 99, `${clicks.length} clicks`)
+    // the k-th click was sample k × rate of the card: played P/Q faster, it is at k × rate / ratio
+    const worst = Math.max(...clicks.map((i, k) => Math.abs(i - (k * rate) / more.speed.ratio)))
+    assert.ok(worst <= 1.5, `${ppm} ppm (${more.filter}): a click ${worst.toFixed(2)} samples off`)
+    console.log(`${ppm} ppm, ${more.filter}: worst click ${worst.toFixed(2)} samples off over ${clicks.length} s`)
+    const untouched = (99 * rate) / ratio - 99 * rate
+    assert.ok(Math.abs(untouched) > 10, `untouched, the last click would be ${untouched.toFixed(1)} samples off`)
   }
 })
 
