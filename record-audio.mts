@@ -1782,7 +1782,7 @@ export const SPEED_MAX_UPSAMPLE = 4
 /** Close enough to the ratio wanted that a larger intermediate rate is not worth its cost (36 µs an hour). */
 export const SPEED_ENOUGH_PPM = 0.01
 
-/** The P/Q closest to `ratio` with Q from `rate` to SPEED_MAX_UPSAMPLE × rate: the smallest Q within SPEED_ENOUGH_PPM. */
+/** The P/Q closest to `ratio`, Q from `rate` to SPEED_MAX_UPSAMPLE × rate: the smallest Q within SPEED_ENOUGH_PPM. */
 function closestFraction(ratio: number, rate: number): { q: number; p: number; errorPpm: number } {
   let best = { q: rate, p: rate, errorPpm: (1 / ratio - 1) * 1e6 }
   for (let q = rate; q <= SPEED_MAX_UPSAMPLE * rate; q++) {
@@ -3459,7 +3459,7 @@ async function syncToVideo(audio: AudioFacts, videoFile: string | null, f: Finis
     if (speed)
       say(
         `  Clock, ${JSON.stringify(other.title)}: its card runs ${ppm} against the first's: played at that` +
-          ` rate (asetrate ${speed.asHz}/${speed.upHz}), to stay on the video's timeline.`,
+          ` rate (× ${speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
       )
   }
   if (cover && videoDurationS != null && cover.silenceBeforeS + cover.silenceAfterS > GAP_WORTH_SAYING_S)
