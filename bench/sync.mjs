@@ -397,7 +397,7 @@ console.log(
 console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const c of twoCards)
   console.log(
-    `| ${c.name} | ${c.seconds} | ${fmt(c.measuredPpm, 0)} ± ${fmt(c.uncertaintyPpm, 0)} | ${fmt(c.truePpm, 0)} | ${c.applied} | ${c.speed ? `${c.speed.asHz}/${c.speed.upHz}` : 'untouched'} | ${c.tool.pairs} | ${fmt(c.tool.medianMs)} | ${fmt(c.tool.driftMs)} | ${fmt(c.onFirst.driftMs)} |`,
+    `| ${c.name} | ${c.seconds} | ${fmt(c.measuredPpm, 0)} ± ${fmt(c.uncertaintyPpm, 0)} | ${fmt(c.truePpm, 0)} | ${c.applied} | ${c.speed ? `${c.speed.nudgeHz ? `${c.speed.nudgeHz} Hz, then ` : ''}${c.speed.asHz}/${c.speed.upHz}` : 'untouched'} | ${c.tool.pairs} | ${fmt(c.tool.medianMs)} | ${fmt(c.tool.driftMs)} | ${fmt(c.onFirst.driftMs)} |`,
   )
 if (clockOnly) process.exit(0)
 const drift = rows.find((r) => r.name.startsWith('drift'))
