@@ -2109,13 +2109,14 @@ export interface MuxInput {
   more?: MoreAudio[] // the other devices' recordings, each its own audio stream after the first
 }
 
-/** Another device's recording in the same muxed file: placed by its own first sample. */
+/** Another device's recording in the same muxed file: placed by its own first sample, timed by its own card. */
 export interface MoreAudio {
   audioFile: string
   sampleRate: number
   channels: number
   offsetS: number
   title: string
+  clockRatio?: number // its own card's real rate over its nominal one (1: on time, or not measured)
 }
 
 /** The sample rates ffmpeg's AAC encoder takes. */
@@ -2171,7 +2172,59 @@ export interface MuxPlan {
   trimSamples: number
   lengthSamples: number | null
   filter: string
-  more: { delaySamples: number; trimSamples: number; filter: string }[] // the other devices', in order
+  // the other devices', in order; speed: P/Q, how much faster than its nominal rate its samples are played
+  more: { delaySamples: number; trimSamples: number; filter: string; speed: Speed | null }[]
+}
+
+/**
+ * A stream played faster than its nominal rate by (nudge / rate) × P / Q: asetrate=nudge first when
+ * the ratio is too fine for P/Q alone, then aresample=Q, asetrate=P, aresample back to its rate.
+ */
+export interface Speed {
+  nudgeHz: number | null // rate ± 1, or null
+  upHz: number // Q
+  asHz: number // P
+  ratio: number // as applied
+  errorPpm: number // against the ratio wanted
+}
+
+/** The widest intermediate rate, as a multiple of the stream's: the resampling's cost grows with it. */
+export const SPEED_MAX_UPSAMPLE = 4
+/** Close enough to the ratio wanted that a larger intermediate rate is not worth its cost (36 µs an hour). */
+export const SPEED_ENOUGH_PPM = 0.01
+
+/** The P/Q closest to `ratio`, Q from `rate` to SPEED_MAX_UPSAMPLE × rate: the smallest Q within SPEED_ENOUGH_PPM. */
+function closestFraction(ratio: number, rate: number): { q: number; p: number; errorPpm: number } {
+  let best = { q: rate, p: rate, errorPpm: (1 / ratio - 1) * 1e6 }
+  for (let q = rate; q <= SPEED_MAX_UPSAMPLE * rate; q++) {
+    const p = Math.round(ratio * q)
+    const errorPpm = (p / q / ratio - 1) * 1e6
+    if (Math.abs(errorPpm) < Math.abs(best.errorPpm)) best = { q, p, errorPpm }
+    if (Math.abs(errorPpm) <= SPEED_ENOUGH_PPM) break
+  }
+  return best
+}
+
+/**
+ * How to play a stream `ratio` times faster than its nominal rate, sample-accurate (SYNC.md's drift:
+ * asetrate then aresample, not atempo). asetrate takes whole hertz only, so at 48 kHz it alone can be
+ * 10 ppm off (36 ms an hour); a rate Q from the stream's up to SPEED_MAX_UPSAMPLE times it, relabelled
+ * as P, makes P/Q a much finer ratio (1000 ppm at 48 kHz: 48048/48000 exactly). A ratio closer to 1 than
+ * the finest step P/Q can take (1 / (SPEED_MAX_UPSAMPLE × rate): 5 ppm at 48 kHz) is first nudged a
+ * whole hertz the other way, which leaves P/Q a step it can take. null: 1, or nothing closer than untouched.
+ */
+export function speedFor(ratio: number, sampleRate: number): Speed | null {
+  if (Math.abs(ratio - 1) * SPEED_MAX_UPSAMPLE * sampleRate < 1) {
+    const nudgeHz = sampleRate + (ratio >= 1 ? -1 : 1)
+    const rest = closestFraction((ratio * sampleRate) / nudgeHz, sampleRate)
+    const applied = (nudgeHz / sampleRate) * (rest.p / rest.q)
+    const errorPpm = (applied / ratio - 1) * 1e6
+    if (ratio === 1 || Math.abs(errorPpm) >= Math.abs(ratio - 1) * 1e6) return null
+    return { nudgeHz, upHz: rest.q, asHz: rest.p, ratio: applied, errorPpm }
+  }
+  const { q, p, errorPpm } = closestFraction(ratio, sampleRate)
+  if (p === q || Math.abs(errorPpm) >= Math.abs(ratio - 1) * 1e6) return null
+  return { nudgeHz: null, upHz: q, asHz: p, ratio: p / q, errorPpm }
 }
 
 /**
@@ -2183,27 +2236,37 @@ export interface MuxPlan {
 export function muxPlan(m: MuxInput): MuxPlan {
   // On the card's own clock the audio is left sample for sample; wall-clock times become sample
   // counts at its real rate, and the copied video is retimed to match. With several devices the
-  // timeline is the first one's card (another card's few ppm are not corrected).
+  // timeline is the first one's card; each other stream is played at its own card's rate against
+  // it (speedFor), then placed on it like the first.
   const ratio = m.clockRatio ?? 1
   const itsscale = (m.itsscale ?? 1) * ratio
-  const chain = (a: { sampleRate: number; offsetS: number }) => {
+  const chain = (a: { sampleRate: number; offsetS: number; clockRatio?: number }, first: boolean) => {
+    const speed = first ? null : speedFor((a.clockRatio ?? 1) / ratio, a.sampleRate)
     const shiftSamples = Math.round(a.offsetS * a.sampleRate * ratio)
     const delaySamples = Math.max(0, shiftSamples)
     const trimSamples = Math.max(0, -shiftSamples)
     const lengthSamples = m.videoDurationS == null ? null : Math.round(m.videoDurationS * a.sampleRate * ratio)
     const steps = [
+      ...(speed
+        ? [
+            ...(speed.nudgeHz ? [`asetrate=${speed.nudgeHz}`] : []),
+            ...(speed.upHz !== (speed.nudgeHz ?? a.sampleRate) ? [`aresample=${speed.upHz}`] : []),
+            `asetrate=${speed.asHz}`,
+            `aresample=${a.sampleRate}`,
+          ]
+        : []),
       ...(delaySamples ? [`adelay=delays=${delaySamples}S:all=1`] : []),
       ...(trimSamples ? [`atrim=start_sample=${trimSamples}`, 'asetpts=PTS-STARTPTS'] : []),
       ...(lengthSamples != null ? [`apad=whole_len=${lengthSamples}`, `atrim=end_sample=${lengthSamples}`] : []),
     ]
-    return { delaySamples, trimSamples, lengthSamples, filter: steps.length ? steps.join(',') : 'anull' }
+    return { delaySamples, trimSamples, lengthSamples, filter: steps.length ? steps.join(',') : 'anull', speed }
   }
   const codecArgs = (a: { sampleRate: number; channels: number }, stream: string) => {
     const { codec } = muxCodec(a.sampleRate, a.channels)
     return codec === 'aac' ? [`-c:a${stream}`, 'aac', `-b:a${stream}`, '192k'] : [`-c:a${stream}`, codec]
   }
-  const first = chain(m)
-  const more = (m.more ?? []).map(chain)
+  const { speed: _, ...first } = chain(m, true)
+  const more = (m.more ?? []).map((a) => chain(a, false))
   const retime = m.itsscale || ratio !== 1 ? ['-itsscale', itsscale.toFixed(9)] : []
   const head = ['-hide_banner', '-n', ...retime, '-i', m.videoFile] // -n: never overwrite an existing output
   const video = ['-c:v', 'copy'] // the recording itself is never re-encoded
@@ -2399,7 +2462,11 @@ export interface SyncRecord {
   delaySamples: number | null
   trimSamples: number | null
   // several devices: where each one's samples go in the muxed file, in the order of its audio streams
-  audioPlacements: { audioFile: string; offsetS: number; delaySamples: number; trimSamples: number }[] | null
+  // (speed: how much faster than its nominal rate a stream is played to follow its own card on the first's
+  // timeline; null: untouched)
+  audioPlacements:
+    | { audioFile: string; offsetS: number; delaySamples: number; trimSamples: number; speed: Speed | null }[]
+    | null
   silenceBeforeS: number | null // the muxed file's silence where the audio had not started yet
   silenceAfterS: number | null // … and where it had already stopped
   muxedFile: string | null
@@ -3557,7 +3624,9 @@ function audioOf(
       `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${input.sampleRate} Hz` +
         ` (measured over ${clock.spanS.toFixed(0)} s): ` +
         (part.audioClockRatio !== 1
-          ? 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
+          ? label
+            ? "corrected in the mux: the first device's card sets the timeline, each other's is played at its rate."
+            : 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
           : 'within what it can tell over this recording, nothing to correct.'),
     )
   }
@@ -3913,6 +3982,7 @@ async function syncToVideo(
     channels: other.channels,
     offsetS: other.startEpochS - timing.startEpochS + (offsetS - anchorOffsetS),
     title: other.device ?? '',
+    clockRatio: other.clockRatio,
   }))
   const codec = muxCodecFor([audio, ...audio.others])
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
@@ -3971,7 +4041,8 @@ async function syncToVideo(
     audioPlacements: more.length
       ? [{ audioFile: path.resolve(audio.file), offsetS }, ...more].map((a, k) => {
           const { delaySamples, trimSamples } = [plan, ...plan.more][k]
-          return { audioFile: a.audioFile, offsetS: a.offsetS, delaySamples, trimSamples }
+          const speed = k ? plan.more[k - 1].speed : null
+          return { audioFile: a.audioFile, offsetS: a.offsetS, delaySamples, trimSamples, speed }
         })
       : null,
     muxedFile,
@@ -3987,7 +4058,16 @@ async function syncToVideo(
       ` ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
   )
   say(`  Offset${more.length ? `, ${JSON.stringify(audio.device)}` : ''}: ${describeOffset(offsetS)}.`)
-  for (const other of more) say(`  Offset, ${JSON.stringify(other.title)}: ${describeOffset(other.offsetS)}.`)
+  for (const [k, other] of more.entries()) {
+    say(`  Offset, ${JSON.stringify(other.title)}: ${describeOffset(other.offsetS)}.`)
+    const speed = plan.more[k].speed
+    const ppm = speed ? `${speed.ratio >= 1 ? '+' : ''}${((speed.ratio - 1) * 1e6).toFixed(0)} ppm` : ''
+    if (speed)
+      say(
+        `  Clock, ${JSON.stringify(other.title)}: its card runs ${ppm} against the first's: played at that` +
+          ` rate (× ${speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
+      )
+  }
   if (cover && videoDurationS != null && cover.silenceBeforeS + cover.silenceAfterS > GAP_WORTH_SAYING_S)
     say(
       `  The audio covers ${cover.coveredS.toFixed(1)} s of the video's ${videoDurationS.toFixed(1)} s:` +

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -175,6 +176,92 @@ async function scenario(
 }
 
 /**
+ * A pipe source's clicks (each at its wall-clock second) against the stand-in's white frames in a
+ * muxed file's audio stream `stream`: each pair's physical error, ms (+: the sound late).
+ */
+function scoreClicks(muxedFile, video, stream = 0) {
+  const clicks = clickOnsets(decodeAudio(muxedFile, RATE, stream))
+  const errorsMs = []
+  for (const white of whiteFramePts(muxedFile)) {
+    const truth = video.whiteFrames.find((w) => w.frame === white.frame)
+    if (!truth) continue
+    const second = Math.floor(truth.wallS)
+    // The click of that second lies where the frame does, give or take the error; a pipe
+    // source's start stamp may be off by whole seconds of backlog, which is one constant for the
+    // run, so each pair takes the nearest click (clicks are 1 s apart) and the first → last
+    // change is what the clock moves.
+    const expectedS = white.ptsS + (second - truth.wallS)
+    const click = clicks.reduce((a, b) => (Math.abs(b / RATE - expectedS) < Math.abs(a / RATE - expectedS) ? b : a), 0)
+    if (Math.abs(click / RATE - expectedS) <= 0.5) errorsMs.push((click / RATE - expectedS) * 1000)
+  }
+  // nearest-click pairing wraps at ±500 ms: unwrap each pair to the one before
+  for (let i = 1; i < errorsMs.length; i++) errorsMs[i] += 1000 * Math.round((errorsMs[i - 1] - errorsMs[i]) / 1000)
+  return { pairs: errorsMs.length, medianMs: median(errorsMs), driftMs: errorsMs.at(-1) - errorsMs[0] }
+}
+
+/**
+ * Two sound cards in one recording, each a pipe source with its clicks at whole wall-clock seconds:
+ * the first at `ratios[0]` × 48 kHz, the second at `ratios[1]`. Each stream of the muxed file is
+ * scored like fastCardScenario's; and the same recording muxed again from a copy of the sync file
+ * that puts the second card on the first's clock (what every earlier version did with several
+ * devices). Someone records from each source from the start: a pipe source nobody reads stops
+ * reading its FIFO, and the backlog then reaches the first capture late and in part.
+ */
+async function twoCardsScenario(pulse, { seconds, ratios }) {
+  const sources = []
+  for (const ratio of ratios) sources.push(await startFastSource(pulse, ratio))
+  const listeners = sources.map((source) =>
+    spawn('parec', ['-d', source.source, '--raw'], { env: pulse.env, stdio: ['ignore', 'ignore', 'ignore'] }),
+  )
+  try {
+    await sleep(1000)
+    const cwd = tempDir('ra-bench-')
+    const feed = 'bench'
+    const video = startStandIn(path.join(cwd, feed), {})
+    await sleep(400)
+    const devices = sources.flatMap((source) => ['--device', source.source])
+    const tool = startTool([feed, '--format', 'pulse', ...devices, '--no-drift-fix'], { cwd, env: pulse.env })
+    await tool.recording(path.join(cwd, `${feed}-audio-2.wav`), 20000)
+    await sleep(seconds * 1000)
+    await video.stop()
+    tool.ctrlC()
+    const result = await tool.exited
+    if (result.code !== 0) throw new Error(`two cards: record-audio exited ${result.code}: ${result.stderr}`)
+    const syncFile = path.join(cwd, `${feed}-audio-sync.json`)
+    const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+    const mux = run('bash', ['-c', sync.muxCommand])
+    if (mux.status !== 0) throw new Error(`two cards: mux failed: ${mux.stderr}`)
+    const firstClock = path.join(cwd, 'first-clock-sync.json')
+    const onFirst = sync.audios.map((part) => ({ ...part, audioClockRatio: sync.audioClockRatio }))
+    fs.writeFileSync(firstClock, JSON.stringify({ ...sync, audios: onFirst }))
+    const firstMuxed = path.join(cwd, 'first-clock.mp4')
+    const again = run(
+      process.execPath,
+      [path.join(ROOT, 'dist', 'record-audio.mjs'), 'mux', firstClock, '--muxed-out', firstMuxed],
+      {
+        cwd,
+        env: pulse.env,
+      },
+    )
+    if (again.status !== 0) throw new Error(`two cards: mux on the first card's clock failed: ${again.stderr}`)
+    return sync.audios.map((part, k) => ({
+      name: `2 cards, stream ${k + 1}${k ? '' : ' (its clock sets the timeline)'}`,
+      measuredPpm: part.audioClockPpm,
+      uncertaintyPpm: part.audioClockUncertaintyPpm,
+      truePpm: (ratios[k] - 1) * 1e6,
+      applied: part.audioClockRatio !== 1,
+      speed: sync.audioPlacements[k].speed,
+      tool: scoreClicks(sync.muxedFile, video, k),
+      onFirst: scoreClicks(firstMuxed, video, k),
+      seconds,
+    }))
+  } finally {
+    for (const listener of listeners) listener.kill()
+    for (const source of sources) await source.stop()
+  }
+}
+
+/**
  * A sound card whose clock runs fast: the clicks of a pipe source fed at 48000 × ratio samples per
  * wall-clock second, placed at whole epoch seconds by wall time, against the stand-in's white frames.
  * The error is physical (the click's true time is its second); what the card's clock changes is
@@ -201,28 +288,7 @@ async function fastCardScenario(pulse, name, { seconds, ratio }) {
     if (result.code !== 0) throw new Error(`${name}: record-audio exited ${result.code}: ${result.stderr}`)
     const syncFile = path.join(cwd, `${feed}-audio-sync.json`)
     const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
-    const score = (muxedFile) => {
-      const clicks = clickOnsets(decodeAudio(muxedFile))
-      const errorsMs = []
-      for (const white of whiteFramePts(muxedFile)) {
-        const truth = video.whiteFrames.find((w) => w.frame === white.frame)
-        if (!truth) continue
-        const second = Math.floor(truth.wallS)
-        // The click of that second lies where the frame does, give or take the error; a pipe
-        // source's start stamp may be off by whole seconds of backlog, which is one constant for the
-        // run, so each pair takes the nearest click (clicks are 1 s apart) and the first → last
-        // change is what the clock moves.
-        const expectedS = white.ptsS + (second - truth.wallS)
-        const click = clicks.reduce(
-          (a, b) => (Math.abs(b / RATE - expectedS) < Math.abs(a / RATE - expectedS) ? b : a),
-          0,
-        )
-        if (Math.abs(click / RATE - expectedS) <= 0.5) errorsMs.push((click / RATE - expectedS) * 1000)
-      }
-      // nearest-click pairing wraps at ±500 ms: unwrap each pair to the one before
-      for (let i = 1; i < errorsMs.length; i++) errorsMs[i] += 1000 * Math.round((errorsMs[i - 1] - errorsMs[i]) / 1000)
-      return { pairs: errorsMs.length, medianMs: median(errorsMs), driftMs: errorsMs.at(-1) - errorsMs[0] }
-    }
+    const score = (muxedFile) => scoreClicks(muxedFile, video)
     const mux = run('bash', ['-c', sync.muxCommand])
     if (mux.status !== 0) throw new Error(`${name}: mux failed: ${mux.stderr}`)
     const plain = path.join(cwd, 'no-clock-sync.json')
@@ -277,6 +343,7 @@ const clicks = startClickStream(pulse.env, 'ra_sink')
 await sleep(1000)
 const rows = []
 const fastRows = []
+const twoCards = []
 try {
   const short = quick ? 8 : 20
   if (!clockOnly) {
@@ -290,6 +357,7 @@ try {
   }
   fastRows.push(await fastCardScenario(pulse, 'card clock 1000 ppm fast', { seconds: quick ? 30 : 60, ratio: 1.001 }))
   fastRows.push(await fastCardScenario(pulse, 'card clock on time', { seconds: quick ? 30 : 60, ratio: 1 }))
+  twoCards.push(...(await twoCardsScenario(pulse, { seconds: quick ? 30 : 60, ratios: [1.001, 1] })))
 } finally {
   clicks.stop()
   await pulse.stop()
@@ -319,6 +387,17 @@ console.log('|---|---|---|---|---|---|---|---|---|---|')
 for (const f of fastRows)
   console.log(
     `| ${f.name} | ${f.seconds} | ${fmt(f.measuredPpm, 0)} ± ${fmt(f.uncertaintyPpm, 0)} | ${fmt(f.truePpm, 0)} | ${f.applied} | ${f.tool.pairs} | ${fmt(f.tool.medianMs)} | ${fmt(f.tool.driftMs)} | ${fmt(f.without.medianMs)} | ${fmt(f.without.driftMs)} |`,
+  )
+console.log(
+  '\nTwo sound cards in one recording, each on its own clock (pipe sources; the same physical error, per audio stream)\n',
+)
+console.log(
+  "| stream | s | measured ppm | true ppm | applied | played at (asetrate P/Q) | pairs | record-audio: median, ms | first → last pair, ms | on the first card's clock: first → last, ms |",
+)
+console.log('|---|---|---|---|---|---|---|---|---|---|')
+for (const c of twoCards)
+  console.log(
+    `| ${c.name} | ${c.seconds} | ${fmt(c.measuredPpm, 0)} ± ${fmt(c.uncertaintyPpm, 0)} | ${fmt(c.truePpm, 0)} | ${c.applied} | ${c.speed ? `${c.speed.nudgeHz ? `${c.speed.nudgeHz} Hz, then ` : ''}${c.speed.asHz}/${c.speed.upHz}` : 'untouched'} | ${c.tool.pairs} | ${fmt(c.tool.medianMs)} | ${fmt(c.tool.driftMs)} | ${fmt(c.onFirst.driftMs)} |`,
   )
 if (clockOnly) process.exit(0)
 const drift = rows.find((r) => r.name.startsWith('drift'))

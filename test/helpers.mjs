@@ -12,13 +12,13 @@ import { fileURLToPath } from 'node:url'
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const TOOL = path.join(ROOT, 'dist', 'record-audio.mjs')
 
+const PULSE_PACKAGES = 'ffmpeg pulseaudio pulseaudio-utils libasound2-plugins'
+const PIPEWIRE_PACKAGES = 'pipewire pipewire-pulse wireplumber dbus pulseaudio-utils'
+
 /** A missing tool is a failure, never a skip: CI installs them, and so must a developer. */
-export function requireBinary(name) {
+export function requireBinary(name, packages = PULSE_PACKAGES) {
   const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' })
-  if (found.status !== 0)
-    throw new Error(
-      `${name} is not installed: run .ci/run, or apt-get install ffmpeg pulseaudio pulseaudio-utils libasound2-plugins`,
-    )
+  if (found.status !== 0) throw new Error(`${name} is not installed: run .ci/run, or apt-get install ${packages}`)
   return found.stdout.trim()
 }
 
@@ -78,14 +78,33 @@ export function ffmpegPidsIn(dir) {
 
 /** A PulseAudio server for a whole test file: started before its first test, stopped after its last. */
 export function usePulse(options) {
-  const pulse = {}
+  return useSoundServer('pulse', options)
+}
+
+/**
+ * The sound servers the tests run on, each serving PulseAudio clients (`-f pulse`, and ALSA's
+ * `default` through the pulse plugin): PulseAudio itself, and PipeWire through pipewire-pulse
+ * (current Ubuntu and Fedora).
+ */
+export const SOUND_SERVERS = ['pulse', 'pipewire']
+
+/** startPulse or startPipeWire, by name: the same object either way. */
+export function startSoundServer(name, options) {
+  if (name === 'pulse') return startPulse(options)
+  if (name === 'pipewire') return startPipeWire(options)
+  throw new Error(`no sound server ${name}`)
+}
+
+/** A sound server (SOUND_SERVERS) for a whole test file: started before its first test, stopped after its last. */
+export function useSoundServer(name, options) {
+  const server = {}
   before(async () => {
-    Object.assign(pulse, await startPulse(options))
+    Object.assign(server, await startSoundServer(name, options))
   })
   after(async () => {
-    await pulse.stop?.()
+    await server.stop?.()
   })
-  return pulse
+  return server
 }
 
 /** The first sample past half the tone's height: AAC's pre-echo before an onset stays well below it. */
@@ -138,47 +157,125 @@ export async function startPulse({ tone: playTone = true } = {}) {
     'PulseAudio to answer',
   )
   if (server.exitCode !== null) throw new Error(`PulseAudio did not start: ${serverLog}`)
-  const tone = !playTone
-    ? null
-    : spawn(
-        'ffmpeg',
-        [
-          '-hide_banner',
-          '-loglevel',
-          'error',
-          '-re',
-          '-f',
-          'lavfi',
-          '-i',
-          'sine=frequency=440:sample_rate=48000',
-          '-ac',
-          '1',
-          '-f',
-          'pulse',
-          '-device',
-          'ra_sink',
-          'tone',
-        ],
-        { env, stdio: ['ignore', 'ignore', 'inherit'] },
-      )
-  if (tone) {
-    await sleep(500)
-    if (tone.exitCode !== null) throw new Error('the tone into the null sink did not start')
-  }
+  const tone = playTone ? await playTone440(env) : null
   return {
+    server: 'pulse',
     env,
     dir,
     source: 'ra_sink.monitor',
     async stop() {
-      for (const child of [tone, server].filter(Boolean)) {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGTERM')
-          await new Promise((resolve) => child.once('exit', resolve))
-        }
-      }
+      for (const child of [tone, server].filter(Boolean)) await stopChild(child)
       fs.rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** A 440 Hz tone into the null sink ra_sink, from before any capture starts, as long as the server runs. */
+async function playTone440(env) {
+  const args = [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-re',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=440:sample_rate=48000',
+  ]
+  const tone = spawn('ffmpeg', [...args, '-ac', '1', '-f', 'pulse', '-device', 'ra_sink', 'tone'], {
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  await sleep(500)
+  if (tone.exitCode !== null) throw new Error('the tone into the null sink did not start')
+  return tone
+}
+
+/** SIGTERM to a child we started, and its exit awaited (SIGKILL after 5 s: a teardown must not hang). */
+async function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const late = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(late)
+}
+
+/**
+ * A PipeWire of our own, serving PulseAudio clients as on current Ubuntu and Fedora: a private
+ * runtime dir and session bus (dbus-daemon --session), pipewire, wireplumber (the session manager:
+ * without it no stream is linked) and pipewire-pulse, then the same null sink and tone as
+ * startPulse, through pactl. Same object as startPulse; stop() ends only the processes started here.
+ */
+export async function startPipeWire({ tone: playTone = true } = {}) {
+  for (const name of ['pipewire', 'wireplumber', 'pipewire-pulse', 'dbus-daemon', 'pactl', 'ffmpeg'])
+    requireBinary(name, PIPEWIRE_PACKAGES)
+  const dir = tempDir('ra-pipewire-')
+  const runtime = path.join(dir, 'run')
+  fs.mkdirSync(runtime, { mode: 0o700 })
+  fs.writeFileSync(path.join(dir, '.asoundrc'), 'pcm.!default { type pulse }\nctl.!default { type pulse }\n')
+  const env = {
+    ...process.env,
+    XDG_RUNTIME_DIR: runtime,
+    HOME: dir,
+    XDG_CONFIG_HOME: path.join(dir, 'config'),
+    XDG_STATE_HOME: path.join(dir, 'state'), // wireplumber's remembered volumes and defaults
+    DBUS_SESSION_BUS_ADDRESS: `unix:path=${runtime}/bus`,
+    PULSE_SERVER: `unix:${runtime}/pulse/native`,
+  }
+  for (const key of ['PULSE_SINK', 'PULSE_SOURCE', 'PIPEWIRE_REMOTE', 'PIPEWIRE_RUNTIME_DIR', 'DISPLAY'])
+    delete env[key]
+  const started = [] // in start order; stopped in reverse
+  let log = ''
+  const start = (command, args = []) => {
+    const child = spawn(command, args, { env, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+    child.stderr.on('data', (d) => {
+      log += `${command}: ${d}`
+    })
+    started.push(child)
+    return child
+  }
+  const stop = async () => {
+    for (const child of started.reverse()) await stopChild(child)
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  const ready = async (what, predicate) => {
+    await waitFor(() => predicate() || started.some((c) => c.exitCode !== null), 15000, what).catch(() => {})
+    const died = started.find((c) => c.exitCode !== null)
+    if (died || !predicate()) {
+      await stop()
+      throw new Error(`PipeWire: ${died ? `${died.spawnfile} exited ${died.exitCode}` : `no ${what}`}: ${log}`)
+    }
+  }
+  start('dbus-daemon', ['--session', '--nofork', '--nopidfile', `--address=unix:path=${runtime}/bus`])
+  await ready('session bus', () => fs.existsSync(path.join(runtime, 'bus')))
+  start('pipewire')
+  await ready('pipewire socket', () => fs.existsSync(path.join(runtime, 'pipewire-0')))
+  start('wireplumber')
+  start('pipewire-pulse')
+  await ready('pipewire-pulse answering', () => spawnSync('pactl', ['info'], { env }).status === 0)
+  const sink = spawnSync(
+    'pactl',
+    ['load-module', 'module-null-sink', 'sink_name=ra_sink', 'rate=48000', 'channels=1'],
+    {
+      env,
+      encoding: 'utf8',
+    },
+  )
+  if (sink.status !== 0) {
+    await stop()
+    throw new Error(`PipeWire: module-null-sink: ${sink.stderr}`)
+  }
+  const listed = () => spawnSync('pactl', ['list', 'short', 'sources'], { env, encoding: 'utf8' }).stdout ?? ''
+  await ready('ra_sink.monitor', () => listed().includes('ra_sink.monitor'))
+  if (playTone)
+    try {
+      started.push(await playTone440(env))
+    } catch (error) {
+      await stop()
+      throw error
+    }
+  return { server: 'pipewire', env, dir, source: 'ra_sink.monitor', stop }
 }
 
 /**
