@@ -2759,9 +2759,11 @@ async function capture(
     stdio: ['pipe', watchdog.length ? 'pipe' : 'ignore', 'pipe'],
   })`exec ${watchdog} ${ffmpeg} ${captureArgs(s, path.resolve(audioFile))}`
   let ffmpegPid: number | null = null // through the watchdog: the PID it prints
+  let pendingSignal: NodeJS.Signals | null = null // asked for before the PID was known
   if (watchdog.length)
     child.stdout.once('data', (chunk: Buffer) => {
       ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
+      if (pendingSignal) signalFfmpeg(pendingSignal)
     })
   let head = '' // until the start is found: the Input #0 block comes early, however much follows
   let tail = ''
@@ -2779,7 +2781,8 @@ async function capture(
   })
   const signalFfmpeg = (signal: NodeJS.Signals) => {
     const pid = watchdog.length ? ffmpegPid : (child.child?.pid ?? null)
-    if (pid != null && child.child?.exitCode === null && child.child?.signalCode === null)
+    if (pid == null) pendingSignal = signal
+    else if (child.child?.exitCode === null && child.child?.signalCode === null)
       try {
         process.kill(pid, signal)
       } catch {
@@ -2830,10 +2833,14 @@ async function capture(
     child.stdin.end('q')
     escalation = setTimeout(() => signalFfmpeg('SIGINT'), 3000) // q not read: one SIGINT still finalizes
   }
-  stops.onRequest(() => {
+  const onStop = () => {
     if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
     else signalFfmpeg(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
-  })
+  }
+  stops.onRequest(onStop)
+  // A ctrl-c while ffmpeg was being started was counted with no one to act on it: act now, once
+  // (a second one counted too is one SIGINT, as it would have been).
+  if (stops.count > 0) onStop()
   const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
   process.on('exit', killOnExit)
   const result = await child
@@ -2991,6 +2998,11 @@ function audioOf(
   label: string,
 ): string | null {
   const audioFile = path.relative(process.cwd(), part.audioFile) || part.audioFile
+  const noData = (readWavInfo(audioFile)?.dataBytes ?? 0) === 0
+  if (noData && captured.stopRequestedEpochS !== null && captureOutcome(captured).ok) {
+    say(`■ ${label}Stopped before the first sample reached ${audioFile}: nothing was recorded.`)
+    return `${NO_SAMPLE}: stopped before the first sample`
+  }
   if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0 || !captured.start) {
     failedToStart(format, input.device, ffmpeg, audioFile, captured.log)
     return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
