@@ -3761,26 +3761,20 @@ function startLiveStatus(
     silentSinceMs: null as number | null,
     warned: false,
     fd: null as number | null,
+    failed: null as string | null,
+    failedSaid: false,
     bytes: 0,
     dbfs: Number.NEGATIVE_INFINITY,
     chunk: Buffer.allocUnsafe(Math.ceil((tickMs / 1000) * input.sampleRate) * input.channels * 2), // reused
   }))
   /** The level of what the device added since the last look; false when there is nothing to read yet. */
   const look = (w: (typeof watches)[number]): boolean => {
-    // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
-    try {
-      w.fd ??= fs.openSync(w.file, 'r')
-    } catch {
-      return false
+    const length = readWavTail(w)
+    if (w.failed && !w.failedSaid) {
+      w.failedSaid = true // once: the next ticks try again, quietly
+      say(`⚠ The live status cannot read ${w.file} (${w.failed}): the recording goes on, its level is not shown.`)
     }
-    w.bytes = fs.fstatSync(w.fd).size
-    w.readFrom ??= readWavInfo(w.file)?.dataOffset ?? null
-    if (w.readFrom === null || w.bytes <= w.readFrom) return false
-    const from = Math.max(w.readFrom, w.bytes - w.chunk.length)
-    const start = from - ((from - w.readFrom) % w.frameBytes)
-    const length = Math.floor(Math.min(w.chunk.length, w.bytes - start) / w.frameBytes) * w.frameBytes
-    fs.readSync(w.fd, w.chunk, 0, length, start)
-    w.readFrom = start + length
+    if (length === null) return false
     // Every 47th sample (a prime, so no channel count or steady tone aliases with it): a thousand
     // a second is plenty for a level, and so short a loop never makes V8 compile it over and over.
     w.dbfs = levelDbfs(new Int16Array(w.chunk.buffer, w.chunk.byteOffset, length / 2), 47)
@@ -3818,9 +3812,77 @@ function startLiveStatus(
   return {
     stop() {
       clearInterval(timer)
-      for (const w of watches) if (w.fd !== null) fs.closeSync(w.fd)
+      for (const w of watches)
+        if (w.fd !== null)
+          try {
+            fs.closeSync(w.fd)
+          } catch {
+            /* a dying disk: the descriptor goes with the process */
+          }
       if (tty) process.stderr.write('\r\x1b[K')
     },
+  }
+}
+
+/** The calls readWavTail makes, so that a test can make one fail as a dying disk would. */
+export interface WavReads {
+  open(file: string): number
+  size(fd: number): number
+  read(fd: number, into: Buffer, length: number, position: number): number
+  close(fd: number): void
+  dataOffset(file: string): number | null
+}
+
+const FILE_READS: WavReads = {
+  open: (file) => fs.openSync(file, 'r'),
+  size: (fd) => fs.fstatSync(fd).size,
+  read: (fd, into, length, position) => fs.readSync(fd, into, 0, length, position),
+  close: (fd) => fs.closeSync(fd),
+  dataOffset: (file) => readWavInfo(file)?.dataOffset ?? null,
+}
+
+/** What the live status keeps of one WAV between looks. */
+export interface WavTail {
+  file: string
+  frameBytes: number
+  chunk: Buffer // reused; at most this much is read a look
+  fd: number | null
+  readFrom: number | null
+  bytes: number
+  failed: string | null // the last look's error, null once a look succeeds
+}
+
+/**
+ * Reads what ffmpeg appended to the WAV since the last look (at most the chunk, the newest whole
+ * frames) into the chunk: its length in bytes, or null when there is nothing new or the file could
+ * not be read. A failing disk (EIO) is the live status's problem only, never the recording's: the
+ * error is kept in `failed`, the descriptor dropped, and the next look starts afresh.
+ */
+export function readWavTail(w: WavTail, io: WavReads = FILE_READS): number | null {
+  try {
+    // One descriptor for the whole recording: a look is an fstat and a read, at most a tick's worth.
+    w.fd ??= io.open(w.file)
+    w.bytes = io.size(w.fd)
+    w.readFrom ??= io.dataOffset(w.file)
+    w.failed = null
+    if (w.readFrom === null || w.bytes <= w.readFrom) return null
+    const from = Math.max(w.readFrom, w.bytes - w.chunk.length)
+    const start = from - ((from - w.readFrom) % w.frameBytes)
+    const length = Math.floor(Math.min(w.chunk.length, w.bytes - start) / w.frameBytes) * w.frameBytes
+    const read = Math.floor(io.read(w.fd, w.chunk, length, start) / w.frameBytes) * w.frameBytes
+    w.readFrom = start + read
+    return read > 0 ? read : null
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    w.failed = code === 'ENOENT' ? null : (code ?? (error as Error).message) // ENOENT: ffmpeg has not made it yet
+    if (w.fd !== null)
+      try {
+        io.close(w.fd)
+      } catch {
+        /* the descriptor is gone with the disk */
+      }
+    w.fd = null
+    return null
   }
 }
 
