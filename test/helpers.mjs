@@ -460,6 +460,38 @@ export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${
   }
 }
 
+/**
+ * Quiet noise played into a sink with a short buffer (pacat, 20 ms), kept 0.3 s ahead: a live sink
+ * whose monitor delivers steadily (ffmpeg's own pulse output buffers far more). `server`: its env.
+ */
+export function startNoisePlayer(server, sink) {
+  requireBinary('pacat')
+  const player = spawn(
+    'pacat',
+    ['--raw', '--playback', `--device=${sink}`, '--rate=48000', '--channels=1', '--format=s16le', '--latency-msec=20'],
+    { env: server.env, stdio: ['pipe', 'ignore', 'inherit'] },
+  )
+  player.stdin.on('error', () => {})
+  let untilS = Date.now() / 1000
+  const timer = setInterval(() => {
+    const count = Math.floor((Date.now() / 1000 + 0.3 - untilS) * 48000)
+    if (count <= 0) return
+    const samples = new Int16Array(count).map(() => Math.round((Math.random() - 0.5) * 64))
+    untilS += count / 48000
+    player.stdin.write(Buffer.from(samples.buffer))
+  }, 10)
+  return {
+    async stop() {
+      clearInterval(timer)
+      player.stdin.end()
+      if (player.exitCode === null) {
+        player.kill('SIGTERM')
+        await new Promise((resolve) => player.once('exit', resolve))
+      }
+    },
+  }
+}
+
 /** Clicks in decoded samples: the first sample of each loud run and its length in samples. */
 export function clicksIn(samples, threshold = 8000) {
   const found = []
