@@ -1169,6 +1169,11 @@ export function checkAudioStart(stamp: AudioStart, envelope: ArrivalEnvelope | n
 /** The one line the summary says of a check, or null when there is nothing to say. */
 export function describeStartCheck(c: StartCheck): string | null {
   const ms = (s: number) => `${Math.abs(s * 1000).toFixed(0)} ms`
+  if (c.kind === 'no-stamp')
+    return (
+      '⚠ ffmpeg printed no start time: the first sample is placed by the samples’ arrival' +
+      ` (within ${ms(ENVELOPE_RESOLUTION_S)} if they reach the WAV as fast as a local device's do).`
+    )
   if (c.deliveryLatencyS === null) return null
   if (c.kind === 'stamp-late')
     return (

@@ -134,6 +134,10 @@ test('checkAudioStart: no stamp (the spawn time stands in) and an envelope: the 
   assert.equal(c.kind, 'no-stamp')
   assert.equal(c.stampEpochS, null)
   assert.equal(c.start.epochS, T0)
+  assert.match(
+    describeStartCheck(c),
+    /^⚠ ffmpeg printed no start time: the first sample is placed by the samples’ arrival/,
+  )
   const none = checkAudioStart(spawn, null)
   assert.equal(none.kind, 'unchecked')
   assert.deepEqual(none.start, spawn)

@@ -402,7 +402,22 @@ export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${
   )
   if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
   const moduleId = loaded.stdout.trim()
-  const fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK)
+  // Non-blocking, so that a full FIFO (no one recording: the server stops reading) never stalls the
+  // tests; a server that opens its end late (ENXIO until then) is waited for.
+  let fd
+  await waitFor(
+    () => {
+      try {
+        fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK)
+        return true
+      } catch (error) {
+        if (error.code === 'ENXIO' || error.code === 'ENOENT') return false
+        throw error
+      }
+    },
+    5000,
+    `the pipe source to open ${fifo}`,
+  )
   // Date.now() truncates to the ms: its next tick is the one moment it reads the wall clock exactly.
   for (const ms = Date.now(); Date.now() === ms; );
   const startNs = process.hrtime.bigint()
