@@ -2964,20 +2964,12 @@ async function capture(
   // creation until ARRIVAL_WINDOW_S into its data; polling where no watcher can be had.
   let unwatch = () => {}
   const watchArrivals = () => {
-    const seen = () => {
+    unwatch = watchWrites(audioFile, () => {
       observe(false)
       const first = arrivals[0]
       if (!watching() || (first && Date.now() / 1000 - first.epochS > ARRIVAL_WINDOW_S)) unwatch()
-    }
-    try {
-      const watcher = fs.watch(audioFile, { persistent: false }, seen)
-      watcher.on('error', () => unwatch())
-      unwatch = () => watcher.close()
-    } catch {
-      const poll = setInterval(seen, ARRIVAL_POLL_MS)
-      unwatch = () => clearInterval(poll)
-    }
-    seen() // what landed before the watcher
+    })
+    observe(false) // what landed before the watcher
   }
   const startChecked = () => {
     const checked = start ? checkAudioStart(start, arrivalEnvelope(arrivals, s.sampleRate)) : null
@@ -3047,6 +3039,18 @@ async function capture(
     exitedEpochS: Date.now() / 1000,
     looks,
     arrivals,
+  }
+}
+
+/** Calls `onWrite` as each write to `file` lands (inotify, through fs.watch), else every ARRIVAL_POLL_MS; returns the stop. */
+function watchWrites(file: string, onWrite: () => void): () => void {
+  try {
+    const watcher = fs.watch(file, { persistent: false }, onWrite)
+    watcher.on('error', () => watcher.close()) // the file gone: nothing more to see
+    return () => watcher.close()
+  } catch {
+    const poll = setInterval(onWrite, ARRIVAL_POLL_MS)
+    return () => clearInterval(poll)
   }
 }
 
