@@ -3043,7 +3043,7 @@ async function capture(
 }
 
 /** Calls `onWrite` as each write to `file` lands (inotify, through fs.watch), else every ARRIVAL_POLL_MS; returns the stop. */
-function watchWrites(file: string, onWrite: () => void): () => void {
+export function watchWrites(file: string, onWrite: () => void): () => void {
   try {
     const watcher = fs.watch(file, { persistent: false }, onWrite)
     watcher.on('error', () => watcher.close()) // the file gone: nothing more to see

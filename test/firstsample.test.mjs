@@ -177,3 +177,40 @@ test('parseSyncRecord keeps the stamp, the envelope, the one used, its uncertain
   assert.equal(old.audioStartCheck, null)
   assert.equal(old.audioStartStampEpochS, null)
 })
+
+test('watchWrites: each write to a real file seen as it lands (inotify); where no watcher can be had (no such file), a poll', async () => {
+  const { watchWrites } = await import('../dist/record-audio.mjs')
+  const fs = await import('node:fs')
+  const path = await import('node:path')
+  const { tempDir } = await import('./helpers.mjs')
+  const file = path.join(tempDir(), 'growing.wav')
+  fs.writeFileSync(file, '')
+  const seen = []
+  const stop = watchWrites(file, () => seen.push({ atMs: performance.now(), bytes: fs.statSync(file).size }))
+  const lagsMs = []
+  for (let k = 1; k <= 5; k++) {
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    const wroteMs = performance.now()
+    fs.appendFileSync(file, Buffer.alloc(100))
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    const first = seen.find((s) => s.bytes >= k * 100)
+    assert.ok(first, `write ${k} seen`)
+    lagsMs.push(first.atMs - wroteMs)
+  }
+  stop()
+  // Seen by the event loop's next turn, not by a 10 ms poll: well under a poll's period under load.
+  assert.ok(Math.max(...lagsMs) < 20, `lags ${lagsMs.map((x) => x.toFixed(1))} ms`)
+  const before = seen.length
+  fs.appendFileSync(file, Buffer.alloc(100))
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  assert.equal(seen.length, before, 'nothing after the stop')
+
+  let polls = 0
+  const stopPoll = watchWrites(path.join(tempDir(), 'not-there.wav'), () => polls++)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  stopPoll()
+  const counted = polls
+  assert.ok(counted >= 10, `${counted} polls in 100 ms`)
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  assert.equal(polls, counted, 'the poll stops too')
+})
