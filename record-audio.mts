@@ -64,6 +64,7 @@ const PLOT_OUTFILE: string | null = null
 //   Names and times on disk ULIDs, the newest recording, free names (one WAV per device), overlaps
 //   The capture             ffmpeg's arguments, the watchdog, the first sample's time, WAV headers
 //   The sound card's clock  its real rate from the WAV's growth (cardClock)
+//   The first sample, checked  the device's stamp against the samples' arrival (arrivalEnvelope, checkAudioStart)
 //   The video, its clock    is the mp4 finished; the anchors and the drift (videoTiming)
 //   The picture             --plot
 //   Sync events             flashes and clicks found, paired, fitted (--events, check)
@@ -795,7 +796,8 @@ export function captureLauncher(setpriv: string | null): string[] {
 
 export interface AudioStart {
   epochS: number
-  source: 'ffmpeg-input-start' | 'ffmpeg-wallclock' | 'spawn-time'
+  // arrival-envelope: placed by the samples' arrival on disk, the device's stamp being impossible or absent
+  source: 'ffmpeg-input-start' | 'ffmpeg-wallclock' | 'spawn-time' | 'arrival-envelope'
 }
 
 export const DSHOW_BUFFER_MS = 20
@@ -1083,6 +1085,128 @@ export function clockRatio(
   if (!clock) return 1
   const significant = Math.abs(clock.ppm) > 3 * clock.uncertaintyPpm && Math.abs(clock.ppm) * 1e-6 * durationS >= 1e-3
   return significant ? clock.rateHz / nominalHz : 1
+}
+
+// ── The first sample, checked ────────────────────────────────────────────────────────────────
+// ffmpeg's start stamp is the sound server's latency report, wrong by seconds on some sources (a
+// pipe source, Bluetooth, network). Its witness: a sample is never on disk before it was captured.
+
+/**
+ * How long after the first data the WAV's writes are watched as they happen, and over which the
+ * envelope is taken: long enough for a start-up burst to drain and a second of steady delivery to
+ * follow, short enough that an unmeasured card clock (200 ppm) moves it by under a millisecond.
+ */
+export const ARRIVAL_WINDOW_S = 3
+/**
+ * The longest a correct stamp can lie before the envelope: the samples wait in a queue between the
+ * device and the WAV that ffmpeg's start leaves behind and then reads at the device's pace (measured
+ * here on a null sink's monitor: 26–480 ms, steady through the recording), and PulseAudio hands a
+ * record stream up to 2 s at once (its fragment when a client asks for none, PULSE_LATENCY_MSEC=2000).
+ * A stamp earlier than this claims a queue no capture chain holds.
+ */
+export const MAX_DELIVERY_LATENCY_S = 2.5
+/** How sharp the envelope is once it is: Date.now()'s millisecond and a write's ~1 ms to the WAV. */
+export const ENVELOPE_RESOLUTION_S = 0.002
+/** Fewer deliveries than this in the window (a device handing over seconds at once): too loose to overrule a stamp. */
+export const MIN_DELIVERIES = 3
+
+export interface ArrivalEnvelope {
+  epochS: number // an upper bound on the first sample's capture time
+  deliveries: number // distinct sizes the WAV was seen at within the window
+  spanS: number // from the first data seen to the last look used
+}
+
+/**
+ * The lower envelope of (when the WAV was seen holding n frames − (n − 1) / rate) over the first
+ * ARRIVAL_WINDOW_S of data: the newest sample on disk was captured before it was seen, and those
+ * before it one sample period apart each, so the first was captured no later than this. Looks may
+ * come in any order; null: no data seen.
+ */
+export function arrivalEnvelope(
+  looks: RateObservation[],
+  rateHz: number,
+  windowS = ARRIVAL_WINDOW_S,
+): ArrivalEnvelope | null {
+  const seen = looks.filter((l) => l.frames > 0).sort((a, b) => a.epochS - b.epochS)
+  if (!seen.length) return null
+  const within = seen.filter((l) => l.epochS <= seen[0].epochS + windowS)
+  const epochS = within.reduce((low, l) => Math.min(low, l.epochS - (l.frames - 1) / rateHz), Number.POSITIVE_INFINITY)
+  const deliveries = new Set(within.map((l) => l.frames)).size
+  return { epochS, deliveries, spanS: (within.at(-1) as RateObservation).epochS - seen[0].epochS }
+}
+
+/**
+ * plausible: the stamp is used, at most MAX_DELIVERY_LATENCY_S below the envelope (a queue) or
+ * within the envelope's resolution above it. stamp-late: the stamp is after the envelope, which is
+ * impossible: the envelope is used. stamp-early: the stamp claims more delivery than any queue
+ * holds: the envelope is used (see checkAudioStart). loose: that, but the envelope was made of too
+ * few deliveries to tell: the stamp is used. no-stamp: ffmpeg printed none, the envelope is used.
+ * unchecked: no data was seen while recording: the stamp is used.
+ */
+export const START_CHECK_KINDS = ['plausible', 'stamp-late', 'stamp-early', 'loose', 'no-stamp', 'unchecked'] as const
+export type StartCheckKind = (typeof START_CHECK_KINDS)[number]
+
+export interface StartCheck {
+  start: AudioStart // the one used
+  kind: StartCheckKind
+  stampEpochS: number | null // ffmpeg's stamp (null: none; the spawn time is no stamp)
+  envelopeEpochS: number | null
+  deliveryLatencyS: number | null // envelope − stamp: how long the freshest sample took if the stamp is right
+  uncertaintyS: number | null // how far the truth may lie from the start used; null: unknown
+}
+
+/**
+ * The stamp checked against the arrival envelope. A stamp later than the envelope is impossible
+ * (a pipe source's stamps were 0.4–9 s late, its samples queued before the capture): the envelope
+ * is used. A stamp below the envelope is a queue between the device and the WAV, which the files
+ * cannot tell from an early stamp: the stamp is used, and the uncertainty spans the two. Below it by
+ * more than MAX_DELIVERY_LATENCY_S, no queue explains it: the envelope, which cannot be early, is
+ * used, and the uncertainty covers the stamp (a network stream that really delays its samples by
+ * that much is placed late by it, which the note says).
+ */
+export function checkAudioStart(stamp: AudioStart, envelope: ArrivalEnvelope | null): StartCheck {
+  const stampEpochS = stamp.source === 'spawn-time' ? null : stamp.epochS
+  const none = { stampEpochS, envelopeEpochS: null, deliveryLatencyS: null }
+  if (!envelope) return { start: stamp, kind: 'unchecked', uncertaintyS: null, ...none }
+  const byEnvelope = { start: { epochS: envelope.epochS, source: 'arrival-envelope' as const } }
+  const facts = { stampEpochS, envelopeEpochS: envelope.epochS }
+  // The spawn time is no stamp: the process started before the device opened, and the envelope is sharper.
+  if (stampEpochS === null)
+    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: ENVELOPE_RESOLUTION_S, deliveryLatencyS: null, ...facts }
+  const deliveryLatencyS = envelope.epochS - stampEpochS
+  const withFacts = { ...facts, deliveryLatencyS }
+  if (deliveryLatencyS < -ENVELOPE_RESOLUTION_S)
+    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: ENVELOPE_RESOLUTION_S, ...withFacts }
+  if (deliveryLatencyS <= MAX_DELIVERY_LATENCY_S) {
+    const uncertaintyS = Math.max(Math.abs(deliveryLatencyS), ENVELOPE_RESOLUTION_S)
+    return { start: stamp, kind: 'plausible', uncertaintyS, ...withFacts }
+  }
+  if (envelope.deliveries < MIN_DELIVERIES)
+    return { start: stamp, kind: 'loose', uncertaintyS: deliveryLatencyS, ...withFacts }
+  return { ...byEnvelope, kind: 'stamp-early', uncertaintyS: deliveryLatencyS, ...withFacts }
+}
+
+/** The one line the summary says of a check, or null when there is nothing to say. */
+export function describeStartCheck(c: StartCheck): string | null {
+  const ms = (s: number) => `${Math.abs(s * 1000).toFixed(0)} ms`
+  if (c.kind === 'no-stamp')
+    return (
+      '⚠ ffmpeg printed no start time: the first sample is placed by the samples’ arrival' +
+      ` (within ${ms(ENVELOPE_RESOLUTION_S)} if they reach the WAV as fast as a local device's do).`
+    )
+  if (c.deliveryLatencyS === null) return null
+  if (c.kind === 'stamp-late')
+    return (
+      `⚠ The device's start stamp was ${ms(c.deliveryLatencyS)} late (its samples were on disk before it):` +
+      ` the first sample is placed by their arrival instead (within ${ms(ENVELOPE_RESOLUTION_S)}).`
+    )
+  if (c.kind === 'stamp-early')
+    return (
+      `⚠ The device's start stamp says its samples took ${ms(c.deliveryLatencyS)} to reach the WAV, more than any` +
+      ` queue holds (${ms(MAX_DELIVERY_LATENCY_S)}): the first sample is placed by their arrival; a source that` +
+      ` really delays its samples (a network stream) began up to ${ms(c.deliveryLatencyS)} earlier (--events tells).`
+    )
+  return null
 }
 
 // ── The video ────────────────────────────────────────────────────────────────────────────────
@@ -2419,6 +2543,11 @@ export interface SyncRecord {
   audioDevice: string | null
   audioStartEpochS: number | null
   audioStartSource: AudioStart['source'] | null
+  audioStartStampEpochS: number | null // ffmpeg's stamp, the sound server's latency report (null: none)
+  audioStartEnvelopeEpochS: number | null // the samples' arrival: the first was captured no later
+  audioStartUncertaintyS: number | null // how far the truth may lie from audioStartEpochS (null: unknown)
+  audioStartCheck: StartCheckKind | null // how the stamp and the envelope compared, and which is used
+  audioDeliveryLatencyS: number | null // envelope − stamp: the freshest sample's way to the WAV, if the stamp is right
   audioSampleRate: number
   audioChannels: number
   audioDurationS: number | null
@@ -2498,6 +2627,11 @@ export const AUDIO_KEYS = [
   'audioDevice',
   'audioStartEpochS',
   'audioStartSource',
+  'audioStartStampEpochS',
+  'audioStartEnvelopeEpochS',
+  'audioStartUncertaintyS',
+  'audioStartCheck',
+  'audioDeliveryLatencyS',
   'audioSampleRate',
   'audioChannels',
   'audioDurationS',
@@ -2569,6 +2703,11 @@ export function newSyncRecord(
     state: 'recording',
     audioStartEpochS: null,
     audioStartSource: null,
+    audioStartStampEpochS: null,
+    audioStartEnvelopeEpochS: null,
+    audioStartUncertaintyS: null,
+    audioStartCheck: null,
+    audioDeliveryLatencyS: null,
     audioDurationS: null,
     audioWallSpanS: null,
     audioStartDoubtful: null,
@@ -2621,6 +2760,13 @@ export function parseSyncRecord(text: string): SyncRecord {
     state: raw.state === 'stopped' || raw.state === 'synced' ? raw.state : 'recording',
     audioStartEpochS: number('audioStartEpochS'),
     audioStartSource: (raw.audioStartSource as AudioStart['source']) ?? null,
+    audioStartStampEpochS: number('audioStartStampEpochS'),
+    audioStartEnvelopeEpochS: number('audioStartEnvelopeEpochS'),
+    audioStartUncertaintyS: number('audioStartUncertaintyS'),
+    audioStartCheck: START_CHECK_KINDS.includes(raw.audioStartCheck as StartCheckKind)
+      ? (raw.audioStartCheck as StartCheckKind)
+      : null,
+    audioDeliveryLatencyS: number('audioDeliveryLatencyS'),
     audioDurationS: number('audioDurationS'),
     audioWallSpanS: number('audioWallSpanS'),
     audioStartDoubtful: typeof raw.audioStartDoubtful === 'boolean' ? raw.audioStartDoubtful : null,
@@ -3302,7 +3448,8 @@ interface Capture {
   start: AudioStart | null
   stopRequestedEpochS: number | null
   exitedEpochS: number
-  looks: RateObservation[]
+  looks: RateObservation[] // the card clock's bursts
+  arrivals: RateObservation[] // every look, the WAV's writes watched as they happen included (arrivalEnvelope)
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
@@ -3315,6 +3462,7 @@ const CSV_LOOK_MS = 200
 const CLOCK_SETTLE_MS = 1000
 const CLOCK_BURST_MS = 1000
 const CLOCK_BURST_EVERY_MS = 20000
+const ARRIVAL_POLL_MS = 2 // where fs.watch fails: a stat this often, for ARRIVAL_WINDOW_S only
 const CLOCK_LOOK_MS = 200 // the burst at the stop, while the last samples drain: a few of the device's packets
 
 /**
@@ -3344,9 +3492,11 @@ async function capture(
     stdio: ['pipe', watchdog.length ? 'pipe' : 'ignore', 'pipe'],
   })`exec ${watchdog} ${ffmpeg} ${captureArgs(s, path.resolve(audioFile))}`
   let ffmpegPid: number | null = null // through the watchdog: the PID it prints
+  let pendingSignal: NodeJS.Signals | null = null // asked for before the PID was known
   if (watchdog.length)
     child.stdout.once('data', (chunk: Buffer) => {
       ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
+      if (pendingSignal) signalFfmpeg(pendingSignal)
     })
   let head = '' // until the start is found: the Input #0 block comes early, however much follows
   let tail = ''
@@ -3364,7 +3514,8 @@ async function capture(
   })
   const signalFfmpeg = (signal: NodeJS.Signals) => {
     const pid = watchdog.length ? ffmpegPid : (child.child?.pid ?? null)
-    if (pid != null && child.child?.exitCode === null && child.child?.signalCode === null)
+    if (pid == null) pendingSignal = signal
+    else if (child.child?.exitCode === null && child.child?.signalCode === null)
       try {
         process.kill(pid, signal)
       } catch {
@@ -3375,22 +3526,52 @@ async function capture(
   // The sound card's clock: the WAV's growth looked at closely for a moment after the start and
   // before the stop (the live status adds a look a tick in between); see cardClock.
   const looks: RateObservation[] = []
+  const arrivals: RateObservation[] = []
   const frameBytes = s.channels * 2
   let dataOffset: number | null = null
-  const look = () => {
+  const observe = (clock: boolean) => {
     dataOffset ??= readWavInfo(audioFile)?.dataOffset ?? null
     const bytes = fileBytes(audioFile)
-    if (dataOffset !== null && bytes > dataOffset)
-      looks.push({ epochS: Date.now() / 1000, frames: Math.floor((bytes - dataOffset) / frameBytes) })
+    if (dataOffset !== null && bytes > dataOffset) {
+      const seen = { epochS: Date.now() / 1000, frames: Math.floor((bytes - dataOffset) / frameBytes) }
+      arrivals.push(seen)
+      if (clock) looks.push(seen)
+    }
     return bytes
   }
+  const look = () => observe(true)
   const clockWatch = new AbortController()
   const watching = () => !clockWatch.signal.aborted && stops.count === 0
   const burst = async (ms: number) => {
     for (const until = Date.now() + ms; Date.now() < until && watching(); await sleep(LOOK_EVERY_MS)) look()
   }
+  // The first sample's witness: each write seen the moment it lands (inotify), from the file's
+  // creation until ARRIVAL_WINDOW_S into its data; polling where no watcher can be had.
+  let unwatch = () => {}
+  const watchArrivals = () => {
+    unwatch = watchWrites(audioFile, () => {
+      observe(false)
+      const first = arrivals[0]
+      if (!watching() || (first && Date.now() / 1000 - first.epochS > ARRIVAL_WINDOW_S)) unwatch()
+    })
+    observe(false) // what landed before the watcher
+  }
+  const startChecked = () => {
+    const checked = start ? checkAudioStart(start, arrivalEnvelope(arrivals, s.sampleRate)) : null
+    return checked?.start ?? start
+  }
   void (async () => {
     while (watching() && look() === 0) await sleep(LOOK_EVERY_MS)
+    if (watching()) watchArrivals()
+    // The record gets the checked start once the window is over: a kill after it keeps the right one.
+    void sleep(1000 * (ARRIVAL_WINDOW_S + 0.5), undefined, { signal: clockWatch.signal, ref: false })
+      .then(() => {
+        const checked = startChecked()
+        if (checked && checked !== start) onStart(checked)
+      })
+      .catch(() => {
+        /* aborted with the capture */
+      })
     const pause = (ms: number) => sleep(ms, undefined, { signal: clockWatch.signal, ref: false })
     // The device's first packets come early (start-up): the first burst waits them out.
     for (let ms = CLOCK_SETTLE_MS; watching(); ms = CLOCK_BURST_EVERY_MS) {
@@ -3404,8 +3585,9 @@ async function capture(
   // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
   const drainThenStop = async (untilEpochS: number) => {
     const offset = dataOffset ?? readWavInfo(audioFile)?.dataOffset ?? null // the clock's looks found it already
-    if (start && offset !== null) {
-      const targetBytes = offset + (untilEpochS - start.epochS) * s.sampleRate * frameBytes
+    const startNow = startChecked() // a stamp seconds late would stop the drain that much early
+    if (startNow && offset !== null) {
+      const targetBytes = offset + (untilEpochS - startNow.epochS) * s.sampleRate * frameBytes
       const deadline = Date.now() + MAX_DRAIN_MS
       const looked = Date.now() + CLOCK_LOOK_MS
       while (stops.count === 1 && Date.now() < deadline && (look() < targetBytes || Date.now() < looked))
@@ -3415,14 +3597,19 @@ async function capture(
     child.stdin.end('q')
     escalation = setTimeout(() => signalFfmpeg('SIGINT'), 3000) // q not read: one SIGINT still finalizes
   }
-  stops.onRequest(() => {
+  const onStop = () => {
     if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
     else signalFfmpeg(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
-  })
+  }
+  stops.onRequest(onStop)
+  // A ctrl-c while ffmpeg was being started was counted with no one to act on it: act now, once
+  // (a second one counted too is one SIGINT, as it would have been).
+  if (stops.count > 0) onStop()
   const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
   process.on('exit', killOnExit)
   const result = await child
   clockWatch.abort()
+  unwatch()
   clearTimeout(escalation)
   process.off('exit', killOnExit)
   // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
@@ -3436,6 +3623,19 @@ async function capture(
     stopRequestedEpochS: stops.firstEpochS,
     exitedEpochS: Date.now() / 1000,
     looks,
+    arrivals,
+  }
+}
+
+/** Calls `onWrite` as each write to `file` lands (inotify, through fs.watch), else every ARRIVAL_POLL_MS; returns the stop. */
+export function watchWrites(file: string, onWrite: () => void): () => void {
+  try {
+    const watcher = fs.watch(file, { persistent: false }, onWrite)
+    watcher.on('error', () => watcher.close()) // the file gone: nothing more to see
+    return () => watcher.close()
+  } catch {
+    const poll = setInterval(onWrite, ARRIVAL_POLL_MS)
+    return () => clearInterval(poll)
   }
 }
 
@@ -3511,6 +3711,7 @@ async function record(s: Settings): Promise<number> {
     const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
       Object.assign(parts[k], { audioStartEpochS: start.epochS, audioStartSource: start.source })
+      if (start.source !== 'arrival-envelope') parts[k].audioStartStampEpochS = start.epochS // kept if overruled
       if (k === 0) Object.assign(record, audioFieldsOf(parts[0]))
       saveSync(syncFile, record)
     }
@@ -3580,6 +3781,11 @@ function audioOf(
   label: string,
 ): string | null {
   const audioFile = path.relative(process.cwd(), part.audioFile) || part.audioFile
+  const noData = (readWavInfo(audioFile)?.dataBytes ?? 0) === 0
+  if (noData && captured.stopRequestedEpochS !== null && captureOutcome(captured).ok) {
+    say(`■ ${label}Stopped before the first sample reached ${audioFile}: nothing was recorded.`)
+    return `${NO_SAMPLE}: stopped before the first sample`
+  }
   if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0 || !captured.start) {
     failedToStart(format, input.device, ffmpeg, audioFile, captured.log)
     return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
@@ -3592,18 +3798,29 @@ function audioOf(
         : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
             ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
     )
-  const start = captured.start
   const wav = readWavInfo(audioFile)
   const durationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
+  // The card's rate does not depend on where the start is (only the envelope's slope counts), and
+  // places the arrivals better than the nominal rate when it is known.
+  const clock = cardClock(captured.looks, captured.start.epochS, input.sampleRate)
+  const check = checkAudioStart(captured.start, arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate))
+  const start = check.start
   Object.assign(part, {
     audioStartEpochS: start.epochS,
     audioStartSource: start.source,
+    audioStartStampEpochS: check.stampEpochS,
+    audioStartEnvelopeEpochS: check.envelopeEpochS,
+    audioStartUncertaintyS: check.uncertaintyS,
+    audioStartCheck: check.kind,
+    audioDeliveryLatencyS: check.deliveryLatencyS,
     audioDurationS: durationS,
   } satisfies Partial<AudioPart>)
   say(
     `✔ ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${durationS == null ? '' : ` (${durationS.toFixed(2)} s)`}` +
       `, first sample at ${new Date(start.epochS * 1000).toISOString()} (${start.source})`,
   )
+  const checkLine = describeStartCheck(check)
+  if (checkLine) say(`${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`)
   if (wav && !wav.finalized)
     say(
       '⚠ The WAV header was not finalized, so some readers misreport its length:' +
@@ -3611,7 +3828,6 @@ function audioOf(
     )
   if (start.source === 'spawn-time')
     say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
-  const clock = cardClock(captured.looks, start.epochS, input.sampleRate)
   if (clock && durationS != null) {
     Object.assign(part, {
       audioClockHz: clock.rateHz,
@@ -4452,26 +4668,20 @@ function startLiveStatus(
     silentSinceMs: null as number | null,
     warned: false,
     fd: null as number | null,
+    failed: null as string | null,
+    failedSaid: false,
     bytes: 0,
     dbfs: Number.NEGATIVE_INFINITY,
     chunk: Buffer.allocUnsafe(Math.ceil((tickMs / 1000) * input.sampleRate) * input.channels * 2), // reused
   }))
   /** The level of what the device added since the last look; false when there is nothing to read yet. */
   const look = (w: (typeof watches)[number]): boolean => {
-    // One descriptor for the whole recording: a tick is an fstat and a read, at most a second's worth.
-    try {
-      w.fd ??= fs.openSync(w.file, 'r')
-    } catch {
-      return false
+    const length = readWavTail(w)
+    if (w.failed && !w.failedSaid) {
+      w.failedSaid = true // once: the next ticks try again, quietly
+      say(`⚠ The live status cannot read ${w.file} (${w.failed}): the recording goes on, its level is not shown.`)
     }
-    w.bytes = fs.fstatSync(w.fd).size
-    w.readFrom ??= readWavInfo(w.file)?.dataOffset ?? null
-    if (w.readFrom === null || w.bytes <= w.readFrom) return false
-    const from = Math.max(w.readFrom, w.bytes - w.chunk.length)
-    const start = from - ((from - w.readFrom) % w.frameBytes)
-    const length = Math.floor(Math.min(w.chunk.length, w.bytes - start) / w.frameBytes) * w.frameBytes
-    fs.readSync(w.fd, w.chunk, 0, length, start)
-    w.readFrom = start + length
+    if (length === null) return false
     // Every 47th sample (a prime, so no channel count or steady tone aliases with it): a thousand
     // a second is plenty for a level, and so short a loop never makes V8 compile it over and over.
     w.dbfs = levelDbfs(new Int16Array(w.chunk.buffer, w.chunk.byteOffset, length / 2), 47)
@@ -4509,9 +4719,77 @@ function startLiveStatus(
   return {
     stop() {
       clearInterval(timer)
-      for (const w of watches) if (w.fd !== null) fs.closeSync(w.fd)
+      for (const w of watches)
+        if (w.fd !== null)
+          try {
+            fs.closeSync(w.fd)
+          } catch {
+            /* a dying disk: the descriptor goes with the process */
+          }
       if (tty) process.stderr.write('\r\x1b[K')
     },
+  }
+}
+
+/** The calls readWavTail makes, so that a test can make one fail as a dying disk would. */
+export interface WavReads {
+  open(file: string): number
+  size(fd: number): number
+  read(fd: number, into: Buffer, length: number, position: number): number
+  close(fd: number): void
+  dataOffset(file: string): number | null
+}
+
+const FILE_READS: WavReads = {
+  open: (file) => fs.openSync(file, 'r'),
+  size: (fd) => fs.fstatSync(fd).size,
+  read: (fd, into, length, position) => fs.readSync(fd, into, 0, length, position),
+  close: (fd) => fs.closeSync(fd),
+  dataOffset: (file) => readWavInfo(file)?.dataOffset ?? null,
+}
+
+/** What the live status keeps of one WAV between looks. */
+export interface WavTail {
+  file: string
+  frameBytes: number
+  chunk: Buffer // reused; at most this much is read a look
+  fd: number | null
+  readFrom: number | null
+  bytes: number
+  failed: string | null // the last look's error, null once a look succeeds
+}
+
+/**
+ * Reads what ffmpeg appended to the WAV since the last look (at most the chunk, the newest whole
+ * frames) into the chunk: its length in bytes, or null when there is nothing new or the file could
+ * not be read. A failing disk (EIO) is the live status's problem only, never the recording's: the
+ * error is kept in `failed`, the descriptor dropped, and the next look starts afresh.
+ */
+export function readWavTail(w: WavTail, io: WavReads = FILE_READS): number | null {
+  try {
+    // One descriptor for the whole recording: a look is an fstat and a read, at most a tick's worth.
+    w.fd ??= io.open(w.file)
+    w.bytes = io.size(w.fd)
+    w.readFrom ??= io.dataOffset(w.file)
+    w.failed = null
+    if (w.readFrom === null || w.bytes <= w.readFrom) return null
+    const from = Math.max(w.readFrom, w.bytes - w.chunk.length)
+    const start = from - ((from - w.readFrom) % w.frameBytes)
+    const length = Math.floor(Math.min(w.chunk.length, w.bytes - start) / w.frameBytes) * w.frameBytes
+    const read = Math.floor(io.read(w.fd, w.chunk, length, start) / w.frameBytes) * w.frameBytes
+    w.readFrom = start + read
+    return read > 0 ? read : null
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    w.failed = code === 'ENOENT' ? null : (code ?? (error as Error).message) // ENOENT: ffmpeg has not made it yet
+    if (w.fd !== null)
+      try {
+        io.close(w.fd)
+      } catch {
+        /* the descriptor is gone with the disk */
+      }
+    w.fd = null
+    return null
   }
 }
 

@@ -13,12 +13,15 @@ import {
   startFastSource,
   rawFrameWriter,
   MP4V,
+  startPipeSource,
+  firstSampleTruth,
 } from '../test/helpers.mjs'
 import { parquetWriteFile } from 'hyparquet-writer'
 import { RATE, startClickStream, whiteFramePts, clickOnsets, median } from './lib.mjs'
 
 const quick = process.argv.includes('--quick') // shorter recordings, for trying the bench itself
 const clockOnly = process.argv.includes('--clock') // only the sound card's clock rows
+const firstOnly = process.argv.includes('--first-sample') // only the first sample's rows
 
 /**
  * TracktorLive's writer: mp4v at a nominal fps, frames written in real time at `realFps`, white at
@@ -318,6 +321,55 @@ async function fastCardScenario(pulse, name, { seconds, ratio }) {
   }
 }
 
+/**
+ * The audio's first sample against physical truth, `recordings` times: a fresh pipe source each time
+ * (its writer's clicks name their second: the truth is when it wrote the WAV's first sample), or the
+ * null sink's monitor with the click player in it (its truth, a click at its whole second, includes
+ * the player's ~20 ms buffer: a witness of the difference between stamp and check, not of either).
+ * Errors in ms, + = the tool says later than the truth.
+ */
+async function firstSampleScenario(pulse, name, { recordings, seconds, pipe }) {
+  const runs = []
+  for (let k = 0; k < recordings; k++) {
+    const source = pipe ? await startPipeSource(pulse) : null
+    try {
+      const cwd = tempDir('ra-bench-')
+      const tool = startTool(['first', '--format', 'pulse', '--device', source ? source.source : pulse.source], {
+        cwd,
+        env: pulse.env,
+      })
+      await tool.recording(path.join(cwd, 'first-audio.wav'), 20000)
+      await sleep(seconds * 1000)
+      tool.ctrlC()
+      const result = await tool.exited
+      if (result.code !== 0) throw new Error(`${name}: record-audio exited ${result.code}: ${result.stderr}`)
+      const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'first-audio-sync.json'), 'utf8'))
+      const samples = decodeAudio(sync.audioFile)
+      let truthS
+      if (source) truthS = firstSampleTruth(source, samples)
+      else {
+        // The first click after the first second, at its whole second by the stamp's count.
+        const onset = clickOnsets(samples).find((i) => i / RATE > 0.05)
+        const second = Math.round(sync.audioStartStampEpochS + onset / RATE)
+        truthS = second - onset / RATE
+      }
+      const ms = (epochS) => (epochS == null ? NaN : (epochS - truthS) * 1000)
+      runs.push({
+        stampMs: ms(sync.audioStartStampEpochS),
+        envelopeMs: ms(sync.audioStartEnvelopeEpochS),
+        usedMs: ms(sync.audioStartEpochS),
+        check: sync.audioStartCheck,
+        uncertaintyMs: sync.audioStartUncertaintyS * 1000,
+      })
+    } finally {
+      await source?.stop()
+    }
+  }
+  return { name, seconds, runs }
+}
+
+const loadAverage = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+
 function coldNpxMs() {
   const packDir = tempDir('ra-bench-pack-')
   const packed = run('npm', ['pack', '--json', '--pack-destination', packDir], { cwd: ROOT })
@@ -344,9 +396,19 @@ await sleep(1000)
 const rows = []
 const fastRows = []
 const twoCards = []
+const firstRows = []
+const loads = [loadAverage()]
 try {
   const short = quick ? 8 : 20
   if (!clockOnly) {
+    const recordings = quick ? 2 : 5
+    firstRows.push(
+      await firstSampleScenario(pulse, 'pipe-source microphone', { recordings, seconds: 6, pipe: true }),
+      await firstSampleScenario(pulse, 'null sink, click player in it', { recordings, seconds: 6, pipe: false }),
+    )
+    loads.push(loadAverage())
+  }
+  if (!clockOnly && !firstOnly) {
     rows.push(await scenario(pulse, 'default (ULID, 30 ms first-frame gap)', { seconds: short, plot: true }))
     rows.push(
       await scenario(pulse, 'bursty sink (2 s latency)', { seconds: short, env: { PULSE_LATENCY_MSEC: '2000' } }),
@@ -355,13 +417,36 @@ try {
     rows.push(await scenario(pulse, 'timesync file', { seconds: short, timesync: true }))
     rows.push(await scenario(pulse, 'a 1.5 s ~/.bashrc, no SHLVL', { seconds: 4, slowBashrcS: 1.5 }))
   }
-  fastRows.push(await fastCardScenario(pulse, 'card clock 1000 ppm fast', { seconds: quick ? 30 : 60, ratio: 1.001 }))
-  fastRows.push(await fastCardScenario(pulse, 'card clock on time', { seconds: quick ? 30 : 60, ratio: 1 }))
-  twoCards.push(...(await twoCardsScenario(pulse, { seconds: quick ? 30 : 60, ratios: [1.001, 1] })))
+  if (!firstOnly) {
+    fastRows.push(await fastCardScenario(pulse, 'card clock 1000 ppm fast', { seconds: quick ? 30 : 60, ratio: 1.001 }))
+    fastRows.push(await fastCardScenario(pulse, 'card clock on time', { seconds: quick ? 30 : 60, ratio: 1 }))
+    twoCards.push(...(await twoCardsScenario(pulse, { seconds: quick ? 30 : 60, ratios: [1.001, 1] })))
+  }
 } finally {
   clicks.stop()
   await pulse.stop()
 }
+
+if (firstRows.length) {
+  console.log(
+    "\nThe audio's first sample against physical truth, ms (+ = placed later than the truth; target |with the check| ≤ 5 ms)",
+  )
+  console.log(`load average (1, 5, 15 min) before: ${loads[0]}, after: ${loads[1]}\n`)
+  console.log('| scenario | recording | stamp alone | with the check | envelope | check | uncertainty |')
+  console.log('|---|---|---|---|---|---|---|')
+  for (const f of firstRows)
+    for (const [k, r] of f.runs.entries())
+      console.log(
+        `| ${f.name} (${f.seconds} s) | ${k + 1} | ${fmt(r.stampMs)} | ${fmt(r.usedMs)} | ${fmt(r.envelopeMs)} | ${r.check} | ${fmt(r.uncertaintyMs)} |`,
+      )
+  for (const f of firstRows) {
+    const worst = (key) => Math.max(...f.runs.map((r) => Math.abs(r[key])))
+    console.log(
+      `\n${f.name}: worst |stamp alone| ${fmt(worst('stampMs'))} ms, worst |with the check| ${fmt(worst('usedMs'))} ms`,
+    )
+  }
+}
+if (firstOnly) process.exit(0)
 
 console.log('\nSync error of the muxed file, ms (white frame vs click; + means the sound comes late)\n')
 console.log(

@@ -471,6 +471,174 @@ export async function startFastSource(pulse, ratio) {
   }
 }
 
+/** startPipeSource's clicks name their second modulo this: a WAV must begin within it of the writer's start. */
+const CLICK_CODE_S = 10
+
+/**
+ * A microphone whose capture times are known: a PulseAudio pipe source (works under PipeWire's
+ * pulse server too) fed through its FIFO at the wall clock's pace. Every few ms the writer writes
+ * each sample whose time has come (sample i's time: startEpochS + i / rate), so the newest sample of
+ * each write is written the moment it is due: a sample's time is when it entered the server, its
+ * capture. Quiet noise, and at each whole epoch second s a click whose length, 1 + (s mod 10) ms,
+ * names its second (firstSampleTruth). `server`: an object with the server's env and a dir for the FIFO.
+ */
+export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${Date.now()}` } = {}) {
+  const fifo = path.join(server.dir, `${name}.fifo`) // the module makes it
+  const loaded = spawnSync(
+    'pactl',
+    [
+      'load-module',
+      'module-pipe-source',
+      `source_name=${name}`,
+      `file=${fifo}`,
+      'format=s16le',
+      `rate=${rate}`,
+      'channels=1',
+    ],
+    { env: server.env, encoding: 'utf8' },
+  )
+  if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
+  const moduleId = loaded.stdout.trim()
+  // Non-blocking, so that a full FIFO (no one recording: the server stops reading) never stalls the
+  // tests; a server that opens its end late (ENXIO until then) is waited for.
+  let fd
+  await waitFor(
+    () => {
+      try {
+        fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK)
+        return true
+      } catch (error) {
+        if (error.code === 'ENXIO' || error.code === 'ENOENT') return false
+        throw error
+      }
+    },
+    5000,
+    `the pipe source to open ${fifo}`,
+  )
+  // Date.now() truncates to the ms: its next tick is the one moment it reads the wall clock exactly.
+  for (const ms = Date.now(); Date.now() === ms; );
+  const startNs = process.hrtime.bigint()
+  const startEpochS = Date.now() / 1000
+  const nowS = () => startEpochS + Number(process.hrtime.bigint() - startNs) / 1e9
+  let written = 0
+  let pending = Buffer.alloc(0)
+  let lateWrites = 0 // the FIFO was full: samples entered the server later than their time
+  let maxLagS = 0
+  const sampleAt = (i) => {
+    const tS = startEpochS + i / rate
+    const second = Math.floor(tS)
+    const clickS = (1 + (second % CLICK_CODE_S)) / 1000
+    if (tS - second < clickS) return i % 2 ? 24000 : -24000
+    return Math.round((Math.random() - 0.5) * 64)
+  }
+  const write = () => {
+    const t = nowS()
+    const due = Math.floor((t - startEpochS) * rate)
+    if (due > written) {
+      const samples = new Int16Array(due - written)
+      for (let k = 0; k < samples.length; k++) samples[k] = sampleAt(written + k)
+      written = due
+      pending = Buffer.concat([pending, Buffer.from(samples.buffer)])
+    }
+    while (pending.length) {
+      let n
+      try {
+        n = fs.writeSync(fd, pending)
+      } catch (error) {
+        if (error.code !== 'EAGAIN') throw error
+        lateWrites++
+        return
+      }
+      pending = pending.subarray(n)
+    }
+    maxLagS = Math.max(maxLagS, nowS() - t)
+  }
+  const timer = setInterval(write, 2)
+  await sleep(300)
+  return {
+    source: name,
+    rate,
+    startEpochS,
+    /** The time of the writer's sample i, epoch seconds: when it entered the server. */
+    sampleEpochS: (i) => startEpochS + i / rate,
+    get lateWrites() {
+      return lateWrites
+    },
+    async stop() {
+      clearInterval(timer)
+      fs.closeSync(fd)
+      spawnSync('pactl', ['unload-module', moduleId], { env: server.env })
+    },
+  }
+}
+
+/**
+ * Quiet noise played into a sink with a short buffer (pacat, 20 ms), kept 0.3 s ahead: a live sink
+ * whose monitor delivers steadily (ffmpeg's own pulse output buffers far more). `server`: its env.
+ */
+export function startNoisePlayer(server, sink) {
+  requireBinary('pacat')
+  const player = spawn(
+    'pacat',
+    ['--raw', '--playback', `--device=${sink}`, '--rate=48000', '--channels=1', '--format=s16le', '--latency-msec=20'],
+    { env: server.env, stdio: ['pipe', 'ignore', 'inherit'] },
+  )
+  player.stdin.on('error', () => {})
+  let untilS = Date.now() / 1000
+  const timer = setInterval(() => {
+    const count = Math.floor((Date.now() / 1000 + 0.3 - untilS) * 48000)
+    if (count <= 0) return
+    const samples = new Int16Array(count).map(() => Math.round((Math.random() - 0.5) * 64))
+    untilS += count / 48000
+    player.stdin.write(Buffer.from(samples.buffer))
+  }, 10)
+  return {
+    async stop() {
+      clearInterval(timer)
+      player.stdin.end()
+      if (player.exitCode === null) {
+        player.kill('SIGTERM')
+        await new Promise((resolve) => player.once('exit', resolve))
+      }
+    },
+  }
+}
+
+/** Clicks in decoded samples: the first sample of each loud run and its length in samples. */
+export function clicksIn(samples, threshold = 8000) {
+  const found = []
+  for (let i = 0; i < samples.length; i++) {
+    if (Math.abs(samples[i]) <= threshold) continue
+    let end = i
+    while (end + 1 < samples.length && Math.abs(samples[end + 1]) > threshold) end++
+    found.push({ index: i, length: end - i + 1 })
+    i = end
+  }
+  return found
+}
+
+/**
+ * When the WAV's first sample was captured, from the writer's own clock: the WAV's first whole
+ * click is the writer's click of the one second in the CLICK_CODE_S after the writer started whose
+ * code its length is, and the first sample came index / rate before it. Every later click must have
+ * its second's code and agree to the sample: else the source dropped or repeated samples.
+ */
+export function firstSampleTruth(pipe, wavSamples) {
+  const clicks = clicksIn(wavSamples).filter((c) => c.index > 0 && c.index + c.length < wavSamples.length)
+  if (!clicks.length) throw new Error('no whole click in the WAV')
+  const code = (c) => Math.round((c.length / pipe.rate) * 1000) - 1
+  const from = Math.ceil(pipe.startEpochS)
+  const first = from + ((((code(clicks[0]) - from) % CLICK_CODE_S) + CLICK_CODE_S) % CLICK_CODE_S)
+  const truths = clicks.map((c) => {
+    const second = first + Math.round((c.index - clicks[0].index) / pipe.rate)
+    if (code(c) !== second % CLICK_CODE_S) throw new Error(`the click at sample ${c.index} is not its second's`)
+    return second - c.index / pipe.rate
+  })
+  const spreadS = Math.max(...truths) - Math.min(...truths)
+  if (spreadS > 1.5 / pipe.rate) throw new Error(`the clicks disagree by ${spreadS * 1000} ms: samples were dropped`)
+  return truths[0]
+}
+
 export const listing = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
 
 /** A stand-in video and record-audio beside it for `recordS`, then `stop(tool)`; what it left. */
