@@ -3627,7 +3627,10 @@ async function capture(
   }
 }
 
-/** Calls `onWrite` as each write to `file` lands (inotify, through fs.watch), else every ARRIVAL_POLL_MS; returns the stop. */
+/**
+ * Calls `onWrite` as each write to `file` lands (inotify, through fs.watch), else every ARRIVAL_POLL_MS;
+ * returns the stop.
+ */
 export function watchWrites(file: string, onWrite: () => void): () => void {
   try {
     const watcher = fs.watch(file, { persistent: false }, onWrite)
