@@ -1087,6 +1087,28 @@ export function clockRatio(
   return significant ? clock.rateHz / nominalHz : 1
 }
 
+type ClockFields = Pick<
+  SyncRecord,
+  'audioSampleRate' | 'audioClockHz' | 'audioClockUncertaintyPpm' | 'audioClockRatio' | 'audioDurationS'
+>
+
+/**
+ * Another device's clock ratio for the mux, where the first device's card sets the timeline: what
+ * matters is how the two cards differ, so the test is on that difference with both uncertainties.
+ * Judged alone, a card measured +30 ± 9 ppm (corrected) beside one at +25 ± 9 ppm (not: under 3σ)
+ * would play the second 30 ppm slow against the first, 108 ms an hour off its own measurement.
+ */
+export function otherClockRatio(first: ClockFields, other: ClockFields): number {
+  const own = other.audioClockRatio ?? 1
+  if (first.audioClockHz == null || other.audioClockHz == null) return own
+  const relative = other.audioClockHz / other.audioSampleRate / (first.audioClockHz / first.audioSampleRate)
+  const uncertaintyPpm = Math.hypot(first.audioClockUncertaintyPpm ?? 0, other.audioClockUncertaintyPpm ?? 0)
+  const ppm = Math.abs(relative - 1) * 1e6
+  const durationS = other.audioDurationS ?? 0
+  const significant = ppm > 3 * uncertaintyPpm && ppm * 1e-6 * durationS >= 1e-3
+  return (first.audioClockRatio ?? 1) * (significant ? relative : 1)
+}
+
 // ── The first sample, checked ────────────────────────────────────────────────────────────────
 // ffmpeg's start stamp is the sound server's latency report, wrong by seconds on some sources (a
 // pipe source, Bluetooth, network). Its witness: a sample is never on disk before it was captured.
@@ -1938,8 +1960,9 @@ export interface RateFit {
 /**
  * The least-squares line through the pairs' residuals, with the slope's standard error (the
  * residuals' scatter, at least EVENT_TIMING_FLOOR_S). Applied only when its effect at the timeline's
- * far end (0 or endS, whichever is farther from the events) exceeds RATE_SIGNIFICANCE times its own
- * uncertainty there and MIN_RATE_EFFECT_S; two pairs cannot tell their slope from their error.
+ * far end (0 or endS, whichever is farther from the events) exceeds its own uncertainty there
+ * times studentT3Sigma (RATE_SIGNIFICANCE sigmas, widened for few pairs) and MIN_RATE_EFFECT_S;
+ * fewer than MIN_RATE_PAIRS pairs cannot tell their slope from their error.
  */
 export function fitRate(pairs: EventPair[], endS: number): RateFit {
   const n = pairs.length
@@ -1952,18 +1975,54 @@ export function fitRate(pairs: EventPair[], endS: number): RateFit {
     sxx += (p.flashS - meanFlashS) ** 2
     sxy += (p.flashS - meanFlashS) * (p.residualS - meanResidualS)
   }
-  if (n < 3 || sxx <= 0) return { slope: null, slopeError: null, meanFlashS, meanResidualS, atEndS: 0, applied: false }
+  if (n < MIN_RATE_PAIRS || sxx <= 0)
+    return { slope: null, slopeError: null, meanFlashS, meanResidualS, atEndS: 0, applied: false }
   const slope = sxy / sxx
   let ssr = 0
   for (const p of pairs) ssr += (p.residualS - meanResidualS - slope * (p.flashS - meanFlashS)) ** 2
   const scatterS = Math.max(Math.sqrt(ssr / (n - 2)), EVENT_TIMING_FLOOR_S)
   const slopeError = scatterS / Math.sqrt(sxx)
   const atEndS = slope * reachS
-  const applied = Math.abs(atEndS) > RATE_SIGNIFICANCE * slopeError * reachS && Math.abs(atEndS) > MIN_RATE_EFFECT_S
+  const significance = studentT3Sigma(n - 2)
+  const applied = Math.abs(atEndS) > significance * slopeError * reachS && Math.abs(atEndS) > MIN_RATE_EFFECT_S
   return { slope, slopeError, meanFlashS, meanResidualS, atEndS, applied }
+}
+
+/**
+ * Student's t at the confidence of RATE_SIGNIFICANCE normal sigmas (two-sided 99.73 %) for `dof`
+ * degrees of freedom: a slope's error estimated from a few residuals is itself uncertain, and 3 × it
+ * with 1 degree of freedom passes one noise-only fit in five (3 events in 10 s at 2 ms: 1.5 s at an
+ * hour's end). Linear in 1/dof between tabulated points; 3 past them.
+ */
+export function studentT3Sigma(dof: number): number {
+  const table: [number, number][] = [
+    [1, 235.78],
+    [2, 19.21],
+    [3, 9.22],
+    [4, 6.62],
+    [5, 5.51],
+    [6, 4.9],
+    [8, 4.28],
+    [10, 3.96],
+    [15, 3.59],
+    [20, 3.42],
+    [30, 3.27],
+    [60, 3.13],
+    [120, 3.06],
+  ]
+  if (dof <= 1) return table[0][1]
+  for (let i = 1; i < table.length; i++) {
+    const [d1, t1] = table[i]
+    if (dof > d1) continue
+    const [d0, t0] = table[i - 1]
+    return t0 + ((1 / dof - 1 / d0) / (1 / d1 - 1 / d0)) * (t1 - t0)
+  }
+  return RATE_SIGNIFICANCE + ((table[table.length - 1][1] - RATE_SIGNIFICANCE) * 120) / dof
 }
 export const EVENT_TIMING_FLOOR_S = 0.0005 // one event's timing at best: a click block, a sliver of a frame
 export const RATE_SIGNIFICANCE = 3
+/** A rate from fewer pairs is never applied: 5 leave 3 degrees of freedom for the slope's own error. */
+export const MIN_RATE_PAIRS = 5
 export const MIN_RATE_EFFECT_S = 0.001
 
 export interface EventFit {
@@ -2156,10 +2215,11 @@ export function eventNoteText(note: EventNote): string {
       )
     case 'rate-not-applied':
       if (note.slope == null || note.slopeError == null)
-        return `no rate from ${note.pairs} pairs (its error cannot be measured with fewer than 3): offset only`
+        return `no rate from ${note.pairs} pairs (fewer than ${MIN_RATE_PAIRS} cannot measure its error): offset only`
       return (
         `rate ${(note.slope * 1e6).toFixed(0)} ± ${(note.slopeError * 1e6).toFixed(0)} ppm not applied:` +
-        ` ${signedMs(note.atEndS)} at the video's far end is within ${RATE_SIGNIFICANCE}× its uncertainty` +
+        ` ${signedMs(note.atEndS)} at the video's far end is within` +
+        ` ${studentT3Sigma(note.pairs - 2).toFixed(1)}× its uncertainty (${RATE_SIGNIFICANCE} σ for ${note.pairs} pairs)` +
         ` or under ${MIN_RATE_EFFECT_S * 1000} ms`
       )
     case 'unreadable':
@@ -3896,7 +3956,7 @@ interface AudioFacts {
 function audioFacts(r: Pick<SyncRecord, (typeof AUDIO_KEYS)[number] | 'audios'>): AudioFacts {
   const others = (r.audios ?? [])
     .filter((part) => part.audioStartEpochS != null && part.audioFile !== r.audioFile)
-    .map((part) => audioFacts({ ...part, audios: null }))
+    .map((part) => ({ ...audioFacts({ ...part, audios: null }), clockRatio: otherClockRatio(r, part) }))
   return {
     file: r.audioFile,
     device: r.audioDevice,

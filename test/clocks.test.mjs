@@ -248,7 +248,9 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     const devices = ['--device', fast.source, '--device', onTime.source]
     const tool = startTool([feed, '--format', 'pulse', ...devices, '--no-drift-fix', '--mux'], { cwd, env: pulse.env })
     await tool.recording(path.join(cwd, `${feed}-audio-2.wav`), 20000)
-    await sleep(32000) // three looks at the WAVs' growth 10 s apart at least: each card's clock measured
+    // Each card's clock measured from the WAVs' growth (±220 ppm over 32 s here, ±150 over 48 s): the
+    // cards' 1000 ppm difference must pass 3σ of both uncertainties together to be corrected.
+    await sleep(48000)
     tool.ctrlC()
     await sleep(500)
     await video.stop()
@@ -264,16 +266,6 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     ]) {
       const clicks = clickOnsets(decodeAudio(part.audioFile))
       const perS = (clicks.at(-1) - clicks[0]) / (clicks.length - 1)
-      console.log(
-        'DEBUG',
-        part.audioDevice,
-        clicks
-          .slice(1)
-          .map((c, i) => c - clicks[i])
-          .join(' '),
-        part.audioClockPpm,
-        part.audioClockUncertaintyPpm,
-      )
       assert.ok(Math.abs(perS / 48000 / ratio - 1) < 200e-6, `${part.audioDevice}: ${perS} samples a second`)
       assert.ok(part.audioClockPpm != null, `${part.audioDevice}: its clock was measured`)
       const truePpm = (ratio - 1) * 1e6
@@ -286,7 +278,9 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     assert.equal(sync.audioClockRatio, fastPart.audioClockRatio, 'the first card sets the timeline')
     const speed = sync.audioPlacements[1].speed
     assert.ok(speed, 'the second stream is played at its own rate')
-    assert.ok(Math.abs(speed.ratio - onTimePart.audioClockRatio / fastPart.audioClockRatio) < 1e-7)
+    // at the two cards' measured difference (1000 ppm apart: past 3σ of both uncertainties together)
+    assert.ok(Math.abs(speed.ratio - onTimePart.audioClockHz / fastPart.audioClockHz) < 1e-7)
+    const appliedRatios = [fastPart.audioClockRatio, speed.ratio * fastPart.audioClockRatio]
     assert.match(result.stderr, new RegExp(`Clock, "${onTime.source}": its card runs -\\d+ ppm against the first's`))
 
     // Each stream's clicks on the timeline: a wall second lasts the first card's applied ratio there,
@@ -300,7 +294,7 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     ].entries()) {
       const clicks = clickDrifts(clickOnsets(decodeAudio(sync.muxedFile, 48000, k)), 48000, timelineRatio)
       assert.ok(clicks.length >= 25, `stream ${k + 1}: ${clicks.length} clicks`)
-      const perSecondMs = timelineRatio * (trueRatio / part.audioClockRatio - 1) * 1000
+      const perSecondMs = timelineRatio * (trueRatio / appliedRatios[k] - 1) * 1000
       for (const { seconds, driftMs } of clicks)
         assert.ok(
           Math.abs(driftMs - seconds * perSecondMs) < 2,
@@ -316,7 +310,7 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
       )
       console.log(
         `stream ${k + 1} (${trueRatio === 1 ? 'on time' : '+1000 ppm'}): clock ${part.audioClockPpm.toFixed(0)} ±` +
-          ` ${part.audioClockUncertaintyPpm.toFixed(0)} ppm, applied ${part.audioClockRatio}; last click` +
+          ` ${part.audioClockUncertaintyPpm.toFixed(0)} ppm, applied ${appliedRatios[k]}; last click` +
           ` ${last.driftMs.toFixed(1)} ms after ${last.seconds} s; worst residual beyond the clock's error` +
           ` ${Math.max(...clicks.map((c) => Math.abs(c.driftMs - c.seconds * perSecondMs))).toFixed(2)} ms`,
       )
@@ -326,4 +320,25 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     await fast.stop()
     await onTime.stop()
   }
+})
+
+test('otherClockRatio: two cards are judged by how they differ, with both uncertainties', async () => {
+  const { otherClockRatio } = await import('../dist/record-audio.mjs')
+  const card = (ppm, uncertaintyPpm, applied) => ({
+    audioSampleRate: 48000,
+    audioClockHz: 48000 * (1 + ppm * 1e-6),
+    audioClockUncertaintyPpm: uncertaintyPpm,
+    audioClockRatio: applied ? 1 + ppm * 1e-6 : 1,
+    audioDurationS: 3600,
+  })
+  // +30 ± 9 ppm (3.3σ: corrected) beside +25 ± 9 ppm (2.8σ alone): 5 ± 13 ppm apart, the same timeline.
+  const first = card(30, 9, true)
+  assert.equal(otherClockRatio(first, card(25, 9, false)), first.audioClockRatio)
+  // 1000 ppm apart, measured to 10 ppm each: the second at its own measured rate.
+  const fast = card(1000, 10, true)
+  const onTime = card(0, 10, false)
+  assert.ok(Math.abs(otherClockRatio(onTime, fast) - 1.001) < 1e-12)
+  assert.ok(Math.abs(otherClockRatio(fast, onTime) - 1) < 1e-12)
+  // Unmeasured: its own ratio, as before.
+  assert.equal(otherClockRatio(first, { ...card(0, 0, false), audioClockHz: null }), 1)
 })

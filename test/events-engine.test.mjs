@@ -232,3 +232,25 @@ test('--events: anchors 1.3 s off and a video 500 ppm slow are corrected from an
   })
   assert.deepEqual([none.offsetS, none.itsscale, none.summary.applied], [0.3, null, false])
 })
+
+test('the rate from a few clustered events: noise alone is applied in under 1 % of fits, and never from under 5 pairs', () => {
+  // Events 2–5 s apart in the first seconds of an hour-long video, timed to ±2 ms, with no real rate:
+  // 3 events once passed 3 × their slope's error one fit in five, 1.5 s at the video's end.
+  const rand = random(16)
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand())
+  for (const n of [3, 4, 5, 6, 8]) {
+    let applied = 0
+    const trials = 2000
+    for (let k = 0; k < trials; k++) {
+      let flashS = 5
+      const pairs = Array.from({ length: n }, () => {
+        flashS += 2 + 3 * rand()
+        return { flashS, residualS: 0.002 * gauss() }
+      })
+      const fit = fitRate(pairs, 3600)
+      if (fit.applied) applied++
+      if (n < 5) assert.equal(fit.applied, false, `${n} pairs`)
+    }
+    assert.ok(applied / trials < 0.01, `${n} pairs: noise applied as a rate in ${applied} of ${trials} fits`)
+  }
+})
