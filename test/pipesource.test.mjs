@@ -55,6 +55,9 @@ const PIPE_TRUTH = {
   pipewire: { drain: true, lateS: 2 * PIPEWIRE_CYCLE_S + ENVELOPE_RESOLUTION_S },
 }
 
+/** Per server, each pipe-source recording's truth and sync record, for the uncertainty's test. */
+const recorded = Object.fromEntries(SOUND_SERVERS.map((name) => [name, []]))
+
 /** The tool recording `device` on `server` for `seconds`, stopped by ctrl-c; its sync record and output. */
 async function recordFrom(server, device, seconds) {
   const cwd = tempDir()
@@ -82,6 +85,7 @@ for (const name of SOUND_SERVERS) {
         const ms = (s) => `${((s - truthS) * 1000).toFixed(1)} ms`
         const figures = `used ${ms(sync.audioStartEpochS)}, stamp ${ms(sync.audioStartStampEpochS)}, envelope ${ms(sync.audioStartEnvelopeEpochS)} (${sync.audioStartCheck})`
         t.diagnostic(`${name} round ${round}: ${figures}`)
+        recorded[name].push({ truthS, sync, figures })
         assert.ok(START_CHECK_KINDS.includes(sync.audioStartCheck), figures)
         assert.equal(typeof sync.audioStartStampEpochS, 'number', figures)
         // The envelope is an upper bound: never before the truth (Date.now() truncates by < 1 ms).
@@ -90,8 +94,6 @@ for (const name of SOUND_SERVERS) {
         assert.ok(sync.audioStartEpochS <= sync.audioStartEnvelopeEpochS + ENVELOPE_RESOLUTION_S, figures)
         if (name === 'pulse') assert.ok(Math.abs(sync.audioStartEpochS - truthS) <= lateS, figures)
         else assert.ok(sync.audioStartEpochS - truthS >= -0.005 && sync.audioStartEpochS - truthS <= lateS, figures)
-        // On PipeWire the stated uncertainty (the envelope's 2 ms) can be below the error (up to 16 ms
-        // measured): only PulseAudio's is held to covering the truth.
         assert.ok(sync.audioStartUncertaintyS > 0, figures)
         if (name === 'pulse') assert.ok(sync.audioStartUncertaintyS <= 0.005, figures)
         assert.ok(
@@ -111,6 +113,20 @@ for (const name of SOUND_SERVERS) {
         await pipe.stop()
       }
     }
+  })
+
+  // A known defect on PipeWire, kept visible (a TODO is reported, never counted as a pass): the record
+  // says ± ENVELOPE_RESOLUTION_S (2 ms) for an envelope that lies a cycle or two after the truth there.
+  const todo = name === 'pipewire' && 'the envelope’s stated 2 ms leaves out PipeWire’s graph cycles (5–16 ms measured)'
+  test(`${SERVER_NAMES[name]}: the pipe source's first sample lies within the record's stated uncertainty (+1 ms)`, {
+    todo,
+  }, () => {
+    assert.equal(recorded[name].length, 3, 'the pipe-source recordings ran')
+    for (const { truthS, sync, figures } of recorded[name])
+      assert.ok(
+        Math.abs(sync.audioStartEpochS - truthS) <= sync.audioStartUncertaintyS + 0.001,
+        `${figures}, stated ± ${(sync.audioStartUncertaintyS * 1000).toFixed(1)} ms`,
+      )
   })
 
   test(`${SERVER_NAMES[name]}: a null sink playing with a short buffer (no truth there): the start used is the stamp, or within 15 ms of it where the stamp is after the arrival, nothing said`, async (t) => {
