@@ -119,7 +119,7 @@ for (const name of SOUND_SERVERS) {
 
   // A known defect on PipeWire, kept visible (a TODO is reported, never counted as a pass): the record
   // says ± ENVELOPE_RESOLUTION_S (2 ms) for an envelope that lies a cycle or two after the truth there.
-  const todo = name === 'pipewire' && 'the envelope’s stated 2 ms leaves out PipeWire’s graph cycles (5–16 ms measured)'
+  const todo = name === 'pipewire' && 'the stated 2 ms leaves out PipeWire’s graph cycles (4.7–16 ms measured)'
   test(`${SERVER_NAMES[name]}: the pipe source's first sample lies within the record's stated uncertainty (+1 ms)`, {
     todo,
   }, () => {
