@@ -12,8 +12,8 @@
 // The limit: the arrival envelope is the first sample plus the fastest delivery to the WAV. On
 // PulseAudio that is under 1 ms (the pipe source reads each write as it lands). On PipeWire a sample
 // waits in the FIFO for the next graph cycle, and pipewire-pulse hands it on after the cycle that read
-// it: the fastest delivery was 4.7–16 ms (the tool's envelope, 19 recordings at the 10.7 ms cycle;
-// 4.4–6.0 ms with the cycle forced to 1.3 ms; a 20 ms parec's: 21 ms), so the start used lay 4.7–16 ms
+// it: the fastest delivery was 4.7–18 ms (the tool's envelope, 22 recordings at the 10.7 ms cycle;
+// 4.4–6.0 ms with the cycle forced to 1.3 ms; a 20 ms parec's: 21 ms), so the start used lay 4.7–18 ms
 // after the truth, and pipewire-pulse's stamp 6.6–21 ms (it leaves out the wait in the FIFO). No other
 // microphone does better there: every source reaches ffmpeg through the same cycles and pipewire-pulse.
 // A real card's samples wait for the cycle too; whether PipeWire's ALSA source counts that wait in its
@@ -40,7 +40,8 @@ const SERVER_NAMES = { pulse: 'PulseAudio', pipewire: 'PipeWire (pipewire-pulse)
 
 /**
  * The graph cycle on PipeWire here: the quantum is the smallest latency a linked node asks for, rounded
- * down to a power of two (the drain's 20 ms: 960 frames → 512; ffmpeg asks 50 ms), at 48 kHz.
+ * down to a power of two (the drain's 20 ms: 960 frames → 512; ffmpeg asks 50 ms), at 48 kHz (pw-profiler
+ * showed the driver's 10.666 ms period while the tool recorded).
  */
 const PIPEWIRE_CYCLE_S = 512 / 48000
 
@@ -48,13 +49,14 @@ const PIPEWIRE_CYCLE_S = 512 / 48000
  * Per server: how its pipe source is made a microphone whose capture times are known, and how far the
  * start used may lie from them. PulseAudio: its writer runs ahead before anyone records (samples queue
  * in the FIFO as a device's would, which throws the stamp off), and the target holds: 5 ms. PipeWire: a
- * writer that never runs ahead (drained); a sample waits up to a cycle in the FIFO and is handed on after
- * the cycle that read it, so the fastest delivery, which the envelope rides on, is within two cycles
- * (21.3 ms), plus the envelope's resolution. The envelope is never before the truth on either.
+ * writer that never runs ahead (drained); a sample waits up to a cycle in the FIFO, then pipewire-pulse
+ * hands it on (4.4–6.0 ms with a 1.3 ms cycle, unloaded): the fastest delivery, which the envelope rides
+ * on, is allowed three cycles (32 ms: one waiting, two for the hand-over on a loaded machine; 18 ms seen at
+ * load 1.8), plus the envelope's resolution. The envelope is never before the truth on either.
  */
 const PIPE_TRUTH = {
   pulse: { drain: false, lateS: 0.005 },
-  pipewire: { drain: true, lateS: 2 * PIPEWIRE_CYCLE_S + ENVELOPE_RESOLUTION_S },
+  pipewire: { drain: true, lateS: 3 * PIPEWIRE_CYCLE_S + ENVELOPE_RESOLUTION_S },
 }
 
 /** Per server, each pipe-source recording's truth and sync record, for the uncertainty's test. */
@@ -119,7 +121,7 @@ for (const name of SOUND_SERVERS) {
 
   // A known defect on PipeWire, kept visible (a TODO is reported, never counted as a pass): the record
   // says ± ENVELOPE_RESOLUTION_S (2 ms) for an envelope that lies a cycle or two after the truth there.
-  const todo = name === 'pipewire' && 'the stated 2 ms leaves out PipeWire’s graph cycles (4.7–16 ms measured)'
+  const todo = name === 'pipewire' && 'the stated 2 ms leaves out PipeWire’s graph cycles (4.7–18 ms measured)'
   test(`${SERVER_NAMES[name]}: the pipe source's first sample lies within the record's stated uncertainty (+1 ms)`, {
     todo,
   }, () => {
