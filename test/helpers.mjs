@@ -481,8 +481,15 @@ const CLICK_CODE_S = 10
  * each write is written the moment it is due: a sample's time is when it entered the server, its
  * capture. Quiet noise, and at each whole epoch second s a click whose length, 1 + (s mod 10) ms,
  * names its second (firstSampleTruth). `server`: an object with the server's env and a dir for the FIFO.
+ *
+ * `drain`: a reader of our own (parec, 20 ms) keeps the source running from before the first write, as
+ * a microphone's samples flow whether or not anyone records, so the writer never runs ahead of the
+ * reads. Needed on PipeWire: its pipe source (module-pipe-tunnel under pipewire-pulse) reads the FIFO
+ * only while linked, at most one graph quantum per cycle at the graph's clock, so samples queued while
+ * it was idle are never caught up: they reach every capture that late (measured: 0.6–0.8 s). PulseAudio
+ * reads whatever the FIFO holds as soon as a capture starts.
  */
-export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${Date.now()}` } = {}) {
+export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${Date.now()}`, drain = false } = {}) {
   const fifo = path.join(server.dir, `${name}.fifo`) // the module makes it
   const loaded = spawnSync(
     'pactl',
@@ -499,6 +506,21 @@ export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${
   )
   if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
   const moduleId = loaded.stdout.trim()
+  let drainer = null
+  if (drain) {
+    drainer = spawn(
+      'parec',
+      [`--device=${name}`, '--raw', `--rate=${rate}`, '--channels=1', '--format=s16le', '--latency-msec=20'],
+      {
+        env: server.env,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    )
+    const listed = () =>
+      spawnSync('pactl', ['list', 'short', 'source-outputs'], { env: server.env, encoding: 'utf8' }).stdout ?? ''
+    await waitFor(() => listed().trim().length > 0, 5000, 'the drain reader to connect')
+    await sleep(300) // the link made and the source running before the first sample is written
+  }
   // Non-blocking, so that a full FIFO (no one recording: the server stops reading) never stalls the
   // tests; a server that opens its end late (ENXIO until then) is waited for.
   let fd
@@ -567,6 +589,7 @@ export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${
     async stop() {
       clearInterval(timer)
       fs.closeSync(fd)
+      if (drainer) await stopChild(drainer)
       spawnSync('pactl', ['unload-module', moduleId], { env: server.env })
     },
   }
