@@ -1862,9 +1862,14 @@ export function eventCandidates(
   toleranceS: number,
   most = MAX_CANDIDATES,
 ): EventCandidate[] {
-  const diffs = new Float64Array(flashesS.length * clicksS.length)
+  // Only offsets within MAX_EVENT_OFFSET_S: an hour of vocalisations against its flashes is tens of
+  // millions of differences otherwise (20k × 1.8k: half a gigabyte with their support).
+  const within = (d: number) => Math.abs(d) <= MAX_EVENT_OFFSET_S
   let n = 0
-  for (const flashS of flashesS) for (const clickS of clicksS) diffs[n++] = clickS - flashS
+  for (const flashS of flashesS) for (const clickS of clicksS) if (within(clickS - flashS)) n++
+  const diffs = new Float64Array(n)
+  n = 0
+  for (const flashS of flashesS) for (const clickS of clicksS) if (within(clickS - flashS)) diffs[n++] = clickS - flashS
   diffs.sort()
   const support = new Int32Array(n)
   for (let i = 0, lo = 0, hi = 0; i < n; i++) {
@@ -1944,6 +1949,8 @@ export function chooseCandidate(
   return { chosen: null, note: { kind: 'ambiguous', candidates: tied } }
 }
 export const MIN_EVENT_PAIRS = 2
+/** The largest offset the events are searched for, either way: anchors a minute off, a file's own sync. */
+export const MAX_EVENT_OFFSET_S = 60
 export const AMBIGUOUS_SHARE = 0.8
 // How far the anchors can be off: the audio's start stamp was seen 1.9 s from the truth (SYNC.md).
 export const ANCHOR_DOUBT_S = 2
@@ -4135,7 +4142,7 @@ const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
 }
 
 // Audio decoded beyond the video's span as the anchors place it: how far off they may be and the events still pair.
-const EVENT_SEARCH_MARGIN_S = 60
+const EVENT_SEARCH_MARGIN_S = MAX_EVENT_OFFSET_S
 
 /**
  * --events: the anchors' offset and retiming, aligned on the flashes and clicks; null when they cannot
@@ -4185,11 +4192,11 @@ async function eventsFor(
     }
     return aligned
   } catch (error) {
-    if (!(error instanceof ToolError)) throw error
+    // Whatever failed (ffmpeg, a decoder's odd output, memory), the anchors still stand: never a crash here.
     // The terminal's ctrl-c reaches ffmpeg too: its exit may come before the request is seen here.
-    if (error.signalled && !stopped.aborted) await sleep(2 * SAME_REQUEST_MS)
+    if (error instanceof ToolError && error.signalled && !stopped.aborted) await sleep(2 * SAME_REQUEST_MS)
     if (stopped.aborted) return interrupted()
-    say(`⚠ Events: ${error.message}; aligned on the anchors.`)
+    say(`⚠ Events: ${(error as Error).message}; aligned on the anchors.`)
     return null
   }
 }

@@ -254,3 +254,32 @@ test('the rate from a few clustered events: noise alone is applied in under 1 % 
     assert.ok(applied / trials < 0.01, `${n} pairs: noise applied as a rate in ${applied} of ${trials} fits`)
   }
 })
+
+test('candidates: offsets beyond a minute either way are never weighed, so an hour of clicks costs no memory', async () => {
+  const { MAX_EVENT_OFFSET_S } = await import('../dist/record-audio.mjs')
+  const rand = random(7)
+  const flashes = irregular(rand, 12, 2)
+  // A train (~20 s long) heard 100 s late is out of reach; the same train 20 s late is found.
+  assert.ok(
+    eventCandidates(
+      flashes,
+      flashes.map((t) => t + MAX_EVENT_OFFSET_S + 40),
+      0.033,
+    ).length === 0,
+  )
+  assert.ok(
+    Math.abs(
+      eventCandidates(
+        flashes,
+        flashes.map((t) => t + 20),
+        0.033,
+      )[0].offsetS - 20,
+    ) < 1e-9,
+  )
+  // 20 000 clicks over an hour against 1 800 flashes: found in a bounded time, within memory.
+  const clicks = Array.from({ length: 20000 }, () => 3600 * rand()).sort((a, b) => a - b)
+  const many = Array.from({ length: 1800 }, (_, k) => 2 * k + rand())
+  const startedMs = Date.now()
+  assert.ok(eventCandidates(many, clicks, 0.033).length > 0)
+  assert.ok(Date.now() - startedMs < 20000)
+})
