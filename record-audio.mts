@@ -3509,13 +3509,14 @@ function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: 
     return overlapping.sort((a, b) => a.startEpochS - b.startEpochS).map((c) => c.file)
   }
   const chosen = overlapping[0]
+  const covers =
+    ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
+    (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.')
   const notes: Note[] = [
     {
       kind: 'plain',
-      text:
-        `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},` +
-        ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
-        (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.'),
+      text: `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},${covers}`,
+      short: `  No feed id: picked ${shortVideoName(chosen.file, v.searchRoot)},${covers}`,
     },
   ]
   if (overlapping.length > 1)
@@ -4180,7 +4181,16 @@ function audioOf(
     topic: 'audio',
   })
   const checkLine = describeStartCheck(check)
-  if (checkLine) tell('warning', `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`)
+  if (checkLine) {
+    // By default its first clause: what was wrong and what placed the sample instead.
+    const [what] = checkLine.slice(2).split(/ \(|:/)
+    notes.push({
+      kind: 'warning',
+      text: `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`,
+      short: `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
+      topic: 'audio',
+    })
+  }
   if (wav && !wav.finalized)
     tell(
       'warning',
