@@ -2782,7 +2782,7 @@ function videoAdvice(v: VideoSync, c: VideoContext): Note[] {
       kind: 'advice',
       key: 'timesync',
       changes: true,
-      text: "  A timesync file (TracktorLive's timesync cassette) gives the first frame's time and the real frame rate.",
+      text: "  A timesync file (TracktorLive's timesync cassette) gives the first frame's time and the real rate.",
     })
   if (!v.videoFinalized)
     notes.push({
@@ -3504,7 +3504,8 @@ function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: 
   }
   if (all) {
     const n = overlapping.length
-    const text = `  ${n} TracktorLive recording${n === 1 ? ' overlaps' : 's overlap'} the audio in ${where} (--all-videos).`
+    const overlap = n === 1 ? ' overlaps' : 's overlap'
+    const text = `  ${n} TracktorLive recording${overlap} the audio in ${where} (--all-videos).`
     summary.tell([{ kind: 'detail', text }])
     return overlapping.sort((a, b) => a.startEpochS - b.startEpochS).map((c) => c.file)
   }
@@ -4174,10 +4175,11 @@ function audioOf(
   const mark = check.kind === 'plausible' ? '✔' : ' '
   const length = durationS == null ? '' : ` (${durationS.toFixed(2)} s)`
   const at = new Date(start.epochS * 1000).toISOString()
+  const how = start.source
   notes.push({
     kind: mark === '✔' ? 'ok' : 'plain',
-    text: `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${start.source})`,
-    short: `${mark} Audio${label ? `, ${JSON.stringify(input.device)}` : ''}: ${audioFile}${length}, from ${at} (${start.source})`,
+    text: `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${how})`,
+    short: `${mark} Audio${label ? `, ${JSON.stringify(input.device)}` : ''}: ${audioFile}${length}, from ${at} (${how})`,
     topic: 'audio',
   })
   const checkLine = describeStartCheck(check)
