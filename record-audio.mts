@@ -1633,7 +1633,7 @@ export type CsvEpochNote =
   | { kind: 'mtime-off-watched'; apartS: number } // mtime's t_init − the one seen while recording
 
 export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
-  const s = `${note.apartS >= 0 ? '+' : ''}${note.apartS.toFixed(3)} s`
+  const s = signed(note.apartS, 3, 's')
   return {
     'mtime-off-ulids':
       `${csv}'s mtime puts the server's start ${s} outside what its and the video's ULIDs allow` +
@@ -2147,10 +2147,7 @@ export function alignOnEvents(a: {
   }
 }
 
-const signedMs = (seconds: number, digits = 1) => {
-  const text = Math.abs(seconds * 1000).toFixed(digits)
-  return `${Number(text) === 0 ? '±' : seconds > 0 ? '+' : '−'}${text} ms`
-}
+const signedMs = (seconds: number, digits = 1) => signed(seconds * 1000, digits, 'ms')
 
 /** Candidates for a human: `+600 ms (12 pairs), −400 ms (11)`. */
 export function weighed(candidates: EventCandidate[]): string {
@@ -2578,11 +2575,14 @@ export function renderNotes(notes: Note[], o: { verbose: boolean; saidKeys?: rea
   return lines
 }
 
-/** A signed figure, the minus a real one: signed(-2.0241, 3, 's') → "−2.024 s". */
+/**
+ * Every signed figure said (s, ms, ppm): the minus a real one, a zero with ±, as rounded:
+ * signed(-2.0241, 3, 's') → "−2.024 s", signed(0.0001, 1, 'ms') → "±0.0 ms".
+ */
 export function signed(value: number, digits: number, unit: string): string {
   const text = Math.abs(value).toFixed(digits)
-  const zero = Number(text) === 0
-  return `${value < 0 && !zero ? '−' : '+'}${text}${unit ? ` ${unit}` : ''}`
+  const sign = Number(text) === 0 ? '±' : value > 0 ? '+' : '−'
+  return `${sign}${text}${unit ? ` ${unit}` : ''}`
 }
 
 /** A path as the user should read it: relative to where they stand when it is below it. */
@@ -4011,46 +4011,18 @@ async function record(s: Settings): Promise<number> {
   }
   const several = s.inputs.length > 1
   const summary = new Summary(s.verbose)
-  let parts: AudioPart[] = []
-  let sync: SyncRecord | null = null
+  let made: { parts: AudioPart[]; record: SyncRecord } | null = null
   const { audioFiles, syncFile } = reserveNames(s, (files) => {
-    parts = s.inputs.map((input, k) => ({
-      ...audioFieldsOf(
-        newSyncRecord({
-          tool: '',
-          feedDir,
-          audioFile: path.resolve(files[k]),
-          audioFormat: s.format,
-          audioDevice: input.device,
-          audioSampleRate: input.sampleRate,
-          audioChannels: input.channels,
-          timing,
-        }),
-      ),
-      audioFailed: null,
-    }))
-    sync = {
-      ...newSyncRecord({ tool: `record-audio ${packageVersion()}`, feedDir, timing, ...parts[0] }),
-      audios: several ? parts : null,
-    }
-    return sync
+    made = newRecording(s, feedDir, timing, files)
+    return made.record
   })
-  const record = sync as unknown as SyncRecord
+  const { parts, record } = made as unknown as { parts: AudioPart[]; record: SyncRecord }
   // A timesync file that exists now is rewritten when the recorder stops: --mux waits for it.
   const expectedTimesync = timesyncFileFor(s.timesyncFile, feedDir, null)
   const timesyncExpected = expectedTimesync != null && fs.existsSync(expectedTimesync)
   const stops = new StopRequests()
   try {
-    const label = (k: number) => (several ? `device ${k + 1} (${JSON.stringify(s.inputs[k].device)}): ` : '')
-    for (const [k, input] of s.inputs.entries()) {
-      const channels = input.channels === 1 ? 'mono' : input.channels === 2 ? 'stereo' : `${input.channels} channels`
-      say(
-        `● Recording ${s.format} device ${JSON.stringify(input.device)} (${input.sampleRate} Hz, ${channels})` +
-          ` to ${audioFiles[k]}.${k === s.inputs.length - 1 ? ' Press ctrl-c to stop.' : ''}`,
-      )
-    }
-    const codec = muxCodecFor(s.inputs)
-    if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
+    announce(s, audioFiles)
     const csvWatch = watchTrackingCsvs(feedDir)
     const csvLooks = setInterval(csvWatch.look, CSV_LOOK_MS).unref() // the live status looks only every 1–2.5 s
     const views = stops.fanOut(s.inputs.length, () => {
@@ -4081,19 +4053,7 @@ async function record(s: Settings): Promise<number> {
     clearInterval(csvLooks)
     const watchedCsv = csvWatch.epochs()
     record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
-    let failed = false
-    for (const [k, input] of s.inputs.entries()) {
-      const why = audioOf(parts[k], input, captures[k], { format: s.format, ffmpeg, label: label(k), summary })
-      if (why !== null) {
-        failed = true
-        parts[k].audioFailed = why
-      }
-    }
-    for (const [k, part] of parts.entries())
-      if (part.audioFailed?.startsWith(NO_SAMPLE)) {
-        fs.rmSync(audioFiles[k], { force: true }) // ffmpeg made it and wrote no sample: no recording was made
-        Object.assign(part, { audioStartEpochS: null, audioStartSource: null }) // its device opened, nothing more
-      }
+    const failed = settleCaptures(s, parts, captures, { ffmpeg, summary, audioFiles })
     const recorded = parts.find((part) => part.audioStartEpochS != null)
     if (!recorded) {
       fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
@@ -4123,6 +4083,70 @@ async function record(s: Settings): Promise<number> {
 
 const NO_SAMPLE = 'no sample recorded'
 
+/** A recording's record before its first sample: one part per device, the first's fields on top. */
+function newRecording(s: Settings, feedDir: string | null, timing: TimingSettings, files: string[]) {
+  const parts: AudioPart[] = s.inputs.map((input, k) => ({
+    ...audioFieldsOf(
+      newSyncRecord({
+        tool: '',
+        feedDir,
+        audioFile: path.resolve(files[k]),
+        audioFormat: s.format,
+        audioDevice: input.device,
+        audioSampleRate: input.sampleRate,
+        audioChannels: input.channels,
+        timing,
+      }),
+    ),
+    audioFailed: null,
+  }))
+  const record: SyncRecord = {
+    ...newSyncRecord({ tool: `record-audio ${packageVersion()}`, feedDir, timing, ...parts[0] }),
+    audios: parts.length > 1 ? parts : null,
+  }
+  return { parts, record }
+}
+
+/** What is recorded, from which device, where; and a muxed file that cannot be an mp4 with AAC. */
+function announce(s: Settings, audioFiles: string[]): void {
+  for (const [k, input] of s.inputs.entries()) {
+    const channels = input.channels === 1 ? 'mono' : input.channels === 2 ? 'stereo' : `${input.channels} channels`
+    say(
+      `● Recording ${s.format} device ${JSON.stringify(input.device)} (${input.sampleRate} Hz, ${channels})` +
+        ` to ${audioFiles[k]}.${k === s.inputs.length - 1 ? ' Press ctrl-c to stop.' : ''}`,
+    )
+  }
+  const codec = muxCodecFor(s.inputs)
+  if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
+}
+
+/**
+ * Each device's capture into its part, said; a WAV without a sample removed (ffmpeg made it, no
+ * recording was made). Returns whether any device failed.
+ */
+function settleCaptures(
+  s: Settings,
+  parts: AudioPart[],
+  captures: Capture[],
+  o: { ffmpeg: string; summary: Summary; audioFiles: string[] },
+): boolean {
+  let failed = false
+  for (const [k, input] of s.inputs.entries()) {
+    const label = parts.length > 1 ? `device ${k + 1} (${JSON.stringify(input.device)}): ` : ''
+    const why = audioOf(parts[k], input, captures[k], { format: s.format, ffmpeg: o.ffmpeg, label, summary: o.summary })
+    if (why !== null) {
+      failed = true
+      parts[k].audioFailed = why
+    }
+  }
+  for (const [k, part] of parts.entries())
+    if (part.audioFailed?.startsWith(NO_SAMPLE)) {
+      fs.rmSync(o.audioFiles[k], { force: true })
+      Object.assign(part, { audioStartEpochS: null, audioStartSource: null }) // its device opened, nothing more
+    }
+  return failed
+}
+
 /**
  * One device's capture, said and put into its part of the record: its length, first sample, card
  * clock and span check. Returns why it failed (the samples it has are kept), or null.
@@ -4144,24 +4168,27 @@ function audioOf(
     return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
   }
   const outcome = captureOutcome(captured)
-  const notes: Note[] = []
-  const tell = (kind: NoteKind, text: string) => notes.push({ kind, text, topic: 'audio' })
-  if (!outcome.ok)
-    tell(
-      'error',
-      outcome.stoppedByItself
-        ? `✖ ${label}${outcome.why}. The audio recorded so far is kept.`
-        : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
-            ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
-    )
   const wav = readWavInfo(audioFile)
   const durationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
+  const measured = measureAudio(input, { ...captured, start: captured.start }, durationS)
+  Object.assign(part, measured.fields)
+  const facts = { ...measured, label, device: input.device, audioFile, durationS, nominalHz: input.sampleRate }
+  summary.tell(audioNotes({ ...facts, wavFinalized: wav?.finalized ?? true, failed: outcome.ok ? null : outcome }))
+  return outcome.ok ? null : outcome.why
+}
+
+/**
+ * One device's capture, measured: the first sample (the device's stamp checked against the samples'
+ * arrival), the card's clock and the ratio the mux applies, and whether the WAV's length fits the
+ * wall time from its first sample to the stop.
+ */
+function measureAudio(input: AudioInput, captured: Capture & { start: AudioStart }, durationS: number | null) {
   // The card's rate does not depend on where the start is (only the envelope's slope counts), and
   // places the arrivals better than the nominal rate when it is known.
   const clock = cardClock(captured.looks, captured.start.epochS, input.sampleRate)
   const check = checkAudioStart(captured.start, arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate))
   const start = check.start
-  Object.assign(part, {
+  const fields: Partial<AudioPart> = {
     audioStartEpochS: start.epochS,
     audioStartSource: start.source,
     audioStartStampEpochS: check.stampEpochS,
@@ -4170,80 +4197,110 @@ function audioOf(
     audioStartCheck: check.kind,
     audioDeliveryLatencyS: check.deliveryLatencyS,
     audioDurationS: durationS,
-  } satisfies Partial<AudioPart>)
-  // ✔: the stamp and the samples' arrival agree; a check that disagreed says so on its own line.
-  const mark = check.kind === 'plausible' ? '✔' : ' '
-  const length = durationS == null ? '' : ` (${durationS.toFixed(2)} s)`
-  const at = new Date(start.epochS * 1000).toISOString()
-  const how = start.source
-  notes.push({
-    kind: mark === '✔' ? 'ok' : 'plain',
-    text: `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${how})`,
-    short: `${mark} Audio${label ? `, ${JSON.stringify(input.device)}` : ''}: ${audioFile}${length}, from ${at} (${how})`,
-    topic: 'audio',
-  })
-  const checkLine = describeStartCheck(check)
-  if (checkLine) {
-    // By default its first clause: what was wrong and what placed the sample instead.
-    const [what] = checkLine.slice(2).split(/ \(|:/)
-    notes.push({
-      kind: 'warning',
-      text: `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`,
-      short: `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
-      topic: 'audio',
-    })
   }
-  if (wav && !wav.finalized)
-    tell(
-      'warning',
-      '⚠ The WAV header was not finalized, so some readers misreport its length:' +
-        ` record-audio repair ${quotePosix(audioFile)}`,
-    )
-  if (start.source === 'spawn-time')
-    tell(
-      'warning',
-      '⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.',
-    )
-  if (clock && durationS != null) {
-    Object.assign(part, {
+  if (clock && durationS != null)
+    Object.assign(fields, {
       audioClockHz: clock.rateHz,
       audioClockPpm: clock.ppm,
       audioClockUncertaintyPpm: clock.uncertaintyPpm,
       audioClockRatio: clockRatio(clock, input.sampleRate, durationS),
-    } satisfies Partial<AudioPart>)
-    const ppm = `${signed(clock.ppm, 0, '')} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
-    // What was corrected is said; a card within what can be told is for --verbose.
-    tell(
-      part.audioClockRatio !== 1 ? 'plain' : 'detail',
-      `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${input.sampleRate} Hz` +
-        ` (measured over ${clock.spanS.toFixed(0)} s): ` +
-        (part.audioClockRatio !== 1
-          ? label
-            ? "corrected in the mux: the first device's card sets the timeline, each other's is played at its rate."
-            : 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
-          : 'within what it can tell over this recording, nothing to correct.'),
-    )
-  }
+    })
   // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
   // read before it exited: a length outside that means the device's timestamps or samples jumped.
+  let span: { ok: boolean; wallSpanS: number } | null = null
   if (durationS != null && captured.stopRequestedEpochS !== null) {
-    const check = checkAudioSpan(
+    span = checkAudioSpan(
       clock ? durationS * (input.sampleRate / clock.rateHz) : durationS,
       captured.stopRequestedEpochS - start.epochS,
       captured.exitedEpochS - start.epochS,
       clock ? clock.uncertaintyPpm : UNMEASURED_CLOCK_PPM,
     )
-    part.audioWallSpanS = check.wallSpanS
-    part.audioStartDoubtful = !check.ok
-    if (!check.ok)
-      tell(
-        'warning',
-        `⚠ ${label}The WAV holds ${durationS.toFixed(3)} s but ${check.wallSpanS.toFixed(3)} s passed from its` +
-          " first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
-      )
+    Object.assign(fields, { audioWallSpanS: span.wallSpanS, audioStartDoubtful: !span.ok })
   }
-  summary.tell(notes)
-  return outcome.ok ? null : outcome.why
+  return { fields, clock: durationS == null ? null : clock, check, span }
+}
+
+/** What is said of one device's audio: its line (✔ when the stamp and the arrivals agree), and every doubt. */
+export function audioNotes(a: {
+  label: string // several devices: which one
+  device: string
+  audioFile: string
+  durationS: number | null
+  nominalHz: number
+  wavFinalized: boolean
+  failed: { stoppedByItself: boolean; why: string } | null
+  check: StartCheck
+  clock: CardClock | null
+  fields: Partial<AudioPart>
+  span: { ok: boolean; wallSpanS: number } | null
+}): Note[] {
+  const { label, audioFile, check } = a
+  const notes: Note[] = []
+  const tell = (kind: NoteKind, text: string, short?: string) =>
+    notes.push({ kind, text, ...(short ? { short } : {}), topic: 'audio' })
+  if (a.failed)
+    tell(
+      'error',
+      a.failed.stoppedByItself
+        ? `✖ ${label}${a.failed.why}. The audio recorded so far is kept.`
+        : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${a.failed.why}. The samples on disk are kept;` +
+            ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
+    )
+  // ✔: the stamp and the samples' arrival agree; a check that disagreed says so on its own line.
+  const mark = check.kind === 'plausible' ? '✔' : ' '
+  const length = a.durationS == null ? '' : ` (${a.durationS.toFixed(2)} s)`
+  const at = new Date(check.start.epochS * 1000).toISOString()
+  const how = check.start.source
+  tell(
+    mark === '✔' ? 'ok' : 'plain',
+    `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${how})`,
+    `${mark} Audio${label ? `, ${JSON.stringify(a.device)}` : ''}: ${audioFile}${length}, from ${at} (${how})`,
+  )
+  const checkLine = describeStartCheck(check)
+  // By default its first clause: what was wrong and what placed the sample instead.
+  const [what] = checkLine?.slice(2).split(/ \(|:/) ?? []
+  if (checkLine)
+    tell(
+      'warning',
+      `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`,
+      `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
+    )
+  if (!a.wavFinalized)
+    tell(
+      'warning',
+      '⚠ The WAV header was not finalized, so some readers misreport its length:' +
+        ` record-audio repair ${quotePosix(audioFile)}`,
+    )
+  if (check.start.source === 'spawn-time')
+    tell(
+      'warning',
+      '⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.',
+    )
+  if (a.clock) notes.push(cardClockNote(a.clock, a.fields.audioClockRatio !== 1, a.nominalHz, label))
+  if (a.span && !a.span.ok && a.durationS != null)
+    tell(
+      'warning',
+      `⚠ ${label}The WAV holds ${a.durationS.toFixed(3)} s but ${a.span.wallSpanS.toFixed(3)} s passed from its` +
+        " first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
+    )
+  return notes
+}
+
+/** The sound card's clock: what was corrected is said; a card within what can be told is for --verbose. */
+function cardClockNote(clock: CardClock, corrected: boolean, nominalHz: number, label: string): Note {
+  const ppm = `${signed(clock.ppm, 0, '')} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
+  return {
+    kind: corrected ? 'plain' : 'detail',
+    text:
+      `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${nominalHz} Hz` +
+      ` (measured over ${clock.spanS.toFixed(0)} s): ` +
+      (corrected
+        ? label
+          ? "corrected in the mux: the first device's card sets the timeline, each other's is played at its rate."
+          : 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
+        : 'within what it can tell over this recording, nothing to correct.'),
+    topic: 'audio',
+  }
 }
 
 /** ffmpeg never wrote a sample: a device that would not open, or a file it could not create. */
@@ -4495,7 +4552,12 @@ async function eventsFor(
     else {
       const rate = fit.slope ? `, the video retimed by ${(fit.slope * 1e6).toFixed(0)} ppm` : ''
       const off = describeEventFit(fit).replace(/^\d+ events: sound /, '')
-      notes.push({ kind: 'ok', text: `✔ Events: the anchors were off by ${off}; aligned on them${rate}.` })
+      const { used, medianMs } = aligned.summary
+      notes.push({
+        kind: 'ok',
+        text: `✔ Events: the anchors were off by ${off}; aligned on them${rate}.`,
+        short: `✔ Events: the anchors were off by ${signed(medianMs ?? 0, 1, 'ms')} (${used} events); aligned on them${rate}.`,
+      })
       for (const note of fit.notes) notes.push({ kind: 'detail', text: `  Events: ${eventNoteText(note)}.` })
     }
     return aligned
