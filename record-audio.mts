@@ -4000,15 +4000,7 @@ function signalName(n: number): NodeJS.Signals | null {
 async function record(s: Settings): Promise<number> {
   const { ffmpeg, ffprobe } = await findTools(s.ffmpeg)
   const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
-  const timing: TimingSettings = {
-    timesyncFile: s.timesyncFile,
-    videoStartEpochS: s.videoStartEpochS,
-    clockOffsetS: s.clockOffsetS,
-    cameraLatencyS: s.cameraLatencyS,
-    driftFix: s.driftFix,
-    events: s.events,
-    allVideos: s.allVideos,
-  }
+  const timing = timingOf(s)
   const several = s.inputs.length > 1
   const summary = new Summary(s.verbose)
   let made: { parts: AudioPart[]; record: SyncRecord } | null = null
@@ -4025,15 +4017,7 @@ async function record(s: Settings): Promise<number> {
     announce(s, audioFiles)
     const csvWatch = watchTrackingCsvs(feedDir)
     const csvLooks = setInterval(csvWatch.look, CSV_LOOK_MS).unref() // the live status looks only every 1–2.5 s
-    const views = stops.fanOut(s.inputs.length, () => {
-      if (stops.count === 1)
-        say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
-      else if (stops.count === 2)
-        say(
-          '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
-            ' but the WAV header may be unfinished).',
-        )
-    })
+    const views = stops.fanOut(s.inputs.length, () => sayStopping(stops.count, several))
     const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
       Object.assign(parts[k], { audioStartEpochS: start.epochS, audioStartSource: start.source })
@@ -4064,16 +4048,7 @@ async function record(s: Settings): Promise<number> {
       say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
       return 1
     }
-    const f = {
-      ...s,
-      feedDir,
-      searchRoot: process.cwd(),
-      ffmpeg,
-      ffprobe,
-      timesyncExpected,
-      watchedCsv,
-      summary,
-    }
+    const f = { ...s, feedDir, searchRoot: process.cwd(), ffmpeg, ffprobe, timesyncExpected, watchedCsv, summary }
     const finished = await finish(record, syncFile, f, stops)
     return failed ? 1 : finished
   } finally {
@@ -4082,6 +4057,12 @@ async function record(s: Settings): Promise<number> {
 }
 
 const NO_SAMPLE = 'no sample recorded'
+
+/** The settings that shaped the offset, as the sync record keeps them. */
+function timingOf(s: TimingSettings): TimingSettings {
+  const { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, driftFix, events, allVideos } = s
+  return { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, driftFix, events, allVideos }
+}
 
 /** A recording's record before its first sample: one part per device, the first's fields on top. */
 function newRecording(s: Settings, feedDir: string | null, timing: TimingSettings, files: string[]) {
@@ -4105,6 +4086,16 @@ function newRecording(s: Settings, feedDir: string | null, timing: TimingSetting
     audios: parts.length > 1 ? parts : null,
   }
   return { parts, record }
+}
+
+/** The first stop request, and the second (a third kills ffmpeg, said by nobody: it is the last resort). */
+function sayStopping(count: number, several: boolean): void {
+  if (count === 1) say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
+  else if (count === 2)
+    say(
+      '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
+        ' but the WAV header may be unfinished).',
+    )
 }
 
 /** What is recorded, from which device, where; and a muxed file that cannot be an mp4 with AAC. */
@@ -4553,10 +4544,11 @@ async function eventsFor(
       const rate = fit.slope ? `, the video retimed by ${(fit.slope * 1e6).toFixed(0)} ppm` : ''
       const off = describeEventFit(fit).replace(/^\d+ events: sound /, '')
       const { used, medianMs } = aligned.summary
+      const by = `${signed(medianMs ?? 0, 1, 'ms')} (${used} events)`
       notes.push({
         kind: 'ok',
         text: `✔ Events: the anchors were off by ${off}; aligned on them${rate}.`,
-        short: `✔ Events: the anchors were off by ${signed(medianMs ?? 0, 1, 'ms')} (${used} events); aligned on them${rate}.`,
+        short: `✔ Events: the anchors were off by ${by}; aligned on them${rate}.`,
       })
       for (const note of fit.notes) notes.push({ kind: 'detail', text: `  Events: ${eventNoteText(note)}.` })
     }
@@ -4668,6 +4660,34 @@ async function syncToVideo(
   return result
 }
 
+/** The record's facts of a video's timing: its anchor, its real span and drift, its frame clock, the doubts. */
+function videoTimingFields({ video, timing, tracked, timesyncFile }: Clues, videoFile: string) {
+  return {
+    videoFile: path.resolve(videoFile),
+    videoStartEpochS: timing.startEpochS,
+    videoStartSource: timing.source,
+    videoStartUncertaintyS: timing.uncertaintyS,
+    videoFinalized: video.finalized,
+    videoFrames: video.frames,
+    videoNominalFps: video.nominalFps,
+    videoRealSpanS: timing.realSpanS,
+    videoSpanSource: timing.spanSource,
+    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
+    driftPpm: timing.driftPpm,
+    driftAtEndMs: timing.driftAtEndMs,
+    driftReason: timing.driftReason,
+    trackingCsvFile: tracked?.clock ? tracked.file : null,
+    trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
+    trackingCsvEpochS: tracked?.clock?.epoch.tInitEpochS ?? null,
+    trackingCsvNote: tracked?.epochNote ?? null,
+    cameraFps: timing.clock?.fps ?? null,
+    bufferedFrames: timing.clock?.bufferedFrames ?? null,
+    firstReadLateS: timing.clock?.firstReadLateS ?? null,
+    offLineFrames: timing.clock?.offLineFrames ?? null,
+    anchorWarnings: timing.warnings,
+  } satisfies Partial<VideoSync>
+}
+
 /**
  * The record's part for one video: the offset (the events', when they were used), the other devices'
  * placements, the mux plan, what the audio covers, and every fact the timing came from.
@@ -4675,11 +4695,12 @@ async function syncToVideo(
 function videoSyncOf(
   audio: AudioFacts,
   videoFile: string,
-  { video, timing, tracked, timesyncFile }: Clues,
+  clues: Clues,
   aligned: ReturnType<typeof alignOnEvents> | null,
   codec: MuxCodec,
   f: Finishing,
 ): VideoSync {
+  const { timing } = clues
   const anchorOffsetS = audio.startEpochS - timing.startEpochS
   const offsetS = aligned?.offsetS ?? anchorOffsetS
   const itsscale = aligned ? aligned.itsscale : timing.itsscale
@@ -4714,30 +4735,9 @@ function videoSyncOf(
       ? null
       : audioCoverage(offsetS, audio.durationS / audio.clockRatio, videoDurationS)
   return {
-    videoFile: path.resolve(videoFile),
-    videoStartEpochS: timing.startEpochS,
-    videoStartSource: timing.source,
-    videoStartUncertaintyS: timing.uncertaintyS,
-    videoFinalized: video.finalized,
-    videoFrames: video.frames,
-    videoNominalFps: video.nominalFps,
+    ...videoTimingFields(clues, videoFile),
     videoDurationS,
-    videoRealSpanS: timing.realSpanS,
-    videoSpanSource: timing.spanSource,
-    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
-    driftPpm: timing.driftPpm,
-    driftAtEndMs: timing.driftAtEndMs,
     itsscale,
-    driftReason: timing.driftReason,
-    trackingCsvFile: tracked?.clock ? tracked.file : null,
-    trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
-    trackingCsvEpochS: tracked?.clock?.epoch.tInitEpochS ?? null,
-    trackingCsvNote: tracked?.epochNote ?? null,
-    cameraFps: timing.clock?.fps ?? null,
-    bufferedFrames: timing.clock?.bufferedFrames ?? null,
-    firstReadLateS: timing.clock?.firstReadLateS ?? null,
-    offLineFrames: timing.clock?.offLineFrames ?? null,
-    anchorWarnings: timing.warnings,
     events: aligned?.summary ?? null,
     offsetS,
     delaySamples: plan.delaySamples,
