@@ -3833,54 +3833,135 @@ async function capture(
   onStart: (start: AudioStart) => void,
 ): Promise<Capture> {
   const s = { format, ...input }
+  const run = await startFfmpeg(ffmpeg, captureArgs(s, path.resolve(audioFile)))
+  const log = readFfmpegLog(run.child, s, onStart)
+  let escalation: NodeJS.Timeout | undefined
+  const frameBytes = s.channels * 2
+  const growth = watchGrowth(audioFile, frameBytes, () => stops.count === 0)
+  const startChecked = () => {
+    const checked = log.start ? checkAudioStart(log.start, arrivalEnvelope(growth.arrivals, s.sampleRate)) : null
+    return checked?.start ?? log.start
+  }
+  // The record gets the checked start once the window is over: a kill after it keeps the right one.
+  growth.run(() => {
+    const checked = startChecked()
+    if (checked && checked !== log.start) onStart(checked)
+  })
+  // Samples reach the WAV one device latency after they were captured: wait until every sample up
+  // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
+  const drainThenStop = async (untilEpochS: number) => {
+    const offset = growth.dataOffset() ?? readWavInfo(audioFile)?.dataOffset ?? null // the looks found it already
+    const startNow = startChecked() // a stamp seconds late would stop the drain that much early
+    if (startNow && offset !== null) {
+      const targetBytes = offset + (untilEpochS - startNow.epochS) * s.sampleRate * frameBytes
+      const deadline = Date.now() + MAX_DRAIN_MS
+      const looked = Date.now() + CLOCK_LOOK_MS
+      while (stops.count === 1 && Date.now() < deadline && (growth.look() < targetBytes || Date.now() < looked))
+        await sleep(LOOK_EVERY_MS)
+    }
+    if (stops.count > 1) return
+    run.child.stdin.end('q')
+    escalation = setTimeout(() => run.signal('SIGINT'), 3000) // q not read: one SIGINT still finalizes
+  }
+  const onStop = () => {
+    if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
+    else run.signal(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
+  }
+  stops.onRequest(onStop)
+  // A ctrl-c while ffmpeg was being started was counted with no one to act on it: act now, once
+  // (a second one counted too is one SIGINT, as it would have been).
+  if (stops.count > 0) onStop()
+  const killOnExit = () => run.signal('SIGINT') // a crash of this script must not leave ffmpeg recording
+  process.on('exit', killOnExit)
+  const result = await run.child
+  growth.stop()
+  clearTimeout(escalation)
+  process.off('exit', killOnExit)
+  // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
+  const viaShell = run.watchdog && result.exitCode != null && result.exitCode > 128 && result.exitCode < 128 + 65
+  const signal = viaShell ? signalName((result.exitCode as number) - 128) : (result.signal as NodeJS.Signals | null)
+  return {
+    exitCode: viaShell ? null : result.exitCode,
+    signal,
+    log: log.text(),
+    start: log.start ?? (fs.existsSync(audioFile) ? { epochS: run.spawnEpochS, source: 'spawn-time' } : null),
+    stopRequestedEpochS: stops.firstEpochS,
+    exitedEpochS: Date.now() / 1000,
+    looks: growth.looks,
+    arrivals: growth.arrivals,
+  }
+}
+
+/**
+ * ffmpeg started through the watchdog (where setpriv exists), in a session of its own, so that a
+ * terminal's ctrl-c reaches only this process, which then stops ffmpeg exactly once (a second
+ * signal would abort its writes). `signal` reaches ffmpeg itself, once its PID is known.
+ */
+async function startFfmpeg(ffmpeg: string, args: string[]) {
   const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
   const watchdog = captureLauncher(setpriv)
-  // ffmpeg runs in a session of its own, so a terminal's ctrl-c reaches only this process, which
-  // then stops ffmpeg exactly once (a second signal would abort its writes).
   const spawnEpochS = Date.now() / 1000
   const child = $({
     nothrow: true,
     quiet: true,
     detached: process.platform !== 'win32',
     stdio: ['pipe', watchdog.length ? 'pipe' : 'ignore', 'pipe'],
-  })`exec ${watchdog} ${ffmpeg} ${captureArgs(s, path.resolve(audioFile))}`
+  })`exec ${watchdog} ${ffmpeg} ${args}`
   let ffmpegPid: number | null = null // through the watchdog: the PID it prints
   let pendingSignal: NodeJS.Signals | null = null // asked for before the PID was known
-  if (watchdog.length)
-    child.stdout.once('data', (chunk: Buffer) => {
-      ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
-      if (pendingSignal) signalFfmpeg(pendingSignal)
-    })
-  let head = '' // until the start is found: the Input #0 block comes early, however much follows
-  let tail = ''
-  let start: AudioStart | null = null
-  child.stderr.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8')
-    tail = (tail + text).slice(-65536)
-    if (start || head.length > 1 << 20) return
-    head += text
-    start = parseInputStart(head, s.format, s.sampleRate) ?? null
-    if (start) onStart(start)
-  })
-  child.stdin.on('error', () => {
-    /* ffmpeg already gone: its exit is handled below */
-  })
-  const signalFfmpeg = (signal: NodeJS.Signals) => {
+  const signal = (name: NodeJS.Signals) => {
     const pid = watchdog.length ? ffmpegPid : (child.child?.pid ?? null)
-    if (pid == null) pendingSignal = signal
+    if (pid == null) pendingSignal = name
     else if (child.child?.exitCode === null && child.child?.signalCode === null)
       try {
-        process.kill(pid, signal)
+        process.kill(pid, name)
       } catch {
         /* exited meanwhile */
       }
   }
-  let escalation: NodeJS.Timeout | undefined
-  // The sound card's clock: the WAV's growth looked at closely for a moment after the start and
-  // before the stop (the live status adds a look a tick in between); see cardClock.
+  if (watchdog.length)
+    child.stdout.once('data', (chunk: Buffer) => {
+      ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
+      if (pendingSignal) signal(pendingSignal)
+    })
+  child.stdin.on('error', () => {
+    /* ffmpeg already gone: its exit is handled by the capture */
+  })
+  return { child, signal, watchdog: watchdog.length > 0, spawnEpochS }
+}
+
+/** ffmpeg's stderr: its head until the start is found (the Input #0 block comes early), and its tail. */
+function readFfmpegLog(
+  child: { stderr: NodeJS.ReadableStream },
+  s: { format: Format; sampleRate: number },
+  onStart: (start: AudioStart) => void,
+) {
+  let head = ''
+  let tail = ''
+  const log = {
+    start: null as AudioStart | null,
+    text: () => (log.start ? `${head}\n…\n${tail}` : tail),
+  }
+  child.stderr.on('data', (chunk: Buffer) => {
+    const text = chunk.toString('utf8')
+    tail = (tail + text).slice(-65536)
+    if (log.start || head.length > 1 << 20) return
+    head += text
+    log.start = parseInputStart(head, s.format, s.sampleRate) ?? null
+    if (log.start) onStart(log.start)
+  })
+  return log
+}
+
+/**
+ * The WAV's growth: the sound card's clock looked at closely for a moment after the start and at
+ * every CLOCK_BURST_EVERY_MS (the live status adds a look a tick in between; see cardClock), and the
+ * first sample's witness: each write seen the moment it lands (inotify), from the file's creation
+ * until ARRIVAL_WINDOW_S into its data, polling where no watcher can be had.
+ */
+function watchGrowth(audioFile: string, frameBytes: number, recording: () => boolean) {
   const looks: RateObservation[] = []
   const arrivals: RateObservation[] = []
-  const frameBytes = s.channels * 2
   let dataOffset: number | null = null
   const observe = (clock: boolean) => {
     dataOffset ??= readWavInfo(audioFile)?.dataOffset ?? null
@@ -3894,12 +3975,7 @@ async function capture(
   }
   const look = () => observe(true)
   const clockWatch = new AbortController()
-  const watching = () => !clockWatch.signal.aborted && stops.count === 0
-  const burst = async (ms: number) => {
-    for (const until = Date.now() + ms; Date.now() < until && watching(); await sleep(LOOK_EVERY_MS)) look()
-  }
-  // The first sample's witness: each write seen the moment it lands (inotify), from the file's
-  // creation until ARRIVAL_WINDOW_S into its data; polling where no watcher can be had.
+  const watching = () => !clockWatch.signal.aborted && recording()
   let unwatch = () => {}
   const watchArrivals = () => {
     unwatch = watchWrites(audioFile, () => {
@@ -3909,75 +3985,32 @@ async function capture(
     })
     observe(false) // what landed before the watcher
   }
-  const startChecked = () => {
-    const checked = start ? checkAudioStart(start, arrivalEnvelope(arrivals, s.sampleRate)) : null
-    return checked?.start ?? start
+  const pause = (ms: number) => sleep(ms, undefined, { signal: clockWatch.signal, ref: false })
+  const burst = async (ms: number) => {
+    for (const until = Date.now() + ms; Date.now() < until && watching(); await sleep(LOOK_EVERY_MS)) look()
   }
-  void (async () => {
-    while (watching() && look() === 0) await sleep(LOOK_EVERY_MS)
-    if (watching()) watchArrivals()
-    // The record gets the checked start once the window is over: a kill after it keeps the right one.
-    void sleep(1000 * (ARRIVAL_WINDOW_S + 0.5), undefined, { signal: clockWatch.signal, ref: false })
-      .then(() => {
-        const checked = startChecked()
-        if (checked && checked !== start) onStart(checked)
-      })
-      .catch(() => {
-        /* aborted with the capture */
-      })
-    const pause = (ms: number) => sleep(ms, undefined, { signal: clockWatch.signal, ref: false })
-    // The device's first packets come early (start-up): the first burst waits them out.
-    for (let ms = CLOCK_SETTLE_MS; watching(); ms = CLOCK_BURST_EVERY_MS) {
-      await pause(ms)
-      await burst(CLOCK_BURST_MS)
-    }
-  })().catch(() => {
-    /* aborted with the capture */
-  })
-  // Samples reach the WAV one device latency after they were captured: wait until every sample up
-  // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
-  const drainThenStop = async (untilEpochS: number) => {
-    const offset = dataOffset ?? readWavInfo(audioFile)?.dataOffset ?? null // the clock's looks found it already
-    const startNow = startChecked() // a stamp seconds late would stop the drain that much early
-    if (startNow && offset !== null) {
-      const targetBytes = offset + (untilEpochS - startNow.epochS) * s.sampleRate * frameBytes
-      const deadline = Date.now() + MAX_DRAIN_MS
-      const looked = Date.now() + CLOCK_LOOK_MS
-      while (stops.count === 1 && Date.now() < deadline && (look() < targetBytes || Date.now() < looked))
-        await sleep(LOOK_EVERY_MS)
-    }
-    if (stops.count > 1) return
-    child.stdin.end('q')
-    escalation = setTimeout(() => signalFfmpeg('SIGINT'), 3000) // q not read: one SIGINT still finalizes
+  const run = (onWindowEnd: () => void) =>
+    void (async () => {
+      while (watching() && look() === 0) await sleep(LOOK_EVERY_MS)
+      if (watching()) watchArrivals()
+      void pause(1000 * (ARRIVAL_WINDOW_S + 0.5))
+        .then(onWindowEnd)
+        .catch(() => {
+          /* aborted with the capture */
+        })
+      // The device's first packets come early (start-up): the first burst waits them out.
+      for (let ms = CLOCK_SETTLE_MS; watching(); ms = CLOCK_BURST_EVERY_MS) {
+        await pause(ms)
+        await burst(CLOCK_BURST_MS)
+      }
+    })().catch(() => {
+      /* aborted with the capture */
+    })
+  const stop = () => {
+    clockWatch.abort()
+    unwatch()
   }
-  const onStop = () => {
-    if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
-    else signalFfmpeg(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
-  }
-  stops.onRequest(onStop)
-  // A ctrl-c while ffmpeg was being started was counted with no one to act on it: act now, once
-  // (a second one counted too is one SIGINT, as it would have been).
-  if (stops.count > 0) onStop()
-  const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
-  process.on('exit', killOnExit)
-  const result = await child
-  clockWatch.abort()
-  unwatch()
-  clearTimeout(escalation)
-  process.off('exit', killOnExit)
-  // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
-  const viaShell = watchdog.length > 0 && result.exitCode != null && result.exitCode > 128 && result.exitCode < 128 + 65
-  const signal = viaShell ? signalName((result.exitCode as number) - 128) : (result.signal as NodeJS.Signals | null)
-  return {
-    exitCode: viaShell ? null : result.exitCode,
-    signal,
-    log: start ? `${head}\n…\n${tail}` : tail,
-    start: start ?? (fs.existsSync(audioFile) ? { epochS: spawnEpochS, source: 'spawn-time' } : null),
-    stopRequestedEpochS: stops.firstEpochS,
-    exitedEpochS: Date.now() / 1000,
-    looks,
-    arrivals,
-  }
+  return { looks, arrivals, look, dataOffset: () => dataOffset, run, stop }
 }
 
 /** Calls `onWrite` as each write to `file` lands (inotify, through fs.watch), else every ARRIVAL_POLL_MS; returns the stop. */
