@@ -1320,8 +1320,28 @@ export const MAX_MTIME_DRIFT = 0.05
  * span comes from the frame clock, else from start to mtime.
  */
 export function videoTiming(c: VideoClues): VideoTiming {
-  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const warnings: string[] = []
+  const anchor = videoAnchor(c, warnings)
+  const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
+  const span = realSpan(c, anchor, nominalDurationS, warnings)
+  const drift = videoDrift(c, anchor, span, nominalDurationS, warnings)
+  return {
+    startEpochS: anchor.anchorEpochS - (c.cameraLatencyS ?? 0),
+    source: anchor.source,
+    uncertaintyS: anchor.uncertaintyS,
+    clock: anchor.clock,
+    nominalDurationS,
+    ...span,
+    ...drift,
+    warnings,
+  }
+}
+
+type Anchor = ReturnType<typeof videoAnchor>
+
+/** The first frame's anchor, best first; a timesync file of another run, or a refused clock, warned of. */
+function videoAnchor(c: VideoClues, warnings: string[]) {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const ulidStart = c.ulidEpochS + c.clockOffsetS
   let timesync = c.timesync
   // The ULID is minted before the first frame, and start hooks take seconds at most: a file far
@@ -1352,14 +1372,18 @@ export function videoTiming(c: VideoClues): VideoTiming {
           ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // too few rows for a clock: the first read
           : // the first frame follows by about a camera frame, more if start hooks run
             [ulidStart, 'ulid' as const, framePeriodS ?? 0.04]
-  const startEpochS = anchorEpochS - (c.cameraLatencyS ?? 0)
+  return { timesync, clock, refused, clockSource, anchorEpochS, source, uncertaintyS }
+}
 
-  const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
+/** The wall-clock time the frames took: the frame clock's, the timesync rows', else first frame → mtime. */
+function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, warnings: string[]) {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
+  const { clock, timesync } = a
   let realSpanS: number | null = null
   let spanSource: VideoTiming['spanSource'] = null
   if (clock && c.frames) {
     realSpanS = c.frames * clock.framePeriodS
-    spanSource = clockSource
+    spanSource = a.clockSource
     if (c.mtimeEpochS != null && clock.epoch.source === 'watched' && framePeriodS != null) {
       const apartS = c.mtimeEpochS - clock.lastReadEpochS
       if (Math.abs(apartS) > 2 * framePeriodS)
@@ -1374,66 +1398,64 @@ export function videoTiming(c: VideoClues): VideoTiming {
     spanSource = 'timesync'
   } else if (c.mtimeEpochS != null && nominalDurationS != null && c.frames && c.frames >= 2) {
     // The mtime marks the last frame: first frame → mtime is N − 1 frame periods, not N.
-    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - anchorEpochS) * c.frames) / (c.frames - 1)
+    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - a.anchorEpochS) * c.frames) / (c.frames - 1)
     spanSource = 'mtime'
   }
   if (c.frames && c.mtimeEpochS != null && framePeriodS != null && spanSource === 'mtime') {
-    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - anchorEpochS
+    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - a.anchorEpochS
     if (Math.abs(gapS) > framePeriodS)
       warnings.push(
         `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
-          ` ${source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
+          ` ${a.source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
           ` ${((gapS / ((c.frames - 1) * framePeriodS)) * 100).toFixed(2)} % slower than` +
           ` its nominal ${c.nominalFps} fps,` +
           ' or the first frame came that much later; a timesync file tells them apart',
       )
   }
-  let driftPpm: number | null = null
-  let driftAtEndMs: number | null = null
-  let itsscale: number | null = null
-  let driftReason: string | null = null
-  if (realSpanS != null && nominalDurationS != null && framePeriodS != null) {
-    driftPpm = (realSpanS / nominalDurationS - 1) * 1e6
-    driftAtEndMs = (realSpanS - nominalDurationS) * 1000
-    // From the mtime, S also holds any lateness of the first frame; stretching to it still anchors
-    // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
-    // likely not the recording's end at all (a copied file): then nothing is corrected.
-    const plausible = spanSource !== 'mtime' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
-    if (!plausible)
-      warnings.push(
-        `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
-          " too far for a camera's drift (was the file copied?): no drift correction;" +
-          ' a timesync file gives the real rate',
-      )
-    const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
-    if (c.driftFix && plausible && beyondAFrame && !refused) itsscale = realSpanS / nominalDurationS
-    driftReason = !beyondAFrame
-      ? 'within a frame, nothing to correct'
-      : refused
-        ? 'not corrected: the frame times show no steady rate near the nominal one'
-        : !plausible
-          ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
-          : !c.driftFix
-            ? 'not corrected (--no-drift-fix)'
-            : spanSource === 'tracking-csv'
-              ? "the tracking CSV's frame clock gives the camera's real rate"
-              : spanSource === 'timesync'
-                ? "the timesync rows' frame clock gives the camera's real rate"
-                : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
-  }
+  return { realSpanS, spanSource }
+}
+
+/** The drift of the real span from the nominal one, and whether -itsscale corrects it (and why, or why not). */
+function videoDrift(
+  c: VideoClues,
+  a: Anchor,
+  { realSpanS, spanSource }: ReturnType<typeof realSpan>,
+  nominalDurationS: number | null,
+  warnings: string[],
+) {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
+  const none = { driftPpm: null, driftAtEndMs: null, itsscale: null, driftReason: null }
+  if (realSpanS == null || nominalDurationS == null || framePeriodS == null) return none
+  // From the mtime, S also holds any lateness of the first frame; stretching to it still anchors
+  // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
+  // likely not the recording's end at all (a copied file): then nothing is corrected.
+  const plausible = spanSource !== 'mtime' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
+  if (!plausible)
+    warnings.push(
+      `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
+        " too far for a camera's drift (was the file copied?): no drift correction;" +
+        ' a timesync file gives the real rate',
+    )
+  const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
+  const fixed = c.driftFix && plausible && beyondAFrame && !a.refused
+  const driftReason = !beyondAFrame
+    ? 'within a frame, nothing to correct'
+    : a.refused
+      ? 'not corrected: the frame times show no steady rate near the nominal one'
+      : !plausible
+        ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
+        : !c.driftFix
+          ? 'not corrected (--no-drift-fix)'
+          : spanSource === 'tracking-csv'
+            ? "the tracking CSV's frame clock gives the camera's real rate"
+            : spanSource === 'timesync'
+              ? "the timesync rows' frame clock gives the camera's real rate"
+              : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   return {
-    startEpochS,
-    source,
-    uncertaintyS,
-    clock,
-    nominalDurationS,
-    realSpanS,
-    spanSource,
-    driftPpm,
-    driftAtEndMs,
-    itsscale,
+    driftPpm: (realSpanS / nominalDurationS - 1) * 1e6,
+    driftAtEndMs: (realSpanS - nominalDurationS) * 1000,
+    itsscale: fixed ? realSpanS / nominalDurationS : null,
     driftReason,
-    warnings,
   }
 }
 
