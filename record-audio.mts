@@ -4345,6 +4345,9 @@ function cardClockNote(clock: CardClock, corrected: boolean, nominalHz: number, 
           ? "corrected in the mux: the first device's card sets the timeline, each other's is played at its rate."
           : 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
         : 'within what it can tell over this recording, nothing to correct.'),
+    short:
+      `  Sound card clock: ${ppm} off its nominal ${nominalHz} Hz (over ${clock.spanS.toFixed(0)} s): ` +
+      (label ? 'each card played at its own rate in the mux.' : 'the video retimed to it, the audio untouched.'),
     topic: 'audio',
   }
 }
