@@ -2574,11 +2574,12 @@ const clip = (line: string, width: number) => {
 /**
  * The summary's lines: the notes in their order, advice last; details and advice that changes
  * nothing only with --verbose; a keyed note once (saidKeys: those said earlier in the run); by
- * default the short forms, each cut to SUMMARY_WIDTH columns.
+ * default the short forms, each cut to SUMMARY_WIDTH columns (an error never is).
  */
 export function renderNotes(notes: Note[], o: { verbose: boolean; saidKeys?: readonly string[] }): string[] {
   const said = new Set(o.saidKeys ?? [])
-  const line = (n: Note) => (o.verbose ? n.text : clip(n.short ?? n.text, SUMMARY_WIDTH))
+  // An error is never cut: what failed and the fix are both needed, whatever the width.
+  const line = (n: Note) => (o.verbose || n.kind === 'error' ? n.text : clip(n.short ?? n.text, SUMMARY_WIDTH))
   const lines: string[] = []
   for (const n of notes) {
     if (n.kind === 'advice' || (n.kind === 'detail' && !o.verbose)) continue

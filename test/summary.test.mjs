@@ -64,6 +64,11 @@ test('renderNotes: no line over 120 columns by default (a long one is cut, with 
   assert.deepEqual(verbose, [long, `  ${'x'.repeat(300)}`])
 })
 
+test('renderNotes: an error is never cut: what failed and its fix both stand', () => {
+  const error = `✖ ffmpeg stopped recording on its own (exit 1): ${'x'.repeat(150)}. The audio recorded so far is kept.`
+  assert.deepEqual(renderNotes([{ kind: 'error', text: error }], { verbose: false }), [error])
+})
+
 test('renderNotes: a note with a short form uses it by default and its full text with --verbose', () => {
   const notes = [
     { kind: 'warning', text: '⚠ Frame clock: the full reasoning, which is long', short: '⚠ Frame clock: short' },
