@@ -2701,10 +2701,18 @@ function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
     const speed = p.speed
       ? `; its card ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's, resampled`
       : ''
-    return [
+    const notes: Note[] = [
       { kind: 'plain', text: `  ${title}  audio ${signed(p.offsetS, 3, 's')}${speed}` },
       { kind: 'detail', text: `  Offset, ${title}: ${describeOffset(p.offsetS)}.` },
-    ] satisfies Note[]
+    ]
+    if (p.speed)
+      notes.push({
+        kind: 'detail',
+        text:
+          `  Clock, ${title}: its card runs ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's: played` +
+          ` at that rate (× ${p.speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
+      })
+    return notes
   })
 }
 
