@@ -57,6 +57,9 @@ const MUX_AFTER_STOP = false
 const MUX_WAIT_S = 600
 // --plot: a PNG of the audio's waveform over the video's span, the offset marked; null → none
 const PLOT_OUTFILE: string | null = null
+// --verbose: the whole summary at the stop (the frame clock, the drift's reasoning, the anchors' disagreement, the
+// first sample's check) instead of a line per file; the sync file keeps all of it either way
+const VERBOSE = false
 
 // ── Map ──────────────────────────────────────────────────────────────────────────────────────
 // Pure, exported and unit-tested, in this order:
@@ -71,6 +74,8 @@ const PLOT_OUTFILE: string | null = null
 //   The live status         level and status line (a level per device)
 //   Sync arithmetic, mux    which codec, the mux plan (a stream per device), coverage, the videos'
 //                           table (--all-videos), quoting for each shell
+//   The summary             typed notes (ok, warning, detail, advice…), the lines they make (renderNotes: once
+//                           per run, ≤ 120 columns, details with --verbose), a video's line, signed figures
 //   The stop                which signals, and when two are one request
 //   The sync record         SyncRecord: the one file that outlives the run (audios: per device;
 //                           videos: per recording)
@@ -232,6 +237,11 @@ const SETTINGS_TABLE = {
     about: "a PNG: the audio's waveform above the video's span, their starts marked",
     unset: 'none',
   },
+  verbose: {
+    flag: 'verbose',
+    value: VERBOSE,
+    about: "the whole summary: the frame clock, the drift's reasoning, the anchors' disagreement",
+  },
 } satisfies Record<string, SettingRow>
 
 export type FileDefaults = { -readonly [K in keyof typeof SETTINGS_TABLE]: (typeof SETTINGS_TABLE)[K]['value'] }
@@ -312,6 +322,20 @@ export interface TimingOptions extends TimingSettings {
   waitS: number // --mux, --wait
   json: boolean // --json: the sync record on stdout, for scripts
   plotFile: string | null // --plot
+  verbose: boolean // --verbose: the whole summary
+}
+
+/** --wait, --plot, --json and --verbose: what happens after the stop, read alike for a recording and for mux later. */
+function afterStopFlags(args: minimist.ParsedArgs, defaults: Pick<FileDefaults, 'waitS' | 'plotFile'>) {
+  const plotFile: string | null = args.plot ?? defaults.plotFile
+  if (plotFile != null && !/\.png$/i.test(plotFile))
+    throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
+  return {
+    waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
+    json: Boolean(args.json),
+    plotFile,
+    verbose: Boolean(args.verbose),
+  }
 }
 
 /** The timing flags given on this command line, and only those: `mux` later fills the rest from the sync file. */
@@ -365,9 +389,6 @@ function parseTimesyncFile(file: string | null): string | null {
 
 function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDefaults): TimingOptions {
   const given = timingFlags(args, argv)
-  const plotFile = args.plot ?? defaults.plotFile
-  if (plotFile != null && !/\.png$/i.test(plotFile))
-    throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
   return {
     timesyncFile: given.timesyncFile !== undefined ? given.timesyncFile : parseTimesyncFile(defaults.timesyncFile),
     videoStartEpochS:
@@ -378,9 +399,7 @@ function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDe
     events: given.events ?? defaults.events,
     allVideos: given.allVideos ?? defaults.allVideos,
     mux: Boolean(args.mux),
-    waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
-    json: Boolean(args.json),
-    plotFile,
+    ...afterStopFlags(args, defaults),
   }
 }
 
@@ -442,12 +461,24 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
   const unknown: string[] = []
   const args = minimist(argv, {
     string: [...VALUE_FLAGS, '_'], // '_': a feed id 007 stays 007, not 7
-    boolean: ['help', 'version', 'drift-fix', 'events', 'all-videos', 'mux', 'json', 'list-devices', 'print'],
+    boolean: [
+      'help',
+      'version',
+      'drift-fix',
+      'events',
+      'all-videos',
+      'mux',
+      'json',
+      'list-devices',
+      'print',
+      'verbose',
+    ],
     default: {
       'drift-fix': defaults.driftFix,
       events: defaults.events,
       'all-videos': defaults.allVideos,
       mux: defaults.mux,
+      verbose: defaults.verbose,
     },
     alias: { h: 'help' },
     unknown: (arg) => {
@@ -556,9 +587,6 @@ function parseMuxLater(args: minimist.ParsedArgs, argv: string[], syncFile: stri
     throw new UsageError(`mux takes the sync file (.json) that a recording wrote, not ${JSON.stringify(syncFile)}`)
   // The settings block's video and muxed file belong to new recordings, not to this old one.
   const { videoFile, muxedFile, muxedSuffix } = parseVideoFlags(args, { ...defaults, videoFile: null, muxedFile: null })
-  const plotFile = args.plot ?? null
-  if (plotFile != null && !/\.png$/i.test(plotFile))
-    throw new UsageError(`--plot ${JSON.stringify(plotFile)} must end in .png`)
   const given = timingFlags(args, argv)
   checkAllVideos(given.allVideos === true, videoFile, muxedFile)
   return {
@@ -571,9 +599,7 @@ function parseMuxLater(args: minimist.ParsedArgs, argv: string[], syncFile: stri
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
       given,
       mux: !args.print, // someone who types mux wants the muxed file
-      waitS: integerIn('wait', args.wait ?? defaults.waitS, 0, 7 * 24 * 3600),
-      json: Boolean(args.json),
-      plotFile,
+      ...afterStopFlags(args, { ...defaults, plotFile: null }), // the settings block's plot is for new recordings
     },
   }
 }
@@ -1316,8 +1342,28 @@ export const MAX_MTIME_DRIFT = 0.05
  * span comes from the frame clock, else from start to mtime.
  */
 export function videoTiming(c: VideoClues): VideoTiming {
-  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const warnings: string[] = []
+  const anchor = videoAnchor(c, warnings)
+  const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
+  const span = realSpan(c, anchor, nominalDurationS, warnings)
+  const drift = videoDrift(c, anchor, span, nominalDurationS, warnings)
+  return {
+    startEpochS: anchor.anchorEpochS - (c.cameraLatencyS ?? 0),
+    source: anchor.source,
+    uncertaintyS: anchor.uncertaintyS,
+    clock: anchor.clock,
+    nominalDurationS,
+    ...span,
+    ...drift,
+    warnings,
+  }
+}
+
+type Anchor = ReturnType<typeof videoAnchor>
+
+/** The first frame's anchor, best first; a timesync file of another run, or a refused clock, warned of. */
+function videoAnchor(c: VideoClues, warnings: string[]) {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const ulidStart = c.ulidEpochS + c.clockOffsetS
   let timesync = c.timesync
   // The ULID is minted before the first frame, and start hooks take seconds at most: a file far
@@ -1348,14 +1394,18 @@ export function videoTiming(c: VideoClues): VideoTiming {
           ? [timesyncStart, 'timesync' as const, framePeriodS ?? 0.04] // too few rows for a clock: the first read
           : // the first frame follows by about a camera frame, more if start hooks run
             [ulidStart, 'ulid' as const, framePeriodS ?? 0.04]
-  const startEpochS = anchorEpochS - (c.cameraLatencyS ?? 0)
+  return { timesync, clock, refused, clockSource, anchorEpochS, source, uncertaintyS }
+}
 
-  const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
+/** The wall-clock time the frames took: the frame clock's, the timesync rows', else first frame → mtime. */
+function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, warnings: string[]) {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
+  const { clock, timesync } = a
   let realSpanS: number | null = null
   let spanSource: VideoTiming['spanSource'] = null
   if (clock && c.frames) {
     realSpanS = c.frames * clock.framePeriodS
-    spanSource = clockSource
+    spanSource = a.clockSource
     if (c.mtimeEpochS != null && clock.epoch.source === 'watched' && framePeriodS != null) {
       const apartS = c.mtimeEpochS - clock.lastReadEpochS
       if (Math.abs(apartS) > 2 * framePeriodS)
@@ -1370,66 +1420,64 @@ export function videoTiming(c: VideoClues): VideoTiming {
     spanSource = 'timesync'
   } else if (c.mtimeEpochS != null && nominalDurationS != null && c.frames && c.frames >= 2) {
     // The mtime marks the last frame: first frame → mtime is N − 1 frame periods, not N.
-    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - anchorEpochS) * c.frames) / (c.frames - 1)
+    realSpanS = ((c.mtimeEpochS + c.clockOffsetS - a.anchorEpochS) * c.frames) / (c.frames - 1)
     spanSource = 'mtime'
   }
   if (c.frames && c.mtimeEpochS != null && framePeriodS != null && spanSource === 'mtime') {
-    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - anchorEpochS
+    const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - a.anchorEpochS
     if (Math.abs(gapS) > framePeriodS)
       warnings.push(
         `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
-          ` ${source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
+          ` ${a.source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
           ` ${((gapS / ((c.frames - 1) * framePeriodS)) * 100).toFixed(2)} % slower than` +
           ` its nominal ${c.nominalFps} fps,` +
           ' or the first frame came that much later; a timesync file tells them apart',
       )
   }
-  let driftPpm: number | null = null
-  let driftAtEndMs: number | null = null
-  let itsscale: number | null = null
-  let driftReason: string | null = null
-  if (realSpanS != null && nominalDurationS != null && framePeriodS != null) {
-    driftPpm = (realSpanS / nominalDurationS - 1) * 1e6
-    driftAtEndMs = (realSpanS - nominalDurationS) * 1000
-    // From the mtime, S also holds any lateness of the first frame; stretching to it still anchors
-    // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
-    // likely not the recording's end at all (a copied file): then nothing is corrected.
-    const plausible = spanSource !== 'mtime' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
-    if (!plausible)
-      warnings.push(
-        `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
-          " too far for a camera's drift (was the file copied?): no drift correction;" +
-          ' a timesync file gives the real rate',
-      )
-    const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
-    if (c.driftFix && plausible && beyondAFrame && !refused) itsscale = realSpanS / nominalDurationS
-    driftReason = !beyondAFrame
-      ? 'within a frame, nothing to correct'
-      : refused
-        ? 'not corrected: the frame times show no steady rate near the nominal one'
-        : !plausible
-          ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
-          : !c.driftFix
-            ? 'not corrected (--no-drift-fix)'
-            : spanSource === 'tracking-csv'
-              ? "the tracking CSV's frame clock gives the camera's real rate"
-              : spanSource === 'timesync'
-                ? "the timesync rows' frame clock gives the camera's real rate"
-                : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
-  }
+  return { realSpanS, spanSource }
+}
+
+/** The drift of the real span from the nominal one, and whether -itsscale corrects it (and why, or why not). */
+function videoDrift(
+  c: VideoClues,
+  a: Anchor,
+  { realSpanS, spanSource }: ReturnType<typeof realSpan>,
+  nominalDurationS: number | null,
+  warnings: string[],
+) {
+  const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
+  const none = { driftPpm: null, driftAtEndMs: null, itsscale: null, driftReason: null }
+  if (realSpanS == null || nominalDurationS == null || framePeriodS == null) return none
+  // From the mtime, S also holds any lateness of the first frame; stretching to it still anchors
+  // the video's end to the truth and never makes the start worse. Past 5 % the mtime is more
+  // likely not the recording's end at all (a copied file): then nothing is corrected.
+  const plausible = spanSource !== 'mtime' || Math.abs(realSpanS / nominalDurationS - 1) <= MAX_MTIME_DRIFT
+  if (!plausible)
+    warnings.push(
+      `the mtime puts the video's end ${(realSpanS - nominalDurationS).toFixed(1)} s off its nominal length,` +
+        " too far for a camera's drift (was the file copied?): no drift correction;" +
+        ' a timesync file gives the real rate',
+    )
+  const beyondAFrame = Math.abs(realSpanS - nominalDurationS) > framePeriodS
+  const fixed = c.driftFix && plausible && beyondAFrame && !a.refused
+  const driftReason = !beyondAFrame
+    ? 'within a frame, nothing to correct'
+    : a.refused
+      ? 'not corrected: the frame times show no steady rate near the nominal one'
+      : !plausible
+        ? `not corrected: past ${MAX_MTIME_DRIFT * 100} % the mtime is not the recording's end`
+        : !c.driftFix
+          ? 'not corrected (--no-drift-fix)'
+          : spanSource === 'tracking-csv'
+            ? "the tracking CSV's frame clock gives the camera's real rate"
+            : spanSource === 'timesync'
+              ? "the timesync rows' frame clock gives the camera's real rate"
+              : "the video's end anchored to its mtime (a copied or touched file misleads this; --no-drift-fix)"
   return {
-    startEpochS,
-    source,
-    uncertaintyS,
-    clock,
-    nominalDurationS,
-    realSpanS,
-    spanSource,
-    driftPpm,
-    driftAtEndMs,
-    itsscale,
+    driftPpm: (realSpanS / nominalDurationS - 1) * 1e6,
+    driftAtEndMs: (realSpanS - nominalDurationS) * 1000,
+    itsscale: fixed ? realSpanS / nominalDurationS : null,
     driftReason,
-    warnings,
   }
 }
 
@@ -1629,7 +1677,7 @@ export type CsvEpochNote =
   | { kind: 'mtime-off-watched'; apartS: number } // mtime's t_init − the one seen while recording
 
 export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
-  const s = `${note.apartS >= 0 ? '+' : ''}${note.apartS.toFixed(3)} s`
+  const s = signed(note.apartS, 3, 's')
   return {
     'mtime-off-ulids':
       `${csv}'s mtime puts the server's start ${s} outside what its and the video's ULIDs allow` +
@@ -2187,10 +2235,7 @@ export function alignOnEvents(a: {
   }
 }
 
-const signedMs = (seconds: number, digits = 1) => {
-  const text = Math.abs(seconds * 1000).toFixed(digits)
-  return `${Number(text) === 0 ? '±' : seconds > 0 ? '+' : '−'}${text} ms`
-}
+const signedMs = (seconds: number, digits = 1) => signed(seconds * 1000, digits, 'ms')
 
 /** Candidates for a human: `+600 ms (12 pairs), −400 ms (11)`. */
 export function weighed(candidates: EventCandidate[]): string {
@@ -2549,7 +2594,7 @@ export interface VideoRow {
 export function videoTable(rows: VideoRow[]): string[] {
   const cells = rows.map((r) => [
     r.video,
-    r.offsetS == null ? '—' : `${r.offsetS >= 0 ? '+' : '−'}${Math.abs(r.offsetS).toFixed(3)} s`,
+    r.offsetS == null ? '—' : signed(r.offsetS, 3, 's'),
     r.anchor ?? '—',
     r.coveredS == null || r.videoDurationS == null
       ? '—'
@@ -2565,6 +2610,290 @@ export function installHint(platform: Platform): string {
   if (platform === 'darwin') return 'brew install ffmpeg'
   if (platform === 'win32') return 'winget install ffmpeg'
   return "sudo apt-get install ffmpeg (Debian/Ubuntu) or your distribution's ffmpeg package"
+}
+
+// ── The summary ──────────────────────────────────────────────────────────────────────────────
+
+/**
+ * What the run has to say, typed: the summary at the stop is rendered from these (renderNotes), and
+ * the sync file keeps them all. ok: a figure with a second witness (✔); plain: a figure or a fact;
+ * warning: a doubt (⚠); error: a failure (✖); detail: the reasoning, shown with --verbose;
+ * advice: what the user could do next time, said once per run (by key), at the end.
+ */
+export type NoteKind = 'ok' | 'plain' | 'warning' | 'error' | 'detail' | 'advice'
+
+export interface Note {
+  kind: NoteKind
+  text: string // the whole line, as --verbose and the sync file have it
+  short?: string // the default summary's line, when the whole one says more than a glance needs
+  key?: string // said once per run: the first note with a key stands for all
+  changes?: boolean // advice: following it would change this run's result (else only --verbose says it)
+  topic?: 'audio' | 'video' // audio: the recording's own, kept when `mux` later redoes the video's
+}
+
+export const SUMMARY_WIDTH = 120
+
+const clip = (line: string, width: number) => {
+  const points = [...line]
+  return points.length <= width ? line : `${points.slice(0, width - 1).join('')}…`
+}
+
+/**
+ * The summary's lines: the notes in their order, advice last; details and advice that changes
+ * nothing only with --verbose; a keyed note once (saidKeys: those said earlier in the run); by
+ * default the short forms, each cut to SUMMARY_WIDTH columns (an error never is).
+ */
+export function renderNotes(notes: Note[], o: { verbose: boolean; saidKeys?: readonly string[] }): string[] {
+  const said = new Set(o.saidKeys ?? [])
+  // An error is never cut: what failed and the fix are both needed, whatever the width.
+  const line = (n: Note) => (o.verbose || n.kind === 'error' ? n.text : clip(n.short ?? n.text, SUMMARY_WIDTH))
+  const lines: string[] = []
+  for (const n of notes) {
+    if (n.kind === 'advice' || (n.kind === 'detail' && !o.verbose)) continue
+    if (n.key != null && said.has(n.key)) continue
+    if (n.key != null) said.add(n.key)
+    lines.push(line(n))
+  }
+  const advice = new Map<string, Note>()
+  for (const n of notes.filter((n) => n.kind === 'advice')) {
+    const key = n.key ?? n.text
+    if (said.has(key)) continue
+    const before = advice.get(key)
+    if (!before || (n.changes && !before.changes)) advice.set(key, n) // one that changes the result speaks for all
+  }
+  for (const n of advice.values()) if (n.changes || o.verbose) lines.push(line(n))
+  return lines
+}
+
+/**
+ * Every signed figure said (s, ms, ppm): the minus a real one, a zero with ±, as rounded:
+ * signed(-2.0241, 3, 's') → "−2.024 s", signed(0.0001, 1, 'ms') → "±0.0 ms".
+ */
+export function signed(value: number, digits: number, unit: string): string {
+  const text = Math.abs(value).toFixed(digits)
+  const sign = Number(text) === 0 ? '±' : value > 0 ? '+' : '−'
+  return `${sign}${text}${unit ? ` ${unit}` : ''}`
+}
+
+/** A path as the user should read it: relative to where they stand when it is below it. */
+export function shownPath(file: string, cwd: string): string {
+  const relative = path.relative(cwd, file)
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file
+}
+
+/** A recording's name for a glance: its folder and its ULID's first four and last two letters. */
+export function shortVideoName(file: string, cwd: string): string {
+  const shown = shownPath(file, cwd)
+  const base = path.basename(shown)
+  const short = RECORDING_NAME.test(base) ? `${base.slice(0, 4)}…${base.slice(24)}` : base
+  return path.join(path.dirname(shown), short)
+}
+
+/** What the video's notes need beyond its part of the record. */
+export interface VideoContext {
+  cwd: string // paths below it are shown relative to it
+  audioCheck: StartCheckKind | null // the first sample's check: a second witness of the audio's start
+  audioUncertaintyS: number | null
+  devices: string[] // the devices' names, in --device order, when there are several
+  csvNote: string | null // a tracking CSV found and not used, and why
+  csvEpochUncertaintyS: number | null // the frame clock's epoch, when one was used
+  cameraLatencyS: number
+  codecLine: string | null // the muxed file is not an mp4 with AAC, and why
+  eventsAsked: boolean
+  eventNotes: Note[] // what --events said (eventsFor)
+}
+
+const ANCHOR_WORDS: Record<VideoTiming['source'], string> = {
+  'video-start-flag': 'from --video-start',
+  'tracking-csv':
+    "when the camera took it, plus TracktorLive's shortest read and tracking time: the tracking CSV's frame clock",
+  timesync: "when the camera took it, plus TracktorLive's shortest read and tracking time: the timesync file's rows",
+  ulid: 'from the ULID in its name, minted just before the first frame',
+}
+
+const ANCHOR_NAMES: Record<VideoTiming['source'], string> = {
+  'video-start-flag': '--video-start',
+  'tracking-csv': 'tracking CSV',
+  timesync: 'timesync',
+  ulid: 'ULID',
+}
+
+const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from before the video to after it
+
+/**
+ * The figure has a second witness (✔) when the first sample's check agreed with its stamp, the
+ * anchors agree, the tracking CSV's epoch had no doubt, and --events, if asked, was used; a
+ * disagreement is a ⚠; a check that could not decide leaves the line plain.
+ */
+export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'>): '✔' | '⚠' | ' ' {
+  const eventsFailed = c.eventsAsked && !v.events?.applied
+  if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed) return '⚠'
+  if (c.audioCheck === 'stamp-late' || c.audioCheck === 'stamp-early' || c.audioCheck === 'no-stamp') return '⚠'
+  return c.audioCheck === 'plausible' ? '✔' : ' '
+}
+
+/** The line a video gets by default: its name, the offset ± its uncertainty (anchor), and what was corrected. */
+export function videoLine(v: VideoSync, c: VideoContext): string {
+  const offsetS = v.offsetS ?? 0
+  const events = v.events?.applied ? v.events : null
+  const videoUncertaintyS = events ? (events.spreadMs ?? 0) / 1000 : (v.videoStartUncertaintyS ?? 0)
+  const uncertaintyMs = Math.hypot(videoUncertaintyS, events ? 0 : (c.audioUncertaintyS ?? 0)) * 1000
+  const anchor = events ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
+  const parts = [`audio ${signed(offsetS, 3, 's')} ± ${uncertaintyMs.toFixed(0)} ms (${anchor})`]
+  if (v.driftPpm != null)
+    parts.push(`drift ${signed(v.driftPpm, 0, 'ppm')}, ${v.itsscale ? 'retimed (-itsscale)' : 'none applied'}`)
+  if (v.anchorWarnings.length) parts.push('anchors disagree')
+  return `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd)}  ${parts.join('; ')}`
+}
+
+/** Everything said of one video, typed: the default line, the corrections, the warnings, the details, the advice. */
+export function videoNotes(v: VideoSync, c: VideoContext): Note[] {
+  const video: Note = { kind: 'plain', text: videoLine(v, c), topic: 'video' }
+  const mark = videoMark(v, c)
+  const notes: Note[] = [{ ...video, kind: mark === '✔' ? 'ok' : mark === '⚠' ? 'warning' : 'plain' }]
+  if (c.codecLine) notes.push({ kind: 'plain', text: c.codecLine, key: 'codec' })
+  notes.push(...c.eventNotes, ...moreDeviceNotes(v, c), ...videoDetails(v, c))
+  if (c.csvNote) notes.push({ kind: 'detail', text: `  Frame clock: ${c.csvNote}.` })
+  for (const warning of v.anchorWarnings) notes.push({ kind: 'detail', text: `⚠ Anchors: ${warning}.` })
+  const drift = driftDetail(v)
+  if (drift) notes.push({ kind: 'detail', text: drift })
+  notes.push(...videoAdvice(v, c))
+  return notes
+}
+
+/** The other devices: each one's offset, and its card's rate when it is played at its own. */
+function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
+  return (v.audioPlacements ?? []).slice(1).flatMap((p, k) => {
+    const title = JSON.stringify(c.devices[k + 1] ?? path.basename(p.audioFile))
+    const speed = p.speed
+      ? `; its card ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's, resampled`
+      : ''
+    const notes: Note[] = [
+      { kind: 'plain', text: `  ${title}  audio ${signed(p.offsetS, 3, 's')}${speed}` },
+      { kind: 'detail', text: `  Offset, ${title}: ${describeOffset(p.offsetS)}.` },
+    ]
+    if (p.speed)
+      notes.push({
+        kind: 'detail',
+        text:
+          `  Clock, ${title}: its card runs ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's: played` +
+          ` at that rate (× ${p.speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
+      })
+    return notes
+  })
+}
+
+/** What --verbose says today of the video: the first frame, the offset in words, the coverage, the frame clock. */
+function videoDetails(v: VideoSync, c: VideoContext): Note[] {
+  const duration = v.videoDurationS == null ? '' : `, ${v.videoDurationS.toFixed(2)} s`
+  const length = v.videoFinalized ? ` (finalized${duration})` : ' (not finalized yet)'
+  const source = v.videoStartSource ?? 'ulid'
+  const first = new Date((v.videoStartEpochS ?? 0) * 1000).toISOString()
+  const offset = `  Offset${c.devices.length > 1 ? `, ${JSON.stringify(c.devices[0])}` : ''}`
+  const notes: Note[] = [
+    {
+      kind: 'detail',
+      text:
+        `✔ Video: ${shownPath(v.videoFile as string, c.cwd)}${length}, first frame at ${first}` +
+        ` ± ${((v.videoStartUncertaintyS ?? 0) * 1000).toFixed(0)} ms (${ANCHOR_WORDS[source]})`,
+    },
+    { kind: 'detail', text: `${offset}: ${describeOffset(v.offsetS ?? 0)}.` },
+  ]
+  const before = v.silenceBeforeS ?? 0
+  const after = v.silenceAfterS ?? 0
+  if (v.videoDurationS != null && v.silenceBeforeS != null && before + after > COVER_WORTH_SAYING_S)
+    notes.push({
+      kind: 'detail',
+      text:
+        `  The audio covers ${(v.videoDurationS - before - after).toFixed(1)} s of the video's` +
+        ` ${v.videoDurationS.toFixed(1)} s: the muxed file has ${before.toFixed(1)} s of silence before its` +
+        ` first sample and ${after.toFixed(1)} s after its last.`,
+    })
+  if (v.trackingCsvNote)
+    notes.push({
+      kind: 'warning',
+      text: `⚠ Frame clock: ${v.trackingCsvNote}.`,
+      short: "⚠ Frame clock: the tracking CSV's epoch witnesses disagree; the sync file and --verbose say how.",
+    })
+  const clock = frameClockDetail(v, c)
+  if (clock) notes.push({ kind: 'detail', text: clock })
+  return notes
+}
+
+/** The frame clock's story: where its epoch comes from, the camera's rate, its buffered burst, its stalls. */
+function frameClockDetail(v: VideoSync, c: VideoContext): string | null {
+  if (v.cameraFps == null || (v.videoStartSource !== 'tracking-csv' && v.videoStartSource !== 'timesync')) return null
+  const csv = path.basename(v.trackingCsvFile ?? '')
+  const stamped =
+    v.videoStartSource === 'timesync' || v.trackingCsvEpochSource == null
+      ? `${path.basename(v.timesyncFile ?? '')}'s rows, on the server's wall clock`
+      : v.trackingCsvEpochSource === 'watched'
+        ? `${csv} on the wall clock by its rows stamped as they arrived`
+        : `${csv} on the wall clock by its mtime (the last row's write)`
+  const ms = (seconds: number) => (seconds * 1000).toFixed(0)
+  return [
+    `  Frame clock: ${stamped}`,
+    ` ± ${((c.csvEpochUncertaintyS ?? 0) * 1000).toFixed(1)} ms; camera at ${v.cameraFps.toFixed(4)} fps`,
+    v.bufferedFrames
+      ? `; the first ${v.bufferedFrames} frames came from its buffer, frame 0 read ${ms(v.firstReadLateS ?? 0)} ms late`
+      : '',
+    v.offLineFrames ? `; ${v.offLineFrames} later frames read over two periods late (stalls or drops)` : '',
+    c.cameraLatencyS ? `; ${ms(c.cameraLatencyS)} ms camera latency taken off` : '',
+    '.',
+  ].join('')
+}
+
+/** The drift's reasoning: what measured the real span, how far off it is, and whether it was corrected. */
+export function driftDetail(v: VideoSync): string | null {
+  if (v.driftPpm == null || v.driftAtEndMs == null) return null
+  const from =
+    v.videoSpanSource === 'tracking-csv'
+      ? "the tracking CSV's frame clock"
+      : v.videoSpanSource === 'timesync'
+        ? "the timesync rows' frame clock"
+        : "start to mtime, so the video's end is anchored to its mtime"
+  const how = v.itsscale
+    ? `corrected with -itsscale ${v.itsscale.toFixed(6)} (video copied, retimed to wall time): `
+    : ''
+  return (
+    `  Drift: the video's real span (${from}) is ${v.driftPpm.toFixed(0)} ppm off its nominal` +
+    ` ${v.videoNominalFps} fps, ${v.driftAtEndMs.toFixed(1)} ms at the end: ${how}${v.driftReason}.`
+  )
+}
+
+/** What would change the result next time: a tracking CSV (-w), a timesync file, waiting for the video. */
+function videoAdvice(v: VideoSync, c: VideoContext): Note[] {
+  const notes: Note[] = []
+  if (v.videoStartSource === 'ulid')
+    notes.push({
+      kind: 'advice',
+      key: 'record-with-w',
+      changes: c.csvNote == null, // with a tracking CSV that could not be used, -w is already on
+      text:
+        '  With a live camera the first frames wait in its buffer before TracktorLive reads them (0.1–0.7 s' +
+        ' measured with TracktorLive 1.0.2), which neither the ULID nor the mtime shows, and the burst that' +
+        ' follows makes start → mtime look like a fast camera: record with -w (a tracking CSV) to measure it.',
+      short: "  Record with -w (a tracking CSV): the ULID misses the camera's buffered first frames (0.1–0.7 s).",
+    })
+  if (v.anchorWarnings.length && v.videoStartSource === 'ulid' && !v.timesyncFile)
+    notes.push({
+      kind: 'advice',
+      key: 'timesync',
+      changes: true,
+      text: "  A timesync file (TracktorLive's timesync cassette) gives the first frame's time and the real rate.",
+    })
+  if (!v.videoFinalized)
+    notes.push({
+      kind: 'advice',
+      key: 'unfinished',
+      changes: true,
+      text:
+        '⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder' +
+        " has stopped. The audio is not cut to the video's length.",
+      short:
+        '⚠ A video is not finalized yet (TracktorLive is still writing it): run its command once the recorder stopped.',
+    })
+  return notes
 }
 
 // ── The stop ─────────────────────────────────────────────────────────────────────────────────
@@ -2670,6 +2999,7 @@ export interface SyncRecord {
   muxCommand: string | null
   // --all-videos: each overlapping recording's part, oldest first; the fields above are the newest's
   videos: VideoSync[] | null
+  notes: Note[] // everything the summary said, and what only --verbose says (topic audio: the recording's own)
 }
 
 /** A tracking CSV's epoch seen while recording, as the sync record keeps it. */
@@ -2786,7 +3116,25 @@ export function newSyncRecord(
     trackingCsvWatched: null,
     ...NO_VIDEO,
     videos: null,
+    notes: [],
   }
+}
+
+const NOTE_KINDS: readonly NoteKind[] = ['ok', 'plain', 'warning', 'error', 'detail', 'advice']
+
+/** A sync file's notes, those that are notes. */
+export function parseNotes(raw: unknown): Note[] {
+  if (!Array.isArray(raw)) return []
+  return raw
+    .filter((n) => NOTE_KINDS.includes(n?.kind) && typeof n.text === 'string')
+    .map((n) => ({
+      kind: n.kind,
+      text: n.text,
+      ...(typeof n.short === 'string' ? { short: n.short } : {}),
+      ...(typeof n.key === 'string' ? { key: n.key } : {}),
+      ...(typeof n.changes === 'boolean' ? { changes: n.changes } : {}),
+      ...(n.topic === 'audio' || n.topic === 'video' ? { topic: n.topic } : {}),
+    }))
 }
 
 /**
@@ -2855,6 +3203,7 @@ export function parseSyncRecord(text: string): SyncRecord {
           .filter((v: Record<string, unknown>) => typeof v?.videoFile === 'string')
           .map((v: Record<string, unknown>) => ({ ...NO_VIDEO, videoFile: v.videoFile as string }))
       : null,
+    notes: parseNotes(raw.notes),
   }
 }
 
@@ -2870,6 +3219,32 @@ const say = (line: string) => {
 }
 
 /** Says a line and gives back the exit code that goes with it. */
+/**
+ * The summary as it is said: each stage's notes rendered at once (a keyed note once per run), the
+ * advice held for the end; every note kept for the sync file.
+ */
+class Summary {
+  notes: Note[] = []
+  private saidKeys: string[] = []
+  readonly verbose: boolean
+  constructor(verbose: boolean) {
+    this.verbose = verbose
+  }
+
+  tell(notes: Note[]): void {
+    this.notes.push(...notes)
+    const now = notes.filter((n) => n.kind !== 'advice')
+    for (const line of renderNotes(now, { verbose: this.verbose, saidKeys: this.saidKeys })) say(line)
+    this.saidKeys.push(...now.flatMap((n) => (n.key == null ? [] : [n.key])))
+  }
+
+  /** The advice, once each, at the end of the run. */
+  end(): void {
+    const advice = this.notes.filter((n) => n.kind === 'advice')
+    for (const line of renderNotes(advice, { verbose: this.verbose })) say(line)
+  }
+}
+
 const sayThen = (line: string, exitCode: number) => {
   say(line)
   return exitCode
@@ -3195,55 +3570,64 @@ function recordingSpans(dirs: string[]): Omit<Candidate, 'overlapS'>[] {
 const audioEndEpochS = (audio: { startEpochS: number; durationS: number | null }) =>
   audio.startEpochS + (audio.durationS ?? 0)
 
-/** --all-videos: each recording in the feed folder (any subfolder without one) overlapping the audio, oldest first. */
-function overlappingVideos(v: VideoSearch, audio: AudioFacts): string[] {
-  const spans = recordingSpans(v.feedDir ? [v.feedDir] : subfolders(v.searchRoot))
-  const overlapping = rankByOverlap(spans, audio.startEpochS, audioEndEpochS(audio))
-    .filter((c) => c.overlapS > 0)
-    .sort((a, b) => a.startEpochS - b.startEpochS)
-  const where = v.feedDir ? `${v.feedDir}${path.sep}` : `the subfolders of ${v.searchRoot}`
-  say(
-    overlapping.length
-      ? `  ${overlapping.length} TracktorLive recording${overlapping.length === 1 ? ' overlaps' : 's overlap'}` +
-          ` the audio in ${where} (--all-videos).`
-      : `⚠ No TracktorLive recording (<ULID>.mp4) in ${where} overlaps the audio in time` +
-          ` (${spans.length} looked at): ${audio.others.length ? 'the WAVs are' : 'the WAV is'} kept.`,
-  )
-  return overlapping.map((c) => c.file)
-}
-
 /**
- * --video; else the newest recording in the feed folder; else, with no feed id, the recording in
- * any subfolder of the search root whose span (ULID → mtime) overlaps the audio most. null: none.
+ * The videos to sync to. --all-videos: each recording in the feed folder (any subfolder without one)
+ * that overlaps the audio, oldest first. Else one: --video; the newest recording in the feed folder;
+ * with no feed id, the recording in any subfolder of the search root whose span (ULID → mtime)
+ * overlaps the audio most. Says what it picked and from what; [] when none.
  */
-function findVideo(v: VideoSearch, audio: { startEpochS: number; durationS: number | null }): string | null {
-  if (v.videoFile) return v.videoFile
-  if (v.feedDir) {
+function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: Summary): string[] {
+  if (v.videoFile && !all) return [v.videoFile]
+  if (v.feedDir && !all) {
     const newest = newestRecording(recordingFiles(v.feedDir))
-    return newest ? path.join(v.feedDir, newest) : null
+    return newest ? [path.join(v.feedDir, newest)] : []
   }
-  const ranked = rankByOverlap(recordingSpans(subfolders(v.searchRoot)), audio.startEpochS, audioEndEpochS(audio))
+  const spans = recordingSpans(v.feedDir ? [v.feedDir] : subfolders(v.searchRoot))
+  const ranked = rankByOverlap(spans, audio.startEpochS, audioEndEpochS(audio))
   const overlapping = ranked.filter((c) => c.overlapS > 0)
+  const cwd = process.cwd()
+  const where = v.feedDir
+    ? `${shownPath(v.feedDir, cwd)}${path.sep}`
+    : `the subfolders of ${shownPath(v.searchRoot, cwd)}`
   if (!overlapping.length) {
-    say(
-      `⚠ No TracktorLive recording (<subfolder>/<ULID>.mp4) under ${v.searchRoot} overlaps the audio in time` +
-        `${ranked.length ? ` (${ranked.length} looked at)` : ''}.`,
-    )
-    return null
+    const kept = audio.others.length ? 'the WAVs are' : 'the WAV is'
+    const looked = ranked.length ? ` (${ranked.length} looked at)` : ''
+    summary.tell([
+      {
+        kind: 'warning',
+        text: `⚠ No TracktorLive recording (<ULID>.mp4) in ${where} overlaps the audio in time${looked}: ${kept} kept.`,
+      },
+    ])
+    return []
+  }
+  if (all) {
+    const n = overlapping.length
+    const overlap = n === 1 ? ' overlaps' : 's overlap'
+    const text = `  ${n} TracktorLive recording${overlap} the audio in ${where} (--all-videos).`
+    summary.tell([{ kind: 'detail', text }])
+    return overlapping.sort((a, b) => a.startEpochS - b.startEpochS).map((c) => c.file)
   }
   const chosen = overlapping[0]
-  say(
-    `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},` +
-      ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
-      (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.'),
-  )
+  const covers =
+    ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
+    (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.')
+  const notes: Note[] = [
+    {
+      kind: 'plain',
+      text: `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},${covers}`,
+      short: `  No feed id: picked ${shortVideoName(chosen.file, v.searchRoot)},${covers}`,
+    },
+  ]
   if (overlapping.length > 1)
     for (const c of overlapping)
-      say(
-        `    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s` +
+      notes.push({
+        kind: 'plain',
+        text:
+          `    ${c === chosen ? '→' : ' '} ${path.relative(v.searchRoot, c.file)}  ${c.overlapS.toFixed(1)} s` +
           '  (give it with --video to choose)',
-      )
-  return chosen.file
+      })
+  summary.tell(notes)
+  return [chosen.file]
 }
 
 function checkVideoFile(videoFile: string | null): void {
@@ -3547,54 +3931,135 @@ async function capture(
   onStart: (start: AudioStart) => void,
 ): Promise<Capture> {
   const s = { format, ...input }
+  const run = await startFfmpeg(ffmpeg, captureArgs(s, path.resolve(audioFile)))
+  const log = readFfmpegLog(run.child, s, onStart)
+  let escalation: NodeJS.Timeout | undefined
+  const frameBytes = s.channels * 2
+  const growth = watchGrowth(audioFile, frameBytes, () => stops.count === 0)
+  const startChecked = () => {
+    const checked = log.start ? checkAudioStart(log.start, arrivalEnvelope(growth.arrivals, s.sampleRate)) : null
+    return checked?.start ?? log.start
+  }
+  // The record gets the checked start once the window is over: a kill after it keeps the right one.
+  growth.run(() => {
+    const checked = startChecked()
+    if (checked && checked !== log.start) onStart(checked)
+  })
+  // Samples reach the WAV one device latency after they were captured: wait until every sample up
+  // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
+  const drainThenStop = async (untilEpochS: number) => {
+    const offset = growth.dataOffset() ?? readWavInfo(audioFile)?.dataOffset ?? null // the looks found it already
+    const startNow = startChecked() // a stamp seconds late would stop the drain that much early
+    if (startNow && offset !== null) {
+      const targetBytes = offset + (untilEpochS - startNow.epochS) * s.sampleRate * frameBytes
+      const deadline = Date.now() + MAX_DRAIN_MS
+      const looked = Date.now() + CLOCK_LOOK_MS
+      while (stops.count === 1 && Date.now() < deadline && (growth.look() < targetBytes || Date.now() < looked))
+        await sleep(LOOK_EVERY_MS)
+    }
+    if (stops.count > 1) return
+    run.child.stdin.end('q')
+    escalation = setTimeout(() => run.signal('SIGINT'), 3000) // q not read: one SIGINT still finalizes
+  }
+  const onStop = () => {
+    if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
+    else run.signal(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
+  }
+  stops.onRequest(onStop)
+  // A ctrl-c while ffmpeg was being started was counted with no one to act on it: act now, once
+  // (a second one counted too is one SIGINT, as it would have been).
+  if (stops.count > 0) onStop()
+  const killOnExit = () => run.signal('SIGINT') // a crash of this script must not leave ffmpeg recording
+  process.on('exit', killOnExit)
+  const result = await run.child
+  growth.stop()
+  clearTimeout(escalation)
+  process.off('exit', killOnExit)
+  // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
+  const viaShell = run.watchdog && result.exitCode != null && result.exitCode > 128 && result.exitCode < 128 + 65
+  const signal = viaShell ? signalName((result.exitCode as number) - 128) : (result.signal as NodeJS.Signals | null)
+  return {
+    exitCode: viaShell ? null : result.exitCode,
+    signal,
+    log: log.text(),
+    start: log.start ?? (fs.existsSync(audioFile) ? { epochS: run.spawnEpochS, source: 'spawn-time' } : null),
+    stopRequestedEpochS: stops.firstEpochS,
+    exitedEpochS: Date.now() / 1000,
+    looks: growth.looks,
+    arrivals: growth.arrivals,
+  }
+}
+
+/**
+ * ffmpeg started through the watchdog (where setpriv exists), in a session of its own, so that a
+ * terminal's ctrl-c reaches only this process, which then stops ffmpeg exactly once (a second
+ * signal would abort its writes). `signal` reaches ffmpeg itself, once its PID is known.
+ */
+async function startFfmpeg(ffmpeg: string, args: string[]) {
   const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
   const watchdog = captureLauncher(setpriv)
-  // ffmpeg runs in a session of its own, so a terminal's ctrl-c reaches only this process, which
-  // then stops ffmpeg exactly once (a second signal would abort its writes).
   const spawnEpochS = Date.now() / 1000
   const child = $({
     nothrow: true,
     quiet: true,
     detached: process.platform !== 'win32',
     stdio: ['pipe', watchdog.length ? 'pipe' : 'ignore', 'pipe'],
-  })`exec ${watchdog} ${ffmpeg} ${captureArgs(s, path.resolve(audioFile))}`
+  })`exec ${watchdog} ${ffmpeg} ${args}`
   let ffmpegPid: number | null = null // through the watchdog: the PID it prints
   let pendingSignal: NodeJS.Signals | null = null // asked for before the PID was known
-  if (watchdog.length)
-    child.stdout.once('data', (chunk: Buffer) => {
-      ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
-      if (pendingSignal) signalFfmpeg(pendingSignal)
-    })
-  let head = '' // until the start is found: the Input #0 block comes early, however much follows
-  let tail = ''
-  let start: AudioStart | null = null
-  child.stderr.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8')
-    tail = (tail + text).slice(-65536)
-    if (start || head.length > 1 << 20) return
-    head += text
-    start = parseInputStart(head, s.format, s.sampleRate) ?? null
-    if (start) onStart(start)
-  })
-  child.stdin.on('error', () => {
-    /* ffmpeg already gone: its exit is handled below */
-  })
-  const signalFfmpeg = (signal: NodeJS.Signals) => {
+  const signal = (name: NodeJS.Signals) => {
     const pid = watchdog.length ? ffmpegPid : (child.child?.pid ?? null)
-    if (pid == null) pendingSignal = signal
+    if (pid == null) pendingSignal = name
     else if (child.child?.exitCode === null && child.child?.signalCode === null)
       try {
-        process.kill(pid, signal)
+        process.kill(pid, name)
       } catch {
         /* exited meanwhile */
       }
   }
-  let escalation: NodeJS.Timeout | undefined
-  // The sound card's clock: the WAV's growth looked at closely for a moment after the start and
-  // before the stop (the live status adds a look a tick in between); see cardClock.
+  if (watchdog.length)
+    child.stdout.once('data', (chunk: Buffer) => {
+      ffmpegPid = Number.parseInt(chunk.toString(), 10) || null
+      if (pendingSignal) signal(pendingSignal)
+    })
+  child.stdin.on('error', () => {
+    /* ffmpeg already gone: its exit is handled by the capture */
+  })
+  return { child, signal, watchdog: watchdog.length > 0, spawnEpochS }
+}
+
+/** ffmpeg's stderr: its head until the start is found (the Input #0 block comes early), and its tail. */
+function readFfmpegLog(
+  child: { stderr: NodeJS.ReadableStream },
+  s: { format: Format; sampleRate: number },
+  onStart: (start: AudioStart) => void,
+) {
+  let head = ''
+  let tail = ''
+  const log = {
+    start: null as AudioStart | null,
+    text: () => (log.start ? `${head}\n…\n${tail}` : tail),
+  }
+  child.stderr.on('data', (chunk: Buffer) => {
+    const text = chunk.toString('utf8')
+    tail = (tail + text).slice(-65536)
+    if (log.start || head.length > 1 << 20) return
+    head += text
+    log.start = parseInputStart(head, s.format, s.sampleRate) ?? null
+    if (log.start) onStart(log.start)
+  })
+  return log
+}
+
+/**
+ * The WAV's growth: the sound card's clock looked at closely for a moment after the start and at
+ * every CLOCK_BURST_EVERY_MS (the live status adds a look a tick in between; see cardClock), and the
+ * first sample's witness: each write seen the moment it lands (inotify), from the file's creation
+ * until ARRIVAL_WINDOW_S into its data, polling where no watcher can be had.
+ */
+function watchGrowth(audioFile: string, frameBytes: number, recording: () => boolean) {
   const looks: RateObservation[] = []
   const arrivals: RateObservation[] = []
-  const frameBytes = s.channels * 2
   let dataOffset: number | null = null
   const observe = (clock: boolean) => {
     dataOffset ??= readWavInfo(audioFile)?.dataOffset ?? null
@@ -3608,12 +4073,7 @@ async function capture(
   }
   const look = () => observe(true)
   const clockWatch = new AbortController()
-  const watching = () => !clockWatch.signal.aborted && stops.count === 0
-  const burst = async (ms: number) => {
-    for (const until = Date.now() + ms; Date.now() < until && watching(); await sleep(LOOK_EVERY_MS)) look()
-  }
-  // The first sample's witness: each write seen the moment it lands (inotify), from the file's
-  // creation until ARRIVAL_WINDOW_S into its data; polling where no watcher can be had.
+  const watching = () => !clockWatch.signal.aborted && recording()
   let unwatch = () => {}
   const watchArrivals = () => {
     unwatch = watchWrites(audioFile, () => {
@@ -3623,75 +4083,32 @@ async function capture(
     })
     observe(false) // what landed before the watcher
   }
-  const startChecked = () => {
-    const checked = start ? checkAudioStart(start, arrivalEnvelope(arrivals, s.sampleRate)) : null
-    return checked?.start ?? start
+  const pause = (ms: number) => sleep(ms, undefined, { signal: clockWatch.signal, ref: false })
+  const burst = async (ms: number) => {
+    for (const until = Date.now() + ms; Date.now() < until && watching(); await sleep(LOOK_EVERY_MS)) look()
   }
-  void (async () => {
-    while (watching() && look() === 0) await sleep(LOOK_EVERY_MS)
-    if (watching()) watchArrivals()
-    // The record gets the checked start once the window is over: a kill after it keeps the right one.
-    void sleep(1000 * (ARRIVAL_WINDOW_S + 0.5), undefined, { signal: clockWatch.signal, ref: false })
-      .then(() => {
-        const checked = startChecked()
-        if (checked && checked !== start) onStart(checked)
-      })
-      .catch(() => {
-        /* aborted with the capture */
-      })
-    const pause = (ms: number) => sleep(ms, undefined, { signal: clockWatch.signal, ref: false })
-    // The device's first packets come early (start-up): the first burst waits them out.
-    for (let ms = CLOCK_SETTLE_MS; watching(); ms = CLOCK_BURST_EVERY_MS) {
-      await pause(ms)
-      await burst(CLOCK_BURST_MS)
-    }
-  })().catch(() => {
-    /* aborted with the capture */
-  })
-  // Samples reach the WAV one device latency after they were captured: wait until every sample up
-  // to the stop request is on disk (bounded), then send q, the stop that finalizes the WAV.
-  const drainThenStop = async (untilEpochS: number) => {
-    const offset = dataOffset ?? readWavInfo(audioFile)?.dataOffset ?? null // the clock's looks found it already
-    const startNow = startChecked() // a stamp seconds late would stop the drain that much early
-    if (startNow && offset !== null) {
-      const targetBytes = offset + (untilEpochS - startNow.epochS) * s.sampleRate * frameBytes
-      const deadline = Date.now() + MAX_DRAIN_MS
-      const looked = Date.now() + CLOCK_LOOK_MS
-      while (stops.count === 1 && Date.now() < deadline && (look() < targetBytes || Date.now() < looked))
-        await sleep(LOOK_EVERY_MS)
-    }
-    if (stops.count > 1) return
-    child.stdin.end('q')
-    escalation = setTimeout(() => signalFfmpeg('SIGINT'), 3000) // q not read: one SIGINT still finalizes
+  const run = (onWindowEnd: () => void) =>
+    void (async () => {
+      while (watching() && look() === 0) await sleep(LOOK_EVERY_MS)
+      if (watching()) watchArrivals()
+      void pause(1000 * (ARRIVAL_WINDOW_S + 0.5))
+        .then(onWindowEnd)
+        .catch(() => {
+          /* aborted with the capture */
+        })
+      // The device's first packets come early (start-up): the first burst waits them out.
+      for (let ms = CLOCK_SETTLE_MS; watching(); ms = CLOCK_BURST_EVERY_MS) {
+        await pause(ms)
+        await burst(CLOCK_BURST_MS)
+      }
+    })().catch(() => {
+      /* aborted with the capture */
+    })
+  const stop = () => {
+    clockWatch.abort()
+    unwatch()
   }
-  const onStop = () => {
-    if (stops.count === 1) void drainThenStop(stops.firstEpochS ?? Date.now() / 1000)
-    else signalFfmpeg(stops.count === 2 ? 'SIGINT' : 'SIGKILL')
-  }
-  stops.onRequest(onStop)
-  // A ctrl-c while ffmpeg was being started was counted with no one to act on it: act now, once
-  // (a second one counted too is one SIGINT, as it would have been).
-  if (stops.count > 0) onStop()
-  const killOnExit = () => signalFfmpeg('SIGINT') // a crash of this script must not leave ffmpeg recording
-  process.on('exit', killOnExit)
-  const result = await child
-  clockWatch.abort()
-  unwatch()
-  clearTimeout(escalation)
-  process.off('exit', killOnExit)
-  // Through the watchdog a death by signal n comes back as the shell's 128 + n (ffmpeg's own 255 is no signal).
-  const viaShell = watchdog.length > 0 && result.exitCode != null && result.exitCode > 128 && result.exitCode < 128 + 65
-  const signal = viaShell ? signalName((result.exitCode as number) - 128) : (result.signal as NodeJS.Signals | null)
-  return {
-    exitCode: viaShell ? null : result.exitCode,
-    signal,
-    log: start ? `${head}\n…\n${tail}` : tail,
-    start: start ?? (fs.existsSync(audioFile) ? { epochS: spawnEpochS, source: 'spawn-time' } : null),
-    stopRequestedEpochS: stops.firstEpochS,
-    exitedEpochS: Date.now() / 1000,
-    looks,
-    arrivals,
-  }
+  return { looks, arrivals, look, dataOffset: () => dataOffset, run, stop }
 }
 
 /**
@@ -3717,67 +4134,24 @@ function signalName(n: number): NodeJS.Signals | null {
 async function record(s: Settings): Promise<number> {
   const { ffmpeg, ffprobe } = await findTools(s.ffmpeg)
   const feedDir = s.feedId == null ? null : path.resolve(s.feedId)
-  const timing: TimingSettings = {
-    timesyncFile: s.timesyncFile,
-    videoStartEpochS: s.videoStartEpochS,
-    clockOffsetS: s.clockOffsetS,
-    cameraLatencyS: s.cameraLatencyS,
-    driftFix: s.driftFix,
-    events: s.events,
-    allVideos: s.allVideos,
-  }
+  const timing = timingOf(s)
   const several = s.inputs.length > 1
-  let parts: AudioPart[] = []
-  let sync: SyncRecord | null = null
+  const summary = new Summary(s.verbose)
+  let made: { parts: AudioPart[]; record: SyncRecord } | null = null
   const { audioFiles, syncFile } = reserveNames(s, (files) => {
-    parts = s.inputs.map((input, k) => ({
-      ...audioFieldsOf(
-        newSyncRecord({
-          tool: '',
-          feedDir,
-          audioFile: path.resolve(files[k]),
-          audioFormat: s.format,
-          audioDevice: input.device,
-          audioSampleRate: input.sampleRate,
-          audioChannels: input.channels,
-          timing,
-        }),
-      ),
-      audioFailed: null,
-    }))
-    sync = {
-      ...newSyncRecord({ tool: `record-audio ${packageVersion()}`, feedDir, timing, ...parts[0] }),
-      audios: several ? parts : null,
-    }
-    return sync
+    made = newRecording(s, feedDir, timing, files)
+    return made.record
   })
-  const record = sync as unknown as SyncRecord
+  const { parts, record } = made as unknown as { parts: AudioPart[]; record: SyncRecord }
   // A timesync file that exists now is rewritten when the recorder stops: --mux waits for it.
   const expectedTimesync = timesyncFileFor(s.timesyncFile, feedDir, null)
   const timesyncExpected = expectedTimesync != null && fs.existsSync(expectedTimesync)
   const stops = new StopRequests()
   try {
-    const label = (k: number) => (several ? `device ${k + 1} (${JSON.stringify(s.inputs[k].device)}): ` : '')
-    for (const [k, input] of s.inputs.entries()) {
-      const channels = input.channels === 1 ? 'mono' : input.channels === 2 ? 'stereo' : `${input.channels} channels`
-      say(
-        `● Recording ${s.format} device ${JSON.stringify(input.device)} (${input.sampleRate} Hz, ${channels})` +
-          ` to ${audioFiles[k]}.${k === s.inputs.length - 1 ? ' Press ctrl-c to stop.' : ''}`,
-      )
-    }
-    const codec = muxCodecFor(s.inputs)
-    if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
+    announce(s, audioFiles)
     const csvWatch = watchTrackingCsvs(feedDir)
     const csvLooks = setInterval(csvWatch.look, CSV_LOOK_MS).unref() // the live status looks only every 1–2.5 s
-    const views = stops.fanOut(s.inputs.length, () => {
-      if (stops.count === 1)
-        say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
-      else if (stops.count === 2)
-        say(
-          '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
-            ' but the WAV header may be unfinished).',
-        )
-    })
+    const views = stops.fanOut(s.inputs.length, () => sayStopping(stops.count, several))
     const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
       Object.assign(parts[k], { audioStartEpochS: start.epochS, audioStartSource: start.source })
@@ -3797,19 +4171,7 @@ async function record(s: Settings): Promise<number> {
     clearInterval(csvLooks)
     const watchedCsv = csvWatch.epochs()
     record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
-    let failed = false
-    for (const [k, input] of s.inputs.entries()) {
-      const why = audioOf(parts[k], input, captures[k], s.format, ffmpeg, label(k))
-      if (why !== null) {
-        failed = true
-        parts[k].audioFailed = why
-      }
-    }
-    for (const [k, part] of parts.entries())
-      if (part.audioFailed?.startsWith(NO_SAMPLE)) {
-        fs.rmSync(audioFiles[k], { force: true }) // ffmpeg made it and wrote no sample: no recording was made
-        Object.assign(part, { audioStartEpochS: null, audioStartSource: null }) // its device opened, nothing more
-      }
+    const failed = settleCaptures(s, parts, captures, { ffmpeg, summary, audioFiles })
     const recorded = parts.find((part) => part.audioStartEpochS != null)
     if (!recorded) {
       fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
@@ -3820,15 +4182,7 @@ async function record(s: Settings): Promise<number> {
       say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
       return 1
     }
-    const f = {
-      ...s,
-      feedDir,
-      searchRoot: process.cwd(),
-      ffmpeg,
-      ffprobe,
-      timesyncExpected,
-      watchedCsv,
-    }
+    const f = { ...s, feedDir, searchRoot: process.cwd(), ffmpeg, ffprobe, timesyncExpected, watchedCsv, summary }
     const finished = await finish(record, syncFile, f, stops)
     return failed ? 1 : finished
   } finally {
@@ -3838,6 +4192,86 @@ async function record(s: Settings): Promise<number> {
 
 const NO_SAMPLE = 'no sample recorded'
 
+/** The settings that shaped the offset, as the sync record keeps them. */
+function timingOf(s: TimingSettings): TimingSettings {
+  const { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, driftFix, events, allVideos } = s
+  return { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, driftFix, events, allVideos }
+}
+
+/** A recording's record before its first sample: one part per device, the first's fields on top. */
+function newRecording(s: Settings, feedDir: string | null, timing: TimingSettings, files: string[]) {
+  const parts: AudioPart[] = s.inputs.map((input, k) => ({
+    ...audioFieldsOf(
+      newSyncRecord({
+        tool: '',
+        feedDir,
+        audioFile: path.resolve(files[k]),
+        audioFormat: s.format,
+        audioDevice: input.device,
+        audioSampleRate: input.sampleRate,
+        audioChannels: input.channels,
+        timing,
+      }),
+    ),
+    audioFailed: null,
+  }))
+  const record: SyncRecord = {
+    ...newSyncRecord({ tool: `record-audio ${packageVersion()}`, feedDir, timing, ...parts[0] }),
+    audios: parts.length > 1 ? parts : null,
+  }
+  return { parts, record }
+}
+
+/** The first stop request, and the second (a third kills ffmpeg, said by nobody: it is the last resort). */
+function sayStopping(count: number, several: boolean): void {
+  if (count === 1) say(`■ Stopping: ffmpeg is writing the last samples and finishing the WAV${several ? 's' : ''}…`)
+  else if (count === 2)
+    say(
+      '■ Stopping now (ctrl-c again kills ffmpeg; the samples on disk are kept,' +
+        ' but the WAV header may be unfinished).',
+    )
+}
+
+/** What is recorded, from which device, where; and a muxed file that cannot be an mp4 with AAC. */
+function announce(s: Settings, audioFiles: string[]): void {
+  for (const [k, input] of s.inputs.entries()) {
+    const channels = input.channels === 1 ? 'mono' : input.channels === 2 ? 'stereo' : `${input.channels} channels`
+    say(
+      `● Recording ${s.format} device ${JSON.stringify(input.device)} (${input.sampleRate} Hz, ${channels})` +
+        ` to ${audioFiles[k]}.${k === s.inputs.length - 1 ? ' Press ctrl-c to stop.' : ''}`,
+    )
+  }
+  const codec = muxCodecFor(s.inputs)
+  if (codec.why) say(`  ${codec.why}: the muxed file will be Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio.`)
+}
+
+/**
+ * Each device's capture into its part, said; a WAV without a sample removed (ffmpeg made it, no
+ * recording was made). Returns whether any device failed.
+ */
+function settleCaptures(
+  s: Settings,
+  parts: AudioPart[],
+  captures: Capture[],
+  o: { ffmpeg: string; summary: Summary; audioFiles: string[] },
+): boolean {
+  let failed = false
+  for (const [k, input] of s.inputs.entries()) {
+    const label = parts.length > 1 ? `device ${k + 1} (${JSON.stringify(input.device)}): ` : ''
+    const why = audioOf(parts[k], input, captures[k], { format: s.format, ffmpeg: o.ffmpeg, label, summary: o.summary })
+    if (why !== null) {
+      failed = true
+      parts[k].audioFailed = why
+    }
+  }
+  for (const [k, part] of parts.entries())
+    if (part.audioFailed?.startsWith(NO_SAMPLE)) {
+      fs.rmSync(o.audioFiles[k], { force: true })
+      Object.assign(part, { audioStartEpochS: null, audioStartSource: null }) // its device opened, nothing more
+    }
+  return failed
+}
+
 /**
  * One device's capture, said and put into its part of the record: its length, first sample, card
  * clock and span check. Returns why it failed (the samples it has are kept), or null.
@@ -3846,9 +4280,7 @@ function audioOf(
   part: AudioPart,
   input: AudioInput,
   captured: Capture,
-  format: Format,
-  ffmpeg: string,
-  label: string,
+  { format, ffmpeg, label, summary }: { format: Format; ffmpeg: string; label: string; summary: Summary },
 ): string | null {
   const audioFile = path.relative(process.cwd(), part.audioFile) || part.audioFile
   const noData = (readWavInfo(audioFile)?.dataBytes ?? 0) === 0
@@ -3861,21 +4293,27 @@ function audioOf(
     return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
   }
   const outcome = captureOutcome(captured)
-  if (!outcome.ok)
-    say(
-      outcome.stoppedByItself
-        ? `✖ ${label}${outcome.why}. The audio recorded so far is kept.`
-        : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${outcome.why}. The samples on disk are kept;` +
-            ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
-    )
   const wav = readWavInfo(audioFile)
   const durationS = wav ? wav.dataBytes / (wav.channels * (wav.bitsPerSample / 8) * wav.sampleRate) : null
+  const measured = measureAudio(input, { ...captured, start: captured.start }, durationS)
+  Object.assign(part, measured.fields)
+  const facts = { ...measured, label, device: input.device, audioFile, durationS, nominalHz: input.sampleRate }
+  summary.tell(audioNotes({ ...facts, wavFinalized: wav?.finalized ?? true, failed: outcome.ok ? null : outcome }))
+  return outcome.ok ? null : outcome.why
+}
+
+/**
+ * One device's capture, measured: the first sample (the device's stamp checked against the samples'
+ * arrival), the card's clock and the ratio the mux applies, and whether the WAV's length fits the
+ * wall time from its first sample to the stop.
+ */
+function measureAudio(input: AudioInput, captured: Capture & { start: AudioStart }, durationS: number | null) {
   // The card's rate does not depend on where the start is (only the envelope's slope counts), and
   // places the arrivals better than the nominal rate when it is known.
   const clock = cardClock(captured.looks, captured.start.epochS, input.sampleRate)
   const check = checkAudioStart(captured.start, arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate))
   const start = check.start
-  Object.assign(part, {
+  const fields: Partial<AudioPart> = {
     audioStartEpochS: start.epochS,
     audioStartSource: start.source,
     audioStartStampEpochS: check.stampEpochS,
@@ -3884,56 +4322,113 @@ function audioOf(
     audioStartCheck: check.kind,
     audioDeliveryLatencyS: check.deliveryLatencyS,
     audioDurationS: durationS,
-  } satisfies Partial<AudioPart>)
-  say(
-    `✔ ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${durationS == null ? '' : ` (${durationS.toFixed(2)} s)`}` +
-      `, first sample at ${new Date(start.epochS * 1000).toISOString()} (${start.source})`,
-  )
-  const checkLine = describeStartCheck(check)
-  if (checkLine) say(`${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`)
-  if (wav && !wav.finalized)
-    say(
-      '⚠ The WAV header was not finalized, so some readers misreport its length:' +
-        ` record-audio repair ${quotePosix(audioFile)}`,
-    )
-  if (start.source === 'spawn-time')
-    say('⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.')
-  if (clock && durationS != null) {
-    Object.assign(part, {
+  }
+  if (clock && durationS != null)
+    Object.assign(fields, {
       audioClockHz: clock.rateHz,
       audioClockPpm: clock.ppm,
       audioClockUncertaintyPpm: clock.uncertaintyPpm,
       audioClockRatio: clockRatio(clock, input.sampleRate, durationS),
-    } satisfies Partial<AudioPart>)
-    const ppm = `${clock.ppm >= 0 ? '+' : ''}${clock.ppm.toFixed(0)} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
-    say(
-      `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${input.sampleRate} Hz` +
-        ` (measured over ${clock.spanS.toFixed(0)} s): ` +
-        (part.audioClockRatio !== 1
-          ? label
-            ? "corrected in the mux: the first device's card sets the timeline, each other's is played at its rate."
-            : 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
-          : 'within what it can tell over this recording, nothing to correct.'),
-    )
-  }
+    })
   // The WAV holds every sample from the first one's time to the stop, and no more than ffmpeg could
   // read before it exited: a length outside that means the device's timestamps or samples jumped.
+  let span: { ok: boolean; wallSpanS: number } | null = null
   if (durationS != null && captured.stopRequestedEpochS !== null) {
-    const check = checkAudioSpan(
+    span = checkAudioSpan(
       clock ? durationS * (input.sampleRate / clock.rateHz) : durationS,
       captured.stopRequestedEpochS - start.epochS,
       captured.exitedEpochS - start.epochS,
       clock ? clock.uncertaintyPpm : UNMEASURED_CLOCK_PPM,
     )
-    part.audioWallSpanS = check.wallSpanS
-    part.audioStartDoubtful = !check.ok
-    if (!check.ok)
-      say(
-        `⚠ ${label}The WAV holds ${durationS.toFixed(3)} s but ${check.wallSpanS.toFixed(3)} s passed from its` +
-          " first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
-      )
+    Object.assign(fields, { audioWallSpanS: span.wallSpanS, audioStartDoubtful: !span.ok })
   }
-  return outcome.ok ? null : outcome.why
+  return { fields, clock: durationS == null ? null : clock, check, span }
+}
+
+/** What is said of one device's audio: its line (✔ when the stamp and the arrivals agree), and every doubt. */
+export function audioNotes(a: {
+  label: string // several devices: which one
+  device: string
+  audioFile: string
+  durationS: number | null
+  nominalHz: number
+  wavFinalized: boolean
+  failed: { stoppedByItself: boolean; why: string } | null
+  check: StartCheck
+  clock: CardClock | null
+  fields: Partial<AudioPart>
+  span: { ok: boolean; wallSpanS: number } | null
+}): Note[] {
+  const { label, audioFile, check } = a
+  const notes: Note[] = []
+  const tell = (kind: NoteKind, text: string, short?: string) =>
+    notes.push({ kind, text, ...(short ? { short } : {}), topic: 'audio' })
+  if (a.failed)
+    tell(
+      'error',
+      a.failed.stoppedByItself
+        ? `✖ ${label}${a.failed.why}. The audio recorded so far is kept.`
+        : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${a.failed.why}. The samples on disk are kept;` +
+            ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
+    )
+  // ✔: the stamp and the samples' arrival agree; a check that disagreed says so on its own line.
+  const mark = check.kind === 'plausible' ? '✔' : ' '
+  const length = a.durationS == null ? '' : ` (${a.durationS.toFixed(2)} s)`
+  const at = new Date(check.start.epochS * 1000).toISOString()
+  const how = check.start.source
+  tell(
+    mark === '✔' ? 'ok' : 'plain',
+    `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${how})`,
+    `${mark} Audio${label ? `, ${JSON.stringify(a.device)}` : ''}: ${audioFile}${length}, from ${at} (${how})`,
+  )
+  const checkLine = describeStartCheck(check)
+  // By default its first clause: what was wrong and what placed the sample instead.
+  const [what] = checkLine?.slice(2).split(/ \(|:/) ?? []
+  if (checkLine)
+    tell(
+      'warning',
+      `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`,
+      `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
+    )
+  if (!a.wavFinalized)
+    tell(
+      'warning',
+      '⚠ The WAV header was not finalized, so some readers misreport its length:' +
+        ` record-audio repair ${quotePosix(audioFile)}`,
+    )
+  if (check.start.source === 'spawn-time')
+    tell(
+      'warning',
+      '⚠ ffmpeg printed no start time: the audio start is the time ffmpeg was started, typically 80–120 ms early.',
+    )
+  if (a.clock) notes.push(cardClockNote(a.clock, a.fields.audioClockRatio !== 1, a.nominalHz, label))
+  if (a.span && !a.span.ok && a.durationS != null)
+    tell(
+      'warning',
+      `⚠ ${label}The WAV holds ${a.durationS.toFixed(3)} s but ${a.span.wallSpanS.toFixed(3)} s passed from its` +
+        " first sample to the stop: the device's timestamps or samples jumped, so the audio start is doubtful.",
+    )
+  return notes
+}
+
+/** The sound card's clock: what was corrected is said; a card within what can be told is for --verbose. */
+function cardClockNote(clock: CardClock, corrected: boolean, nominalHz: number, label: string): Note {
+  const ppm = `${signed(clock.ppm, 0, '')} ± ${clock.uncertaintyPpm.toFixed(0)} ppm`
+  return {
+    kind: corrected ? 'plain' : 'detail',
+    text:
+      `  Sound card clock: ${clock.rateHz.toFixed(2)} Hz, ${ppm} off its nominal ${nominalHz} Hz` +
+      ` (measured over ${clock.spanS.toFixed(0)} s): ` +
+      (corrected
+        ? label
+          ? "corrected in the mux: the first device's card sets the timeline, each other's is played at its rate."
+          : 'the muxed timeline follows the card, the audio untouched, the video retimed to it.'
+        : 'within what it can tell over this recording, nothing to correct.'),
+    short:
+      `  Sound card clock: ${ppm} off its nominal ${nominalHz} Hz (over ${clock.spanS.toFixed(0)} s): ` +
+      (label ? 'each card played at its own rate in the mux.' : 'the video retimed to it, the audio untouched.'),
+    topic: 'audio',
+  }
 }
 
 /** ffmpeg never wrote a sample: a device that would not open, or a file it could not create. */
@@ -3957,6 +4452,8 @@ interface AudioFacts {
   channels: number
   durationS: number | null
   clockRatio: number
+  startCheck: StartCheckKind | null // the first sample's check: a second witness of startEpochS
+  startUncertaintyS: number | null
   others: AudioFacts[] // the other devices that recorded, each its own stream in the mux
 }
 
@@ -3972,6 +4469,8 @@ function audioFacts(r: Pick<SyncRecord, (typeof AUDIO_KEYS)[number] | 'audios'>)
     channels: r.audioChannels,
     durationS: r.audioDurationS,
     clockRatio: r.audioClockRatio,
+    startCheck: r.audioStartCheck,
+    startUncertaintyS: r.audioStartUncertaintyS,
     others,
   }
 }
@@ -3992,6 +4491,7 @@ interface Finishing extends TimingSettings {
   timesyncExpected: boolean // a timesync file existed before the video was stopped: --mux waits for its new version
   watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
   ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
+  summary: Summary
 }
 
 /** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
@@ -4019,7 +4519,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
     if (f.allVideos) {
       const videos: VideoSync[] = []
-      for (const videoFile of f.ownVideos ?? overlappingVideos(search, audio)) {
+      for (const videoFile of f.ownVideos ?? chooseVideos(search, audio, true, f.summary)) {
         if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
         try {
           videos.push(await syncToVideo(audio, videoFile, f, stopped.signal))
@@ -4031,7 +4531,8 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
       }
       Object.assign(record, videos.at(-1) ?? NO_VIDEO, { videos, state: 'synced' })
     } else {
-      const videoFile = findVideo({ ...search, videoFile: f.videoFile ?? f.ownVideos?.at(-1) ?? null }, audio)
+      const given = { ...search, videoFile: f.videoFile ?? f.ownVideos?.at(-1) ?? null }
+      const videoFile = chooseVideos(given, audio, false, f.summary)[0] ?? null
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
       Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced', videos: null })
     }
@@ -4040,6 +4541,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     say(`✖ ${(error as Error).message}. The audio and its start are saved${syncFile ? ` in ${syncFile}` : ''}.`)
     return 1
   }
+  record.notes = f.summary.notes
   if (syncFile && !saveSync(syncFile, record)) {
     say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
     return 1
@@ -4053,9 +4555,12 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
       '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
         ` anchors' alone. Later: record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'} --events`,
     )
-    return Math.max(1, await deliver(record, { ...f, mux: false }, stops))
+    const delivered = await deliver(record, { ...f, mux: false }, stops)
+    f.summary.end()
+    return Math.max(1, delivered)
   }
   const delivered = await deliver(record, f, stops)
+  f.summary.end()
   return refused ? 1 : delivered
 }
 
@@ -4122,24 +4627,7 @@ function trackedClock(
   return { file, clock: { ...clock, epoch, lastReadEpochS }, note: null, epochNote }
 }
 
-const GAP_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from before the video to after it
-
 const CSV_BEFORE_VIDEO_S = 120 // the server's constructor, then the camera's opening and the writer's
-
-const ANCHOR_NAMES: Record<VideoTiming['source'], string> = {
-  'video-start-flag': '--video-start',
-  'tracking-csv': 'tracking CSV',
-  timesync: 'timesync',
-  ulid: 'ULID',
-}
-
-const SOURCE_WORDS: Record<VideoTiming['source'], string> = {
-  'video-start-flag': 'from --video-start',
-  'tracking-csv':
-    "when the camera took it, plus TracktorLive's shortest read and tracking time: the tracking CSV's frame clock",
-  timesync: "when the camera took it, plus TracktorLive's shortest read and tracking time: the timesync file's rows",
-  ulid: 'from the ULID in its name, minted just before the first frame',
-}
 
 // Audio decoded beyond the video's span as the anchors place it: how far off they may be and the events still pair.
 const EVENT_SEARCH_MARGIN_S = MAX_EVENT_OFFSET_S
@@ -4156,17 +4644,22 @@ async function eventsFor(
   anchors: { offsetS: number; itsscale: number | null },
   f: Finishing,
   stopped: AbortSignal,
+  notes: Note[],
 ): Promise<ReturnType<typeof alignOnEvents> | null> {
+  const warn = (text: string) => notes.push({ kind: 'warning', text: `⚠ Events: ${text}` })
   const interrupted = () => {
-    say(`⚠ Events: ${eventNoteText({ kind: 'interrupted' })}; aligned on the anchors.`)
+    warn(`${eventNoteText({ kind: 'interrupted' })}; aligned on the anchors.`)
     return null
   }
   if (stopped.aborted) return interrupted()
   if (!v.finalized || !f.ffprobe) {
-    say(
-      `⚠ Events: ${v.finalized ? 'ffprobe is missing' : 'the video is not finished yet'}; aligned on the anchors.` +
-        ' Once it is: record-audio mux SYNC_FILE --events',
-    )
+    warn(`${v.finalized ? 'ffprobe is missing' : 'the video is not finished yet'}; aligned on the anchors.`)
+    notes.push({
+      kind: 'advice',
+      key: 'events-later',
+      changes: true,
+      text: '  Once it is: record-audio mux SYNC_FILE --events',
+    })
     return null
   }
   // The video's span on the WAV's timeline (the muxed timeline less the offset), widened both ways.
@@ -4183,12 +4676,18 @@ async function eventsFor(
     const aligned = alignOnEvents({ ...found, ...anchors, clockRatio: audio.clockRatio, videoDurationS: v.durationS })
     const { fit } = aligned
     const foundText = `${found.flashesS.length} flashes, ${found.clicksS.length} clicks`
-    if (!fit.consistent) say(`⚠ Events: ${aligned.summary.why} (${foundText}); aligned on the anchors.`)
+    if (!fit.consistent) warn(`${aligned.summary.why} (${foundText}); aligned on the anchors.`)
     else {
       const rate = fit.slope ? `, the video retimed by ${(fit.slope * 1e6).toFixed(0)} ppm` : ''
       const off = describeEventFit(fit).replace(/^\d+ events: sound /, '')
-      say(`✔ Events: the anchors were off by ${off}; aligned on them${rate}.`)
-      for (const note of fit.notes) say(`  Events: ${eventNoteText(note)}.`)
+      const { used, medianMs } = aligned.summary
+      const by = `${signed(medianMs ?? 0, 1, 'ms')} (${used} events)`
+      notes.push({
+        kind: 'ok',
+        text: `✔ Events: the anchors were off by ${off}; aligned on them${rate}.`,
+        short: `✔ Events: the anchors were off by ${by}; aligned on them${rate}.`,
+      })
+      for (const note of fit.notes) notes.push({ kind: 'detail', text: `  Events: ${eventNoteText(note)}.` })
     }
     return aligned
   } catch (error) {
@@ -4196,30 +4695,22 @@ async function eventsFor(
     // The terminal's ctrl-c reaches ffmpeg too: its exit may come before the request is seen here.
     if (error instanceof ToolError && error.signalled && !stopped.aborted) await sleep(2 * SAME_REQUEST_MS)
     if (stopped.aborted) return interrupted()
-    say(`⚠ Events: ${(error as Error).message}; aligned on the anchors.`)
+    warn(`${(error as Error).message}; aligned on the anchors.`)
     return null
   }
 }
 
-/** Measures the offset to the video and builds the command; says what it found. */
-async function syncToVideo(
-  audio: AudioFacts,
-  videoFile: string | null,
-  f: Finishing,
-  stopped: AbortSignal,
-): Promise<VideoSync> {
-  if (!videoFile) {
-    const kept = audio.others.length ? 'the WAVs are kept' : 'the WAV is kept'
-    if (f.feedDir) say(`⚠ No TracktorLive recording (<ULID>.mp4) in ${f.feedDir}${path.sep}: ${kept}.`)
-    return NO_VIDEO
-  }
+/** What the files say of a video's timing: its facts, the anchors' verdict, and its tracking CSV's clock. */
+async function videoClues(videoFile: string, f: Finishing, notes: Note[]) {
   const video = await videoFacts(videoFile, f.ffprobe)
   const timesyncFile = timesyncFileFor(f.timesyncFile, f.feedDir, videoFile) as string
   const timesync = await readTimesync(timesyncFile).catch((error) => {
-    say(`⚠ ${(error as Error).message}: the timesync file is not used.`) // never at the cost of the rest
+    // never at the cost of the rest
+    notes.push({ kind: 'warning', text: `⚠ ${(error as Error).message}: the timesync file is not used.` })
     return null
   })
-  if (!timesync && f.timesyncExpected) say(`⚠ The timesync file ${timesyncFile} was expected but is not there.`)
+  if (!timesync && f.timesyncExpected)
+    notes.push({ kind: 'warning', text: `⚠ The timesync file ${timesyncFile} was expected but is not there.` })
   const tracked =
     video.frames && video.nominalFps ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv) : null
   const timing = videoTiming({
@@ -4235,6 +4726,13 @@ async function syncToVideo(
     frameClock: tracked?.clock ?? null,
     frameClockRefused: tracked?.refused ?? null,
   })
+  return { video, timing, tracked, timesyncFile }
+}
+
+type Clues = Awaited<ReturnType<typeof videoClues>>
+
+/** The audio and the video must overlap in time: else the offset is another trial's (NoOverlap, said by finish). */
+function checkOverlap(audio: AudioFacts, videoFile: string, { video, timing }: Clues, clockOffsetS: number): void {
   const apart = noOverlapLine(
     { startEpochS: audio.startEpochS, endEpochS: audio.startEpochS + (audio.durationS ?? 0) / audio.clockRatio },
     {
@@ -4245,21 +4743,104 @@ async function syncToVideo(
         timing.nominalDurationS != null
           ? timing.startEpochS + (timing.realSpanS ?? timing.nominalDurationS)
           : video.finalized
-            ? video.mtimeEpochS + f.clockOffsetS
+            ? video.mtimeEpochS + clockOffsetS
             : Date.now() / 1000,
     },
   )
   if (apart) throw new NoOverlap(apart)
-  const anchorOffsetS = audio.startEpochS - timing.startEpochS
-  let offsetS = anchorOffsetS
-  let itsscale = timing.itsscale
-  let events: EventSummary | null = null
-  if (f.events) {
-    const durationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
-    const v = { finalized: video.finalized, durationS }
-    const aligned = await eventsFor(videoFile, v, audio, { offsetS, itsscale }, f, stopped)
-    if (aligned) ({ offsetS, itsscale, summary: events } = aligned)
+}
+
+/** Measures the offset to the video and builds the command; tells the summary what it found. */
+async function syncToVideo(
+  audio: AudioFacts,
+  videoFile: string | null,
+  f: Finishing,
+  stopped: AbortSignal,
+): Promise<VideoSync> {
+  if (!videoFile) {
+    const kept = audio.others.length ? 'the WAVs are kept' : 'the WAV is kept'
+    const where = `${shownPath(f.feedDir ?? '', process.cwd())}${path.sep}`
+    if (f.feedDir)
+      f.summary.tell([{ kind: 'warning', text: `⚠ No TracktorLive recording (<ULID>.mp4) in ${where}: ${kept}.` }])
+    return NO_VIDEO
   }
+  const notes: Note[] = []
+  const clues = await videoClues(videoFile, f, notes)
+  checkOverlap(audio, videoFile, clues, f.clockOffsetS)
+  const { timing } = clues
+  const anchors = { offsetS: audio.startEpochS - timing.startEpochS, itsscale: timing.itsscale }
+  const eventNotes: Note[] = []
+  let aligned: ReturnType<typeof alignOnEvents> | null = null
+  if (f.events) {
+    const durationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (anchors.itsscale ?? 1)
+    const v = { finalized: clues.video.finalized, durationS }
+    aligned = await eventsFor(videoFile, v, audio, anchors, f, stopped, eventNotes)
+  }
+  const codec = muxCodecFor([audio, ...audio.others])
+  const result = videoSyncOf(audio, videoFile, clues, aligned, codec, f)
+  const codecLine = codec.why
+    ? `  ${codec.why}: the muxed file is Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio, every sample kept.`
+    : null
+  const context: VideoContext = {
+    cwd: process.cwd(),
+    audioCheck: audio.startCheck,
+    audioUncertaintyS: audio.startUncertaintyS,
+    devices: audio.others.length ? [audio, ...audio.others].map((a) => a.device ?? path.basename(a.file)) : [],
+    csvNote: clues.tracked?.note ?? null,
+    csvEpochUncertaintyS: timing.clock?.epoch.uncertaintyS ?? null,
+    cameraLatencyS: f.cameraLatencyS,
+    codecLine,
+    eventsAsked: f.events,
+    eventNotes,
+  }
+  f.summary.tell([...notes, ...videoNotes(result, context)])
+  return result
+}
+
+/** The record's facts of a video's timing: its anchor, its real span and drift, its frame clock, the doubts. */
+function videoTimingFields({ video, timing, tracked, timesyncFile }: Clues, videoFile: string) {
+  return {
+    videoFile: path.resolve(videoFile),
+    videoStartEpochS: timing.startEpochS,
+    videoStartSource: timing.source,
+    videoStartUncertaintyS: timing.uncertaintyS,
+    videoFinalized: video.finalized,
+    videoFrames: video.frames,
+    videoNominalFps: video.nominalFps,
+    videoRealSpanS: timing.realSpanS,
+    videoSpanSource: timing.spanSource,
+    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
+    driftPpm: timing.driftPpm,
+    driftAtEndMs: timing.driftAtEndMs,
+    driftReason: timing.driftReason,
+    trackingCsvFile: tracked?.clock ? tracked.file : null,
+    trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
+    trackingCsvEpochS: tracked?.clock?.epoch.tInitEpochS ?? null,
+    trackingCsvNote: tracked?.epochNote ?? null,
+    cameraFps: timing.clock?.fps ?? null,
+    bufferedFrames: timing.clock?.bufferedFrames ?? null,
+    firstReadLateS: timing.clock?.firstReadLateS ?? null,
+    offLineFrames: timing.clock?.offLineFrames ?? null,
+    anchorWarnings: timing.warnings,
+  } satisfies Partial<VideoSync>
+}
+
+/**
+ * The record's part for one video: the offset (the events', when they were used), the other devices'
+ * placements, the mux plan, what the audio covers, and every fact the timing came from.
+ */
+function videoSyncOf(
+  audio: AudioFacts,
+  videoFile: string,
+  clues: Clues,
+  aligned: ReturnType<typeof alignOnEvents> | null,
+  codec: MuxCodec,
+  f: Finishing,
+): VideoSync {
+  const { timing } = clues
+  const anchorOffsetS = audio.startEpochS - timing.startEpochS
+  const offsetS = aligned?.offsetS ?? anchorOffsetS
+  const itsscale = aligned ? aligned.itsscale : timing.itsscale
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
   // The other devices, each by its own first sample, moved as much as the events moved the first.
   const more = audio.others.map((other) => ({
@@ -4270,10 +4851,7 @@ async function syncToVideo(
     title: other.device ?? '',
     clockRatio: other.clockRatio,
   }))
-  const codec = muxCodecFor([audio, ...audio.others])
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
-  if (codec.why)
-    say(`  ${codec.why}: the muxed file is Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio, every sample kept.`)
   const muxedFile = path.resolve(f.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
   const plan = muxPlan({
@@ -4293,32 +4871,11 @@ async function syncToVideo(
     videoDurationS == null || audio.durationS == null
       ? null
       : audioCoverage(offsetS, audio.durationS / audio.clockRatio, videoDurationS)
-  const result: VideoSync = {
-    videoFile: path.resolve(videoFile),
-    videoStartEpochS: timing.startEpochS,
-    videoStartSource: timing.source,
-    videoStartUncertaintyS: timing.uncertaintyS,
-    videoFinalized: video.finalized,
-    videoFrames: video.frames,
-    videoNominalFps: video.nominalFps,
+  return {
+    ...videoTimingFields(clues, videoFile),
     videoDurationS,
-    videoRealSpanS: timing.realSpanS,
-    videoSpanSource: timing.spanSource,
-    timesyncFile: timing.source === 'timesync' || timing.spanSource === 'timesync' ? path.resolve(timesyncFile) : null,
-    driftPpm: timing.driftPpm,
-    driftAtEndMs: timing.driftAtEndMs,
     itsscale,
-    driftReason: timing.driftReason,
-    trackingCsvFile: tracked?.clock ? tracked.file : null,
-    trackingCsvEpochSource: tracked?.clock?.epoch.source ?? null,
-    trackingCsvEpochS: tracked?.clock?.epoch.tInitEpochS ?? null,
-    trackingCsvNote: tracked?.epochNote ?? null,
-    cameraFps: timing.clock?.fps ?? null,
-    bufferedFrames: timing.clock?.bufferedFrames ?? null,
-    firstReadLateS: timing.clock?.firstReadLateS ?? null,
-    offLineFrames: timing.clock?.offLineFrames ?? null,
-    anchorWarnings: timing.warnings,
-    events,
+    events: aligned?.summary ?? null,
     offsetS,
     delaySamples: plan.delaySamples,
     trimSamples: plan.trimSamples,
@@ -4335,80 +4892,6 @@ async function syncToVideo(
     muxArgs: [f.ffmpeg, ...plan.args],
     muxCommand: formatCommand(f.ffmpeg, plan.args, process.platform),
   }
-
-  const length = video.finalized
-    ? ` (finalized${videoDurationS == null ? '' : `, ${videoDurationS.toFixed(2)} s`})`
-    : ' (not finalized yet)'
-  say(
-    `✔ Video: ${videoFile}${length}, first frame at ${new Date(timing.startEpochS * 1000).toISOString()}` +
-      ` ± ${(timing.uncertaintyS * 1000).toFixed(0)} ms (${SOURCE_WORDS[timing.source]})`,
-  )
-  say(`  Offset${more.length ? `, ${JSON.stringify(audio.device)}` : ''}: ${describeOffset(offsetS)}.`)
-  for (const [k, other] of more.entries()) {
-    say(`  Offset, ${JSON.stringify(other.title)}: ${describeOffset(other.offsetS)}.`)
-    const speed = plan.more[k].speed
-    const ppm = speed ? `${speed.ratio >= 1 ? '+' : ''}${((speed.ratio - 1) * 1e6).toFixed(0)} ppm` : ''
-    if (speed)
-      say(
-        `  Clock, ${JSON.stringify(other.title)}: its card runs ${ppm} against the first's: played at that` +
-          ` rate (× ${speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
-      )
-  }
-  if (cover && videoDurationS != null && cover.silenceBeforeS + cover.silenceAfterS > GAP_WORTH_SAYING_S)
-    say(
-      `  The audio covers ${cover.coveredS.toFixed(1)} s of the video's ${videoDurationS.toFixed(1)} s:` +
-        ` the muxed file has ${cover.silenceBeforeS.toFixed(1)} s of silence before its first sample and` +
-        ` ${cover.silenceAfterS.toFixed(1)} s after its last.`,
-    )
-  if (tracked?.epochNote) say(`⚠ Frame clock: ${tracked.epochNote}.`)
-  if (tracked?.note) say(`  Frame clock: ${tracked.note}.`)
-  const fc = timing.clock
-  if (fc && (timing.source === 'tracking-csv' || timing.source === 'timesync')) {
-    const stamped = {
-      watched: `${path.basename(tracked?.file ?? '')} on the wall clock by its rows stamped as they arrived`,
-      mtime: `${path.basename(tracked?.file ?? '')} on the wall clock by its mtime (the last row's write)`,
-      timesync: `${path.basename(timesyncFile)}'s rows, on the server's wall clock`,
-    }[fc.epoch.source]
-    const ms = (seconds: number) => (seconds * 1000).toFixed(0)
-    const parts = [
-      `  Frame clock: ${stamped}`,
-      ` ± ${(fc.epoch.uncertaintyS * 1000).toFixed(1)} ms; camera at ${fc.fps.toFixed(4)} fps`,
-      fc.bufferedFrames
-        ? `; the first ${fc.bufferedFrames} frames came from its buffer, frame 0 read ${ms(fc.firstReadLateS)} ms late`
-        : '',
-      fc.offLineFrames ? `; ${fc.offLineFrames} later frames read over two periods late (stalls or drops)` : '',
-      f.cameraLatencyS ? `; ${ms(f.cameraLatencyS)} ms camera latency taken off` : '',
-    ]
-    say(`${parts.join('')}.`)
-  }
-  if (timing.source === 'ulid')
-    say(
-      '  With a live camera the first frames wait in its buffer before TracktorLive reads them (0.1–0.7 s' +
-        ' measured with TracktorLive 1.0.2), which neither the ULID nor the mtime shows, and the burst that' +
-        ' follows makes start → mtime look like a fast camera: record with -w (a tracking CSV) to measure it.',
-    )
-  for (const warning of timing.warnings) say(`⚠ Anchors: ${warning}.`)
-  if (timing.driftPpm != null && timing.driftAtEndMs != null) {
-    const from =
-      timing.spanSource === 'tracking-csv'
-        ? "the tracking CSV's frame clock"
-        : timing.spanSource === 'timesync'
-          ? "the timesync rows' frame clock"
-          : "start to mtime, so the video's end is anchored to its mtime"
-    const drift =
-      `  Drift: the video's real span (${from}) is ${timing.driftPpm.toFixed(0)} ppm off its nominal` +
-      ` ${video.nominalFps} fps, ${timing.driftAtEndMs.toFixed(1)} ms at the end`
-    const how = timing.itsscale
-      ? `corrected with -itsscale ${timing.itsscale.toFixed(6)} (video copied, retimed to wall time): `
-      : ''
-    say(`${drift}: ${how}${timing.driftReason}.`)
-  }
-  if (!video.finalized)
-    say(
-      '⚠ The video is not finalized yet (TracktorLive is still writing it): run the command after the recorder' +
-        " has stopped. The audio is not cut to the video's length.",
-    )
-  return result
 }
 
 async function plot(sync: SyncRecord, plotFile: string): Promise<void> {
@@ -4702,10 +5185,12 @@ async function muxLater(m: MuxLater): Promise<number> {
     ffprobe,
     timesyncExpected: false,
     ownVideos,
+    summary: new Summary(m.verbose),
     watchedCsv: new Map(
       (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
     ),
   }
+  f.summary.notes = sync.notes.filter((n) => n.topic === 'audio') // the recording's; the video's are redone
   const stops = new StopRequests()
   try {
     return await finish({ ...sync, timing }, null, f, stops)

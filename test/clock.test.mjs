@@ -96,5 +96,11 @@ test('a timesync file that was there before but never comes back: said, and the 
   const result = await tool.exited
   assert.equal(result.code, 0, result.stderr)
   assert.match(result.stderr, /⚠ The timesync file .*gone-timesyncUTC\.parquet was expected but is not there/)
-  assert.match(result.stderr, /from the ULID/)
+  assert.match(result.stderr, /audio [+−]\d+\.\d{3} s ± \d+ ms \(ULID\)/)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'gone-audio-sync.json'), 'utf8'))
+  assert.equal(sync.videoStartSource, 'ulid')
+  assert.ok(
+    sync.notes.some((n) => /from the ULID/.test(n.text)),
+    JSON.stringify(sync.notes),
+  )
 })

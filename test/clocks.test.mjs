@@ -281,7 +281,13 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     // at the two cards' measured difference (1000 ppm apart: past 3σ of both uncertainties together)
     assert.ok(Math.abs(speed.ratio - onTimePart.audioClockHz / fastPart.audioClockHz) < 1e-7)
     const appliedRatios = [fastPart.audioClockRatio, speed.ratio * fastPart.audioClockRatio]
-    assert.match(result.stderr, new RegExp(`Clock, "${onTime.source}": its card runs -\\d+ ppm against the first's`))
+    // By default its line says the card's rate against the first's; the sync file's notes (and --verbose) say how.
+    assert.match(
+      result.stderr,
+      new RegExp(`"${onTime.source}"  audio [+−]\\d+\\.\\d{3} s; its card −\\d+ ppm against the first's`),
+    )
+    const said = sync.notes.map((n) => n.text).join('\n')
+    assert.match(said, new RegExp(`Clock, "${onTime.source}": its card runs −\\d+ ppm against the first's`))
 
     // Each stream's clicks on the timeline: a wall second lasts the first card's applied ratio there,
     // and a card truly at r, played at (its applied ratio / the first's), spaces them r × the first's

@@ -123,7 +123,7 @@ test("mux later after the tracking CSV was touched 30 s later: the epoch seen wh
 
   const { mtimeMs } = fs.statSync(tracktor.csvFile)
   fs.utimesSync(tracktor.csvFile, new Date(), new Date(mtimeMs + 30000)) // `touch`, 30 s later
-  const later = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json'], { cwd })
+  const later = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json', '--verbose'], { cwd })
   assert.equal(later.status, 0, later.stderr)
   const again = JSON.parse(later.stdout)
   const apartMs = (again.offsetS - sync.offsetS) * 1000
@@ -138,7 +138,7 @@ test("mux later after the tracking CSV was touched 30 s later: the epoch seen wh
   // A record without the epochs seen (one from before they were kept): the ULIDs alone refuse the
   // touched mtime, the CSV is not used, and the summary says why; the start falls back to the ULID.
   fs.writeFileSync(syncFile, JSON.stringify({ ...sync, trackingCsvWatched: undefined }))
-  const blind = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json'], { cwd })
+  const blind = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json', '--verbose'], { cwd })
   assert.equal(blind.status, 0, blind.stderr)
   const fallback = JSON.parse(blind.stdout)
   assert.equal(fallback.videoStartSource, 'ulid')

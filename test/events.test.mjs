@@ -236,7 +236,7 @@ test('mux --events: two events 10 s apart, one a frame off, set the offset (thei
   // The light at 5 s and 15 s + a frame; the sound at 5 s and 15 s; the audio started with the video.
   const r = makeRecording(dir, [5, 15 + 1 / FPS], [5, 15], 20, 0, videoStartMs)
   const syncFile = syncFileFor(dir, r, videoStartMs, 0, 0.3)
-  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--print'])
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--print', '--verbose'])
   assert.equal(out.status, 0, out.stderr)
   const record = JSON.parse(out.stdout)
   assert.equal(record.events.applied, true)

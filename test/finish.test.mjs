@@ -228,7 +228,7 @@ test('no feed id: the recording that overlaps the audio most is picked, the othe
   assert.match(
     result.stderr,
     new RegExp(
-      `No feed id: picked cam A/${path.basename(camA.file)}, which covers \\d+\\.\\d s of the audio, the most of 2 overlapping recordings:`,
+      `No feed id: picked cam A/${path.basename(camA.file).slice(0, 4)}…${path.basename(camA.file).slice(24)}, which covers \\d+\\.\\d s of the audio, the most of 2 overlapping recordings:`,
     ),
   )
   assert.match(result.stderr, new RegExp(`→ cam A/${path.basename(camA.file)}`))

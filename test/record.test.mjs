@@ -84,7 +84,13 @@ for (const name of SOUND_SERVERS) {
     assert.ok(Math.abs(s.sync.offsetS - (s.sync.audioStartEpochS - s.sync.videoStartEpochS)) < 1e-9)
     assert.ok(s.sync.offsetS > 0, 'the tool started after the video, so the audio starts late')
     assert.deepEqual(s.result.stdout.trim(), s.sync.muxCommand)
-    assert.ok(s.result.stderr.includes('after the video'), s.result.stderr)
+    // The video's line: the offset, signed (+: the audio started after the video), its anchor.
+    assert.ok(s.result.stderr.includes(`audio +${s.sync.offsetS.toFixed(3)} s ± `), s.result.stderr)
+    assert.ok(s.result.stderr.includes('(ULID)'), s.result.stderr)
+    assert.ok(
+      s.sync.notes.some((n) => n.text.includes("after the video's first frame")),
+      JSON.stringify(s.sync.notes),
+    )
 
     // The printed command, pasted into bash as it is.
     const mux = run('bash', ['-c', s.sync.muxCommand], { cwd: tempDir() })
@@ -291,7 +297,11 @@ test("timesync file: the start is frame 0 on its rows' frame clock (a 0.5 s star
   assert.ok(Math.abs(sync.videoStartEpochS - firstFrameEpochS) < 1e-6, `${sync.videoStartEpochS - firstFrameEpochS} s`)
   assert.equal(sync.delaySamples, Math.round((sync.audioStartEpochS - sync.videoStartEpochS) * 48000))
   assert.ok(Math.abs(sync.itsscale - 30 / 29.7) < 1e-6, `itsscale ${sync.itsscale}: ${result.stderr}`)
-  assert.match(result.stderr, /Drift: .* corrected with -itsscale 1\.0101/)
+  assert.ok(
+    sync.notes.some((n) => /Drift: .* corrected with -itsscale 1\.0101/.test(n.text)),
+    JSON.stringify(sync.notes),
+  )
+  assert.match(result.stderr, /drift [+]\d+ ppm, retimed \(-itsscale\)/)
   const mux = run('bash', ['-c', sync.muxCommand])
   assert.equal(mux.status, 0, mux.stderr)
   const streams = ffprobeStreams(sync.muxedFile)

@@ -58,6 +58,7 @@ test('flags: defaults come from the settings block', () => {
     waitS: 600,
     json: false,
     plotFile: null,
+    verbose: false,
   })
 })
 
@@ -98,6 +99,7 @@ test('flags: every flag overrides its constant', () => {
     '--plot',
     'p.png',
     '--camera-latency=0.135',
+    '--verbose',
   ])
   assert.deepEqual(s, {
     feedId: 'f',
@@ -120,6 +122,7 @@ test('flags: every flag overrides its constant', () => {
     waitS: 30,
     json: true,
     plotFile: 'p.png',
+    verbose: true,
   })
 })
 
@@ -213,6 +216,7 @@ test('flags: mux <sync.json> muxes (--print only prints); only the timing flags 
       waitS: 600,
       json: false,
       plotFile: null,
+      verbose: false,
     },
   })
   assert.equal(parseCommand(['mux', 'a.json', '--print'], 'linux').mux.mux, false)

@@ -1,0 +1,235 @@
+// The summary at ctrl-c: the notes rendered (once per run, only when it changes the result, ≤ 120 columns),
+// and its line counts and widths pinned on real sessions (real ffmpeg, a private PulseAudio, the stand-ins).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { renderNotes, SUMMARY_WIDTH } from '../dist/record-audio.mjs'
+import { TOOL, usePulse, startTool, startVideoRecorder, startTracktorStandIn, tempDir, waitFor } from './helpers.mjs'
+
+const pulse = usePulse()
+
+// ── The renderer, on typed notes ──────────────────────────────────────────────────────────────
+
+const advice = (key, changes = true) => ({ kind: 'advice', key, text: `advice ${key}`, changes })
+
+test('renderNotes: advice once per run, at the end, and only when it would change the result', () => {
+  const notes = [
+    { kind: 'ok', text: '✔ Video one' },
+    advice('record-with-w'),
+    { kind: 'warning', text: '⚠ something' },
+    advice('record-with-w'),
+    advice('timesync', false),
+    { kind: 'ok', text: '✔ Video two' },
+  ]
+  assert.deepEqual(renderNotes(notes, { verbose: false }), [
+    '✔ Video one',
+    '⚠ something',
+    '✔ Video two',
+    'advice record-with-w',
+  ])
+})
+
+test('renderNotes: details only with --verbose, in their place; the advice that changes nothing too', () => {
+  const notes = [
+    { kind: 'ok', text: '✔ Video one' },
+    { kind: 'detail', text: '  Frame clock: the whole story' },
+    advice('timesync', false),
+    { kind: 'warning', text: '⚠ something' },
+  ]
+  assert.deepEqual(renderNotes(notes, { verbose: false }), ['✔ Video one', '⚠ something'])
+  assert.deepEqual(renderNotes(notes, { verbose: true }), [
+    '✔ Video one',
+    '  Frame clock: the whole story',
+    '⚠ something',
+    'advice timesync',
+  ])
+})
+
+test('renderNotes: no line over 120 columns by default (a long one is cut, with …); --verbose keeps them whole', () => {
+  const long = `⚠ ${'word '.repeat(60)}end`
+  const notes = [
+    { kind: 'warning', text: long },
+    { kind: 'detail', text: `  ${'x'.repeat(300)}` },
+  ]
+  const lines = renderNotes(notes, { verbose: false })
+  assert.equal(SUMMARY_WIDTH, 120)
+  assert.equal(lines.length, 1)
+  assert.equal([...lines[0]].length, 120)
+  assert.ok(lines[0].endsWith('…'))
+  assert.ok(lines[0].startsWith('⚠ word word'))
+  const verbose = renderNotes(notes, { verbose: true })
+  assert.deepEqual(verbose, [long, `  ${'x'.repeat(300)}`])
+})
+
+test('renderNotes: an error is never cut: what failed and its fix both stand', () => {
+  const error = `✖ ffmpeg stopped recording on its own (exit 1): ${'x'.repeat(150)}. The audio recorded so far is kept.`
+  assert.deepEqual(renderNotes([{ kind: 'error', text: error }], { verbose: false }), [error])
+})
+
+test('renderNotes: a note with a short form uses it by default and its full text with --verbose', () => {
+  const notes = [
+    { kind: 'warning', text: '⚠ Frame clock: the full reasoning, which is long', short: '⚠ Frame clock: short' },
+  ]
+  assert.deepEqual(renderNotes(notes, { verbose: false }), ['⚠ Frame clock: short'])
+  assert.deepEqual(renderNotes(notes, { verbose: true }), ['⚠ Frame clock: the full reasoning, which is long'])
+})
+
+test('renderNotes: counts: as many lines as notes shown, advice keys counted once', () => {
+  const notes = [
+    ...Array.from({ length: 3 }, (_, k) => ({ kind: 'ok', text: `✔ video ${k}` })),
+    ...Array.from({ length: 3 }, () => advice('unfinished')),
+    ...Array.from({ length: 3 }, () => advice('record-with-w')),
+    ...Array.from({ length: 5 }, (_, k) => ({ kind: 'detail', text: `  detail ${k}` })),
+  ]
+  assert.equal(renderNotes(notes, { verbose: false }).length, 5)
+  assert.equal(renderNotes(notes, { verbose: true }).length, 10)
+})
+
+// ── Real sessions ─────────────────────────────────────────────────────────────────────────────
+
+/** The stderr lines after "■ Stopping", and each one's width in columns (code points). */
+function summaryOf(stderr) {
+  const lines = stderr.split('\n')
+  const from = lines.findIndex((line) => line.startsWith('■ Stopping'))
+  assert.ok(from >= 0, `no "■ Stopping" line: ${stderr}`)
+  const after = lines.slice(from + 1).filter((line) => line !== '')
+  return { lines: after, widest: Math.max(0, ...after.map((line) => [...line].length)) }
+}
+
+function assertBudget(stderr, maxLines, what) {
+  const { lines, widest } = summaryOf(stderr)
+  console.log(`${what}: ${lines.length} lines after Stopping, widest ${widest}\n${lines.join('\n')}`)
+  assert.ok(lines.length <= maxLines, `${what}: ${lines.length} lines (at most ${maxLines}):\n${lines.join('\n')}`)
+  assert.ok(widest <= 120, `${what}: a line of ${widest} columns:\n${lines.join('\n')}`)
+  return lines
+}
+
+const readSync = (file) => JSON.parse(fs.readFileSync(file, 'utf8'))
+
+test('one video beside the TracktorLive stand-in: at most 6 lines, none over 120 columns; --verbose and the sync file keep the frame clock', async () => {
+  const cwd = tempDir()
+  const tracktor = startTracktorStandIn(path.join(cwd, 'fish-tank-2'), { bufferedS: 0.4 })
+  await sleep(600)
+  const tool = startTool(['fish-tank-2', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'fish-tank-2-audio.wav'))
+  await sleep(4000)
+  await tracktor.stop()
+  tool.ctrlC()
+  const plain = await tool.exited
+  assert.equal(plain.code, 0, plain.stderr)
+  const lines = assertBudget(plain.stderr, 6, 'one video')
+  const sync = readSync(path.join(cwd, 'fish-tank-2-audio-sync.json'))
+  assert.equal(plain.stdout.trim(), sync.muxCommand, 'the command alone on stdout')
+  assert.equal(sync.videoStartSource, 'tracking-csv', plain.stderr)
+  // The video's line: its name relative to here, the offset, its uncertainty and anchor.
+  const name = path.join('fish-tank-2', path.basename(sync.videoFile).slice(0, 4))
+  const videoLine = lines.find((line) => line.includes(`${name}…`))
+  assert.ok(videoLine, lines.join('\n'))
+  assert.ok(!lines.some((line) => line.includes(cwd)), 'no absolute path below the cwd')
+  const sign = sync.offsetS >= 0 ? '+' : '−'
+  assert.ok(videoLine.includes(`audio ${sign}${Math.abs(sync.offsetS).toFixed(3)} s ± `), videoLine)
+  assert.ok(videoLine.includes('(tracking CSV)'), videoLine)
+  assert.ok(!lines.some((line) => line.includes('Frame clock:')), 'the frame clock is for --verbose')
+  // The whole story is in the sync file's notes, and on stderr with --verbose (mux later says it again).
+  assert.ok(
+    sync.notes.some((n) => n.kind === 'detail' && n.text.includes('Frame clock:')),
+    JSON.stringify(sync.notes),
+  )
+  const verbose = spawnSync(process.execPath, [TOOL, 'mux', 'fish-tank-2-audio-sync.json', '--print', '--verbose'], {
+    cwd,
+    encoding: 'utf8',
+  })
+  assert.equal(verbose.status, 0, verbose.stderr)
+  assert.match(verbose.stderr, /Frame clock: .* on the wall clock by /)
+  assert.ok(verbose.stderr.split('\n').length > lines.length + 2, 'the verbose summary says more')
+})
+
+test('--all-videos, three trials: one line per video plus the table, at most 14 lines, none over 120 columns; advice once', async () => {
+  const cwd = tempDir()
+  const feed = 'day'
+  const feedDir = path.join(cwd, feed)
+  const first = startVideoRecorder(feedDir)
+  await sleep(500)
+  const tool = startTool([feed, '--format', 'pulse', '--device', pulse.source, '--all-videos'], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, `${feed}-audio.wav`))
+  await sleep(1200)
+  await first.stop()
+  await sleep(400)
+  const second = startVideoRecorder(feedDir)
+  await sleep(1200)
+  await second.stop()
+  await sleep(400)
+  const third = startVideoRecorder(feedDir) // still running at the ctrl-c
+  await sleep(1000)
+  tool.ctrlC()
+  const result = await tool.exited
+  await third.stop()
+  assert.equal(result.code, 0, result.stderr)
+  const lines = assertBudget(result.stderr, 14, 'three trials')
+  const sync = readSync(path.join(cwd, `${feed}-audio-sync.json`))
+  assert.equal(sync.videos.length, 3)
+  for (const v of sync.videos) {
+    const short = path.basename(v.videoFile).slice(0, 4)
+    assert.equal(lines.filter((line) => line.includes(`${feed}/${short}`) && line.includes('audio ')).length >= 1, true)
+  }
+  assert.equal(result.stdout.trim().split('\n').length, 3, 'three commands on stdout')
+  // The ULID's lesson (record with -w) is the same for every video: once.
+  assert.ok(lines.filter((line) => /-w\b/.test(line)).length <= 1, lines.join('\n'))
+  assert.equal(lines.filter((line) => /not finished|not finalized/.test(line)).length, 1, lines.join('\n'))
+  assert.ok(!lines.some((line) => line.includes(cwd)), 'paths relative to where the user stands')
+})
+
+test('two devices: at most 6 lines plus two per more device (its WAV, its offset), none over 120 columns', async () => {
+  const load = spawnSync('pactl', ['load-module', 'module-null-sink', 'sink_name=ra_summary2', 'rate=48000'], {
+    env: pulse.env,
+    encoding: 'utf8',
+  })
+  assert.equal(load.status, 0, load.stderr)
+  try {
+    const cwd = tempDir()
+    const video = startVideoRecorder(path.join(cwd, 'arena'))
+    await sleep(300)
+    const args = ['arena', '--format', 'pulse', '--device', pulse.source, '--device', 'ra_summary2.monitor']
+    const tool = startTool(args, { cwd, env: pulse.env })
+    await tool.recording(path.join(cwd, 'arena-audio-2.wav'))
+    await sleep(2500)
+    await video.stop()
+    tool.ctrlC()
+    const result = await tool.exited
+    assert.equal(result.code, 0, result.stderr)
+    const lines = assertBudget(result.stderr, 8, 'two devices')
+    const sync = readSync(path.join(cwd, 'arena-audio-sync.json'))
+    assert.equal(sync.audios.length, 2)
+    assert.ok(
+      lines.some((line) => line.includes('ra_summary2.monitor')),
+      'the second device has its line',
+    )
+  } finally {
+    spawnSync('pactl', ['unload-module', load.stdout.trim()], { env: pulse.env })
+  }
+})
+
+test('no video: the WAV kept, said in at most 4 lines, none over 120 columns', async () => {
+  const cwd = tempDir()
+  fs.mkdirSync(path.join(cwd, 'empty'))
+  const tool = startTool(['empty', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'empty-audio.wav'))
+  await sleep(1500)
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const lines = assertBudget(result.stderr, 4, 'no video')
+  assert.ok(
+    lines.some((line) => line.startsWith('⚠ No TracktorLive recording')),
+    lines.join('\n'),
+  )
+  assert.ok(
+    lines.some((line) => line.includes('record-audio mux empty-audio-sync.json')),
+    lines.join('\n'),
+  )
+  assert.equal(result.stdout, '', 'no command without a video')
+  await waitFor(() => fs.existsSync(path.join(cwd, 'empty-audio-sync.json')), 1000, 'the sync file')
+})
