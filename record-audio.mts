@@ -753,7 +753,8 @@ export function noOverlapLine(
     `${new Date(a.startEpochS * 1000).toISOString()} → ${new Date(a.endEpochS * 1000).toISOString()}`
   return (
     `the audio (${span(audio)}) and the video ${video.file} (${span(video)}) do not overlap in time:` +
-    " give the recording's video with --video"
+    " give the recording's video with --video, or, if this is it and its computer's clock is off, that" +
+    ' difference with --clock-offset (or its first frame with --video-start)'
   )
 }
 
@@ -1155,6 +1156,18 @@ export const ARRIVAL_WINDOW_S = 3
 export const MAX_DELIVERY_LATENCY_S = 2.5
 /** How sharp the envelope is once it is: Date.now()'s millisecond and a write's ~1 ms to the WAV. */
 export const ENVELOPE_RESOLUTION_S = 0.002
+/**
+ * The longest queue a local capture showed between its device and the WAV (480 ms on a null sink's
+ * monitor): a stamp earlier than the envelope by more is as likely an early stamp (a pipe source's
+ * were −264 ms) as a queue, and the files cannot tell which.
+ */
+export const LOCAL_QUEUE_S = 0.5
+/**
+ * PipeWire hands a sample to a PulseAudio client a graph cycle or more after it reached the server
+ * (through pipewire-pulse, measured here: 4.7–18 ms after a pipe source's write at 10.7 ms cycles):
+ * there the arrival bounds the first sample's capture from above by up to three cycles less sharply.
+ */
+export const PIPEWIRE_DELIVERY_S = 0.034
 /** Fewer deliveries than this in the window (a device handing over seconds at once): too loose to overrule a stamp. */
 export const MIN_DELIVERIES = 3
 
@@ -1184,14 +1197,24 @@ export function arrivalEnvelope(
 }
 
 /**
- * plausible: the stamp is used, at most MAX_DELIVERY_LATENCY_S below the envelope (a queue) or
- * within the envelope's resolution above it. stamp-late: the stamp is after the envelope, which is
+ * plausible: the stamp is used, at most LOCAL_QUEUE_S below the envelope (a queue) or within the
+ * envelope's resolution above it. undecided: the stamp is used, but it lies LOCAL_QUEUE_S to
+ * MAX_DELIVERY_LATENCY_S below the envelope: a long queue or an early stamp, which nothing decides.
+ * stamp-late: the stamp is after the envelope, which is
  * impossible: the envelope is used. stamp-early: the stamp claims more delivery than any queue
  * holds: the envelope is used (see checkAudioStart). loose: that, but the envelope was made of too
  * few deliveries to tell: the stamp is used. no-stamp: ffmpeg printed none, the envelope is used.
  * unchecked: no data was seen while recording: the stamp is used.
  */
-export const START_CHECK_KINDS = ['plausible', 'stamp-late', 'stamp-early', 'loose', 'no-stamp', 'unchecked'] as const
+export const START_CHECK_KINDS = [
+  'plausible',
+  'undecided',
+  'stamp-late',
+  'stamp-early',
+  'loose',
+  'no-stamp',
+  'unchecked',
+] as const
 export type StartCheckKind = (typeof START_CHECK_KINDS)[number]
 
 export interface StartCheck {
@@ -1212,26 +1235,42 @@ export interface StartCheck {
  * used, and the uncertainty covers the stamp (a network stream that really delays its samples by
  * that much is placed late by it, which the note says).
  */
-export function checkAudioStart(stamp: AudioStart, envelope: ArrivalEnvelope | null): StartCheck {
+export function checkAudioStart(stamp: AudioStart, envelope: ArrivalEnvelope | null, deliveryS = 0): StartCheck {
   const stampEpochS = stamp.source === 'spawn-time' ? null : stamp.epochS
   const none = { stampEpochS, envelopeEpochS: null, deliveryLatencyS: null }
   if (!envelope) return { start: stamp, kind: 'unchecked', uncertaintyS: null, ...none }
   const byEnvelope = { start: { epochS: envelope.epochS, source: 'arrival-envelope' as const } }
+  // The envelope is an upper bound: the truth is earlier by the path's own delivery (deliveryS: PipeWire's cycles).
+  const envelopeUncertaintyS = ENVELOPE_RESOLUTION_S + deliveryS
   const facts = { stampEpochS, envelopeEpochS: envelope.epochS }
   // The spawn time is no stamp: the process started before the device opened, and the envelope is sharper.
   if (stampEpochS === null)
-    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: ENVELOPE_RESOLUTION_S, deliveryLatencyS: null, ...facts }
+    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: envelopeUncertaintyS, deliveryLatencyS: null, ...facts }
   const deliveryLatencyS = envelope.epochS - stampEpochS
   const withFacts = { ...facts, deliveryLatencyS }
   if (deliveryLatencyS < -ENVELOPE_RESOLUTION_S)
-    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: ENVELOPE_RESOLUTION_S, ...withFacts }
+    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: envelopeUncertaintyS, ...withFacts }
   if (deliveryLatencyS <= MAX_DELIVERY_LATENCY_S) {
-    const uncertaintyS = Math.max(Math.abs(deliveryLatencyS), ENVELOPE_RESOLUTION_S)
-    return { start: stamp, kind: 'plausible', uncertaintyS, ...withFacts }
+    const uncertaintyS = Math.max(Math.abs(deliveryLatencyS), envelopeUncertaintyS)
+    const kind = deliveryLatencyS <= LOCAL_QUEUE_S ? 'plausible' : 'undecided'
+    return { start: stamp, kind, uncertaintyS, ...withFacts }
   }
   if (envelope.deliveries < MIN_DELIVERIES)
     return { start: stamp, kind: 'loose', uncertaintyS: deliveryLatencyS, ...withFacts }
   return { ...byEnvelope, kind: 'stamp-early', uncertaintyS: deliveryLatencyS, ...withFacts }
+}
+
+/**
+ * A stamp after the samples' arrival by less than this is the two witnesses agreeing within what
+ * changes nothing (the null sink's stamp came 1–8 ms after it, a frame is 33 ms): the arrival is used
+ * all the same, and only --verbose says so.
+ */
+export const STAMP_LATE_MINOR_S = 0.01
+
+/** Whether the stamp and the arrival agree: a plausible stamp, or one late by a few ms. */
+export function startAgreed(r: { audioStartCheck: StartCheckKind | null; audioDeliveryLatencyS: number | null }) {
+  const minorLate = r.audioStartCheck === 'stamp-late' && -(r.audioDeliveryLatencyS ?? -1) < STAMP_LATE_MINOR_S
+  return r.audioStartCheck === 'plausible' || minorLate
 }
 
 /** The one line the summary says of a check, or null when there is nothing to say. */
@@ -1246,7 +1285,12 @@ export function describeStartCheck(c: StartCheck): string | null {
   if (c.kind === 'stamp-late')
     return (
       `⚠ The device's start stamp was ${ms(c.deliveryLatencyS)} late (its samples were on disk before it):` +
-      ` the first sample is placed by their arrival instead (within ${ms(ENVELOPE_RESOLUTION_S)}).`
+      ` the first sample is placed by their arrival instead (no later; earlier by ${ms(c.uncertaintyS ?? 0)} at most).`
+    )
+  if (c.kind === 'undecided' || c.kind === 'loose')
+    return (
+      `⚠ The device's start stamp lies ${ms(c.deliveryLatencyS)} before its samples reached the WAV: a queue that` +
+      ' long, or a stamp that early; nothing in the files decides which (the stamp is used; --events does).'
     )
   if (c.kind === 'stamp-early')
     return (
@@ -2271,7 +2315,8 @@ export function eventNoteText(note: EventNote): string {
       return (
         `rate ${(note.slope * 1e6).toFixed(0)} ± ${(note.slopeError * 1e6).toFixed(0)} ppm not applied:` +
         ` ${signedMs(note.atEndS)} at the video's far end is within` +
-        ` ${studentT3Sigma(note.pairs - 2).toFixed(1)}× its uncertainty (${RATE_SIGNIFICANCE} σ for ${note.pairs} pairs)` +
+        ` ${studentT3Sigma(note.pairs - 2).toFixed(1)}× its uncertainty` +
+        ` (${RATE_SIGNIFICANCE} σ for ${note.pairs} pairs)` +
         ` or under ${MIN_RATE_EFFECT_S * 1000} ms`
       )
     case 'unreadable':
@@ -2728,7 +2773,8 @@ const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from befo
 export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'>): '✔' | '⚠' | ' ' {
   const eventsFailed = c.eventsAsked && !v.events?.applied
   if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed) return '⚠'
-  if (c.audioCheck === 'stamp-late' || c.audioCheck === 'stamp-early' || c.audioCheck === 'no-stamp') return '⚠'
+  const disagreed = ['stamp-late', 'stamp-early', 'no-stamp', 'undecided', 'loose'] as const
+  if (disagreed.some((kind) => kind === c.audioCheck)) return '⚠'
   return c.audioCheck === 'plausible' ? '✔' : ' '
 }
 
@@ -2776,8 +2822,8 @@ function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
       notes.push({
         kind: 'detail',
         text:
-          `  Clock, ${title}: its card runs ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's: played` +
-          ` at that rate (× ${p.speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
+          `  Clock, ${title}: its card runs ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's:` +
+          ` played at that rate (× ${p.speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
       })
     return notes
   })
@@ -3901,6 +3947,16 @@ interface Capture {
   exitedEpochS: number
   looks: RateObservation[] // the card clock's bursts
   arrivals: RateObservation[] // every look, the WAV's writes watched as they happen included (arrivalEnvelope)
+  deliveryS: number // how much later than captured the fastest sample may reach the WAV (PipeWire's cycles)
+}
+
+/** Whether the sound server a pulse or alsa capture talks to is PipeWire's (pipewire-pulse): `pactl info` says so. */
+async function onPipeWire(format: Format): Promise<boolean> {
+  if (format !== 'pulse' && format !== 'alsa') return false
+  const pactl = await which('pactl', { nothrow: true })
+  if (!pactl) return false
+  const info = await $({ nothrow: true, quiet: true, timeout: 2000 })`${pactl} info`
+  return /on PipeWire/i.test(info.stdout)
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
@@ -3931,6 +3987,7 @@ async function capture(
   onStart: (start: AudioStart) => void,
 ): Promise<Capture> {
   const s = { format, ...input }
+  const pipewire = onPipeWire(format).catch(() => false)
   const run = await startFfmpeg(ffmpeg, captureArgs(s, path.resolve(audioFile)))
   const log = readFfmpegLog(run.child, s, onStart)
   let escalation: NodeJS.Timeout | undefined
@@ -3987,6 +4044,7 @@ async function capture(
     exitedEpochS: Date.now() / 1000,
     looks: growth.looks,
     arrivals: growth.arrivals,
+    deliveryS: (await pipewire) ? PIPEWIRE_DELIVERY_S : 0,
   }
 }
 
@@ -4311,7 +4369,8 @@ function measureAudio(input: AudioInput, captured: Capture & { start: AudioStart
   // The card's rate does not depend on where the start is (only the envelope's slope counts), and
   // places the arrivals better than the nominal rate when it is known.
   const clock = cardClock(captured.looks, captured.start.epochS, input.sampleRate)
-  const check = checkAudioStart(captured.start, arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate))
+  const envelope = arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate)
+  const check = checkAudioStart(captured.start, envelope, captured.deliveryS)
   const start = check.start
   const fields: Partial<AudioPart> = {
     audioStartEpochS: start.epochS,
@@ -4372,7 +4431,8 @@ export function audioNotes(a: {
             ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
     )
   // ✔: the stamp and the samples' arrival agree; a check that disagreed says so on its own line.
-  const mark = check.kind === 'plausible' ? '✔' : ' '
+  const agreed = startAgreed({ audioStartCheck: check.kind, audioDeliveryLatencyS: check.deliveryLatencyS })
+  const mark = agreed ? '✔' : ' '
   const length = a.durationS == null ? '' : ` (${a.durationS.toFixed(2)} s)`
   const at = new Date(check.start.epochS * 1000).toISOString()
   const how = check.start.source
@@ -4384,11 +4444,14 @@ export function audioNotes(a: {
   const checkLine = describeStartCheck(check)
   // By default its first clause: what was wrong and what placed the sample instead.
   const [what] = checkLine?.slice(2).split(/ \(|:/) ?? []
+  const undecided = check.kind === 'undecided' || check.kind === 'loose'
   if (checkLine)
     tell(
-      'warning',
+      agreed ? 'detail' : 'warning',
       `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`,
-      `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
+      undecided
+        ? `⚠ ${label}${what}: the stamp is used, nothing decides (--events does; --verbose: why).`
+        : `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
     )
   if (!a.wavFinalized)
     tell(
@@ -4469,7 +4532,7 @@ function audioFacts(r: Pick<SyncRecord, (typeof AUDIO_KEYS)[number] | 'audios'>)
     channels: r.audioChannels,
     durationS: r.audioDurationS,
     clockRatio: r.audioClockRatio,
-    startCheck: r.audioStartCheck,
+    startCheck: startAgreed(r) ? 'plausible' : r.audioStartCheck,
     startUncertaintyS: r.audioStartUncertaintyS,
     others,
   }
@@ -4682,12 +4745,17 @@ async function eventsFor(
       const off = describeEventFit(fit).replace(/^\d+ events: sound /, '')
       const { used, medianMs } = aligned.summary
       const by = `${signed(medianMs ?? 0, 1, 'ms')} (${used} events)`
+      // A regular train whose tie only the anchors broke rests on the anchors, not on the events: no ✔.
+      const tie = fit.notes.find((note) => note.kind === 'tie-broken-by-anchors')
+      const mark = tie ? '⚠' : '✔'
+      const how = tie ? ` (${eventNoteText(tie)})` : ''
       notes.push({
-        kind: 'ok',
-        text: `✔ Events: the anchors were off by ${off}; aligned on them${rate}.`,
-        short: `✔ Events: the anchors were off by ${by}; aligned on them${rate}.`,
+        kind: tie ? 'warning' : 'ok',
+        text: `${mark} Events: the anchors were off by ${off}; aligned on them${rate}${how}.`,
+        short: `${mark} Events: the anchors were off by ${by}; aligned on them${rate}${tie ? ' (tie: anchors)' : ''}.`,
       })
-      for (const note of fit.notes) notes.push({ kind: 'detail', text: `  Events: ${eventNoteText(note)}.` })
+      for (const note of fit.notes)
+        if (note !== tie) notes.push({ kind: 'detail', text: `  Events: ${eventNoteText(note)}.` })
     }
     return aligned
   } catch (error) {
@@ -4698,6 +4766,39 @@ async function eventsFor(
     warn(`${(error as Error).message}; aligned on the anchors.`)
     return null
   }
+}
+
+/**
+ * --events with several devices: each other device is aligned on its own hearing of the clicks (the
+ * offset only; the video's retiming is the first device's). The first device's correction holds its
+ * own start's error too, which another device's start does not share: moving the others by it put a
+ * device with a right stamp beside one 0.4 s early 400 ms off. With no verdict of its own a device
+ * moves as much as the first (null here), and a line says so.
+ */
+async function othersOnEvents(
+  audio: AudioFacts,
+  videoFile: string,
+  v: { finalized: boolean; durationS: number | null },
+  firstAnchors: { offsetS: number; itsscale: number | null },
+  f: Finishing,
+  stopped: AbortSignal,
+  notes: Note[],
+): Promise<(number | null)[]> {
+  const videoStartEpochS = audio.startEpochS - firstAnchors.offsetS
+  const offsetsS: (number | null)[] = []
+  for (const other of audio.others) {
+    const own: Note[] = []
+    const anchors = { offsetS: other.startEpochS - videoStartEpochS, itsscale: firstAnchors.itsscale }
+    const found = await eventsFor(videoFile, v, other, anchors, f, stopped, own)
+    const label = `Events, ${JSON.stringify(other.device ?? path.basename(other.file))}:`
+    const labelled = (text: string) => text.replace('Events:', label)
+    for (const n of own) notes.push({ ...n, text: labelled(n.text), ...(n.short ? { short: labelled(n.short) } : {}) })
+    const consistent = found?.fit.consistent ?? false
+    offsetsS.push(consistent ? (found as NonNullable<typeof found>).offsetS : null)
+    if (!consistent)
+      notes.push({ kind: 'warning', text: `⚠ ${label} no verdict of its own: moved as much as the first device's.` })
+  }
+  return offsetsS
 }
 
 /** What the files say of a video's timing: its facts, the anchors' verdict, and its tracking CSV's clock. */
@@ -4770,11 +4871,16 @@ async function syncToVideo(
   const { timing } = clues
   const anchors = { offsetS: audio.startEpochS - timing.startEpochS, itsscale: timing.itsscale }
   const eventNotes: Note[] = []
-  let aligned: ReturnType<typeof alignOnEvents> | null = null
+  let aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null = null
   if (f.events) {
     const durationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (anchors.itsscale ?? 1)
     const v = { finalized: clues.video.finalized, durationS }
     aligned = await eventsFor(videoFile, v, audio, anchors, f, stopped, eventNotes)
+    if (aligned?.fit.consistent && audio.others.length) {
+      const itsscale = aligned.itsscale
+      const ownOffsetsS = await othersOnEvents(audio, videoFile, v, { ...anchors, itsscale }, f, stopped, eventNotes)
+      aligned = { ...aligned, ownOffsetsS }
+    }
   }
   const codec = muxCodecFor([audio, ...audio.others])
   const result = videoSyncOf(audio, videoFile, clues, aligned, codec, f)
@@ -4833,7 +4939,7 @@ function videoSyncOf(
   audio: AudioFacts,
   videoFile: string,
   clues: Clues,
-  aligned: ReturnType<typeof alignOnEvents> | null,
+  aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null,
   codec: MuxCodec,
   f: Finishing,
 ): VideoSync {
@@ -4842,12 +4948,13 @@ function videoSyncOf(
   const offsetS = aligned?.offsetS ?? anchorOffsetS
   const itsscale = aligned ? aligned.itsscale : timing.itsscale
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
-  // The other devices, each by its own first sample, moved as much as the events moved the first.
-  const more = audio.others.map((other) => ({
+  // The other devices, each by its own first sample or, with --events, by its own clicks; with no
+  // verdict of its own, moved as much as the events moved the first.
+  const more = audio.others.map((other, k) => ({
     audioFile: path.resolve(other.file),
     sampleRate: other.sampleRate,
     channels: other.channels,
-    offsetS: other.startEpochS - timing.startEpochS + (offsetS - anchorOffsetS),
+    offsetS: aligned?.ownOffsetsS?.[k] ?? other.startEpochS - timing.startEpochS + (offsetS - anchorOffsetS),
     title: other.device ?? '',
     clockRatio: other.clockRatio,
   }))

@@ -416,3 +416,43 @@ test('mux --events: a video whose clock runs 1000 ppm off the sound is retimed b
   assert.equal(after.slope, 0) // nothing significant left
   assert.ok(Math.abs(after.medianS) < 0.001 && after.spreadS < 0.003, JSON.stringify({ ...after, events: undefined }))
 })
+
+test('mux --events, two devices: each is placed by its own clicks, so one device’s stamp error never moves the other', () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  const flashes = irregularTrain(8, 10)
+  // Both microphones started 0.25 s before the first frame and heard every flash; device 1's stamp
+  // says 0.3 s later than that, device 2's 0.4 s earlier.
+  const r = makeRecording(dir, flashes, flashes, 20, -0.25, videoStartMs)
+  const second = path.join(dir, 'feed-audio-2.wav')
+  makeWav(
+    second,
+    flashes.map((t) => t + 0.25),
+    r.audioDurationS,
+  )
+  const syncFile = syncFileFor(dir, r, videoStartMs, -0.25, 0.3)
+  const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  const part = (file, stampErrorS, device) => ({
+    audioFile: file,
+    audioFormat: 'pulse',
+    audioDevice: device,
+    audioSampleRate: RATE,
+    audioChannels: 1,
+    audioStartEpochS: videoStartMs / 1000 - 0.25 + stampErrorS,
+    audioStartSource: 'ffmpeg-input-start',
+    audioDurationS: r.audioDurationS,
+    audioFailed: null,
+  })
+  record.audios = [part(r.audio, 0.3, 'test'), part(second, -0.4, 'second')]
+  fs.writeFileSync(syncFile, JSON.stringify(record))
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--print', '--verbose'])
+  assert.equal(out.status, 0, out.stderr)
+  const placed = JSON.parse(out.stdout).audioPlacements
+  assert.equal(placed.length, 2)
+  for (const [k, p] of placed.entries())
+    assert.ok(Math.abs(p.offsetS - -0.25) < 0.002, `device ${k + 1} placed at ${p.offsetS} s, truly −0.25 s`)
+  assert.match(
+    out.stderr,
+    /Events, "second": the anchors were off by −400\.\d ms|Events, "second": the anchors were off by −399\.\d ms/,
+  )
+})

@@ -11,6 +11,8 @@ import {
   ARRIVAL_WINDOW_S,
   MAX_DELIVERY_LATENCY_S,
   ENVELOPE_RESOLUTION_S,
+  LOCAL_QUEUE_S,
+  PIPEWIRE_DELIVERY_S,
 } from '../dist/record-audio.mjs'
 
 const RATE = 48000
@@ -111,6 +113,24 @@ test('checkAudioStart: a stamp below the envelope by a queue is used, the uncert
   assert.equal(describeStartCheck(c), null)
   const close = checkAudioStart(stampAt(T0), envelopeAt(T0 + 0.0005))
   assert.equal(close.uncertaintyS, ENVELOPE_RESOLUTION_S, 'never sharper than the envelope')
+})
+
+test('checkAudioStart: a stamp below the envelope by more than a local queue and less than any queue holds: used, but undecided and said', () => {
+  // 1.9 s: PulseAudio's largest hand-over or an early stamp (a pipe source's were −264 ms): nothing decides.
+  for (const byS of [LOCAL_QUEUE_S + 0.01, 1.9, MAX_DELIVERY_LATENCY_S]) {
+    const c = checkAudioStart(stampAt(T0 - byS), envelopeAt(T0))
+    assert.equal(c.kind, 'undecided', `${byS} s`)
+    assert.deepEqual(c.start, stampAt(T0 - byS))
+    assert.ok(Math.abs(c.uncertaintyS - byS) < 1e-6)
+    assert.match(describeStartCheck(c), /nothing in the files decides which/)
+  }
+})
+
+test('checkAudioStart: on PipeWire the envelope is looser by its delivery cycles, and says so in its uncertainty', () => {
+  const late = checkAudioStart(stampAt(T0 + 0.005), envelopeAt(T0), PIPEWIRE_DELIVERY_S)
+  assert.equal(late.kind, 'stamp-late')
+  assert.ok(Math.abs(late.uncertaintyS - (ENVELOPE_RESOLUTION_S + PIPEWIRE_DELIVERY_S)) < 1e-9)
+  assert.match(describeStartCheck(late), /no later; earlier by 36 ms at most/)
 })
 
 test('checkAudioStart: a stamp below the envelope by more than any queue holds: reported, the envelope used, the uncertainty covering the stamp', () => {

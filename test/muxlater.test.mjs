@@ -16,7 +16,9 @@ test('no overlap: both spans in one line; a partial overlap, however small, is n
   assert.equal(
     noOverlapLine(audio, { file: 'next/v.mp4', startEpochS: 1795820200, endEpochS: 1795820230 }),
     `the audio (${at(1795817200)} → ${at(1795817260)}) and the video next/v.mp4` +
-      ` (${at(1795820200)} → ${at(1795820230)}) do not overlap in time: give the recording's video with --video`,
+      ` (${at(1795820200)} → ${at(1795820230)}) do not overlap in time: give the recording's video with --video,` +
+      " or, if this is it and its computer's clock is off, that difference with --clock-offset (or its first frame" +
+      ' with --video-start)',
   )
   assert.notEqual(
     noOverlapLine(audio, { file: 'v.mp4', startEpochS: 1795817260, endEpochS: 1795817290 }),
