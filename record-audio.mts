@@ -2655,14 +2655,17 @@ const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from befo
 
 /**
  * The figure has a second witness (✔) when the first sample's check agreed with its stamp, the
- * anchors agree, the tracking CSV's epoch had no doubt, and --events, if asked, was used; a
+ * anchors agree (a ULID only once the mtime can check it), the tracking CSV's epoch had no doubt,
+ * and --events, if asked, was used; a
  * disagreement is a ⚠; a check that could not decide leaves the line plain.
  */
 export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'>): '✔' | '⚠' | ' ' {
   const eventsFailed = c.eventsAsked && !v.events?.applied
   if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed) return '⚠'
   if (c.audioCheck === 'stamp-late' || c.audioCheck === 'stamp-early' || c.audioCheck === 'no-stamp') return '⚠'
-  return c.audioCheck === 'plausible' ? '✔' : ' '
+  // The ULID's only witness is the mtime, which an unfinished video does not have yet.
+  const videoWitnessed = v.videoStartSource !== 'ulid' || v.videoFinalized === true
+  return c.audioCheck === 'plausible' && videoWitnessed ? '✔' : ' '
 }
 
 /** The line a video gets by default: its name, the offset ± its uncertainty (anchor), and what was corrected. */
