@@ -79,8 +79,9 @@ const VERBOSE = false
 //   The stop                which signals, and when two are one request
 //   The sync record         SyncRecord: the one file that outlives the run (audios: per device;
 //                           videos: per recording)
-// Effectful, at the bottom: The run (record → capture, one per device → finish → syncToVideo, once
-// per video → deliver → runMux; muxLater; repair; check; main).
+// Effectful, at the bottom: The run (record → capture, one per device → finish → chooseVideos →
+// syncToVideo, once per video → deliver → runMux; muxLater; repair; check; main). Each stage hands its
+// notes to the run's Summary, which says them at once (renderNotes) and the advice at the end.
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
