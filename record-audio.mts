@@ -2713,8 +2713,8 @@ function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
       notes.push({
         kind: 'detail',
         text:
-          `  Clock, ${title}: its card runs ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's: played` +
-          ` at that rate (× ${p.speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
+          `  Clock, ${title}: its card runs ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's:` +
+          ` played at that rate (× ${p.speed.ratio.toFixed(9)}, resampled), to stay on the video's timeline.`,
       })
     return notes
   })
