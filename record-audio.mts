@@ -79,8 +79,9 @@ const VERBOSE = false
 //   The stop                which signals, and when two are one request
 //   The sync record         SyncRecord: the one file that outlives the run (audios: per device;
 //                           videos: per recording)
-// Effectful, at the bottom: The run (record → capture, one per device → finish → syncToVideo, once
-// per video → deliver → runMux; muxLater; repair; check; main).
+// Effectful, at the bottom: The run (record → capture, one per device → finish → chooseVideos →
+// syncToVideo, once per video → deliver → runMux; muxLater; repair; check; main). Each stage hands its
+// notes to the run's Summary, which says them at once (renderNotes) and the advice at the end.
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
@@ -2767,7 +2768,8 @@ const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from befo
 
 /**
  * The figure has a second witness (✔) when the first sample's check agreed with its stamp, the
- * anchors agree, the tracking CSV's epoch had no doubt, and --events, if asked, was used; a
+ * anchors agree (a ULID only once the mtime can check it), the tracking CSV's epoch had no doubt,
+ * and --events, if asked, was used; a
  * disagreement is a ⚠; a check that could not decide leaves the line plain.
  */
 export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'>): '✔' | '⚠' | ' ' {
@@ -2775,7 +2777,9 @@ export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'ev
   if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed) return '⚠'
   const disagreed = ['stamp-late', 'stamp-early', 'no-stamp', 'undecided', 'loose'] as const
   if (disagreed.some((kind) => kind === c.audioCheck)) return '⚠'
-  return c.audioCheck === 'plausible' ? '✔' : ' '
+  // The ULID's only witness is the mtime, which an unfinished video does not have yet.
+  const videoWitnessed = v.videoStartSource !== 'ulid' || v.videoFinalized === true
+  return c.audioCheck === 'plausible' && videoWitnessed ? '✔' : ' '
 }
 
 /** The line a video gets by default: its name, the offset ± its uncertainty (anchor), and what was corrected. */

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { renderNotes, SUMMARY_WIDTH } from '../dist/record-audio.mjs'
+import { renderNotes, SUMMARY_WIDTH, videoMark, signed } from '../dist/record-audio.mjs'
 import { TOOL, usePulse, startTool, startVideoRecorder, startTracktorStandIn, tempDir, waitFor } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -86,6 +86,35 @@ test('renderNotes: counts: as many lines as notes shown, advice keys counted onc
   ]
   assert.equal(renderNotes(notes, { verbose: false }).length, 5)
   assert.equal(renderNotes(notes, { verbose: true }).length, 10)
+})
+
+test('videoMark: a ✔ only with a second witness; a disagreement is a ⚠; a check that could not decide is plain', () => {
+  const v = {
+    videoStartSource: 'tracking-csv',
+    videoFinalized: true,
+    anchorWarnings: [],
+    trackingCsvNote: null,
+    events: null,
+  }
+  const agreed = { audioCheck: 'plausible', eventsAsked: false }
+  assert.equal(videoMark(v, agreed), '✔')
+  assert.equal(videoMark(v, { ...agreed, audioCheck: 'unchecked' }), ' ')
+  assert.equal(videoMark(v, { ...agreed, audioCheck: 'loose' }), ' ')
+  assert.equal(videoMark(v, { ...agreed, audioCheck: 'stamp-late' }), '⚠')
+  assert.equal(videoMark({ ...v, anchorWarnings: ['apart'] }, agreed), '⚠')
+  assert.equal(videoMark({ ...v, trackingCsvNote: 'the mtime is not used' }, agreed), '⚠')
+  assert.equal(videoMark(v, { ...agreed, eventsAsked: true }), '⚠', 'events asked and not used')
+  assert.equal(videoMark({ ...v, events: { applied: true } }, { ...agreed, eventsAsked: true }), '✔')
+  assert.equal(videoMark({ ...v, videoStartSource: 'ulid', videoFinalized: false }, agreed), ' ', 'no mtime yet')
+  assert.equal(videoMark({ ...v, videoStartSource: 'ulid' }, agreed), '✔', 'the mtime agreed with the ULID')
+})
+
+test('signed: one sign for s, ms and ppm; a real minus; a zero as rounded has none', () => {
+  assert.equal(signed(-2.0241, 3, 's'), '−2.024 s')
+  assert.equal(signed(215.4, 0, 'ppm'), '+215 ppm')
+  assert.equal(signed(0.00004, 1, 'ms'), '±0.0 ms')
+  assert.equal(signed(-0.04, 1, 'ms'), '±0.0 ms')
+  assert.equal(signed(12, 0, ''), '+12')
 })
 
 // ── Real sessions ─────────────────────────────────────────────────────────────────────────────
