@@ -2774,7 +2774,8 @@ const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from befo
  */
 export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'>): '✔' | '⚠' | ' ' {
   const eventsFailed = c.eventsAsked && !v.events?.applied
-  if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed) return '⚠'
+  const rateDoubt = frameRateDoubtful(v) && !v.events?.applied // the events witness the rate
+  if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed || rateDoubt) return '⚠'
   const disagreed = ['stamp-late', 'stamp-early', 'no-stamp', 'undecided', 'loose'] as const
   if (disagreed.some((kind) => kind === c.audioCheck)) return '⚠'
   // The ULID's only witness is the mtime, which an unfinished video does not have yet.
@@ -2865,9 +2866,32 @@ function videoDetails(v: VideoSync, c: VideoContext): Note[] {
       text: `⚠ Frame clock: ${v.trackingCsvNote}.`,
       short: "⚠ Frame clock: the tracking CSV's epoch witnesses disagree; the sync file and --verbose say how.",
     })
+  if (frameRateDoubtful(v)) {
+    const pct = signed(((v.cameraFps as number) / (v.videoNominalFps as number) - 1) * 100, 2, '%')
+    notes.push({
+      kind: 'warning',
+      text:
+        `⚠ Frame clock: the frames came at ${(v.cameraFps as number).toFixed(3)} fps, ${pct} off the nominal` +
+        ` ${v.videoNominalFps} fps: a camera that drops frames and a reader falling steadily behind its camera` +
+        ' look alike in the CSV; the video follows the CSV (--no-drift-fix: the nominal rate; --events tells which).',
+      short: `⚠ Frame clock: frames at ${pct} off the nominal rate: dropped frames or a slow reader (--events tells).`,
+    })
+  }
   const clock = frameClockDetail(v, c)
   if (clock) notes.push({ kind: 'detail', text: clock })
   return notes
+}
+
+/**
+ * A crystal keeps a camera within 0.01 % of its rate: a frame clock further than this from the nominal
+ * one is a camera dropping frames or a reader falling steadily behind, which the CSV cannot tell apart.
+ */
+export const FRAME_RATE_DOUBT = 0.005
+
+/** Whether the frame clock's rate is too far from the nominal one to be taken on its own word. */
+export function frameRateDoubtful(v: Pick<VideoSync, 'cameraFps' | 'videoNominalFps'>): boolean {
+  if (v.cameraFps == null || !v.videoNominalFps) return false
+  return Math.abs(v.cameraFps / v.videoNominalFps - 1) > FRAME_RATE_DOUBT
 }
 
 /** The frame clock's story: where its epoch comes from, the camera's rate, its buffered burst, its stalls. */
@@ -5303,11 +5327,48 @@ async function muxLater(m: MuxLater): Promise<number> {
   }
   f.summary.notes = sync.notes.filter((n) => n.topic === 'audio') // the recording's; the video's are redone
   const stops = new StopRequests()
+  const record = { ...sync, timing }
   try {
-    return await finish({ ...sync, timing }, null, f, stops)
+    const code = await finish(record, null, f, stops)
+    const moved = offsetsMoved(storedOffsets(text), storedOffsets(JSON.stringify(record)))
+    for (const line of movedLines(moved, Object.keys(m.given).length > 0)) say(line)
+    return code
   } finally {
     stops.dispose()
   }
+}
+
+/** Each video's offset in a record: the stop's, a witness for `mux` later's. */
+export function storedOffsets(text: string): Map<string, number> {
+  const raw = JSON.parse(text) as { videoFile?: unknown; offsetS?: unknown; videos?: unknown }
+  const found = new Map<string, number>()
+  for (const v of [raw, ...(Array.isArray(raw.videos) ? raw.videos : [])])
+    if (typeof v?.videoFile === 'string' && typeof v.offsetS === 'number') found.set(v.videoFile, v.offsetS)
+  return found
+}
+
+/** The videos whose offset now differs from the stop's by more than a millisecond. */
+export function offsetsMoved(
+  before: Map<string, number>,
+  now: Map<string, number>,
+): { videoFile: string; beforeS: number; nowS: number }[] {
+  const moved = []
+  for (const [videoFile, nowS] of now) {
+    const beforeS = before.get(videoFile)
+    if (beforeS !== undefined && Math.abs(nowS - beforeS) > 0.001) moved.push({ videoFile, beforeS, nowS })
+  }
+  return moved
+}
+
+/** What `mux` later says when it disagrees with the stop: a flag given now explains it, else the files changed. */
+function movedLines(moved: ReturnType<typeof offsetsMoved>, flagsGiven: boolean): string[] {
+  return moved.map(({ videoFile, beforeS, nowS }) => {
+    const by = signed((nowS - beforeS) * 1000, 1, 'ms')
+    const why = flagsGiven
+      ? 'the timing flags given now'
+      : 'the files changed since (a video or CSV copied, touched or rewritten?): check which is right'
+    return `${flagsGiven ? ' ' : '⚠'} ${path.basename(videoFile)}: the offset is ${by} from the stop's (${why}).`
+  })
 }
 
 /**

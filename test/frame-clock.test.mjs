@@ -173,3 +173,24 @@ test('frame clock: a reader that falls behind its camera for the whole run is re
   const errorMs = (clock.firstFrameEpochS - (T_INIT + 1)) * 1000
   assert.ok(Math.abs(errorMs - 4) < 1e-3, `frame 0 ${errorMs.toFixed(3)} ms after capture, the floor is 4 ms`)
 })
+
+test('a frame clock more than 0.5 % off its nominal rate is doubtful: said, and the video gets no ✔ unless the events witness it', async () => {
+  const { frameRateDoubtful, videoMark, FRAME_RATE_DOUBT } = await import('../dist/record-audio.mjs')
+  const video = (cameraFps, events = null) => ({
+    cameraFps,
+    videoNominalFps: 30,
+    anchorWarnings: [],
+    trackingCsvNote: null,
+    videoStartSource: 'tracking-csv',
+    videoFinalized: true,
+    events,
+  })
+  // A crystal is within 0.01 %: 29.997 fps is a camera; 28.8 fps (4 % slow) is dropped frames or a slow reader.
+  assert.equal(frameRateDoubtful(video(29.997)), false)
+  assert.equal(frameRateDoubtful(video(30 * (1 + FRAME_RATE_DOUBT * 1.1))), true)
+  assert.equal(frameRateDoubtful(video(28.8)), true)
+  const c = { audioCheck: 'plausible', eventsAsked: false }
+  assert.equal(videoMark(video(29.997), c), '✔')
+  assert.equal(videoMark(video(28.8), c), '⚠')
+  assert.equal(videoMark(video(28.8, { applied: true }), { ...c, eventsAsked: true }), '✔')
+})

@@ -129,3 +129,30 @@ test("mux later --all-videos: the recording's own trials, not the one after it; 
   assert.equal(none.stdout, '')
   assert.match(none.stderr, /do not overlap in time/)
 })
+
+test("mux later's witness: the stop's offset per video, and the videos whose offset moved past a millisecond", async () => {
+  const { storedOffsets, offsetsMoved } = await import('../dist/record-audio.mjs')
+  const stop = JSON.stringify({
+    videoFile: '/lab/b.mp4',
+    offsetS: 1.5,
+    videos: [
+      { videoFile: '/lab/a.mp4', offsetS: -2 },
+      { videoFile: '/lab/b.mp4', offsetS: 1.5 },
+    ],
+  })
+  const before = storedOffsets(stop)
+  assert.deepEqual(
+    [...before],
+    [
+      ['/lab/b.mp4', 1.5],
+      ['/lab/a.mp4', -2],
+    ],
+  )
+  const now = new Map([
+    ['/lab/a.mp4', -2.0004],
+    ['/lab/b.mp4', 1.53],
+    ['/lab/c.mp4', 9],
+  ])
+  assert.deepEqual(offsetsMoved(before, now), [{ videoFile: '/lab/b.mp4', beforeS: 1.5, nowS: 1.53 }])
+  assert.deepEqual(storedOffsets(JSON.stringify({ audioFile: 'x.wav' })).size, 0)
+})
