@@ -508,27 +508,19 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
     }
   const positional: string[] = args._
-  const subcommand = Object.hasOwn(SUBCOMMANDS, positional[0] ?? '')
-    ? (positional[0] as keyof typeof SUBCOMMANDS)
-    : null
-  if (subcommand && positional.length !== 2)
-    throw new UsageError(
-      `${subcommand} takes one file: record-audio ${subcommand} <${SUBCOMMANDS[subcommand].file}>` +
-        ` (to record a feed named ${subcommand}: --feed-id ${subcommand})`,
-    )
-  if (subcommand === 'mux') return parseMuxLater(args, argv, positional[1], defaults)
-  if (subcommand === 'repair') {
-    const other = VALUE_FLAGS.find((flag) => args[flag] !== undefined)
-    if (other) throw new UsageError(`--${other} has no effect with repair: give only the WAV file`)
-    if (!/\.wav$/i.test(positional[1]))
-      throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
-    return { kind: 'repair', file: positional[1] }
-  }
-  if (subcommand === 'check') {
-    const other = VALUE_FLAGS.find((flag) => flag !== 'ffmpeg' && args[flag] !== undefined)
-    if (other) throw new UsageError(`--${other} has no effect with check: give the file, and --json if wanted`)
-    return { kind: 'check', file: positional[1], json: Boolean(args.json), ffmpeg: args.ffmpeg ?? defaults.ffmpeg }
-  }
+  const sub = parseSubcommand(args, argv, positional, defaults)
+  if (sub) return sub
+  return parseRecord(args, argv, positional, platform, defaults)
+}
+
+/** A recording: its feed, devices, files and timing, each checked. */
+function parseRecord(
+  args: minimist.ParsedArgs,
+  argv: string[],
+  positional: string[],
+  platform: Platform,
+  defaults: FileDefaults,
+): Command {
   if (args.print) throw new UsageError('--print goes with mux: record-audio mux <sync.json> --print')
   if (positional.length > 1)
     throw new UsageError(`too many arguments (${positional.join(' ')}): give one feed id; quote names with spaces`)
@@ -565,6 +557,37 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
       ...timing,
     },
   }
+}
+
+/** mux, repair and check: a subcommand and its one file, with only the flags that mean something to it. */
+function parseSubcommand(
+  args: minimist.ParsedArgs,
+  argv: string[],
+  positional: string[],
+  defaults: FileDefaults,
+): Command | null {
+  const subcommand = Object.hasOwn(SUBCOMMANDS, positional[0] ?? '')
+    ? (positional[0] as keyof typeof SUBCOMMANDS)
+    : null
+  if (subcommand && positional.length !== 2)
+    throw new UsageError(
+      `${subcommand} takes one file: record-audio ${subcommand} <${SUBCOMMANDS[subcommand].file}>` +
+        ` (to record a feed named ${subcommand}: --feed-id ${subcommand})`,
+    )
+  if (subcommand === 'mux') return parseMuxLater(args, argv, positional[1], defaults)
+  if (subcommand === 'repair') {
+    const other = VALUE_FLAGS.find((flag) => args[flag] !== undefined)
+    if (other) throw new UsageError(`--${other} has no effect with repair: give only the WAV file`)
+    if (!/\.wav$/i.test(positional[1]))
+      throw new UsageError(`repair takes a .wav file, not ${JSON.stringify(positional[1])}`)
+    return { kind: 'repair', file: positional[1] }
+  }
+  if (subcommand === 'check') {
+    const other = VALUE_FLAGS.find((flag) => flag !== 'ffmpeg' && args[flag] !== undefined)
+    if (other) throw new UsageError(`--${other} has no effect with check: give the file, and --json if wanted`)
+    return { kind: 'check', file: positional[1], json: Boolean(args.json), ffmpeg: args.ffmpeg ?? defaults.ffmpeg }
+  }
+  return null
 }
 
 /** The flags that mean something to `mux` later: where things are, and the timing to redo. */
