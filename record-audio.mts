@@ -2795,7 +2795,10 @@ const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from befo
  * and --events, if asked, was used; a
  * disagreement is a ⚠; a check that could not decide leaves the line plain.
  */
-export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'>): '✔' | '⚠' | ' ' {
+export function videoMark(
+  v: VideoSync,
+  c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'> & Partial<Pick<VideoContext, 'audioUncertaintyS'>>,
+): '✔' | '⚠' | ' ' {
   const eventsFailed = c.eventsAsked && !v.events?.applied
   const rateDoubt = frameRateDoubtful(v) && !v.events?.applied // the events witness the rate
   if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed || rateDoubt) return '⚠'
@@ -2803,15 +2806,27 @@ export function videoMark(v: VideoSync, c: Pick<VideoContext, 'audioCheck' | 'ev
   if (disagreed.some((kind) => kind === c.audioCheck)) return '⚠'
   // The ULID's only witness is the mtime, which an unfinished video does not have yet.
   const videoWitnessed = v.videoStartSource !== 'ulid' || v.videoFinalized === true
-  return c.audioCheck === 'plausible' && videoWitnessed ? '✔' : ' '
+  // Witnessed, and known within about a frame: a stamp 200 ms before its samples' arrival is a queue
+  // the files cannot tell from an early stamp, so its ± is that wide: no ✔ on it.
+  const known = lineUncertaintyS(v, c) <= TRUSTED_WITHIN_S
+  return c.audioCheck === 'plausible' && videoWitnessed && known ? '✔' : ' '
+}
+
+/** The ✔ needs the offset known within this: a frame at 30 fps, and the ULID's own ± (a frame). */
+export const TRUSTED_WITHIN_S = 0.04
+
+/** How far the offset may be off: the video's start (or the events' spread) and the audio's, together. */
+export function lineUncertaintyS(v: VideoSync, c: Partial<Pick<VideoContext, 'audioUncertaintyS'>>): number {
+  const events = v.events?.applied ? v.events : null
+  const videoUncertaintyS = events ? (events.spreadMs ?? 0) / 1000 : (v.videoStartUncertaintyS ?? 0)
+  return Math.hypot(videoUncertaintyS, events ? 0 : (c.audioUncertaintyS ?? 0))
 }
 
 /** The line a video gets by default: its name, the offset ± its uncertainty (anchor), and what was corrected. */
 export function videoLine(v: VideoSync, c: VideoContext): string {
   const offsetS = v.offsetS ?? 0
   const events = v.events?.applied ? v.events : null
-  const videoUncertaintyS = events ? (events.spreadMs ?? 0) / 1000 : (v.videoStartUncertaintyS ?? 0)
-  const uncertaintyMs = Math.hypot(videoUncertaintyS, events ? 0 : (c.audioUncertaintyS ?? 0)) * 1000
+  const uncertaintyMs = lineUncertaintyS(v, c) * 1000
   const anchor = events ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
   const parts = [`audio ${signed(offsetS, 3, 's')} ± ${uncertaintyMs.toFixed(0)} ms (${anchor})`]
   if (v.driftPpm != null)

@@ -99,7 +99,12 @@ test('videoMark: a ✔ only with a second witness; a disagreement is a ⚠; a ch
   const agreed = { audioCheck: 'plausible', eventsAsked: false }
   assert.equal(videoMark(v, agreed), '✔')
   assert.equal(videoMark(v, { ...agreed, audioCheck: 'unchecked' }), ' ')
-  assert.equal(videoMark(v, { ...agreed, audioCheck: 'loose' }), ' ')
+  // the stamp and the arrival far apart, nothing deciding which is right: said, no ✔
+  assert.equal(videoMark(v, { ...agreed, audioCheck: 'loose' }), '⚠')
+  assert.equal(videoMark(v, { ...agreed, audioCheck: 'undecided' }), '⚠')
+  // agreeing witnesses, but a ± wider than a frame (a 200 ms queue before the samples' arrival): no ✔
+  assert.equal(videoMark({ ...v, videoStartUncertaintyS: 0.007 }, { ...agreed, audioUncertaintyS: 0.2 }), ' ')
+  assert.equal(videoMark({ ...v, videoStartUncertaintyS: 0.007 }, { ...agreed, audioUncertaintyS: 0.002 }), '✔')
   assert.equal(videoMark(v, { ...agreed, audioCheck: 'stamp-late' }), '⚠')
   assert.equal(videoMark({ ...v, anchorWarnings: ['apart'] }, agreed), '⚠')
   assert.equal(videoMark({ ...v, trackingCsvNote: 'the mtime is not used' }, agreed), '⚠')
