@@ -4032,6 +4032,26 @@ const LOOK_EVERY_MS = 10
 // The tracking CSV: each look bounds t_init within a row's period; n looks, period / (n + 1). Five a
 // second make a 10 s recording's bound sharper than the mtime's kernel tick, for a readdir and a read.
 const CSV_LOOK_MS = 200
+
+/**
+ * Calls `f` about every `ms` (uniformly 0.5–1.5 ×), never at a fixed phase: 200 ms is a whole number
+ * of frames at 30, 25, 15 fps, so fixed looks at a tracking CSV saw every row equally late and its
+ * bound on the server's start never sharpened (frame 0 12–16 ms off, seen in the tests).
+ */
+function everyJittered(f: () => void, ms: number): { stop: () => void } {
+  let timer: NodeJS.Timeout
+  const next = () => {
+    timer = setTimeout(
+      () => {
+        f()
+        next()
+      },
+      ms * (0.5 + Math.random()),
+    ).unref()
+  }
+  next()
+  return { stop: () => clearTimeout(timer) }
+}
 const CLOCK_SETTLE_MS = 1000
 const CLOCK_BURST_MS = 1000
 const CLOCK_BURST_EVERY_MS = 20000
@@ -4274,7 +4294,7 @@ async function record(s: Settings): Promise<number> {
   try {
     announce(s, audioFiles)
     const csvWatch = watchTrackingCsvs(feedDir)
-    const csvLooks = setInterval(csvWatch.look, CSV_LOOK_MS).unref() // the live status looks only every 1–2.5 s
+    const csvLooks = everyJittered(csvWatch.look, CSV_LOOK_MS) // the live status looks only every 1–2.5 s
     const views = stops.fanOut(s.inputs.length, () => sayStopping(stops.count, several))
     const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
@@ -4292,7 +4312,7 @@ async function record(s: Settings): Promise<number> {
       s.inputs.map((input, k) => capture(s.format, input, ffmpeg, audioFiles[k], views[k], onStart(k))),
     )
     status.stop()
-    clearInterval(csvLooks)
+    csvLooks.stop()
     const watchedCsv = csvWatch.epochs()
     record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
     const failed = settleCaptures(s, parts, captures, { ffmpeg, summary, audioFiles })
