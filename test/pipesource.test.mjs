@@ -83,7 +83,11 @@ for (const name of SOUND_SERVERS) {
       const pipe = await startPipeSource(server, { drain })
       try {
         const { result, sync } = await recordFrom(server, pipe.source, 3)
-        assert.equal(pipe.lateWrites, 0, 'the FIFO was never full: every sample entered the server at its time')
+        // Drained (PipeWire), a full FIFO would mean samples entered the server late. Undrained (PulseAudio),
+        // the FIFO fills until the capture starts: the backlog the stamp misreads, each sample still
+        // captured at its own time (none is dropped; firstSampleTruth checks every click's place).
+        if (drain)
+          assert.equal(pipe.lateWrites, 0, 'the FIFO was never full: every sample entered the server at its time')
         // Throws unless every click lands where its write time puts it: the truth holds to the sample.
         const truthS = firstSampleTruth(pipe, decodeAudio(sync.audioFile))
         const ms = (s) => `${((s - truthS) * 1000).toFixed(1)} ms`
@@ -107,7 +111,10 @@ for (const name of SOUND_SERVERS) {
           assert.equal(sync.audioStartSource, 'arrival-envelope')
           assert.equal(sync.audioStartEpochS, sync.audioStartEnvelopeEpochS)
           const lateMs = Math.round((sync.audioStartStampEpochS - sync.audioStartEnvelopeEpochS) * 1000)
-          assert.match(result.stderr, new RegExp(`⚠ The device's start stamp was ${lateMs} ms late`))
+          // Said on screen from STAMP_LATE_MINOR_S on; under it, the two agree, and the sync file's notes say it.
+          const said = new RegExp(`⚠ The device's start stamp was ${lateMs} ms late`)
+          if (lateMs >= 10) assert.match(result.stderr, said)
+          else assert.match(sync.notes.map((n) => n.text).join('\n'), said)
         } else {
           assert.equal(sync.audioStartCheck, 'plausible', figures)
           assert.equal(sync.audioStartSource, 'ffmpeg-input-start', figures)
