@@ -4516,9 +4516,10 @@ export function audioNotes(a: {
         : `✖ ${label}ffmpeg failed while finishing ${audioFile}: ${a.failed.why}. The samples on disk are kept;` +
             ` check the header with: record-audio repair ${quotePosix(audioFile)}`,
     )
-  // ✔: the stamp and the samples' arrival agree; a check that disagreed says so on its own line.
+  // ✔: the stamp and the samples' arrival agree, within about a frame (a longer queue before the
+  // arrival leaves the start that uncertain); a check that disagreed says so on its own line.
   const agreed = startAgreed({ audioStartCheck: check.kind, audioDeliveryLatencyS: check.deliveryLatencyS })
-  const mark = agreed ? '✔' : ' '
+  const mark = agreed && (check.uncertaintyS ?? 0) <= TRUSTED_WITHIN_S ? '✔' : ' '
   const length = a.durationS == null ? '' : ` (${a.durationS.toFixed(2)} s)`
   const at = new Date(check.start.epochS * 1000).toISOString()
   const how = check.start.source
@@ -5132,14 +5133,14 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
       exitCode = 1
     } else {
       const muxed = await runMux({ ...sync, ...v }, f.ffprobe, stops)
-      made.push(muxed === 0 ? path.relative(process.cwd(), v.muxedFile as string) : 'mux failed')
+      made.push(muxed === 0 ? 'muxed (above)' : 'mux failed')
       exitCode = Math.max(exitCode, muxed)
     }
   }
   if (sync.videos) {
     say(`${sync.videos.length} video${sync.videos.length === 1 ? '' : 's'} with this audio:`)
     const rows = videos.map((v, i) => ({
-      video: path.relative(process.cwd(), v.videoFile as string),
+      video: shortVideoName(v.videoFile as string, process.cwd()),
       offsetS: v.offsetS,
       anchor: v.videoStartSource && ANCHOR_NAMES[v.videoStartSource],
       coveredS: v.videoDurationS == null ? null : v.videoDurationS - (v.silenceBeforeS ?? 0) - (v.silenceAfterS ?? 0),
@@ -5305,7 +5306,9 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
     return fail(`${finalFile} could not be created (${(error as NodeJS.ErrnoException).code})`)
   }
   const { codec } = muxCodec(sync.audioSampleRate, sync.audioChannels)
-  say(`✔ Muxed: ${finalFile} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${CODEC_NAMES[codec]}, in sync)`)
+  say(
+    `✔ Muxed: ${shownPath(finalFile, process.cwd())} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${CODEC_NAMES[codec]}, in sync)`,
+  )
   return 0
 }
 

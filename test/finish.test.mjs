@@ -18,6 +18,7 @@ import {
   requireBinary,
   waitFor,
   ulidAt,
+  expectedAudioMark,
 } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -44,7 +45,8 @@ test('--mux with the video still being written: waits for it, muxes, checks, pri
   assert.match(result.stderr, /Waiting up to 30 s for TracktorLive to finish/)
   const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8'))
   assert.equal(sync.videoFinalized, true)
-  assert.match(result.stderr, new RegExp(`✔ Muxed: ${sync.muxedFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+  const shown = path.relative(cwd, sync.muxedFile) // below where the user stands: relative
+  assert.match(result.stderr, new RegExp(`✔ Muxed: ${shown.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
   const streams = ffprobeStreams(sync.muxedFile)
   const original = ffprobeStreams(video.file)[0]
   assert.equal(streams.find((s) => s.codec_type === 'video').nb_frames, original.nb_frames)
@@ -108,7 +110,7 @@ test('--json: the sync record on stdout, parseable, human lines on stderr; --plo
   assert.deepEqual(record, JSON.parse(fs.readFileSync(path.join(cwd, 'feed-audio-sync.json'), 'utf8')))
   assert.equal(record.videoFile, video.file)
   // A ✔ only when the device's stamp and the samples' arrival agree (the first sample's second witness).
-  const mark = record.audioStartCheck === 'plausible' ? '✔' : ' '
+  const mark = expectedAudioMark(record)
   assert.match(result.stderr, new RegExp(`^${mark} Audio: feed-audio\\.wav`, 'm'))
 
   // --plot: the red line (first frame) and the green one (first sample) where the offset puts them.

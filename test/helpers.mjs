@@ -784,3 +784,14 @@ export function rawFrameWriter(size, fps, output) {
   writer.stdin.on('error', () => {})
   return writer
 }
+
+/**
+ * The mark the summary's audio line should carry, by the rule the README states (not the tool's own
+ * code): ✔ when the device's stamp and the samples' arrival agree (a plausible stamp, or one late by
+ * under 10 ms) and the start is known within 40 ms; else a blank.
+ */
+export function expectedAudioMark(r) {
+  const agreed =
+    r.audioStartCheck === 'plausible' || (r.audioStartCheck === 'stamp-late' && -r.audioDeliveryLatencyS < 0.01)
+  return agreed && (r.audioStartUncertaintyS ?? 0) <= 0.04 ? '✔' : ' '
+}

@@ -311,7 +311,7 @@ test('two runs started in the same moment with the same default name: each gets 
   for (const tool of tools) tool.ctrlC()
   const results = await Promise.all(tools.map((tool) => tool.exited))
   for (const result of results) assert.equal(result.code, 0, result.stderr)
-  const named = results.map((r) => /✔ Audio: (\S+)/.exec(r.stderr)?.[1]).sort()
+  const named = results.map((r) => /^[✔ ] Audio: (\S+)/m.exec(r.stderr)?.[1]).sort()
   assert.deepEqual(named, ['same-audio-2.wav', 'same-audio.wav'])
   for (const wav of named) {
     const sync = JSON.parse(fs.readFileSync(path.join(cwd, wav.replace('.wav', '-sync.json')), 'utf8'))
