@@ -5307,7 +5307,8 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   }
   const { codec } = muxCodec(sync.audioSampleRate, sync.audioChannels)
   say(
-    `✔ Muxed: ${shownPath(finalFile, process.cwd())} (video copied, ${sync.videoFrames ?? '?'} frames; audio ${CODEC_NAMES[codec]}, in sync)`,
+    `✔ Muxed: ${shownPath(finalFile, process.cwd())} (video copied, ${sync.videoFrames ?? '?'} frames;` +
+      ` audio ${CODEC_NAMES[codec]}, in sync)`,
   )
   return 0
 }
