@@ -2770,6 +2770,8 @@ export interface VideoContext {
   codecLine: string | null // the muxed file is not an mp4 with AAC, and why
   eventsAsked: boolean
   eventNotes: Note[] // what --events said (eventsFor)
+  audioDoubtful?: boolean // the WAV's length disagrees with the wall time since its first sample
+  movedFromStopS?: number | null // mux later: how far the offset moved from the stop's, with nothing to explain it
 }
 
 const ANCHOR_WORDS: Record<VideoTiming['source'], string> = {
@@ -2797,19 +2799,28 @@ const COVER_WORTH_SAYING_S = 0.05 // less is the usual: the audio runs from befo
  */
 export function videoMark(
   v: VideoSync,
-  c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'> & Partial<Pick<VideoContext, 'audioUncertaintyS'>>,
+  c: Pick<VideoContext, 'audioCheck' | 'eventsAsked'> &
+    Partial<Pick<VideoContext, 'audioUncertaintyS' | 'audioDoubtful' | 'movedFromStopS'>>,
 ): '✔' | '⚠' | ' ' {
   const eventsFailed = c.eventsAsked && !v.events?.applied
   const rateDoubt = frameRateDoubtful(v) && !v.events?.applied // the events witness the rate
   if (v.anchorWarnings.length || v.trackingCsvNote || eventsFailed || rateDoubt) return '⚠'
+  if (tieBrokenByAnchors(v) || c.audioDoubtful || c.movedFromStopS != null) return '⚠'
   const disagreed = ['stamp-late', 'stamp-early', 'no-stamp', 'undecided', 'loose'] as const
   if (disagreed.some((kind) => kind === c.audioCheck)) return '⚠'
-  // The ULID's only witness is the mtime, which an unfinished video does not have yet.
-  const videoWitnessed = v.videoStartSource !== 'ulid' || v.videoFinalized === true
+  // No second witness: the user's --video-start, and the ULID, whose buffered start (0.1–0.7 s with a
+  // live camera) neither it nor the mtime shows; the events witness either.
+  const videoWitnessed =
+    v.events?.applied === true || (v.videoStartSource !== 'ulid' && v.videoStartSource !== 'video-start-flag')
   // Witnessed, and known within about a frame: a stamp 200 ms before its samples' arrival is a queue
   // the files cannot tell from an early stamp, so its ± is that wide: no ✔ on it.
   const known = lineUncertaintyS(v, c) <= TRUSTED_WITHIN_S
   return c.audioCheck === 'plausible' && videoWitnessed && known ? '✔' : ' '
+}
+
+/** The events' offset was chosen by the anchors among equally supported candidates (a regular train). */
+function tieBrokenByAnchors(v: VideoSync): boolean {
+  return v.events?.notes?.some((note) => note.kind === 'tie-broken-by-anchors') === true
 }
 
 /** The ✔ needs the offset known within this: a frame at 30 fps, and the ULID's own ± (a frame). */
@@ -2817,7 +2828,8 @@ export const TRUSTED_WITHIN_S = 0.04
 
 /** How far the offset may be off: the video's start (or the events' spread) and the audio's, together. */
 export function lineUncertaintyS(v: VideoSync, c: Partial<Pick<VideoContext, 'audioUncertaintyS'>>): number {
-  const events = v.events?.applied ? v.events : null
+  // A tie the anchors broke rests on the anchors: their ±, not the events' spread.
+  const events = v.events?.applied && !tieBrokenByAnchors(v) ? v.events : null
   const videoUncertaintyS = events ? (events.spreadMs ?? 0) / 1000 : (v.videoStartUncertaintyS ?? 0)
   return Math.hypot(videoUncertaintyS, events ? 0 : (c.audioUncertaintyS ?? 0))
 }
@@ -2841,6 +2853,14 @@ export function videoNotes(v: VideoSync, c: VideoContext): Note[] {
   const mark = videoMark(v, c)
   const notes: Note[] = [{ ...video, kind: mark === '✔' ? 'ok' : mark === '⚠' ? 'warning' : 'plain' }]
   if (c.codecLine) notes.push({ kind: 'plain', text: c.codecLine, key: 'codec' })
+  if (c.movedFromStopS != null)
+    notes.push({
+      kind: 'warning',
+      text:
+        `⚠ ${path.basename(v.videoFile as string)}: the offset is ${signed(c.movedFromStopS * 1000, 1, 'ms')} from` +
+        " the stop's, with the same timing: the files changed since (a video or CSV copied, touched or" +
+        ' rewritten?). Not muxed: check which is right.',
+    })
   notes.push(...c.eventNotes, ...moreDeviceNotes(v, c), ...videoDetails(v, c))
   if (c.csvNote) notes.push({ kind: 'detail', text: `  Frame clock: ${c.csvNote}.` })
   for (const warning of v.anchorWarnings) notes.push({ kind: 'detail', text: `⚠ Anchors: ${warning}.` })
@@ -4321,7 +4341,8 @@ async function record(s: Settings): Promise<number> {
       fs.rmSync(syncFile, { force: true }) // ours, and it holds nothing: no recording was made
       return 1
     }
-    Object.assign(record, audioFieldsOf(recorded), { state: 'stopped', audios: several ? parts : null })
+    const stopped = { state: 'stopped' as const, audios: several ? parts : null, notes: summary.notes }
+    Object.assign(record, audioFieldsOf(recorded), stopped) // the notes said of the audio kept, whatever comes
     if (!saveSync(syncFile, record)) {
       say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
       return 1
@@ -4604,6 +4625,7 @@ interface AudioFacts {
   clockRatio: number
   startCheck: StartCheckKind | null // the first sample's check: a second witness of startEpochS
   startUncertaintyS: number | null
+  startDoubtful: boolean // the WAV's length and the wall time since its first sample disagree
   others: AudioFacts[] // the other devices that recorded, each its own stream in the mux
 }
 
@@ -4621,6 +4643,7 @@ function audioFacts(r: Pick<SyncRecord, (typeof AUDIO_KEYS)[number] | 'audios'>)
     clockRatio: r.audioClockRatio,
     startCheck: startAgreed(r) ? 'plausible' : r.audioStartCheck,
     startUncertaintyS: r.audioStartUncertaintyS,
+    startDoubtful: r.audioStartDoubtful === true,
     others,
   }
 }
@@ -4642,6 +4665,8 @@ interface Finishing extends TimingSettings {
   watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
   ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
   summary: Summary
+  stopOffsets?: Map<string, number> // mux later, same timing: each finished video's offset at the stop, a witness
+  movedFromStop?: string[] // mux later: the videos whose offset moved from the stop's with nothing to explain it
 }
 
 /** The timesync file to look at: --timesync, else <feed>-timesyncUTC.parquet beside the feed folder. */
@@ -4665,6 +4690,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   })
   const audio = audioFacts(record)
   let refused = false
+  record.notes = f.summary.notes // the same list: every note said from here on is kept, on every path
   try {
     const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
     if (f.allVideos) {
@@ -4689,9 +4715,9 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
     say(`✖ ${(error as Error).message}. The audio and its start are saved${syncFile ? ` in ${syncFile}` : ''}.`)
+    if (syncFile) saveSync(syncFile, record) // with what was said of the audio
     return 1
   }
-  record.notes = f.summary.notes
   if (syncFile && !saveSync(syncFile, record)) {
     say(`✖ Could not write ${syncFile}; its content:\n${JSON.stringify(record)}`)
     return 1
@@ -4705,6 +4731,12 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
       '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
         ` anchors' alone. Later: record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'} --events`,
     )
+    const delivered = await deliver(record, { ...f, mux: false }, stops)
+    f.summary.end()
+    return Math.max(1, delivered)
+  }
+  if (f.movedFromStop?.length) {
+    // Two witnesses disagree and nothing decides: the command is printed, nothing is muxed.
     const delivered = await deliver(record, { ...f, mux: false }, stops)
     f.summary.end()
     return Math.max(1, delivered)
@@ -4985,9 +5017,19 @@ async function syncToVideo(
     codecLine,
     eventsAsked: f.events,
     eventNotes,
+    audioDoubtful: audio.startDoubtful,
+    movedFromStopS: movedFromStop(result, f),
   }
+  if (context.movedFromStopS != null) f.movedFromStop?.push(result.videoFile as string)
   f.summary.tell([...notes, ...videoNotes(result, context)])
   return result
+}
+
+/** mux later: how far this video's offset moved from the stop's (same timing, the video finished then). */
+function movedFromStop(v: VideoSync, f: Finishing): number | null {
+  const atStopS = f.stopOffsets?.get(v.videoFile as string)
+  if (atStopS === undefined || v.offsetS == null) return null
+  return Math.abs(v.offsetS - atStopS) > 0.001 ? v.offsetS - atStopS : null
 }
 
 /** The record's facts of a video's timing: its anchor, its real span and drift, its frame clock, the doubts. */
@@ -5387,50 +5429,31 @@ async function muxLater(m: MuxLater): Promise<number> {
       (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
     ),
   }
-  f.summary.notes = sync.notes.filter((n) => n.topic === 'audio') // the recording's; the video's are redone
+  // The recording's own (its audio's warnings said again, so a ⚠ below has its reason); the video's are redone.
+  f.summary.tell(sync.notes.filter((n) => n.topic === 'audio' && (n.kind === 'warning' || n.kind === 'error')))
+  f.summary.notes = sync.notes.filter((n) => n.topic === 'audio')
+  // The stop's offsets witness today's, when the timing is the same and the video was finished then.
+  const sameTiming = (Object.keys(m.given) as (keyof TimingSettings)[]).every((k) => m.given[k] === sync.timing[k])
+  if (sameTiming) Object.assign(f, { stopOffsets: storedOffsets(text), movedFromStop: [] })
   const stops = new StopRequests()
-  const record = { ...sync, timing }
   try {
-    const code = await finish(record, null, f, stops)
-    const moved = offsetsMoved(storedOffsets(text), storedOffsets(JSON.stringify(record)))
-    for (const line of movedLines(moved, Object.keys(m.given).length > 0)) say(line)
-    return code
+    return await finish({ ...sync, timing }, null, f, stops)
   } finally {
     stops.dispose()
   }
 }
 
-/** Each video's offset in a record: the stop's, a witness for `mux` later's. */
+/**
+ * Each video's offset in a record: the stop's, a witness for `mux` later's. Only videos finished at
+ * the stop: an unfinished one had no frames, so no frame clock, and its offset was the ULID's.
+ */
 export function storedOffsets(text: string): Map<string, number> {
   const raw = JSON.parse(text) as { videoFile?: unknown; offsetS?: unknown; videos?: unknown }
   const found = new Map<string, number>()
   for (const v of [raw, ...(Array.isArray(raw.videos) ? raw.videos : [])])
-    if (typeof v?.videoFile === 'string' && typeof v.offsetS === 'number') found.set(v.videoFile, v.offsetS)
+    if (typeof v?.videoFile === 'string' && typeof v.offsetS === 'number' && v.videoFinalized === true)
+      found.set(v.videoFile, v.offsetS)
   return found
-}
-
-/** The videos whose offset now differs from the stop's by more than a millisecond. */
-export function offsetsMoved(
-  before: Map<string, number>,
-  now: Map<string, number>,
-): { videoFile: string; beforeS: number; nowS: number }[] {
-  const moved = []
-  for (const [videoFile, nowS] of now) {
-    const beforeS = before.get(videoFile)
-    if (beforeS !== undefined && Math.abs(nowS - beforeS) > 0.001) moved.push({ videoFile, beforeS, nowS })
-  }
-  return moved
-}
-
-/** What `mux` later says when it disagrees with the stop: a flag given now explains it, else the files changed. */
-function movedLines(moved: ReturnType<typeof offsetsMoved>, flagsGiven: boolean): string[] {
-  return moved.map(({ videoFile, beforeS, nowS }) => {
-    const by = signed((nowS - beforeS) * 1000, 1, 'ms')
-    const why = flagsGiven
-      ? 'the timing flags given now'
-      : 'the files changed since (a video or CSV copied, touched or rewritten?): check which is right'
-    return `${flagsGiven ? ' ' : '⚠'} ${path.basename(videoFile)}: the offset is ${by} from the stop's (${why}).`
-  })
 }
 
 /**

@@ -456,3 +456,28 @@ test('mux --events, two devices: each is placed by its own clicks, so one device
     /Events, "second": the anchors were off by −400\.\d ms|Events, "second": the anchors were off by −399\.\d ms/,
   )
 })
+
+test("mux later with the stop's offset as witness: moved with the same timing, said with ⚠ and nothing muxed (exit 1); a new flag explains a move", () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  const r = makeRecording(dir, irregularTrain(9, 6), irregularTrain(9, 6), 12, 0.5, videoStartMs)
+  const syncFile = syncFileFor(dir, r, videoStartMs, 0.5, 0)
+  const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  // What the stop wrote: this video, finished, 0.5 s after its first frame; the files since say 0.5 s too.
+  fs.writeFileSync(syncFile, JSON.stringify({ ...record, videoFile: r.video, videoFinalized: true, offsetS: 0.5 }))
+  const same = run(process.execPath, [TOOL, 'mux', syncFile, '--muxed-out', path.join(dir, 'same.mp4')])
+  assert.equal(same.status, 0, same.stderr)
+  assert.ok(fs.existsSync(path.join(dir, 'same.mp4')))
+  // The stop said 0.8 s: a file changed since (or the stop was wrong): neither is taken on trust.
+  fs.writeFileSync(syncFile, JSON.stringify({ ...record, videoFile: r.video, videoFinalized: true, offsetS: 0.8 }))
+  const moved = run(process.execPath, [TOOL, 'mux', syncFile, '--muxed-out', path.join(dir, 'moved.mp4')])
+  assert.equal(moved.status, 1, moved.stderr)
+  assert.match(moved.stderr, /⚠ .*: the offset is −300\.0 ms from the stop's, with the same timing/)
+  assert.doesNotMatch(moved.stderr, /^✔ feed/m)
+  assert.ok(!fs.existsSync(path.join(dir, 'moved.mp4')), 'nothing muxed')
+  assert.match(moved.stdout, /ffmpeg/, 'the command is still printed')
+  // A timing flag given now that differs from the stored one explains the move.
+  const flagged = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--clock-offset=0.05'])
+  assert.equal(flagged.status, 0, flagged.stderr)
+  assert.doesNotMatch(flagged.stderr, /from the stop's/)
+})

@@ -111,7 +111,20 @@ test('videoMark: a ✔ only with a second witness; a disagreement is a ⚠; a ch
   assert.equal(videoMark(v, { ...agreed, eventsAsked: true }), '⚠', 'events asked and not used')
   assert.equal(videoMark({ ...v, events: { applied: true } }, { ...agreed, eventsAsked: true }), '✔')
   assert.equal(videoMark({ ...v, videoStartSource: 'ulid', videoFinalized: false }, agreed), ' ', 'no mtime yet')
-  assert.equal(videoMark({ ...v, videoStartSource: 'ulid' }, agreed), '✔', 'the mtime agreed with the ULID')
+  // The ULID's buffered start (0.1–0.7 s with a live camera) shows in no file, the mtime's neither; the
+  // user's --video-start is one witness alone: no ✔ without the events.
+  assert.equal(videoMark({ ...v, videoStartSource: 'ulid' }, agreed), ' ', 'the ULID has no second witness')
+  assert.equal(videoMark({ ...v, videoStartSource: 'video-start-flag' }, agreed), ' ')
+  assert.equal(
+    videoMark({ ...v, videoStartSource: 'ulid', events: { applied: true } }, { ...agreed, eventsAsked: true }),
+    '✔',
+  )
+  // The events' verdict chosen by the anchors (a regular train), a doubtful audio start, an offset moved
+  // from the stop's: ⚠.
+  const tie = { applied: true, notes: [{ kind: 'tie-broken-by-anchors' }] }
+  assert.equal(videoMark({ ...v, events: tie }, { ...agreed, eventsAsked: true }), '⚠')
+  assert.equal(videoMark(v, { ...agreed, audioDoubtful: true }), '⚠')
+  assert.equal(videoMark(v, { ...agreed, movedFromStopS: 0.3 }), '⚠')
 })
 
 test('signed: one sign for s, ms and ppm; a real minus; a zero as rounded has none', () => {
