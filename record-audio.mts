@@ -4665,7 +4665,7 @@ interface Finishing extends TimingSettings {
   watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
   ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
   summary: Summary
-  stopOffsets?: Map<string, number> // mux later, same timing: each finished video's offset at the stop, a witness
+  stopOffsets?: Map<string, { offsetS: number; source: string | null }> // mux later, same timing: the stop's offsets
   movedFromStop?: string[] // mux later: the videos whose offset moved from the stop's with nothing to explain it
 }
 
@@ -5027,9 +5027,10 @@ async function syncToVideo(
 
 /** mux later: how far this video's offset moved from the stop's (same timing, the video finished then). */
 function movedFromStop(v: VideoSync, f: Finishing): number | null {
-  const atStopS = f.stopOffsets?.get(v.videoFile as string)
-  if (atStopS === undefined || v.offsetS == null) return null
-  return Math.abs(v.offsetS - atStopS) > 0.001 ? v.offsetS - atStopS : null
+  const atStop = f.stopOffsets?.get(v.videoFile as string)
+  // Another anchor now (a CSV's epoch refused, a timesync file gone) is a move its own notes explain.
+  if (atStop === undefined || v.offsetS == null || atStop.source !== v.videoStartSource) return null
+  return Math.abs(v.offsetS - atStop.offsetS) > 0.001 ? v.offsetS - atStop.offsetS : null
 }
 
 /** The record's facts of a video's timing: its anchor, its real span and drift, its frame clock, the doubts. */
@@ -5447,12 +5448,15 @@ async function muxLater(m: MuxLater): Promise<number> {
  * Each video's offset in a record: the stop's, a witness for `mux` later's. Only videos finished at
  * the stop: an unfinished one had no frames, so no frame clock, and its offset was the ULID's.
  */
-export function storedOffsets(text: string): Map<string, number> {
+export function storedOffsets(text: string): Map<string, { offsetS: number; source: string | null }> {
   const raw = JSON.parse(text) as { videoFile?: unknown; offsetS?: unknown; videos?: unknown }
-  const found = new Map<string, number>()
+  const found = new Map<string, { offsetS: number; source: string | null }>()
   for (const v of [raw, ...(Array.isArray(raw.videos) ? raw.videos : [])])
     if (typeof v?.videoFile === 'string' && typeof v.offsetS === 'number' && v.videoFinalized === true)
-      found.set(v.videoFile, v.offsetS)
+      found.set(v.videoFile, {
+        offsetS: v.offsetS,
+        source: typeof v.videoStartSource === 'string' ? v.videoStartSource : null,
+      })
   return found
 }
 

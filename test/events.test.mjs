@@ -464,12 +464,18 @@ test("mux later with the stop's offset as witness: moved with the same timing, s
   const syncFile = syncFileFor(dir, r, videoStartMs, 0.5, 0)
   const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
   // What the stop wrote: this video, finished, 0.5 s after its first frame; the files since say 0.5 s too.
-  fs.writeFileSync(syncFile, JSON.stringify({ ...record, videoFile: r.video, videoFinalized: true, offsetS: 0.5 }))
+  fs.writeFileSync(
+    syncFile,
+    JSON.stringify({ ...record, videoFile: r.video, videoFinalized: true, videoStartSource: 'ulid', offsetS: 0.5 }),
+  )
   const same = run(process.execPath, [TOOL, 'mux', syncFile, '--muxed-out', path.join(dir, 'same.mp4')])
   assert.equal(same.status, 0, same.stderr)
   assert.ok(fs.existsSync(path.join(dir, 'same.mp4')))
   // The stop said 0.8 s: a file changed since (or the stop was wrong): neither is taken on trust.
-  fs.writeFileSync(syncFile, JSON.stringify({ ...record, videoFile: r.video, videoFinalized: true, offsetS: 0.8 }))
+  fs.writeFileSync(
+    syncFile,
+    JSON.stringify({ ...record, videoFile: r.video, videoFinalized: true, videoStartSource: 'ulid', offsetS: 0.8 }),
+  )
   const moved = run(process.execPath, [TOOL, 'mux', syncFile, '--muxed-out', path.join(dir, 'moved.mp4')])
   assert.equal(moved.status, 1, moved.stderr)
   assert.match(moved.stderr, /⚠ .*: the offset is −300\.0 ms from the stop's, with the same timing/)
