@@ -146,7 +146,8 @@ for (const name of SOUND_SERVERS) {
         const { result, sync } = await recordFrom(server, server.source, 3)
         const figures = `stamp − envelope ${((sync.audioStartStampEpochS - sync.audioStartEnvelopeEpochS) * 1000).toFixed(1)} ms (${sync.audioStartCheck})`
         t.diagnostic(`${name} round ${round}: ${figures}`)
-        assert.ok(['plausible', 'stamp-late'].includes(sync.audioStartCheck), figures)
+        // A null sink's monitor queues 26–490 ms before the WAV: past 0.5 s the check says it cannot decide.
+        assert.ok(['plausible', 'undecided', 'stamp-late'].includes(sync.audioStartCheck), figures)
         // Measured on PulseAudio: the stamp 1–8 ms after the arrival in four of five recordings, else a
         // queue before it; on PipeWire: 0.0–5.1 ms after it in eleven of eleven.
         assert.ok(Math.abs(sync.audioStartEpochS - sync.audioStartStampEpochS) <= 0.015, figures)
