@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { run } from '../test/helpers.mjs'
+import { loadPipeSource, run } from '../test/helpers.mjs'
 
 export const RATE = 48000
 
@@ -109,20 +109,7 @@ export function median(values) {
  */
 export function startPipeMic(pulse, name, { ratio = 1 } = {}) {
   const fifo = path.join(pulse.dir, `${name}.fifo`)
-  const loaded = spawnSync(
-    'pactl',
-    [
-      'load-module',
-      'module-pipe-source',
-      `source_name=${name}`,
-      `file=${fifo}`,
-      'format=s16le',
-      'rate=48000',
-      'channels=1',
-    ],
-    { env: pulse.env, encoding: 'utf8' },
-  )
-  if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
+  const moduleId = loadPipeSource(pulse, name, fifo)
   const drain = spawn('parec', [`--device=${name}`, '--raw', '--latency-msec=20'], {
     env: pulse.env,
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -168,7 +155,7 @@ export function startPipeMic(pulse, name, { ratio = 1 } = {}) {
       clearInterval(timer)
       fs.closeSync(fd)
       drain.kill('SIGTERM')
-      spawnSync('pactl', ['unload-module', loaded.stdout.trim()], { env: pulse.env })
+      spawnSync('pactl', ['unload-module', moduleId], { env: pulse.env })
     },
   })
 }

@@ -3,6 +3,7 @@
 // Every expectation comes from the construction of the inputs, never from a run.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { seededRandom } from './helpers.mjs'
 
 const {
   flashOnsetsS,
@@ -17,17 +18,7 @@ const {
   ANCHOR_DOUBT_S,
 } = await import('../dist/record-audio.mjs')
 
-/** A seeded generator: the same "random" inputs on every run. */
-function random(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const random = seededRandom
 
 /** Irregular onsets: gaps drawn between minS and maxS. */
 function irregular(rand, n, firstS, minS = 0.6, maxS = 2.4) {

@@ -6,23 +6,13 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { tempDir, run, requireBinary, ulidAt, waitFor, alive, TOOL } from './helpers.mjs'
+import { tempDir, run, requireBinary, ulidAt, waitFor, alive, TOOL, seededRandom } from './helpers.mjs'
 
 const FPS = 30
 const RATE = 48000
 const [W, H] = [160, 120]
 
-/** A seeded generator: the same "random" trains on every run. */
-function random(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const random = seededRandom
 
 /** Onsets at irregular gaps (0.6–2.4 s), each at a random phase inside its frame. */
 function irregularTrain(seed, n, firstS = 0.7) {

@@ -426,21 +426,7 @@ export function readWav(file) {
 export async function startFastSource(pulse, ratio) {
   const fifo = path.join(pulse.dir, `fast-${Date.now()}`) // PulseAudio makes the FIFO
   const name = `ra_fast_${Date.now()}`
-  const loaded = spawnSync(
-    'pactl',
-    [
-      'load-module',
-      'module-pipe-source',
-      `source_name=${name}`,
-      `file=${fifo}`,
-      'format=s16le',
-      'rate=48000',
-      'channels=1',
-    ],
-    { env: pulse.env, encoding: 'utf8' },
-  )
-  if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
-  const moduleId = loaded.stdout.trim()
+  const moduleId = loadPipeSource(pulse, name, fifo)
   const out = fs.createWriteStream(fifo)
   out.on('error', () => {})
   const rate = 48000 * ratio
@@ -491,21 +477,7 @@ const CLICK_CODE_S = 10
  */
 export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${Date.now()}`, drain = false } = {}) {
   const fifo = path.join(server.dir, `${name}.fifo`) // the module makes it
-  const loaded = spawnSync(
-    'pactl',
-    [
-      'load-module',
-      'module-pipe-source',
-      `source_name=${name}`,
-      `file=${fifo}`,
-      'format=s16le',
-      `rate=${rate}`,
-      'channels=1',
-    ],
-    { env: server.env, encoding: 'utf8' },
-  )
-  if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
-  const moduleId = loaded.stdout.trim()
+  const moduleId = loadPipeSource(server, name, fifo, rate)
   let drainer = null
   if (drain) {
     drainer = spawn(
@@ -794,4 +766,35 @@ export function expectedAudioMark(r) {
   const agreed =
     r.audioStartCheck === 'plausible' || (r.audioStartCheck === 'stamp-late' && -r.audioDeliveryLatencyS < 0.01)
   return agreed && (r.audioStartUncertaintyS ?? 0) <= 0.04 ? '✔' : ' '
+}
+
+/** A seeded generator: the same "random" inputs on every run. */
+export function seededRandom(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** A PulseAudio (or pipewire-pulse) pipe source named `name` reading `fifo`, mono s16le; its module id. */
+export function loadPipeSource(server, name, fifo, rate = 48000) {
+  const loaded = spawnSync(
+    'pactl',
+    [
+      'load-module',
+      'module-pipe-source',
+      `source_name=${name}`,
+      `file=${fifo}`,
+      'format=s16le',
+      `rate=${rate}`,
+      'channels=1',
+    ],
+    { env: server.env, encoding: 'utf8' },
+  )
+  if (loaded.status !== 0) throw new Error(`module-pipe-source: ${loaded.stderr}`)
+  return loaded.stdout.trim()
 }
