@@ -85,11 +85,13 @@ const VERBOSE = false
 
 import { $, which } from 'zx'
 import minimist from 'minimist'
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
+import nodeModule from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 // ── Settings and flags ───────────────────────────────────────────────────────────────────────
@@ -105,7 +107,14 @@ export interface AudioInput {
   channels: number
 }
 
+/** The settings a recording was made with, as the sync record keeps them. */
+export interface SettingsInForce {
+  values: Record<string, string | number | boolean | null | (string | number)[]> // by flag name
+  fromFlags: string[] // the flags the command line gave; every other value is the settings block's
+}
+
 export interface Settings extends TimingOptions {
+  inForce?: SettingsInForce // what the sync record keeps of how the run was asked for
   feedId: string | null // null: find the video whose time span overlaps the audio
   format: Format
   inputs: AudioInput[] // one per --device, recorded together
@@ -129,6 +138,7 @@ export interface MuxLater extends Omit<TimingOptions, keyof TimingSettings> {
 export type Command =
   | { kind: 'help' }
   | { kind: 'version' }
+  | { kind: 'init' } // record-audio init: an editable copy of this script in the current folder
   | { kind: 'list-devices'; format: Format; ffmpeg: string }
   | { kind: 'record'; settings: Settings }
   | { kind: 'mux'; mux: MuxLater } // record-audio mux SYNC_FILE: the command again, e.g. once the video exists
@@ -555,8 +565,27 @@ function parseRecord(
       syncFile: args['sync-out'] ?? defaults.syncFile,
       ffmpeg: String(args.ffmpeg ?? defaults.ffmpeg),
       ...timing,
+      inForce: settingsInForce(args, argv, positional, defaults),
     },
   }
+}
+
+/** Every setting as this run has it, by flag, and which of them the command line gave (the rest: the file's). */
+export function settingsInForce(
+  args: minimist.ParsedArgs,
+  argv: string[],
+  positional: string[],
+  defaults: FileDefaults,
+): SettingsInForce {
+  const given = (flag: string) =>
+    argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`) || arg === `--no-${flag}`) ||
+    (flag === 'feed-id' && positional.length > 0)
+  const values: SettingsInForce['values'] = {}
+  for (const [key, row] of SETTING_ROWS) {
+    const fromFlag = row.flag === 'feed-id' && positional.length ? positional[0] : args[row.flag]
+    values[row.flag] = (given(row.flag) ? fromFlag : defaults[key]) ?? null
+  }
+  return { values, fromFlags: SETTING_ROWS.map(([, row]) => row.flag).filter(given) }
 }
 
 /** mux, repair and check: a subcommand and its one file, with only the flags that mean something to it. */
@@ -566,6 +595,11 @@ function parseSubcommand(
   positional: string[],
   defaults: FileDefaults,
 ): Command | null {
+  if (positional[0] === 'init' && positional.length === 1) {
+    const other = VALUE_FLAGS.find((flag) => args[flag] !== undefined)
+    if (other) throw new UsageError(`--${other} has no effect with init: edit it in the copy's settings`)
+    return { kind: 'init' }
+  }
   const subcommand = Object.hasOwn(SUBCOMMANDS, positional[0] ?? '')
     ? (positional[0] as keyof typeof SUBCOMMANDS)
     : null
@@ -672,6 +706,7 @@ export function helpText(platform: Platform, defaults: FileDefaults = FILE_DEFAU
     ...Object.entries(SUBCOMMANDS).map(
       ([name, sub]) => `       record-audio ${`${name} <${sub.file}>`.padEnd(20)} ${sub.what}`,
     ),
+    `       record-audio ${'init'.padEnd(20)} a copy of this script here, to edit its settings and run with node`,
     '',
     'Records audio until ctrl-c, then prints the ffmpeg command that muxes it into the newest',
     'TracktorLive video of that feed, with the offset between them corrected.',
@@ -3062,6 +3097,11 @@ export interface TimingSettings {
  * first sample's time is known, again at the stop, and last with the video, so that a crash or a
  * kill at any point still leaves the audio's start. `mux` reads it back.
  */
+export interface RecordedSettings extends SettingsInForce {
+  script: string // the file whose settings block was read: an edited copy, a checkout or the package
+  scriptSha256: string
+}
+
 export interface SyncRecord {
   tool: string
   state: 'recording' | 'stopped' | 'synced' // how far the run got when the file was last written
@@ -3090,6 +3130,8 @@ export interface SyncRecord {
   // several devices: each one's audio fields, in --device order; the ones above are the first that recorded
   audios: AudioPart[] | null
   timing: TimingSettings
+  // every setting as the recording had it (the settings block's, or a flag's) and the script that ran
+  settings: RecordedSettings | null
   videoFile: string | null
   videoStartEpochS: number | null
   videoStartSource: VideoTiming['source'] | null
@@ -3246,6 +3288,7 @@ export function newSyncRecord(
     audioClockRatio: 1,
     audios: null,
     trackingCsvWatched: null,
+    settings: null,
     ...NO_VIDEO,
     videos: null,
     notes: [],
@@ -3305,6 +3348,7 @@ export function parseSyncRecord(text: string): SyncRecord {
       timing,
     }),
     state: raw.state === 'stopped' || raw.state === 'synced' ? raw.state : 'recording',
+    settings: raw.settings && typeof raw.settings === 'object' ? (raw.settings as RecordedSettings) : null,
     audioStartEpochS: number('audioStartEpochS'),
     audioStartSource: (raw.audioStartSource as AudioStart['source']) ?? null,
     audioStartStampEpochS: number('audioStartStampEpochS'),
@@ -3336,6 +3380,54 @@ export function parseSyncRecord(text: string): SyncRecord {
           .map((v: Record<string, unknown>) => ({ ...NO_VIDEO, videoFile: v.videoFile as string }))
       : null,
     notes: parseNotes(raw.notes),
+  }
+}
+
+// ── The build ────────────────────────────────────────────────────────────────────────────────
+// npx and a global install run dist/record-audio.mjs: Node strips no types under node_modules. The build is
+// this file with its types stripped (line for line) and the source's hash stamped in, so that a run notices an
+// edit the build has not seen and runs the edited source instead, or refuses: never the old settings.
+
+/** The sha256 of record-audio.mts that this build was made from; '' in the source itself (writeBuild sets it). */
+const BUILT_FROM_SHA256 = ''
+
+/** The oldest Node that runs this file's TypeScript itself: an edited settings block needs nothing built. */
+export const OLDEST_NODE = '22.18.0'
+
+export function nodeIsTooOld(version: string, oldest = OLDEST_NODE): boolean {
+  const [have, need] = [version, oldest].map((v) => v.replace(/^v/, '').split('.').map(Number))
+  for (let k = 0; k < 3; k++) if (have[k] !== need[k]) return (have[k] ?? 0) < need[k]
+  return false
+}
+
+export const sha256 = (text: string | Buffer) => createHash('sha256').update(text).digest('hex')
+
+/** The build's text: the stripped source with its hash in BUILT_FROM_SHA256. */
+export function stampBuild(strippedJs: string, sourceSha256: string): string {
+  const declaration = /^const BUILT_FROM_SHA256 = ''$/m
+  if (!declaration.test(strippedJs)) throw new Error('the source has no BUILT_FROM_SHA256 to stamp')
+  return strippedJs.replace(declaration, `const BUILT_FROM_SHA256 = '${sourceSha256}'`)
+}
+
+export type BuildCheck =
+  | { kind: 'run-self' } // the source itself, or a build that matches it (or has no source beside it)
+  | { kind: 'run-source'; source: string } // the source was edited after the build: run it instead
+  | { kind: 'refuse'; line: string } // edited, and Node cannot run it where it is
+
+/** What a build does about the source beside it (`../record-audio.mts`), given that source's hash. */
+export function checkBuild(
+  self: string,
+  builtFromSha256: string,
+  source: string,
+  sourceSha256: string | null,
+): BuildCheck {
+  if (self.endsWith('.mts') || sourceSha256 == null || sourceSha256 === builtFromSha256) return { kind: 'run-self' }
+  if (!source.split(/[\\/]/).includes('node_modules')) return { kind: 'run-source', source }
+  return {
+    kind: 'refuse',
+    line:
+      `record-audio: ${source} was edited after its build, and Node runs no TypeScript under node_modules:` +
+      ' make your own copy to edit with `npx record-audio init` in your lab folder (nothing was recorded)',
   }
 }
 
@@ -3393,6 +3485,7 @@ function packageVersion(): string {
     try {
       const pkg = JSON.parse(fs.readFileSync(new URL(rel, import.meta.url), 'utf8'))
       if (pkg.name === 'record-audio') return pkg.version
+      if (typeof pkg.recordAudioVersion === 'string') return `${pkg.recordAudioVersion} (a copy made by init)`
     } catch {
       /* try the next place */
     }
@@ -4383,6 +4476,7 @@ function newRecording(s: Settings, feedDir: string | null, timing: TimingSetting
   const record: SyncRecord = {
     ...newSyncRecord({ tool: `record-audio ${packageVersion()}`, feedDir, timing, ...parts[0] }),
     audios: parts.length > 1 ? parts : null,
+    settings: s.inForce ? { ...s.inForce, ...runningScript() } : null,
   }
   return { parts, record }
 }
@@ -5682,6 +5776,109 @@ function repairWav(file: string): number {
     fs.closeSync(fd)
   }
 }
+// The build, and the copy a lab edits.
+const SOURCE_NAME = 'record-audio.mts'
+
+/** This file's source: itself, or for the build the source beside dist/. */
+const ownSource = () => {
+  const self = fileURLToPath(import.meta.url)
+  return self.endsWith('.mts') ? self : path.join(path.dirname(self), '..', SOURCE_NAME)
+}
+
+function readIfFile(file: string): string | null {
+  try {
+    return fs.statSync(file).isFile() ? fs.readFileSync(file, 'utf8') : null
+  } catch {
+    return null
+  }
+}
+
+/** Which script's settings block this run has, for the sync record. */
+function runningScript(): { script: string; scriptSha256: string } {
+  const source = ownSource()
+  return { script: source, scriptSha256: BUILT_FROM_SHA256 || sha256(readIfFile(source) ?? '') }
+}
+
+/** `npm run build`: dist/record-audio.mjs from the source beside it, written whole or not at all. */
+export function writeBuild(root = path.dirname(ownSource())): string {
+  const sourceText = fs.readFileSync(path.join(root, SOURCE_NAME), 'utf8')
+  const strip = (nodeModule as unknown as { stripTypeScriptTypes?: (code: string) => string }).stripTypeScriptTypes
+  if (!strip) throw new Error(`the build needs Node ${OLDEST_NODE} or later (this is ${process.version})`)
+  const built = path.join(root, 'dist', 'record-audio.mjs')
+  fs.mkdirSync(path.dirname(built), { recursive: true })
+  const partial = `${built}.${process.pid}.partial`
+  fs.writeFileSync(partial, stampBuild(strip(sourceText), sha256(sourceText)), { mode: 0o755 })
+  fs.renameSync(partial, built)
+  return built
+}
+
+/** The program: this build, or the source edited since, or one line that says why neither. */
+async function runLatest(argv: string[]): Promise<number> {
+  if (nodeIsTooOld(process.versions.node))
+    return sayThen(
+      `record-audio: this is Node ${process.version}; it needs Node ${OLDEST_NODE} or later (24 or 26 LTS):` +
+        ' install a current Node and run it again (nothing was recorded)',
+      1,
+    )
+  const source = ownSource()
+  const text = readIfFile(source)
+  const check = checkBuild(
+    fileURLToPath(import.meta.url),
+    BUILT_FROM_SHA256,
+    source,
+    text == null ? null : sha256(text),
+  )
+  if (check.kind === 'refuse') return sayThen(check.line, 1)
+  if (check.kind === 'run-self') return main(argv)
+  const edited = (await import(pathToFileURL(check.source).href)) as { main: typeof main }
+  return edited.main(argv)
+}
+
+/** `record-audio init`: the script, copied into this folder to be edited, with what it imports installed. */
+function initCopy(): number {
+  const target = path.resolve(SOURCE_NAME)
+  try {
+    fs.copyFileSync(ownSource(), target, fs.constants.COPYFILE_EXCL)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new UsageError(
+        `./${SOURCE_NAME} is here already (left as it is): edit it and run node ${SOURCE_NAME} <feed_id>`,
+      )
+    throw new ToolError(
+      `cannot write ./${SOURCE_NAME} (${(error as NodeJS.ErrnoException).code}): init in a folder of yours`,
+    )
+  }
+  fs.chmodSync(target, 0o755)
+  const ours = JSON.parse(fs.readFileSync(path.join(path.dirname(ownSource()), 'package.json'), 'utf8'))
+  const wanted = Object.entries(ours.dependencies as Record<string, string>).map(([name, range]) => `${name}@${range}`)
+  let npmArgs = ['install', '--no-audit', '--no-fund', ...wanted]
+  if (!fs.existsSync('package.json')) {
+    const lab = {
+      name: 'record-audio-lab',
+      private: true,
+      recordAudioVersion: ours.version,
+      dependencies: ours.dependencies,
+    }
+    fs.writeFileSync('package.json', `${JSON.stringify(lab, null, 2)}\n`, { flag: 'wx' })
+    npmArgs = ['install', '--no-audit', '--no-fund']
+  }
+  const windows = process.platform === 'win32'
+  const npm = spawnSync(windows ? 'npm.cmd' : 'npm', npmArgs, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    shell: windows,
+  })
+  if (npm.status !== 0)
+    return sayThen(
+      `✖ ./${SOURCE_NAME} is copied, but npm install failed: run npm install ${wanted.join(' ')} here, then` +
+        ` node ${SOURCE_NAME} <feed_id>`,
+      1,
+    )
+  return sayThen(
+    `✔ ./${SOURCE_NAME} is your copy: edit its settings (the top of the file), then run: node ${SOURCE_NAME} <feed_id>`,
+    0,
+  )
+}
+
 export async function main(argv: string[]): Promise<number> {
   // A closed terminal (SIGHUP) turns writes into EIO errors: the stop must go on regardless.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
@@ -5696,6 +5893,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'help') return printThen(`${helpText(process.platform)}\n`, 0)
   if (command.kind === 'version') return printThen(`${packageVersion()}\n`, 0)
   try {
+    if (command.kind === 'init') return initCopy()
     if (command.kind === 'repair') return repairWav(command.file)
     if (command.kind === 'check') return await checkFile(command)
     if (command.kind === 'list-devices') return await listDevices(command.format, command.ffmpeg)
@@ -5719,4 +5917,4 @@ function invokedDirectly(): boolean {
   }
 }
 
-if (invokedDirectly()) process.exitCode = await main(process.argv.slice(2))
+if (invokedDirectly()) process.exitCode = await runLatest(process.argv.slice(2))

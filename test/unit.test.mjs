@@ -25,6 +25,11 @@ import {
   formatCommand,
   describeOffset,
   defaultFormat,
+  nodeIsTooOld,
+  stampBuild,
+  checkBuild,
+  sha256,
+  OLDEST_NODE,
 } from '../dist/record-audio.mjs'
 import { ulidAt, tempDir, run, requireBinary, readWav } from './helpers.mjs'
 
@@ -36,7 +41,13 @@ const usageError = (argv, pattern, platform = 'linux') =>
   )
 
 test('flags: defaults come from the settings block', () => {
-  const s = settings(['feed'])
+  const { inForce, ...s } = settings(['feed'])
+  // What the sync record keeps: each setting by its flag, the settings block's but for the feed id given.
+  assert.deepEqual(inForce.fromFlags, ['feed-id'])
+  assert.equal(inForce.values['feed-id'], 'feed')
+  assert.equal(inForce.values['muxed-suffix'], FILE_DEFAULTS.muxedSuffix)
+  assert.equal(inForce.values.rate, FILE_DEFAULTS.sampleRate)
+  assert.equal(Object.keys(inForce.values).length, Object.keys(FILE_DEFAULTS).length)
   assert.deepEqual(s, {
     feedId: 'feed',
     format: 'alsa',
@@ -101,6 +112,15 @@ test('flags: every flag overrides its constant', () => {
     '--camera-latency=0.135',
     '--verbose',
   ])
+  const { inForce } = s
+  delete s.inForce
+  // Every setting given as a flag is kept as given (the rest of the command line is not a setting).
+  assert.deepEqual(inForce.fromFlags.length, Object.keys(FILE_DEFAULTS).length - 1, 'all but --all-videos')
+  assert.ok(!inForce.fromFlags.includes('all-videos'))
+  assert.equal(inForce.values['muxed-suffix'], '_av.mp4')
+  assert.equal(inForce.values['clock-offset'], '-0.25')
+  assert.equal(inForce.values['drift-fix'], false)
+  assert.equal(inForce.values.events, true)
   assert.deepEqual(s, {
     feedId: 'f',
     format: 'pulse',
@@ -1315,4 +1335,30 @@ test('several devices: names, one stream each in the mux plan (placed by its own
       ['/lab/a-2.wav', 'room', 1795817200.75, 'ffmpeg was killed (SIGKILL)'],
     ],
   )
+})
+
+test('the build: Node versions, the stamp, and what a build does about an edited source', () => {
+  assert.equal(OLDEST_NODE, '22.18.0')
+  for (const old of ['v20.20.2', '22.17.9', '22.9.0', '21.7.3']) assert.equal(nodeIsTooOld(old), true, old)
+  for (const ok of ['22.18.0', 'v22.23.3', '23.0.0', '24.21.0', '26.10.0']) assert.equal(nodeIsTooOld(ok), false, ok)
+  const stripped = "#!/usr/bin/env node\nconst BUILT_FROM_SHA256 = ''\nconst x = 1\n"
+  assert.equal(stampBuild(stripped, 'ab12'), "#!/usr/bin/env node\nconst BUILT_FROM_SHA256 = 'ab12'\nconst x = 1\n")
+  assert.throws(() => stampBuild('const x = 1\n', 'ab12'), /no BUILT_FROM_SHA256/)
+  // The packaged build was stamped with the source it was made from.
+  const built = fs.readFileSync(new URL('../dist/record-audio.mjs', import.meta.url), 'utf8')
+  const source = fs.readFileSync(new URL('../record-audio.mts', import.meta.url), 'utf8')
+  assert.match(built, new RegExp(`^const BUILT_FROM_SHA256 = '${sha256(source)}'$`, 'm'))
+
+  const dist = '/lab/record-audio/dist/record-audio.mjs'
+  const src = '/lab/record-audio/record-audio.mts'
+  assert.deepEqual(checkBuild(dist, 'aa', src, 'aa'), { kind: 'run-self' })
+  assert.deepEqual(checkBuild(dist, 'aa', src, null), { kind: 'run-self' }, 'a build with no source beside it')
+  assert.deepEqual(checkBuild(src, '', src, 'bb'), { kind: 'run-self' }, 'the source itself')
+  assert.deepEqual(checkBuild(dist, 'aa', src, 'bb'), { kind: 'run-source', source: src })
+  const cached = '/home/u/.npm/_npx/1f/node_modules/record-audio/record-audio.mts'
+  const refused = checkBuild(cached.replace('record-audio.mts', 'dist/record-audio.mjs'), 'aa', cached, 'bb')
+  assert.equal(refused.kind, 'refuse')
+  assert.match(refused.line, /edited after its build, .* `npx record-audio init`/)
+  const windows = 'C:\\Users\\u\\node_modules\\record-audio\\record-audio.mts'
+  assert.equal(checkBuild('C:\\x\\dist\\record-audio.mjs', 'aa', windows, 'bb').kind, 'refuse')
 })
