@@ -269,12 +269,16 @@ async function stopWhileDecoding(stop) {
           return false
         }
       })
-      .filter((entry) => /ffmpeg|ffprobe/.test(fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8')))
-  await waitFor(
-    () => children().some((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rawvideo')),
-    20000,
-    'the events being decoded',
-  )
+      .filter((entry) => /ffmpeg|ffprobe/.test(cmdline(entry)))
+  // A child may end between two reads of /proc: it then has no command line.
+  const cmdline = (pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+  await waitFor(() => children().some((pid) => cmdline(pid).includes('rawvideo')), 20000, 'the events being decoded')
   const decoding = children().map(Number)
   stop(tool.pid)
   const code = await exited

@@ -728,7 +728,7 @@ export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burst
   }
 }
 
-/** TracktorLive's source on PYTHONPATH: TRACKTORLIVE_SRC, else ../shared/tracktorlive; null if an installed one is used. */
+/** TracktorLive's source on PYTHONPATH: TRACKTORLIVE_SRC, else the copy beside the checkout; else an installed one. */
 export function tracktorliveEnv(env) {
   const src = process.env.TRACKTORLIVE_SRC ?? path.resolve(ROOT, '..', 'shared', 'tracktorlive')
   return fs.existsSync(path.join(src, 'tracktorlive', 'server.py')) ? { ...env, PYTHONPATH: src } : env

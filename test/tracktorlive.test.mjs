@@ -58,7 +58,9 @@ test('the real TracktorLive (1.0.2, a live 30 fps stream, -d -w through its Pyth
   assert.equal(
     probe.status,
     0,
-    `TracktorLive cannot run here (bash .ci/run installs its Debian packages): ${probe.stderr}`,
+    'TracktorLive 1.0.2 is not found: set TRACKTORLIVE_SRC to its source folder, keep it beside the checkout' +
+      ' (../shared/tracktorlive, as CI has it) or pip install it; its Python packages: bash .ci/run installs them' +
+      ` (${probe.stderr.trim().split('\n').at(-1)})`,
   )
   const cwd = tempDir()
   const port = 6077 + Math.floor(Math.random() * 500)
