@@ -3427,7 +3427,7 @@ export function checkBuild(
     kind: 'refuse',
     line:
       `record-audio: ${source} was edited after its build, and Node runs no TypeScript under node_modules:` +
-      ' make your own copy to edit with `npx record-audio init` in your lab folder (nothing was recorded)',
+      ' make your own copy to edit with `record-audio init` in your lab folder (nothing was recorded)',
   }
 }
 
@@ -5828,7 +5828,9 @@ async function runLatest(argv: string[]): Promise<number> {
     source,
     text == null ? null : sha256(text),
   )
-  if (check.kind === 'refuse') return sayThen(check.line, 1)
+  // init copies the edited source itself: the way out of the refusal stays open.
+  if (check.kind === 'refuse' && argv[0] !== 'init') return sayThen(check.line, 1)
+  if (check.kind === 'refuse') return main(argv)
   if (check.kind === 'run-self') return main(argv)
   const edited = (await import(pathToFileURL(check.source).href)) as { main: typeof main }
   return edited.main(argv)

@@ -137,8 +137,12 @@ test('an installed tarball whose source was edited under node_modules refuses in
   const help = run(bin, ['--help'])
   assert.equal(help.status, 1)
   assert.equal(help.stdout, '', 'no help with the old default')
-  assert.match(help.stderr, /^record-audio: .*record-audio\.mts was edited after its build.*npx record-audio init/)
+  assert.match(help.stderr, /^record-audio: .*record-audio\.mts was edited after its build.*record-audio init/)
   assert.equal(help.stderr.trim().split('\n').length, 1)
+  // The way out it names works: init copies the edited source.
+  const init = run(bin, ['init'], { cwd: lab })
+  assert.equal(init.status, 0, init.stderr)
+  assert.match(fs.readFileSync(path.join(lab, 'record-audio.mts'), 'utf8'), /'-edited\.mp4'/)
 })
 
 test('npx record-audio init from an empty folder: a copy to edit; each edit, and a flag, used by the next run', async () => {

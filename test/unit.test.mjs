@@ -1358,7 +1358,7 @@ test('the build: Node versions, the stamp, and what a build does about an edited
   const cached = '/home/u/.npm/_npx/1f/node_modules/record-audio/record-audio.mts'
   const refused = checkBuild(cached.replace('record-audio.mts', 'dist/record-audio.mjs'), 'aa', cached, 'bb')
   assert.equal(refused.kind, 'refuse')
-  assert.match(refused.line, /edited after its build, .* `npx record-audio init`/)
+  assert.match(refused.line, /edited after its build, .* `record-audio init`/)
   const windows = 'C:\\Users\\u\\node_modules\\record-audio\\record-audio.mts'
   assert.equal(checkBuild('C:\\x\\dist\\record-audio.mjs', 'aa', windows, 'bb').kind, 'refuse')
 })
