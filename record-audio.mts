@@ -350,6 +350,9 @@ function afterStopFlags(args: minimist.ParsedArgs, defaults: Pick<FileDefaults, 
 }
 
 /** The timing flags given on this command line, and only those: `mux` later fills the rest from the sync file. */
+/** Whether the command line gave --flag (with or without a value) or --no-flag. */
+const flagGiven = (argv: string[], flag: string) => argv.some((arg) => new RegExp(`^--(no-)?${flag}(=|$)`).test(arg))
+
 function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingSettings> {
   const given: Partial<TimingSettings> = {}
   if (args['video-start'] !== undefined) given.videoStartEpochS = parseVideoStart(args['video-start'])
@@ -357,9 +360,9 @@ function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingS
   if (args['camera-latency'] !== undefined)
     given.cameraLatencyS = parseSeconds('camera-latency', args['camera-latency'])
   if (args.timesync !== undefined) given.timesyncFile = parseTimesyncFile(args.timesync)
-  if (argv.some((arg) => /^--(no-)?drift-fix(=|$)/.test(arg))) given.driftFix = Boolean(args['drift-fix'])
-  if (argv.some((arg) => /^--(no-)?events(=|$)/.test(arg))) given.events = Boolean(args.events)
-  if (argv.some((arg) => /^--(no-)?all-videos(=|$)/.test(arg))) given.allVideos = Boolean(args['all-videos'])
+  if (flagGiven(argv, 'drift-fix')) given.driftFix = Boolean(args['drift-fix'])
+  if (flagGiven(argv, 'events')) given.events = Boolean(args.events)
+  if (flagGiven(argv, 'all-videos')) given.allVideos = Boolean(args['all-videos'])
   return given
 }
 
@@ -577,9 +580,7 @@ export function settingsInForce(
   positional: string[],
   defaults: FileDefaults,
 ): SettingsInForce {
-  const given = (flag: string) =>
-    argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`) || arg === `--no-${flag}`) ||
-    (flag === 'feed-id' && positional.length > 0)
+  const given = (flag: string) => flagGiven(argv, flag) || (flag === 'feed-id' && positional.length > 0)
   const values: SettingsInForce['values'] = {}
   for (const [key, row] of SETTING_ROWS) {
     const fromFlag = row.flag === 'feed-id' && positional.length ? positional[0] : args[row.flag]
@@ -3092,16 +3093,16 @@ export interface TimingSettings {
   allVideos: boolean // --all-videos: which videos get an offset, so that mux later makes the same ones
 }
 
-/**
- * The one file that outlives the run: written when the recording starts, again the moment the
- * first sample's time is known, again at the stop, and last with the video, so that a crash or a
- * kill at any point still leaves the audio's start. `mux` reads it back.
- */
 export interface RecordedSettings extends SettingsInForce {
   script: string // the file whose settings block was read: an edited copy, a checkout or the package
   scriptSha256: string
 }
 
+/**
+ * The one file that outlives the run: written when the recording starts, again the moment the
+ * first sample's time is known, again at the stop, and last with the video, so that a crash or a
+ * kill at any point still leaves the audio's start. `mux` reads it back.
+ */
 export interface SyncRecord {
   tool: string
   state: 'recording' | 'stopped' | 'synced' // how far the run got when the file was last written
@@ -5776,6 +5777,7 @@ function repairWav(file: string): number {
     fs.closeSync(fd)
   }
 }
+
 // The build, and the copy a lab edits.
 const SOURCE_NAME = 'record-audio.mts'
 
@@ -5830,8 +5832,7 @@ async function runLatest(argv: string[]): Promise<number> {
   )
   // init copies the edited source itself: the way out of the refusal stays open.
   if (check.kind === 'refuse' && argv[0] !== 'init') return sayThen(check.line, 1)
-  if (check.kind === 'refuse') return main(argv)
-  if (check.kind === 'run-self') return main(argv)
+  if (check.kind !== 'run-source') return main(argv)
   const edited = (await import(pathToFileURL(check.source).href)) as { main: typeof main }
   return edited.main(argv)
 }
@@ -5853,8 +5854,8 @@ function initCopy(): number {
   fs.chmodSync(target, 0o755)
   const ours = JSON.parse(fs.readFileSync(path.join(path.dirname(ownSource()), 'package.json'), 'utf8'))
   const wanted = Object.entries(ours.dependencies as Record<string, string>).map(([name, range]) => `${name}@${range}`)
-  let npmArgs = ['install', '--no-audit', '--no-fund', ...wanted]
-  if (!fs.existsSync('package.json')) {
+  const labHasPackage = fs.existsSync('package.json')
+  if (!labHasPackage) {
     const lab = {
       name: 'record-audio-lab',
       private: true,
@@ -5862,8 +5863,8 @@ function initCopy(): number {
       dependencies: ours.dependencies,
     }
     fs.writeFileSync('package.json', `${JSON.stringify(lab, null, 2)}\n`, { flag: 'wx' })
-    npmArgs = ['install', '--no-audit', '--no-fund']
   }
+  const npmArgs = ['install', '--no-audit', '--no-fund', ...(labHasPackage ? wanted : [])]
   const windows = process.platform === 'win32'
   const npm = spawnSync(windows ? 'npm.cmd' : 'npm', npmArgs, {
     stdio: ['ignore', 'ignore', 'inherit'],
