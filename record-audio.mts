@@ -805,6 +805,38 @@ export function noOverlapLine(
   )
 }
 
+/** While recording: the feed folder missing is said this long after the start (TracktorLive may start just after). */
+export const FEED_CHECK_S = 3
+/** A recording growing in another folder this long, and none new in the feed's: the feed id is likely wrong. */
+export const WRONG_FEED_AFTER_S = 5
+
+/** What the feed watch saw so far, for feedWarning. */
+export interface FeedSeen {
+  feed: string // the feed folder as the user named it
+  elapsedS: number // since the recording started
+  feedExists: boolean
+  feedLive: boolean // a recording in it grows, or was minted since the audio started
+  elsewhere: { dir: string; growingS: number }[] // other folders here with a recording growing now, and for how long
+}
+
+/**
+ * The one early line a mistyped feed id (or no TracktorLive) gets while recording; null: nothing to say
+ * yet. The recording goes on either way: the stop names the folder whose recording overlaps the audio.
+ */
+export function feedWarning(f: FeedSeen): string | null {
+  const other = [...f.elsewhere].sort((a, b) => b.growingS - a.growingS)[0]
+  const fix = other
+    ? `: is the feed id ${path.basename(other.dir)}? (recording goes on; the stop gives its command)`
+    : ''
+  if (!f.feedExists && f.elapsedS >= FEED_CHECK_S)
+    return other
+      ? `⚠ No folder ${f.feed}/ here, but a recording grows in ${other.dir}/${fix}`
+      : `⚠ No folder ${f.feed}/ here yet: TracktorLive writes ${f.feed}/<ULID>.mp4 (is it running here, with this feed id?)`
+  if (f.feedExists && !f.feedLive && other && other.growingS >= WRONG_FEED_AFTER_S)
+    return `⚠ No new recording in ${f.feed}/, but one grows in ${other.dir}/${fix}`
+  return null
+}
+
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
 
 /** ffmpeg's arguments for the capture. No -y: an existing file makes ffmpeg refuse (-n). */
@@ -4111,6 +4143,106 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
   return { look, epochs }
 }
 
+const FEED_LOOK_MS = 1000 // the feed watch: a few stats a second's worth, on its own wake-up
+const FEED_MAX_FOLDERS = 64 // subfolders of the search root followed, at most
+const FEED_MAX_ENTRIES = 4096 // entries read from one folder per listing, at most
+
+/** A folder's newest TracktorLive recording and its size at the last look, for the feed watch. */
+interface FolderSeen {
+  mtimeMs: number | null
+  newest: string | null
+  bytes: number | null
+  growingSinceMs: number | null
+}
+
+/** Up to `max` entries of a folder, read without blocking (opendir's reads run off the event loop). */
+async function someEntries(dir: string, max: number): Promise<fs.Dirent[]> {
+  const found: fs.Dirent[] = []
+  const handle = await fs.promises.opendir(dir, { bufferSize: 64 })
+  try {
+    for (let entry = await handle.read(); entry && found.length < max; entry = await handle.read()) found.push(entry)
+  } finally {
+    await handle.close().catch(() => {})
+  }
+  return found
+}
+
+/**
+ * While recording with a feed id: looks at ./<feed_id>/ and the folders beside it, asynchronously, one look
+ * at a time (a slow disk skips looks, never holds the recording), and says feedWarning's line once.
+ * A folder's entries are read again only when its mtime moved (a file created); else a stat per folder
+ * and one of its newest recording tell whether it grows.
+ */
+function watchFeed(feedDir: string, root: string, startedMs: number): { look: () => void } {
+  const folders = new Map<string, FolderSeen>()
+  let rootMtimeMs: number | null = null
+  let busy = false
+  let done = false
+  let lastSaid: string | null = null
+  const relist = async (dir: string, seen: FolderSeen) => {
+    const mtimeMs = (await fs.promises.stat(dir)).mtimeMs
+    if (mtimeMs !== seen.mtimeMs) {
+      seen.mtimeMs = mtimeMs
+      const names = (await someEntries(dir, FEED_MAX_ENTRIES)).filter((e) => e.isFile()).map((e) => e.name)
+      const newest = newestRecording(names) ?? null
+      if (newest !== seen.newest) Object.assign(seen, { newest, bytes: null, growingSinceMs: null })
+    }
+    if (!seen.newest) return
+    const bytes = (await fs.promises.stat(path.join(dir, seen.newest))).size
+    if (seen.bytes != null && bytes > seen.bytes) seen.growingSinceMs ??= Date.now()
+    else if (seen.bytes != null) seen.growingSinceMs = null
+    seen.bytes = bytes
+  }
+  const once = async () => {
+    const rootMtime = (await fs.promises.stat(root)).mtimeMs
+    if (rootMtime !== rootMtimeMs) {
+      rootMtimeMs = rootMtime
+      const dirs = (await someEntries(root, FEED_MAX_ENTRIES)).filter((e) => e.isDirectory()).map((e) => e.name)
+      for (const name of dirs.slice(0, FEED_MAX_FOLDERS)) {
+        const dir = path.join(root, name)
+        if (!folders.has(dir)) folders.set(dir, { mtimeMs: null, newest: null, bytes: null, growingSinceMs: null })
+      }
+    }
+    const feedExists = await fs.promises.stat(feedDir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    )
+    if (feedExists && !folders.has(feedDir))
+      folders.set(feedDir, { mtimeMs: null, newest: null, bytes: null, growingSinceMs: null })
+    await Promise.all([...folders].map(([dir, seen]) => relist(dir, seen).catch(() => folders.delete(dir))))
+    const now = Date.now()
+    const feed = folders.get(feedDir)
+    const newest = feed?.newest
+    const elsewhere = [...folders]
+      .filter(([dir, seen]) => dir !== feedDir && seen.growingSinceMs != null)
+      .map(([dir, seen]) => ({
+        dir: shownPath(dir, process.cwd()),
+        growingS: (now - (seen.growingSinceMs ?? now)) / 1000,
+      }))
+    const text = feedWarning({
+      feed: shownPath(feedDir, process.cwd()),
+      elapsedS: (now - startedMs) / 1000,
+      feedExists,
+      feedLive: feed?.growingSinceMs != null || (newest != null && ulidTimeMs(newest) >= startedMs - 5000),
+      elsewhere,
+    })
+    if (text == null || text === lastSaid) return
+    say(text)
+    lastSaid = text
+    done = elsewhere.length > 0 // a folder named: said all there is; else a later look may name one
+  }
+  const look = () => {
+    if (busy || done) return
+    busy = true
+    once()
+      .catch(() => {}) // an unreadable folder: nothing to say from it
+      .finally(() => {
+        busy = false
+      })
+  }
+  return { look }
+}
+
 /** What the capture left: ffmpeg's exit, its log, the first sample's time, and when the stop came. */
 interface Capture {
   exitCode: number | null
@@ -4403,6 +4535,8 @@ async function record(s: Settings): Promise<number> {
     announce(s, audioFiles)
     const csvWatch = watchTrackingCsvs(feedDir)
     const csvLooks = everyJittered(csvWatch.look, CSV_LOOK_MS) // the live status looks only every 1–2.5 s
+    const feedWatch = feedDir && !s.videoFile ? watchFeed(feedDir, process.cwd(), Date.now()) : null
+    const feedLooks = feedWatch ? everyJittered(feedWatch.look, FEED_LOOK_MS) : null
     const views = stops.fanOut(s.inputs.length, () => sayStopping(stops.count, several))
     const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
@@ -4421,6 +4555,7 @@ async function record(s: Settings): Promise<number> {
     )
     status.stop()
     csvLooks.stop()
+    feedLooks?.stop()
     const watchedCsv = csvWatch.epochs()
     record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
     const failed = settleCaptures(s, parts, captures, { ffmpeg, summary, audioFiles })
@@ -4816,6 +4951,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   })
   const audio = audioFacts(record)
   let refused = false
+  let elsewhere: Note[] = [] // a wrong feed id: the folder whose recording overlaps the audio, and its command
   record.notes = f.summary.notes // the same list: every note said from here on is kept, on every path
   try {
     const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
@@ -4837,10 +4973,13 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
       const videoFile = chooseVideos(given, audio, false, f.summary)[0] ?? null
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
       Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced', videos: null })
+      if (!videoFile) elsewhere = recordingElsewhere(audio, f, syncFile)
+      f.summary.tell(elsewhere)
     }
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
     say(`✖ ${(error as Error).message}. The audio and its start are saved${syncFile ? ` in ${syncFile}` : ''}.`)
+    if (error instanceof NoOverlap && !f.allVideos) f.summary.tell(recordingElsewhere(audio, f, syncFile))
     if (syncFile) saveSync(syncFile, record) // with what was said of the audio
     return 1
   }
@@ -4849,7 +4988,8 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     return 1
   }
   if (syncFile) say(`  Timing: ${syncFile}`)
-  if (!record.muxCommand && syncFile) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
+  if (!record.muxCommand && syncFile && !elsewhere.length)
+    say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
   if (interrupted && f.events && f.mux) {
     // Stopped while waiting or reading the events: the offset may be the anchors' alone, so no mux.
@@ -4870,6 +5010,35 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   const delivered = await deliver(record, f, stops)
   f.summary.end()
   return refused ? 1 : delivered
+}
+
+/**
+ * A feed folder without this audio's recording (a mistyped feed id): the folder beside it whose
+ * recording overlaps the audio most, and the exact command that syncs to it. [] when none does.
+ */
+function recordingElsewhere(audio: AudioFacts, f: Finishing, syncFile: string | null): Note[] {
+  if (!f.feedDir) return []
+  let spans: Omit<Candidate, 'overlapS'>[]
+  try {
+    spans = recordingSpans(
+      subfolders(f.searchRoot).filter((dir) => path.resolve(dir) !== path.resolve(f.feedDir ?? '')),
+    )
+  } catch {
+    return [] // the search root unreadable: the warning already said what is missing
+  }
+  const best = rankByOverlap(spans, audio.startEpochS, audioEndEpochS(audio))[0]
+  if (!best || best.overlapS <= 0) return []
+  const cwd = process.cwd()
+  const quote = process.platform === 'win32' ? quotePowerShellArg : quotePosix
+  const folder = shownPath(path.dirname(best.file), cwd)
+  const command = `record-audio mux ${quote(syncFile ?? 'SYNC_FILE')} --video ${quote(shownPath(best.file, cwd))}`
+  return [
+    {
+      kind: 'warning',
+      text: `⚠ The recording that overlaps the audio (${best.overlapS.toFixed(1)} s of it) is in ${folder}${path.sep}: sync to it with`,
+    },
+    { kind: 'plain', text: `  ${command}` },
+  ]
 }
 
 /**

@@ -1,0 +1,157 @@
+// A newcomer's first hour (issue 22): a wrong feed id caught while recording, and the stop's command
+// for the folder that has the recording; lines that fit a terminal of any width (through tmux).
+// Real ffmpeg, a private PulseAudio, real growing recordings.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { feedWarning, FEED_CHECK_S, WRONG_FEED_AFTER_S } from '../dist/record-audio.mjs'
+import { TOOL, usePulse, startTool, startVideoRecorder, tempDir, waitFor, requireBinary } from './helpers.mjs'
+
+const pulse = usePulse()
+
+test('feedWarning: a missing feed folder early, a recording growing elsewhere named, nothing while all is well', () => {
+  const seen = { feed: 'tank3', elapsedS: 1, feedExists: false, feedLive: false, elsewhere: [] }
+  assert.equal(feedWarning(seen), null, 'too early: TracktorLive may start just after')
+  assert.match(feedWarning({ ...seen, elapsedS: FEED_CHECK_S }), /^⚠ No folder tank3\/ here yet: TracktorLive writes/)
+  const beside = { ...seen, elapsedS: FEED_CHECK_S, elsewhere: [{ dir: 'tank-3', growingS: 1 }] }
+  assert.equal(
+    feedWarning(beside),
+    '⚠ No folder tank3/ here, but a recording grows in tank-3/: is the feed id tank-3?' +
+      ' (recording goes on; the stop gives its command)',
+  )
+  // The folder exists (an earlier day's recordings): only a recording growing elsewhere for a while, and
+  // none new in it, is a wrong feed id.
+  const exists = { ...seen, feedExists: true, elapsedS: 30 }
+  assert.equal(feedWarning(exists), null, 'no TracktorLive anywhere yet: nothing to tell apart')
+  const other = [{ dir: 'tank-3', growingS: WRONG_FEED_AFTER_S - 1 }]
+  assert.equal(feedWarning({ ...exists, elsewhere: other }), null, 'not for long yet')
+  other[0].growingS = WRONG_FEED_AFTER_S
+  assert.match(
+    feedWarning({ ...exists, elsewhere: other }),
+    /^⚠ No new recording in tank3\/, but one grows in tank-3\//,
+  )
+  assert.equal(feedWarning({ ...exists, feedLive: true, elsewhere: other }), null, 'two feeds at once: both fine')
+})
+
+/** A recording with a mistyped feed id (tank3) beside a real growing recording in tank-3/. */
+async function mistypedFeed(cwd) {
+  const video = startVideoRecorder(path.join(cwd, 'tank-3'))
+  await sleep(500)
+  const tool = startTool(['tank3', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  return { video, tool }
+}
+
+test('a mistyped feed id while a real recording grows beside it: said once, early; the stop names the folder and the command that syncs to it, which works', async () => {
+  const cwd = tempDir()
+  const { video, tool } = await mistypedFeed(cwd)
+  const startedMs = Date.now()
+  await waitFor(() => /is the feed id tank-3\?/.test(tool.stderr), 10000, 'the early warning')
+  const saidAfterS = (Date.now() - startedMs) / 1000
+  assert.ok(saidAfterS < 8, `said after ${saidAfterS} s`)
+  await sleep(2500)
+  tool.ctrlC()
+  const result = await tool.exited
+  await video.stop()
+  assert.equal(result.code, 0, result.stderr)
+  const lines = result.stderr.split('\n')
+  assert.equal(lines.filter((line) => line.includes('is the feed id')).length, 1, 'once')
+  assert.ok(lines.some((line) => line.startsWith('⚠ No folder tank3/ here, but a recording grows in tank-3/')))
+  const named = lines.findIndex((line) => /overlaps the audio .* is in tank-3\/: sync to it with$/.test(line))
+  assert.ok(named > 0, result.stderr)
+  const command = lines[named + 1].trim()
+  const videoName = path.join('tank-3', path.basename(video.file))
+  assert.equal(command, `record-audio mux tank3-audio-sync.json --video ${videoName}`)
+  assert.ok(!result.stderr.includes('Once the video exists'), 'not the failing advice again')
+  // The command as printed, run by a shell (the tool under its own name on PATH): it syncs to that video.
+  const bin = tempDir('ra-bin-')
+  fs.symlinkSync(TOOL, path.join(bin, 'record-audio'))
+  const env = { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH}` }
+  const mux = spawnSync('bash', ['-c', `${command} --print`], { cwd, env, encoding: 'utf8' })
+  assert.equal(mux.status, 0, mux.stderr)
+  assert.ok(mux.stdout.includes(path.basename(video.file)), mux.stdout)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'tank3-audio-sync.json'), 'utf8'))
+  assert.equal(sync.videoFile, null, 'the stop synced nothing: the command does')
+})
+
+test('a feed folder that never appears (no TracktorLive running): said a few seconds in, and the recording goes on', async () => {
+  const cwd = tempDir()
+  const tool = startTool(['tank3', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  const startedMs = Date.now()
+  await waitFor(() => tool.stderr.includes('No folder tank3/ here yet'), 10000, 'the early warning')
+  const saidAfterS = (Date.now() - startedMs) / 1000
+  assert.ok(saidAfterS >= FEED_CHECK_S - 0.5 && saidAfterS < 8, `said after ${saidAfterS} s`)
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.ok(fs.statSync(path.join(cwd, 'tank3-audio.wav')).size > 44)
+  assert.match(result.stderr, /Once the video exists: record-audio mux tank3-audio-sync\.json/)
+})
+
+// ── A real terminal: tmux at 200 and 80 columns ───────────────────────────────────────────────
+
+/** The session's screen, soft-wrapped rows joined (what the terminal folded is one line again). */
+function tmuxRun(cwd, width, args, env) {
+  requireBinary('tmux', 'tmux')
+  const name = `ra-i22-${process.pid}-${width}`
+  const socket = path.join(cwd, 'tmux.sock')
+  const tmux = (...a) => spawnSync('tmux', ['-S', socket, ...a], { encoding: 'utf8', env })
+  const script = path.join(cwd, 'run.sh')
+  const envLine = ['XDG_RUNTIME_DIR', 'HOME', 'PULSE_SERVER'].map((k) => `${k}='${env[k]}'`).join(' ')
+  fs.writeFileSync(
+    script,
+    `cd '${cwd}' && env ${envLine} '${process.execPath}' '${TOOL}' ${args.join(' ')}; echo EXIT=$?; sleep 60\n`,
+  )
+  const started = tmux('new-session', '-d', '-s', name, '-x', String(width), '-y', '60', 'bash', script)
+  assert.equal(started.status, 0, started.stderr)
+  return {
+    screen: () => tmux('capture-pane', '-p', '-J', '-t', name).stdout,
+    rawScreen: () => tmux('capture-pane', '-p', '-t', name).stdout,
+    ctrlC: () => tmux('send-keys', '-t', name, 'C-c'),
+    kill: () => tmux('kill-server'),
+  }
+}
+
+for (const width of [200, 80]) {
+  test(`tmux at ${width} columns: no line cut, a warning's fix whole, each line within the width or wrapped at words; a command kept whole`, async () => {
+    const cwd = tempDir()
+    const video = startVideoRecorder(path.join(cwd, 'tank-3'))
+    await sleep(500)
+    const term = tmuxRun(cwd, width, ['tank3', '--format', 'pulse', '--device', pulse.source], pulse.env)
+    try {
+      await waitFor(() => term.screen().includes('the stop gives its command)'), 15000, 'the early warning')
+      await sleep(1500)
+      term.ctrlC()
+      await waitFor(() => term.screen().includes('EXIT='), 20000, 'the tool to exit')
+      const screen = term.screen()
+      const lines = screen.split('\n').filter((line) => line.trim() !== '')
+      console.log(`${width} columns:\n${screen}`)
+      assert.match(screen, /EXIT=0/)
+      assert.ok(!lines.some((line) => line.trimEnd().endsWith('…')), 'nothing cut')
+      // The warning's fix, whole; at 80 columns the tool broke it at words (no row is the terminal's fold).
+      const warning = lines.findIndex((line) => line.startsWith('⚠ No folder tank3/ here, but'))
+      assert.ok(warning >= 0, screen)
+      const text = width === 200 ? lines[warning] : `${lines[warning]} ${lines[warning + 1].trim()}`
+      assert.ok(
+        text.endsWith('is the feed id tank-3? (recording goes on; the stop gives its command)'),
+        `the fix whole: ${text}`,
+      )
+      assert.ok(width === 80 ? lines[warning].length <= 80 : lines[warning].length > 80, lines[warning])
+      // Every line the tool said fits the width, or is a command (the terminal folds it; a copy still runs).
+      for (const line of lines) {
+        if ([...line].length <= width) continue
+        assert.match(line.trim(), /^(record-audio |\/\S*ffmpeg )/, `a line over ${width} columns: ${line}`)
+      }
+      const command = lines.find((line) => line.trim().startsWith('record-audio mux '))
+      assert.equal(
+        command?.trim(),
+        `record-audio mux tank3-audio-sync.json --video ${path.join('tank-3', path.basename(video.file))}`,
+      )
+    } finally {
+      term.kill()
+      await video.stop()
+    }
+  })
+}
