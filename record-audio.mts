@@ -810,6 +810,8 @@ export const FEED_CHECK_S = 3
 /** A recording growing in another folder this long, and none new in the feed's: the feed id is likely wrong. */
 export const WRONG_FEED_AFTER_S = 5
 
+const RUNNING_HERE = ' (is it running here, with this feed id?)'
+
 /** What the feed watch saw so far, for feedWarning. */
 export interface FeedSeen {
   feed: string // the feed folder as the user named it
@@ -831,7 +833,7 @@ export function feedWarning(f: FeedSeen): string | null {
   if (!f.feedExists && f.elapsedS >= FEED_CHECK_S)
     return other
       ? `⚠ No folder ${f.feed}/ here, but a recording grows in ${other.dir}/${fix}`
-      : `⚠ No folder ${f.feed}/ here yet: TracktorLive writes ${f.feed}/<ULID>.mp4 (is it running here, with this feed id?)`
+      : `⚠ No folder ${f.feed}/ here yet: TracktorLive writes ${f.feed}/<ULID>.mp4${RUNNING_HERE}`
   if (f.feedExists && !f.feedLive && other && other.growingS >= WRONG_FEED_AFTER_S)
     return `⚠ No new recording in ${f.feed}/, but one grows in ${other.dir}/${fix}`
   return null
@@ -4144,6 +4146,8 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
 }
 
 const FEED_LOOK_MS = 1000 // the feed watch: a few stats a second's worth, on its own wake-up
+const FEED_RECENT_MS = 10000 // a recording minted this soon before the audio's start is this trial's
+const FEED_WRITTEN_MS = 3000 // a recording written this recently is being recorded now
 const FEED_MAX_FOLDERS = 64 // subfolders of the search root followed, at most
 const FEED_MAX_ENTRIES = 4096 // entries read from one folder per listing, at most
 
@@ -4188,10 +4192,18 @@ function watchFeed(feedDir: string, root: string, startedMs: number): { look: ()
       if (newest !== seen.newest) Object.assign(seen, { newest, bytes: null, growingSinceMs: null })
     }
     if (!seen.newest) return
-    const bytes = (await fs.promises.stat(path.join(dir, seen.newest))).size
-    if (seen.bytes != null && bytes > seen.bytes) seen.growingSinceMs ??= Date.now()
-    else if (seen.bytes != null) seen.growingSinceMs = null
-    seen.bytes = bytes
+    const file = await fs.promises.stat(path.join(dir, seen.newest))
+    // Growing: bigger than at the last look, or written within the last look or two (a writer's buffer
+    // reaches the disk in bursts, and the first look has nothing to compare with).
+    // Minted around the audio's start: new, whatever its writer has flushed yet (an mp4 muxer holds seconds).
+    const minted = ulidTimeMs(seen.newest)
+    const grew =
+      (seen.bytes != null && file.size > seen.bytes) ||
+      Date.now() - file.mtimeMs < FEED_WRITTEN_MS ||
+      minted >= startedMs - FEED_RECENT_MS
+    if (grew) seen.growingSinceMs ??= Math.max(startedMs, Math.min(Date.now(), file.mtimeMs, minted))
+    else seen.growingSinceMs = null
+    seen.bytes = file.size
   }
   const once = async () => {
     const rootMtime = (await fs.promises.stat(root)).mtimeMs
@@ -4223,7 +4235,7 @@ function watchFeed(feedDir: string, root: string, startedMs: number): { look: ()
       feed: shownPath(feedDir, process.cwd()),
       elapsedS: (now - startedMs) / 1000,
       feedExists,
-      feedLive: feed?.growingSinceMs != null || (newest != null && ulidTimeMs(newest) >= startedMs - 5000),
+      feedLive: feed?.growingSinceMs != null || (newest != null && ulidTimeMs(newest) >= startedMs - FEED_RECENT_MS),
       elsewhere,
     })
     if (text == null || text === lastSaid) return
@@ -5031,11 +5043,12 @@ function recordingElsewhere(audio: AudioFacts, f: Finishing, syncFile: string | 
   const cwd = process.cwd()
   const quote = process.platform === 'win32' ? quotePowerShellArg : quotePosix
   const folder = shownPath(path.dirname(best.file), cwd)
+  const overlap = best.overlapS.toFixed(1)
   const command = `record-audio mux ${quote(syncFile ?? 'SYNC_FILE')} --video ${quote(shownPath(best.file, cwd))}`
   return [
     {
       kind: 'warning',
-      text: `⚠ The recording that overlaps the audio (${best.overlapS.toFixed(1)} s of it) is in ${folder}${path.sep}: sync to it with`,
+      text: `⚠ The recording that overlaps the audio (${overlap} s of it) is in ${folder}${path.sep}: sync to it with`,
     },
     { kind: 'plain', text: `  ${command}` },
   ]
