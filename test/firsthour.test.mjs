@@ -167,3 +167,41 @@ for (const width of [200, 80]) {
     }
   })
 }
+
+// ── Words ─────────────────────────────────────────────────────────────────────────────────────
+
+test("a device name one letter off the list: the error names the tool's --list-devices and the listed name", async () => {
+  const cwd = tempDir()
+  const typo = `${pulse.source.slice(0, -2)}${pulse.source.at(-1)}` // one letter dropped
+  const tool = startTool(['feed', '--format', 'pulse', '--device', typo], { cwd, env: pulse.env })
+  const result = await tool.exited
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, new RegExp(`could not record from pulse device "${typo.replace('.', '\\.')}"`))
+  assert.ok(
+    result.stderr.includes(
+      `  Did you mean --device ${pulse.source}? All of them: record-audio --list-devices --format pulse`,
+    ),
+    result.stderr,
+  )
+  assert.ok(!result.stderr.includes('-sources pulse'), "the tool's own listing, not ffmpeg's")
+})
+
+test('the default names taken by two earlier recordings: the renaming line names every taken file', async () => {
+  const cwd = tempDir()
+  for (const file of ['feed-audio.wav', 'feed-audio-sync.json', 'feed-audio-2-sync.json'])
+    fs.writeFileSync(path.join(cwd, file), 'an earlier recording')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'feed-audio-3.wav'))
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  assert.ok(
+    result.stderr.includes(
+      '  feed-audio.wav, feed-audio-sync.json, feed-audio-2-sync.json exist (earlier recordings, kept):' +
+        ' recording to feed-audio-3.wav instead.',
+    ),
+    result.stderr,
+  )
+  for (const file of ['feed-audio.wav', 'feed-audio-sync.json', 'feed-audio-2-sync.json'])
+    assert.equal(fs.readFileSync(path.join(cwd, file), 'utf8'), 'an earlier recording', `${file} kept`)
+})
