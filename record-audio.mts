@@ -213,7 +213,7 @@ const SETTINGS_TABLE = {
     flag: 'video-start',
     value: VIDEO_START,
     about: "the first frame's time (epoch seconds, or ISO 8601 with a zone)",
-    unset: 'from the files (timesync, else the ULID)',
+    unset: "the tracking CSV's frame clock (-w), else the timesync file, else the ULID",
   },
   cameraLatencyS: {
     flag: 'camera-latency',
@@ -287,6 +287,29 @@ export function listDevicesHint(format: Format, ffmpeg = 'ffmpeg'): string {
     case 'dshow':
       return `${ffmpeg} -hide_banner -list_devices true -f dshow -i dummy`
   }
+}
+
+/** The edits (a letter added, dropped or changed) that make one name the other: Levenshtein's distance. */
+export function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    row = next
+  }
+  return row[b.length]
+}
+
+/** The listed name one or two letters off a mistyped one (the nearest, first listed on a tie); null: none. */
+export function didYouMean(name: string, names: string[]): string | null {
+  let best: { name: string; distance: number } | null = null
+  for (const candidate of names) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (candidate === name || distance > Math.min(2, Math.floor(name.length / 3))) continue
+    if (!best || distance < best.distance) best = { name: candidate, distance }
+  }
+  return best?.name ?? null
 }
 
 /** ffmpeg's own device list for a format (avfoundation prints its list in the log). */
@@ -442,7 +465,7 @@ function parseInputs(args: minimist.ParsedArgs, format: Format, defaults: FileDe
     const device = defaultDevice(format)
     if (device == null)
       throw new UsageError(
-        `--format ${format} needs --device "audio=<name>": list the names with ${listDevicesHint(format)}`,
+        `--format ${format} needs --device "audio=<name>": list the names with record-audio --list-devices`,
       )
     devices.push(device)
   }
@@ -816,6 +839,40 @@ export function noOverlapLine(
     " give the recording's video with --video, or, if this is it and its computer's clock is off, that" +
     ' difference with --clock-offset (or its first frame with --video-start)'
   )
+}
+
+/** While recording: the feed folder missing is said this long after the start (TracktorLive may start just after). */
+export const FEED_CHECK_S = 3
+/** A recording growing in another folder this long, and none new in the feed's: the feed id is likely wrong. */
+export const WRONG_FEED_AFTER_S = 5
+
+const RUNNING_HERE = ' (is it running here, with this feed id?)'
+
+/** What the feed watch saw so far, for feedWarning. */
+export interface FeedSeen {
+  feed: string // the feed folder as the user named it
+  elapsedS: number // since the recording started
+  feedExists: boolean
+  feedLive: boolean // a recording in it grows, or was minted since the audio started
+  elsewhere: { dir: string; growingS: number }[] // other folders here with a recording growing now, and for how long
+}
+
+/**
+ * The one early line a mistyped feed id (or no TracktorLive) gets while recording; null: nothing to say
+ * yet. The recording goes on either way: the stop names the folder whose recording overlaps the audio.
+ */
+export function feedWarning(f: FeedSeen): string | null {
+  const other = [...f.elsewhere].sort((a, b) => b.growingS - a.growingS)[0]
+  const fix = other
+    ? `: is the feed id ${path.basename(other.dir)}? (recording goes on; the stop gives its command)`
+    : ''
+  if (!f.feedExists && f.elapsedS >= FEED_CHECK_S)
+    return other
+      ? `⚠ No folder ${f.feed}/ here, but a recording grows in ${other.dir}/${fix}`
+      : `⚠ No folder ${f.feed}/ here yet: TracktorLive writes ${f.feed}/<ULID>.mp4${RUNNING_HERE}`
+  if (f.feedExists && !f.feedLive && other && other.growingS >= WRONG_FEED_AFTER_S)
+    return `⚠ No new recording in ${f.feed}/, but one grows in ${other.dir}/${fix}`
+  return null
 }
 
 // ── The capture ──────────────────────────────────────────────────────────────────────────────
@@ -2736,22 +2793,47 @@ export interface Note {
   topic?: 'audio' | 'video' // audio: the recording's own, kept when `mux` later redoes the video's
 }
 
+/** Every default line is written to fit this many columns; a terminal's own width then wraps it (wrapLine). */
 export const SUMMARY_WIDTH = 120
 
-const clip = (line: string, width: number) => {
-  const points = [...line]
-  return points.length <= width ? line : `${points.slice(0, width - 1).join('')}…`
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, 'g') // a color: no column
+const columnsOf = (text: string) => [...text.replace(ANSI, '')].length
+
+/**
+ * A line as a terminal `width` columns wide shows it: broken at spaces, each further piece indented
+ * two past the line's own indent; nothing is ever cut. A command to copy (from `record-audio ` on) is
+ * one piece, never broken: the terminal folds it, and a copy of it still runs.
+ */
+export function wrapLine(line: string, width: number | null): string[] {
+  if (width == null || width < 20 || columnsOf(line) <= width) return [line]
+  const lead = /^ */.exec(line)?.[0] ?? ''
+  const indent = `${lead}  `
+  const body = line.slice(lead.length)
+  const command = body.indexOf('record-audio ')
+  const words = (command >= 0 ? body.slice(0, command) : body).split(' ').filter((word) => word !== '')
+  if (command >= 0) words.push(body.slice(command))
+  const lines: string[] = []
+  let current = lead
+  for (const word of words) {
+    const next = current.trim() === '' ? current + word : `${current} ${word}`
+    if (current.trim() !== '' && columnsOf(next) > width) {
+      lines.push(current)
+      current = indent + word
+    } else current = next
+  }
+  lines.push(current)
+  return lines
 }
 
 /**
  * The summary's lines: the notes in their order, advice last; details and advice that changes
  * nothing only with --verbose; a keyed note once (saidKeys: those said earlier in the run); by
- * default the short forms, each cut to SUMMARY_WIDTH columns (an error never is).
+ * default the short forms, each written to fit SUMMARY_WIDTH (none is cut: say wraps to the terminal).
  */
 export function renderNotes(notes: Note[], o: { verbose: boolean; saidKeys?: readonly string[] }): string[] {
   const said = new Set(o.saidKeys ?? [])
-  // An error is never cut: what failed and the fix are both needed, whatever the width.
-  const line = (n: Note) => (o.verbose || n.kind === 'error' ? n.text : clip(n.short ?? n.text, SUMMARY_WIDTH))
+  // Nothing is cut: what failed and the fix are both needed, whatever the width.
+  const line = (n: Note) => (o.verbose || n.kind === 'error' ? n.text : (n.short ?? n.text))
   const lines: string[] = []
   for (const n of notes) {
     if (n.kind === 'advice' || (n.kind === 'detail' && !o.verbose)) continue
@@ -2870,17 +2952,44 @@ export function lineUncertaintyS(v: VideoSync, c: Partial<Pick<VideoContext, 'au
   return Math.hypot(videoUncertaintyS, events ? 0 : (c.audioUncertaintyS ?? 0))
 }
 
-/** The line a video gets by default: its name, the offset ± its uncertainty (anchor), and what was corrected. */
+/**
+ * The offset as a scientist reads it, with what the mux does to the audio for it and, given, what placed
+ * the video: audioStartsWords(-4.865, ' ± 4 ms', 'ULID') → "audio starts 4.865 s ± 4 ms before the video
+ * (cut; ULID)".
+ */
+export function audioStartsWords(offsetS: number, uncertainty = '', anchor: string | null = null): string {
+  const s = Math.abs(offsetS).toFixed(3)
+  const by = anchor ? ` (${anchor})` : ''
+  if (Number(s) === 0) return `audio starts with the video${uncertainty}${by}`
+  return offsetS < 0
+    ? `audio starts ${s} s${uncertainty} before the video (cut${anchor ? `; ${anchor}` : ''})`
+    : `audio starts ${s} s${uncertainty} after the video${by}`
+}
+
+/** The video's clock off its nominal rate, by default: said when corrected, or when too far and kept. */
+function driftWords(v: VideoSync, short: boolean): string | null {
+  if (v.driftPpm == null) return null
+  const ppm = signed(v.driftPpm, 0, 'ppm')
+  if (v.itsscale) return short ? `retimed ${ppm}` : `video retimed ${ppm} to its real rate`
+  const framePeriodMs = v.videoNominalFps ? 1000 / v.videoNominalFps : 40
+  if (v.driftAtEndMs == null || Math.abs(v.driftAtEndMs) <= framePeriodMs) return null // within a frame
+  return short ? `clock ${ppm}, kept` : `video clock ${ppm} off, not corrected`
+}
+
+/** A video's default line: its name, where the audio starts ± its uncertainty (anchor), what was corrected. */
 export function videoLine(v: VideoSync, c: VideoContext): string {
   const offsetS = v.offsetS ?? 0
   const events = v.events?.applied ? v.events : null
   const uncertaintyMs = lineUncertaintyS(v, c) * 1000
   const anchor = events ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
-  const parts = [`audio ${signed(offsetS, 3, 's')} ± ${uncertaintyMs.toFixed(0)} ms (${anchor})`]
-  if (v.driftPpm != null)
-    parts.push(`drift ${signed(v.driftPpm, 0, 'ppm')}, ${v.itsscale ? 'retimed (-itsscale)' : 'none applied'}`)
-  if (v.anchorWarnings.length) parts.push('anchors disagree')
-  return `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd)}  ${parts.join('; ')}`
+  const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd)}  `
+  const starts = audioStartsWords(offsetS, ` ± ${uncertaintyMs.toFixed(0)} ms`, anchor)
+  const disagree = v.anchorWarnings.length ? ['anchors disagree'] : []
+  // Written to fit: the drift shortened, then left to --verbose, before anything else.
+  const fitting = [driftWords(v, false), driftWords(v, true), null]
+    .map((drift) => head + [starts, ...(drift ? [drift] : []), ...disagree].join('; '))
+    .find((line) => [...line].length <= SUMMARY_WIDTH)
+  return fitting ?? `${head}${[starts, ...disagree].join('; ')} (--verbose: the drift)`
 }
 
 /** Everything said of one video, typed: the default line, the corrections, the warnings, the details, the advice. */
@@ -2914,7 +3023,7 @@ function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
       ? `; its card ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's, resampled`
       : ''
     const notes: Note[] = [
-      { kind: 'plain', text: `  ${title}  audio ${signed(p.offsetS, 3, 's')}${speed}` },
+      { kind: 'plain', text: `  ${title}  ${audioStartsWords(p.offsetS)}${speed}` },
       { kind: 'detail', text: `  Offset, ${title}: ${describeOffset(p.offsetS)}.` },
     ]
     if (p.speed)
@@ -3435,9 +3544,11 @@ export function checkBuild(
 // ── The run ──────────────────────────────────────────────────────────────────────────────────
 
 const say = (line: string) => {
-  // On a terminal, first clear the live status line that may stand there.
+  // On a terminal, first clear the live status line that may stand there, and wrap to its width.
+  const tty = Boolean(process.stderr.isTTY)
+  const lines = tty ? line.split('\n').flatMap((one) => wrapLine(one, process.stderr.columns || null)) : [line]
   try {
-    process.stderr.write(`${(process.stderr.isTTY ? '\r\x1b[K' : '') + line}\n`)
+    process.stderr.write(`${(tty ? '\r\x1b[K' : '') + lines.join('\n')}\n`)
   } catch {
     /* the terminal is gone (SIGHUP): the files still get written */
   }
@@ -3933,17 +4044,28 @@ function reserveNames(
         throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
       throw new UsageError(`cannot create ${syncFile} (${code}): record into a folder you can write to`)
     }
-    if (s.audioFile == null && candidate !== stem) {
-      const earlier = recordingNames(stem, devices).audioFiles.find((f) => fs.existsSync(f))
-      say(
-        `  ${earlier ?? `${stem}-sync.json`} exists (an earlier recording, kept): recording to` +
-          ` ${audioFiles.join(', ')} instead.`,
-      )
-      if (earlier && readWavInfo(earlier)?.finalized === false)
-        say(`⚠ Its header was never finalized: record-audio repair ${quotePosix(earlier)}`)
-    }
+    if (s.audioFile == null && candidate !== stem) sayTaken(takenFiles(stem, candidate, devices), audioFiles)
     return { audioFiles, syncFile }
   }
+}
+
+/** Every file of the names skipped before `candidate` (`stem`, `stem-2`, …) that exists: all are kept. */
+function takenFiles(stem: string, candidate: string, devices: number): string[] {
+  const taken: string[] = []
+  for (let n = 1; ; n++) {
+    const skipped = n === 1 ? stem : `${stem}-${n}`
+    if (skipped === candidate || n > 10000) return taken
+    const names = recordingNames(skipped, devices)
+    taken.push(...[...names.audioFiles, names.syncFile].filter((f) => fs.existsSync(f)))
+  }
+}
+
+/** The renaming said: every taken file named, and a repair for each earlier WAV whose header was never finished. */
+function sayTaken(taken: string[], audioFiles: string[]): void {
+  const exist = taken.length === 1 ? 'exists (an earlier recording, kept)' : 'exist (earlier recordings, kept)'
+  say(`  ${taken.join(', ') || 'Those names'} ${exist}: recording to ${audioFiles.join(', ')} instead.`)
+  for (const wav of taken.filter((f) => f.endsWith('.wav') && readWavInfo(f)?.finalized === false))
+    say(`⚠ ${wav}'s header was never finalized: record-audio repair ${quotePosix(wav)}`)
 }
 
 /**
@@ -4115,6 +4237,116 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
     return found
   }
   return { look, epochs }
+}
+
+const FEED_LOOK_MS = 1000 // the feed watch: a few stats a second's worth, on its own wake-up
+const FEED_RECENT_MS = 10000 // a recording minted this soon before the audio's start is this trial's
+const FEED_WRITTEN_MS = 3000 // a recording written this recently is being recorded now
+const FEED_MAX_FOLDERS = 64 // subfolders of the search root followed, at most
+const FEED_MAX_ENTRIES = 4096 // entries read from one folder per listing, at most
+
+/** A folder's newest TracktorLive recording and its size at the last look, for the feed watch. */
+interface FolderSeen {
+  mtimeMs: number | null
+  newest: string | null
+  bytes: number | null
+  growingSinceMs: number | null
+}
+
+/** Up to `max` entries of a folder, read without blocking (opendir's reads run off the event loop). */
+async function someEntries(dir: string, max: number): Promise<fs.Dirent[]> {
+  const found: fs.Dirent[] = []
+  const handle = await fs.promises.opendir(dir, { bufferSize: 64 })
+  try {
+    for (let entry = await handle.read(); entry && found.length < max; entry = await handle.read()) found.push(entry)
+  } finally {
+    await handle.close().catch(() => {})
+  }
+  return found
+}
+
+/**
+ * While recording with a feed id: looks at ./<feed_id>/ and the folders beside it, asynchronously, one look
+ * at a time (a slow disk skips looks, never holds the recording), and says feedWarning's line once.
+ * A folder's entries are read again only when its mtime moved (a file created); else a stat per folder
+ * and one of its newest recording tell whether it grows.
+ */
+function watchFeed(feedDir: string, root: string, startedMs: number): { look: () => void } {
+  const folders = new Map<string, FolderSeen>()
+  let rootMtimeMs: number | null = null
+  let busy = false
+  let done = false
+  let lastSaid: string | null = null
+  const relist = async (dir: string, seen: FolderSeen) => {
+    const mtimeMs = (await fs.promises.stat(dir)).mtimeMs
+    if (mtimeMs !== seen.mtimeMs) {
+      seen.mtimeMs = mtimeMs
+      const names = (await someEntries(dir, FEED_MAX_ENTRIES)).filter((e) => e.isFile()).map((e) => e.name)
+      const newest = newestRecording(names) ?? null
+      if (newest !== seen.newest) Object.assign(seen, { newest, bytes: null, growingSinceMs: null })
+    }
+    if (!seen.newest) return
+    const file = await fs.promises.stat(path.join(dir, seen.newest))
+    // Growing: bigger than at the last look, or written within the last look or two (a writer's buffer
+    // reaches the disk in bursts, and the first look has nothing to compare with).
+    // Minted around the audio's start: new, whatever its writer has flushed yet (an mp4 muxer holds seconds).
+    const minted = ulidTimeMs(seen.newest)
+    const grew =
+      (seen.bytes != null && file.size > seen.bytes) ||
+      Date.now() - file.mtimeMs < FEED_WRITTEN_MS ||
+      minted >= startedMs - FEED_RECENT_MS
+    if (grew) seen.growingSinceMs ??= Math.max(startedMs, Math.min(Date.now(), file.mtimeMs, minted))
+    else seen.growingSinceMs = null
+    seen.bytes = file.size
+  }
+  const once = async () => {
+    const rootMtime = (await fs.promises.stat(root)).mtimeMs
+    if (rootMtime !== rootMtimeMs) {
+      rootMtimeMs = rootMtime
+      const dirs = (await someEntries(root, FEED_MAX_ENTRIES)).filter((e) => e.isDirectory()).map((e) => e.name)
+      for (const name of dirs.slice(0, FEED_MAX_FOLDERS)) {
+        const dir = path.join(root, name)
+        if (!folders.has(dir)) folders.set(dir, { mtimeMs: null, newest: null, bytes: null, growingSinceMs: null })
+      }
+    }
+    const feedExists = await fs.promises.stat(feedDir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    )
+    if (feedExists && !folders.has(feedDir))
+      folders.set(feedDir, { mtimeMs: null, newest: null, bytes: null, growingSinceMs: null })
+    await Promise.all([...folders].map(([dir, seen]) => relist(dir, seen).catch(() => folders.delete(dir))))
+    const now = Date.now()
+    const feed = folders.get(feedDir)
+    const newest = feed?.newest
+    const elsewhere = [...folders]
+      .filter(([dir, seen]) => dir !== feedDir && seen.growingSinceMs != null)
+      .map(([dir, seen]) => ({
+        dir: shownPath(dir, process.cwd()),
+        growingS: (now - (seen.growingSinceMs ?? now)) / 1000,
+      }))
+    const text = feedWarning({
+      feed: shownPath(feedDir, process.cwd()),
+      elapsedS: (now - startedMs) / 1000,
+      feedExists,
+      feedLive: feed?.growingSinceMs != null || (newest != null && ulidTimeMs(newest) >= startedMs - FEED_RECENT_MS),
+      elsewhere,
+    })
+    if (text == null || text === lastSaid) return
+    say(text)
+    lastSaid = text
+    done = elsewhere.length > 0 // a folder named: said all there is; else a later look may name one
+  }
+  const look = () => {
+    if (busy || done) return
+    busy = true
+    once()
+      .catch(() => {}) // an unreadable folder: nothing to say from it
+      .finally(() => {
+        busy = false
+      })
+  }
+  return { look }
 }
 
 /** What the capture left: ffmpeg's exit, its log, the first sample's time, and when the stop came. */
@@ -4409,6 +4641,8 @@ async function record(s: Settings): Promise<number> {
     announce(s, audioFiles)
     const csvWatch = watchTrackingCsvs(feedDir)
     const csvLooks = everyJittered(csvWatch.look, CSV_LOOK_MS) // the live status looks only every 1–2.5 s
+    const feedWatch = feedDir && !s.videoFile ? watchFeed(feedDir, process.cwd(), Date.now()) : null
+    const feedLooks = feedWatch ? everyJittered(feedWatch.look, FEED_LOOK_MS) : null
     const views = stops.fanOut(s.inputs.length, () => sayStopping(stops.count, several))
     const onStart = (k: number) => (start: AudioStart) => {
       // The one fact nothing else holds: on disk the moment it is known.
@@ -4427,6 +4661,7 @@ async function record(s: Settings): Promise<number> {
     )
     status.stop()
     csvLooks.stop()
+    feedLooks?.stop()
     const watchedCsv = csvWatch.epochs()
     record.trackingCsvWatched = [...watchedCsv].map(([file, { source, ...epoch }]) => ({ file, ...epoch }))
     const failed = settleCaptures(s, parts, captures, { ffmpeg, summary, audioFiles })
@@ -4606,6 +4841,38 @@ function measureAudio(input: AudioInput, captured: Capture & { start: AudioStart
   return { fields, clock: durationS == null ? null : clock, check, span }
 }
 
+/** A line with what it can carry of the optional tails and still fit SUMMARY_WIDTH (the head always whole). */
+function fitted(head: string, tails: string[]): string {
+  let line = head
+  for (const tail of tails) if ([...(line + tail)].length <= SUMMARY_WIDTH) line += tail
+  return line
+}
+
+/** How the first sample was placed, in the default line's words (the sync file keeps the source's name). */
+const START_WORDS: Record<AudioStart['source'], string> = {
+  'ffmpeg-input-start': "device's stamp",
+  'ffmpeg-wallclock': "ffmpeg's clock",
+  'spawn-time': "ffmpeg's launch",
+  'arrival-envelope': "samples' arrival",
+}
+
+/** The first sample's check by default: what was wrong, what placed the sample, and what tells more. */
+function startCheckShort(check: StartCheck, label: string): string {
+  const who = label.replace(/ \(.*\): $/, ': ') // "device 2: ": the Audio line beside it names it
+  const ms = `${Math.abs((check.deliveryLatencyS ?? 0) * 1000).toFixed(0)} ms`
+  const before = `the start stamp is ${ms} before the samples' arrival`
+  switch (check.kind) {
+    case 'no-stamp':
+      return `⚠ ${who}ffmpeg printed no start time: the first sample is placed by its arrival (--verbose: how).`
+    case 'stamp-late':
+      return `⚠ ${who}the start stamp came ${ms} late (samples on disk first): placed by their arrival (--verbose).`
+    case 'stamp-early':
+      return `⚠ ${who}${before}, past any queue: placed by the arrival (--events tells).`
+    default:
+      return `⚠ ${who}${before}: the stamp is used, nothing decides (--events does).`
+  }
+}
+
 /** What is said of one device's audio: its line (✔ when the stamp and the arrivals agree), and every doubt. */
 export function audioNotes(a: {
   label: string // several devices: which one
@@ -4642,19 +4909,16 @@ export function audioNotes(a: {
   tell(
     mark === '✔' ? 'ok' : 'plain',
     `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${how})`,
-    `${mark} Audio${label ? `, ${JSON.stringify(a.device)}` : ''}: ${audioFile}${length}, from ${at} (${how})`,
+    fitted(`${mark} Audio${label ? `, ${JSON.stringify(a.device)}` : ''}: ${audioFile}${length}, first sample ${at}`, [
+      ` (${START_WORDS[how]})`,
+    ]),
   )
   const checkLine = describeStartCheck(check)
-  // By default its first clause: what was wrong and what placed the sample instead.
-  const [what] = checkLine?.slice(2).split(/ \(|:/) ?? []
-  const undecided = check.kind === 'undecided' || check.kind === 'loose'
   if (checkLine)
     tell(
       agreed ? 'detail' : 'warning',
       `${checkLine.slice(0, 2)}${label}${checkLine.slice(2)}`,
-      undecided
-        ? `⚠ ${label}${what}: the stamp is used, nothing decides (--events does; --verbose: why).`
-        : `⚠ ${label}${what}: the first sample is placed by the samples' arrival (--verbose: why).`,
+      startCheckShort(check, label),
     )
   if (!a.wavFinalized)
     tell(
@@ -4706,7 +4970,16 @@ function failedToStart(format: Format, device: string, ffmpeg: string, audioFile
     return
   }
   say(`✖ ffmpeg could not record from ${format} device ${JSON.stringify(device)}: ${why}`)
-  say(`  List the devices with: ${listDevicesHint(format, ffmpeg)}`)
+  const near = format === 'alsa' || format === 'pulse' ? didYouMean(device, deviceNames(format, ffmpeg)) : null
+  if (near)
+    say(`  Did you mean --device ${quotePosix(near)}? All of them: record-audio --list-devices --format ${format}`)
+  else say(`  List the devices with: record-audio --list-devices --format ${format}`)
+}
+
+/** The device names ffmpeg lists for a format, asked with a bound on the wait (a failure path: [] if none). */
+function deviceNames(format: Format, ffmpeg: string): string[] {
+  const out = spawnSync(ffmpeg, listDevicesArgs(format), { encoding: 'utf8', timeout: 3000 })
+  return parseSources(`${out.stdout ?? ''}${out.stderr ?? ''}`).map((d) => d.name)
 }
 
 /** What the sync record says of the audio: all that the offset and the mux need. */
@@ -4785,6 +5058,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   })
   const audio = audioFacts(record)
   let refused = false
+  let elsewhere: Note[] = [] // a wrong feed id: the folder whose recording overlaps the audio, and its command
   record.notes = f.summary.notes // the same list: every note said from here on is kept, on every path
   try {
     const search = { videoFile: f.videoFile, feedDir: f.feedDir, searchRoot: f.searchRoot }
@@ -4806,10 +5080,13 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
       const videoFile = chooseVideos(given, audio, false, f.summary)[0] ?? null
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
       Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced', videos: null })
+      if (!videoFile) elsewhere = recordingElsewhere(audio, f, syncFile)
+      f.summary.tell(elsewhere)
     }
   } catch (error) {
     if (!(error instanceof ToolError || (error as NodeJS.ErrnoException).code)) throw error
     say(`✖ ${(error as Error).message}. The audio and its start are saved${syncFile ? ` in ${syncFile}` : ''}.`)
+    if (error instanceof NoOverlap && !f.allVideos) f.summary.tell(recordingElsewhere(audio, f, syncFile))
     if (syncFile) saveSync(syncFile, record) // with what was said of the audio
     return 1
   }
@@ -4818,7 +5095,8 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     return 1
   }
   if (syncFile) say(`  Timing: ${syncFile}`)
-  if (!record.muxCommand && syncFile) say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
+  if (!record.muxCommand && syncFile && !elsewhere.length)
+    say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
   if (interrupted && f.events && f.mux) {
     // Stopped while waiting or reading the events: the offset may be the anchors' alone, so no mux.
@@ -4839,6 +5117,36 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   const delivered = await deliver(record, f, stops)
   f.summary.end()
   return refused ? 1 : delivered
+}
+
+/**
+ * A feed folder without this audio's recording (a mistyped feed id): the folder beside it whose
+ * recording overlaps the audio most, and the exact command that syncs to it. [] when none does.
+ */
+function recordingElsewhere(audio: AudioFacts, f: Finishing, syncFile: string | null): Note[] {
+  if (!f.feedDir) return []
+  let spans: Omit<Candidate, 'overlapS'>[]
+  try {
+    spans = recordingSpans(
+      subfolders(f.searchRoot).filter((dir) => path.resolve(dir) !== path.resolve(f.feedDir ?? '')),
+    )
+  } catch {
+    return [] // the search root unreadable: the warning already said what is missing
+  }
+  const best = rankByOverlap(spans, audio.startEpochS, audioEndEpochS(audio))[0]
+  if (!best || best.overlapS <= 0) return []
+  const cwd = process.cwd()
+  const quote = process.platform === 'win32' ? quotePowerShellArg : quotePosix
+  const folder = shownPath(path.dirname(best.file), cwd)
+  const overlap = best.overlapS.toFixed(1)
+  const command = `record-audio mux ${quote(syncFile ?? 'SYNC_FILE')} --video ${quote(shownPath(best.file, cwd))}`
+  return [
+    {
+      kind: 'warning',
+      text: `⚠ The recording that overlaps the audio (${overlap} s of it) is in ${folder}${path.sep}: sync to it with`,
+    },
+    { kind: 'plain', text: `  ${command}` },
+  ]
 }
 
 /**

@@ -1,4 +1,4 @@
-// The summary at ctrl-c: the notes rendered (once per run, only when it changes the result, ≤ 120 columns),
+// The summary at ctrl-c: the notes rendered (once per run, only when it changes the result, each written to fit),
 // and its line counts and widths pinned on real sessions (real ffmpeg, a private PulseAudio, the stand-ins).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { renderNotes, SUMMARY_WIDTH, videoMark, signed } from '../dist/record-audio.mjs'
+import { renderNotes, SUMMARY_WIDTH, videoMark, signed, wrapLine, audioStartsWords } from '../dist/record-audio.mjs'
 import { TOOL, usePulse, startTool, startVideoRecorder, startTracktorStandIn, tempDir, waitFor } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -48,20 +48,46 @@ test('renderNotes: details only with --verbose, in their place; the advice that 
   ])
 })
 
-test('renderNotes: no line over 120 columns by default (a long one is cut, with …); --verbose keeps them whole', () => {
-  const long = `⚠ ${'word '.repeat(60)}end`
+test('renderNotes: nothing is cut, whatever its length (the fix stays); --verbose keeps the whole texts', () => {
+  const long = `⚠ ${'word '.repeat(60)}end (--events tells)`
   const notes = [
     { kind: 'warning', text: long },
     { kind: 'detail', text: `  ${'x'.repeat(300)}` },
   ]
-  const lines = renderNotes(notes, { verbose: false })
-  assert.equal(SUMMARY_WIDTH, 120)
-  assert.equal(lines.length, 1)
-  assert.equal([...lines[0]].length, 120)
-  assert.ok(lines[0].endsWith('…'))
-  assert.ok(lines[0].startsWith('⚠ word word'))
-  const verbose = renderNotes(notes, { verbose: true })
-  assert.deepEqual(verbose, [long, `  ${'x'.repeat(300)}`])
+  assert.deepEqual(renderNotes(notes, { verbose: false }), [long])
+  assert.deepEqual(renderNotes(notes, { verbose: true }), [long, `  ${'x'.repeat(300)}`])
+})
+
+test('wrapLine: a line wider than the terminal broken at spaces, indented under its text, no word lost or cut', () => {
+  const line = `⚠ ${'word '.repeat(30)}end (--events tells)`
+  for (const width of [80, 40]) {
+    const lines = wrapLine(line, width)
+    assert.ok(lines.length > 1, `${width}: ${lines.join('|')}`)
+    assert.ok(
+      lines.every((piece) => [...piece].length <= width),
+      `${width}: ${lines.join('|')}`,
+    )
+    assert.ok(lines.slice(1).every((piece) => piece.startsWith('  ') && !piece.startsWith('   ')))
+    assert.equal(lines.map((piece) => piece.trim()).join(' '), line, 'the same words, in order')
+  }
+  assert.deepEqual(wrapLine(line, 200), [line], 'a line that fits is left alone')
+  assert.deepEqual(wrapLine(line, null), [line], 'no width known (a pipe): as written')
+  // An indented line keeps its indent; a command to copy stays one piece (the terminal folds it).
+  const hint = `  Once the video exists: record-audio mux ${'long/'.repeat(12)}audio-sync.json`
+  assert.deepEqual(wrapLine(hint, 40), ['  Once the video exists:', `    ${hint.slice(hint.indexOf('record-audio'))}`])
+  // A color's escapes take no column.
+  const colored = `\x1b[33m${'w '.repeat(39)}w\x1b[0m`
+  assert.deepEqual(wrapLine(colored, 80), [colored])
+})
+
+test('audioStartsWords: where the audio starts against the video, as a scientist reads it, and what the mux does', () => {
+  assert.equal(
+    audioStartsWords(-4.865, ' ± 4 ms', 'tracking CSV'),
+    'audio starts 4.865 s ± 4 ms before the video (cut; tracking CSV)',
+  )
+  assert.equal(audioStartsWords(1.4641), 'audio starts 1.464 s after the video')
+  assert.equal(audioStartsWords(1.4641, ' ± 9 ms', 'ULID'), 'audio starts 1.464 s ± 9 ms after the video (ULID)')
+  assert.equal(audioStartsWords(0.0002, ' ± 3 ms', 'ULID'), 'audio starts with the video ± 3 ms (ULID)')
 })
 
 test('renderNotes: an error is never cut: what failed and its fix both stand', () => {
@@ -150,7 +176,7 @@ function assertBudget(stderr, maxLines, what) {
   const { lines, widest } = summaryOf(stderr)
   console.log(`${what}: ${lines.length} lines after Stopping, widest ${widest}\n${lines.join('\n')}`)
   assert.ok(lines.length <= maxLines, `${what}: ${lines.length} lines (at most ${maxLines}):\n${lines.join('\n')}`)
-  assert.ok(widest <= 120, `${what}: a line of ${widest} columns:\n${lines.join('\n')}`)
+  assert.ok(widest <= SUMMARY_WIDTH, `${what}: a line of ${widest} columns (nothing is cut):\n${lines.join('\n')}`)
   return lines
 }
 
@@ -176,9 +202,10 @@ test('one video beside the TracktorLive stand-in: at most 6 lines, none over 120
   const videoLine = lines.find((line) => line.includes(`${name}…`))
   assert.ok(videoLine, lines.join('\n'))
   assert.ok(!lines.some((line) => line.includes(cwd)), 'no absolute path below the cwd')
-  const sign = sync.offsetS >= 0 ? '+' : '−'
-  assert.ok(videoLine.includes(`audio ${sign}${Math.abs(sync.offsetS).toFixed(3)} s ± `), videoLine)
-  assert.ok(videoLine.includes('(tracking CSV)'), videoLine)
+  assert.ok(videoLine.includes(`audio starts ${Math.abs(sync.offsetS).toFixed(3)} s ± `), videoLine)
+  const side = sync.offsetS >= 0 ? 'after the video (' : 'before the video (cut; '
+  assert.ok(videoLine.includes(`${side}tracking CSV)`), videoLine)
+  assert.ok(!/ffmpeg-input-start|none applied|arrival-envelope/.test(lines.join('\n')), 'no internal names')
   assert.ok(!lines.some((line) => line.includes('Frame clock:')), 'the frame clock is for --verbose')
   // The whole story is in the sync file's notes, and on stderr with --verbose (mux later says it again).
   assert.ok(
@@ -220,7 +247,10 @@ test('--all-videos, three trials: one line per video plus the table, at most 14 
   assert.equal(sync.videos.length, 3)
   for (const v of sync.videos) {
     const short = path.basename(v.videoFile).slice(0, 4)
-    assert.equal(lines.filter((line) => line.includes(`${feed}/${short}`) && line.includes('audio ')).length >= 1, true)
+    assert.equal(
+      lines.filter((line) => line.includes(`${feed}/${short}`) && line.includes('audio starts ')).length >= 1,
+      true,
+    )
   }
   assert.equal(result.stdout.trim().split('\n').length, 3, 'three commands on stdout')
   // The ULID's lesson (record with -w) is the same for every video: once.

@@ -30,6 +30,8 @@ import {
   checkBuild,
   sha256,
   OLDEST_NODE,
+  didYouMean,
+  editDistance,
 } from '../dist/record-audio.mjs'
 import { ulidAt, tempDir, run, requireBinary, readWav } from './helpers.mjs'
 
@@ -164,11 +166,7 @@ test('flags: per-platform defaults (macOS and Windows faked: only the platform n
   const mac = settings(['feed'], 'darwin')
   assert.equal(mac.format, 'avfoundation')
   assert.equal(mac.inputs[0].device, ':0')
-  usageError(
-    ['feed'],
-    /dshow needs --device "audio=<name>": list the names with ffmpeg .*-list_devices true -f dshow/,
-    'win32',
-  )
+  usageError(['feed'], /dshow needs --device "audio=<name>": list the names with record-audio --list-devices$/, 'win32')
   assert.equal(settings(['feed', '--device', 'audio=Microphone (USB)'], 'win32').format, 'dshow')
   usageError(['feed', '--format', 'avfoundation'], /does not exist on linux: use alsa/)
 })
@@ -303,6 +301,26 @@ test('--help: no default reads "null", each default said once, the subcommands i
   assert.match(help, /^ {7}record-audio repair <file\.wav> +write the sizes/m)
   assert.match(help, /--no-drift-fix +do not retime/)
   for (const line of help.split('\n')) assert.ok([...line].length <= 110, `fits a terminal: ${line}`)
+})
+
+test("--help: --video-start's default is what the run really uses: the tracking CSV, then timesync, then the ULID", () => {
+  const help = helpText('linux')
+  const row = help.slice(help.indexOf('--video-start'), help.indexOf('--', help.indexOf('--video-start') + 2))
+  assert.match(row, /default: the tracking CSV's frame clock \(-w\), else the timesync file, else the ULID/)
+})
+
+test('didYouMean: a device name one or two letters off a listed one gets it; a short or far one gets none', () => {
+  const names = ['default', 'ra_mic', 'ra_sink.monitor', 'alsa_input.usb-Blue_Yeti-00.analog-stereo']
+  assert.equal(editDistance('ra_mc', 'ra_mic'), 1)
+  assert.equal(editDistance('kitten', 'sitting'), 3)
+  assert.equal(didYouMean('ra_mc', names), 'ra_mic', 'a letter dropped')
+  assert.equal(didYouMean('ra_mik', names), 'ra_mic', 'a letter changed')
+  assert.equal(didYouMean('RA_MIC', names), 'ra_mic', 'the case')
+  assert.equal(didYouMean('ra_sink.monitr', names), 'ra_sink.monitor')
+  assert.equal(didYouMean('alsa_input.usb-Blue_Yeti-00.analog-mono', names), null, 'four letters off')
+  assert.equal(didYouMean('mic', ['mix', 'ra_mic']), 'mix', 'a short name: one letter at most')
+  assert.equal(didYouMean('ab', ['ac']), null, 'too short to guess')
+  assert.equal(didYouMean('ra_mic', names), null, 'listed: nothing to suggest')
 })
 
 test('the script reads in a 120-column editor: no line longer, however the formatter left it', () => {
