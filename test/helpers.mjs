@@ -768,6 +768,17 @@ export function expectedAudioMark(r) {
   return agreed && (r.audioStartUncertaintyS ?? 0) <= 0.04 ? '✔' : ' '
 }
 
+/**
+ * The ± the summary's video line should say for a record, by the README's rule: its offsetBoundsS either
+ * way from the offset, `± N ms` when both sides round alike, else `+above/−below ms`.
+ */
+export function expectedPlusMinus(r) {
+  const [belowMs, aboveMs] = r.offsetBoundsS.map((b) => Math.abs(b - r.offsetS) * 1000)
+  return Math.abs(aboveMs - belowMs) < 1
+    ? `± ${Math.max(aboveMs, belowMs).toFixed(0)} ms`
+    : `+${aboveMs.toFixed(0)}/−${belowMs.toFixed(0)} ms`
+}
+
 /** A seeded generator: the same "random" inputs on every run. */
 export function seededRandom(seed) {
   let a = seed >>> 0
