@@ -75,6 +75,8 @@ const VERBOSE = false
 //   The picture             --plot
 //   Sync events             flashes and clicks found, paired, fitted (--events, check)
 //   The live status         level and status line (a level per device)
+//   Camera latency          measured by the events, kept per camera (record-audio-calibration.json), applied;
+//                           the offset's bounds (offsetBounds)
 //   Sync arithmetic, mux    which codec, the mux plan (a stream per device), coverage, the videos'
 //                           table (--all-videos), quoting for each shell
 //   The summary             typed notes (ok, warning, detail, advice…), the lines they make (renderNotes: once
@@ -2438,6 +2440,7 @@ export interface CameraKey {
 /** One --events verdict as a latency: the anchors' lateness at the events' median, their spread and count. */
 export interface LatencyMeasurement {
   date: string // ISO 8601, when it was measured
+  video?: string // the recording's file name: measured again (mux later), it replaces its own
   pairs: number
   medianS: number
   spreadS: number
@@ -2514,6 +2517,7 @@ export function parseCalibration(text: string): Calibration {
           throw new Error(`${where}.measurements[${j}] has no "${key}" number`)
       return {
         date: String(m.date ?? ''),
+        ...(typeof m.video === 'string' ? { video: m.video } : {}),
         pairs: m.pairs,
         medianS: m.medianS,
         spreadS: m.spreadS,
@@ -2581,8 +2585,10 @@ export function chooseCameraLatency(c: {
 /** The calibration with one more measurement of a camera (a new entry for a camera never measured). */
 export function withMeasurement(cal: Calibration, key: CameraKey, m: LatencyMeasurement): Calibration {
   const found = cal.cameras.some((c) => sameCamera(c, key))
+  // One recording is one session: measured again (mux later --events), its new verdict replaces its old one.
+  const others = (c: CalibratedCamera) => c.measurements.filter((old) => m.video == null || old.video !== m.video)
   const cameras = found
-    ? cal.cameras.map((c) => (sameCamera(c, key) ? { ...c, measurements: [...c.measurements, m] } : c))
+    ? cal.cameras.map((c) => (sameCamera(c, key) ? { ...c, measurements: [...others(c), m] } : c))
     : [...cal.cameras, { ...key, measurements: [m] }]
   return { about: CALIBRATION_ABOUT, cameras }
 }
@@ -5294,7 +5300,9 @@ function keepLatency(clues: Clues, aligned: ReturnType<typeof alignOnEvents> | n
   const { camera } = clues
   const fit = aligned?.fit
   const tie = fit?.notes.some((note) => note.kind === 'tie-broken-by-anchors')
-  const m = fit?.consistent && !tie ? measuredLatency(camera.latency.latencyS, fit, audio.clockRatio, new Date()) : null
+  const measured =
+    fit?.consistent && !tie ? measuredLatency(camera.latency.latencyS, fit, audio.clockRatio, new Date()) : null
+  const m = measured && { ...measured, video: path.basename(clues.video.file) }
   if (!m) return { latency: camera.latency, measured: null, notes: [] as Note[] }
   const latency: CameraLatency = { latencyS: m.medianS, uncertaintyS: m.spreadS / 2, source: 'events', sessions: 1 }
   const periodS = 1 / (clues.video.nominalFps ?? 30)

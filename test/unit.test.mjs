@@ -1364,6 +1364,17 @@ test('camera latency: the video mode, the calibration file read (one clear line 
   )
   // What is written reads back whole.
   assert.deepEqual(parseCalibration(JSON.stringify(both)), both)
+  // One recording measured again (mux later --events) is still one session: its new verdict replaces the old.
+  const a = { ...m1, video: '01ARYZ6S41TSV4RRFFQ69G5FAV.mp4' }
+  const again = withMeasurement(withMeasurement(once, key, a), key, { ...a, medianS: 0.137 })
+  assert.deepEqual(
+    again.cameras[0].measurements.map((m) => [m.video ?? null, m.medianS]),
+    [
+      [null, 0.136],
+      ['01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', 0.137],
+    ],
+  )
+  assert.deepEqual(parseCalibration(JSON.stringify(again)), again)
 })
 
 test('camera latency: measured from the events, re-checked against the kept ones, chosen (flag, kept, none)', async () => {
