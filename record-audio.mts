@@ -39,8 +39,11 @@ const VIDEO_START: string | null = null
 const CLOCK_OFFSET_S = 0
 // --camera-latency: seconds from the camera taking a frame to TracktorLive stamping it (a network
 // stream's decode latency, then the read and the tracking: the stamp follows them), which no file holds;
-// taken off every video time
-const CAMERA_LATENCY_S = 0
+// taken off every video time; null → the one kept for this camera (--events measures it), else unmeasured
+const CAMERA_LATENCY_S: number | null = null
+// --no-calibration: ignore the camera latencies kept in ./record-audio-calibration.json (they are still
+// measured and kept with --events)
+const CALIBRATION = true
 // --no-drift-fix: keep the video's nominal timeline even when its real frame rate differs from it
 const DRIFT_FIX = true
 // --events: find the lab's sync events (a flash in view, a click or clap heard at the same moment) in
@@ -72,6 +75,8 @@ const VERBOSE = false
 //   The picture             --plot
 //   Sync events             flashes and clicks found, paired, fitted (--events, check)
 //   The live status         level and status line (a level per device)
+//   Camera latency          measured by the events, kept per camera (record-audio-calibration.json), applied;
+//                           the offset's bounds (offsetBounds)
 //   Sync arithmetic, mux    which codec, the mux plan (a stream per device), coverage, the videos'
 //                           table (--all-videos), quoting for each shell
 //   The summary             typed notes (ok, warning, detail, advice…), the lines they make (renderNotes: once
@@ -156,6 +161,9 @@ interface SettingRow {
  * Every setting once: its constant, its flag, what it is, and what null means for it. The flags,
  * the defaults that tests replace, and --help all come from here.
  */
+/** Where --events keeps each camera's measured latency: the working folder, beside the feeds' folders. */
+export const CALIBRATION_FILE = 'record-audio-calibration.json'
+
 const SETTINGS_TABLE = {
   feedId: {
     flag: 'feed-id',
@@ -219,6 +227,12 @@ const SETTINGS_TABLE = {
     flag: 'camera-latency',
     value: CAMERA_LATENCY_S,
     about: 'seconds from the camera taking a frame to TracktorLive stamping it (after tracking)',
+    unset: `kept in ./${CALIBRATION_FILE} (--events measures it), else unmeasured`,
+  },
+  calibration: {
+    flag: 'calibration',
+    value: CALIBRATION,
+    about: `apply the camera latency kept for this camera in ./${CALIBRATION_FILE}`,
   },
   clockOffsetS: {
     flag: 'clock-offset',
@@ -382,6 +396,7 @@ function timingFlags(args: minimist.ParsedArgs, argv: string[]): Partial<TimingS
   if (args['clock-offset'] !== undefined) given.clockOffsetS = parseClockOffset(args['clock-offset'])
   if (args['camera-latency'] !== undefined)
     given.cameraLatencyS = parseSeconds('camera-latency', args['camera-latency'])
+  if (argv.some((arg) => /^--(no-)?calibration(=|$)/.test(arg))) given.calibration = Boolean(args.calibration)
   if (args.timesync !== undefined) given.timesyncFile = parseTimesyncFile(args.timesync)
   if (flagGiven(argv, 'drift-fix')) given.driftFix = Boolean(args['drift-fix'])
   if (flagGiven(argv, 'events')) given.events = Boolean(args.events)
@@ -431,7 +446,13 @@ function parseTiming(args: minimist.ParsedArgs, argv: string[], defaults: FileDe
     videoStartEpochS:
       given.videoStartEpochS !== undefined ? given.videoStartEpochS : parseVideoStart(defaults.videoStart),
     clockOffsetS: given.clockOffsetS ?? parseClockOffset(defaults.clockOffsetS),
-    cameraLatencyS: given.cameraLatencyS ?? parseSeconds('camera-latency', defaults.cameraLatencyS),
+    cameraLatencyS:
+      given.cameraLatencyS !== undefined
+        ? given.cameraLatencyS
+        : defaults.cameraLatencyS == null
+          ? null
+          : parseSeconds('camera-latency', defaults.cameraLatencyS),
+    calibration: given.calibration ?? defaults.calibration,
     driftFix: given.driftFix ?? defaults.driftFix,
     events: given.events ?? defaults.events,
     allVideos: given.allVideos ?? defaults.allVideos,
@@ -502,6 +523,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
       'help',
       'version',
       'drift-fix',
+      'calibration',
       'events',
       'all-videos',
       'mux',
@@ -512,6 +534,7 @@ export function parseCommand(argv: string[], platform: Platform, defaults: FileD
     ],
     default: {
       'drift-fix': defaults.driftFix,
+      calibration: defaults.calibration,
       events: defaults.events,
       'all-videos': defaults.allVideos,
       mux: defaults.mux,
@@ -2491,6 +2514,277 @@ export function statusLine(elapsedS: number, wavBytes: number, dbfs: number | nu
   return `${dot} ${hms}  ${size}  ${levels.map(meter).join(levels.length > 1 ? '  |' : '')}`
 }
 
+// ── Camera latency ───────────────────────────────────────────────────────────────────────────
+// TracktorLive stamps a frame after reading and tracking it: every anchor is late by the camera's
+// latency, which no file holds. --events measures it (the events' offset against the anchors'), the
+// working folder keeps every measurement per camera, and a later recording of the same camera, device
+// and mode applies it; the offset's bounds hold it, or, unmeasured, the widest a camera is known to have.
+
+export type CameraLatencySource = 'events' | 'calibration' | 'flag' | 'unmeasured'
+
+/** What a latency belongs to: the feed, the microphone beside it, the video's mode, and the anchor it corrects. */
+export interface CameraKey {
+  feedId: string
+  audioDevice: string
+  videoMode: string // `640x480 30 fps mpeg4`, from ffprobe
+  anchor: VideoTiming['source']
+}
+
+/** One --events verdict as a latency: the anchors' lateness at the events' median, their spread and count. */
+export interface LatencyMeasurement {
+  date: string // ISO 8601, when it was measured
+  video?: string // the recording's file name: measured again (mux later), it replaces its own
+  pairs: number
+  medianS: number
+  spreadS: number
+}
+
+export type CalibratedCamera = CameraKey & { measurements: LatencyMeasurement[] }
+
+/** The calibration file's content: every camera measured, and every measurement of each. */
+export interface Calibration {
+  about: string
+  cameras: CalibratedCamera[]
+}
+
+/** What the kept measurements say together: the interval that holds them all, as a centre ± half its width. */
+export interface KeptLatency {
+  latencyS: number
+  uncertaintyS: number
+  sessions: number
+}
+
+/** The latency taken off the video's times, and where it comes from. */
+export interface CameraLatency {
+  latencyS: number
+  uncertaintyS: number | null // null: nobody measured it (a flag's, or none)
+  source: CameraLatencySource
+  sessions: number // calibration: the measurements kept
+}
+
+/**
+ * Unmeasured, the true offset lies above the figure by up to the camera's latency: USB/UVC webcams 5–150 ms,
+ * OpenCV's queue of 4 buffers ~100 ms more, a network stream here 136 ms (RTSP cameras reach 0.3–1 s: measure those).
+ */
+export const UNMEASURED_LATENCY_MAX_S = 0.25
+
+export const CALIBRATION_ABOUT =
+  "record-audio's camera latencies (seconds from the camera taking a frame to TracktorLive's stamp of it)," +
+  ' measured by --events, one entry per feed, microphone, video mode and anchor; every measurement is kept.' +
+  ' Edit or delete freely: a later recording of the same camera applies them (--no-calibration ignores them).'
+
+/** The video's mode as a latency depends on it: `640x480 30 fps mpeg4`; null when ffprobe could not say. */
+export function videoModeOf(m: {
+  width: number | null
+  height: number | null
+  fps: number | null
+  codec: string | null
+}) {
+  if (!m.width || !m.height || !m.fps || !m.codec) return null
+  return `${m.width}x${m.height} ${Number(m.fps.toFixed(3))} fps ${m.codec}`
+}
+
+export function sameCamera(a: CameraKey, b: CameraKey): boolean {
+  return (
+    a.feedId === b.feedId && a.audioDevice === b.audioDevice && a.videoMode === b.videoMode && a.anchor === b.anchor
+  )
+}
+
+/** A calibration file's text; throws a one-line Error naming what is wrong. */
+export function parseCalibration(text: string): Calibration {
+  let raw: { cameras?: unknown }
+  try {
+    raw = JSON.parse(text)
+  } catch {
+    throw new Error('it is not JSON')
+  }
+  if (!Array.isArray(raw?.cameras)) throw new Error('it has no "cameras" list')
+  const cameras = raw.cameras.map((c: Record<string, unknown>, i: number): CalibratedCamera => {
+    const where = `cameras[${i}]`
+    for (const key of ['feedId', 'audioDevice', 'videoMode', 'anchor'])
+      if (typeof c?.[key] !== 'string') throw new Error(`${where} has no "${key}" text`)
+    if (!Array.isArray(c.measurements)) throw new Error(`${where} has no "measurements" list`)
+    const measurements = c.measurements.map((m: Record<string, unknown>, j: number) => {
+      for (const key of ['pairs', 'medianS', 'spreadS'])
+        if (typeof m?.[key] !== 'number' || !Number.isFinite(m[key]))
+          throw new Error(`${where}.measurements[${j}] has no "${key}" number`)
+      return {
+        date: String(m.date ?? ''),
+        ...(typeof m.video === 'string' ? { video: m.video } : {}),
+        pairs: m.pairs,
+        medianS: m.medianS,
+        spreadS: m.spreadS,
+      } as LatencyMeasurement
+    })
+    return { ...(c as unknown as CameraKey), measurements }
+  })
+  return { about: CALIBRATION_ABOUT, cameras }
+}
+
+/** Every kept measurement of one camera together: the interval holding each median ± half its spread. */
+export function keptLatency(measurements: LatencyMeasurement[]): KeptLatency | null {
+  if (!measurements.length) return null
+  const lowS = Math.min(...measurements.map((m) => m.medianS - m.spreadS / 2))
+  const highS = Math.max(...measurements.map((m) => m.medianS + m.spreadS / 2))
+  return { latencyS: (lowS + highS) / 2, uncertaintyS: (highS - lowS) / 2, sessions: measurements.length }
+}
+
+/**
+ * The events' verdict as the camera's latency: what was taken off (appliedS) plus how far the events moved
+ * the offset from the anchors' (−their median residual, on the audio's clock).
+ */
+export function measuredLatency(
+  appliedS: number,
+  fit: Pick<EventFit, 'medianS' | 'spreadS' | 'used'>,
+  clockRatio: number,
+  date: Date,
+): LatencyMeasurement | null {
+  if (fit.medianS == null || fit.spreadS == null) return null
+  return {
+    date: date.toISOString(),
+    pairs: fit.used,
+    medianS: appliedS - fit.medianS / clockRatio,
+    spreadS: fit.spreadS,
+  }
+}
+
+/**
+ * A new measurement against the kept ones: moved when further from them than their spread (the kept
+ * interval's width) plus a frame period, an event's phase within a frame. null: nothing kept, or within.
+ */
+export function latencyMoved(kept: KeptLatency | null, m: LatencyMeasurement, framePeriodS: number): number | null {
+  if (!kept) return null
+  const apartS = m.medianS - kept.latencyS
+  return Math.abs(apartS) > 2 * kept.uncertaintyS + framePeriodS ? apartS : null
+}
+
+/** What is taken off: --camera-latency, else what is kept (unless --no-calibration), else nothing (unmeasured). */
+export function chooseCameraLatency(c: {
+  flagS: number | null
+  calibration: boolean
+  kept: KeptLatency | null
+}): CameraLatency {
+  if (c.flagS != null) return { latencyS: c.flagS, uncertaintyS: null, source: 'flag', sessions: 0 }
+  if (c.calibration && c.kept)
+    return {
+      latencyS: c.kept.latencyS,
+      uncertaintyS: c.kept.uncertaintyS,
+      source: 'calibration',
+      sessions: c.kept.sessions,
+    }
+  return { latencyS: 0, uncertaintyS: null, source: 'unmeasured', sessions: 0 }
+}
+
+/** The calibration with one more measurement of a camera (a new entry for a camera never measured). */
+export function withMeasurement(cal: Calibration, key: CameraKey, m: LatencyMeasurement): Calibration {
+  const found = cal.cameras.some((c) => sameCamera(c, key))
+  // One recording is one session: measured again (mux later --events), its new verdict replaces its old one.
+  const others = (c: CalibratedCamera) => c.measurements.filter((old) => m.video == null || old.video !== m.video)
+  const cameras = found
+    ? cal.cameras.map((c) => (sameCamera(c, key) ? { ...c, measurements: [...others(c), m] } : c))
+    : [...cal.cameras, { ...key, measurements: [m] }]
+  return { about: CALIBRATION_ABOUT, cameras }
+}
+
+/**
+ * The interval that holds the true offset. With the events: their spread either way. With the anchors,
+ * every term added: the audio's start, the frame clock (or ULID), the card's clock over the video, the
+ * camera's latency with its spread; unmeasured, the latency (and an event's phase within a frame, which
+ * the anchor cannot see) only raise it: up to UNMEASURED_LATENCY_MAX_S and a frame above.
+ */
+export function offsetBounds(b: {
+  offsetS: number
+  eventsSpreadS: number | null // the events set the offset (and the anchors broke no tie)
+  audioUncertaintyS: number | null
+  videoUncertaintyS: number | null
+  cardClockS: number // the card's clock error over the video's length
+  latency: Pick<CameraLatency, 'source' | 'uncertaintyS'>
+  framePeriodS: number | null
+}): [number, number] {
+  if (b.eventsSpreadS != null) return [b.offsetS - b.eventsSpreadS, b.offsetS + b.eventsSpreadS]
+  const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
+  const aboveS = b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0
+  return [b.offsetS - sharedS, b.offsetS + sharedS + aboveS]
+}
+
+/** A ± as the line says it: `± 4 ms`, or `+266/−4 ms` when the bounds are not the same either way. */
+export function describeBounds(offsetS: number, [lowS, highS]: [number, number]): string {
+  const [aboveMs, belowMs] = [(highS - offsetS) * 1000, (offsetS - lowS) * 1000]
+  if (Math.abs(aboveMs - belowMs) < 1) return `± ${Math.max(aboveMs, belowMs).toFixed(0)} ms`
+  return `+${aboveMs.toFixed(0)}/−${belowMs.toFixed(0)} ms`
+}
+
+/** What the summary says of the latency applied: a few words; unmeasured, once, how to measure it. */
+export function latencyNotes(l: CameraLatency, c: { file: string; mode: string | null; others: string[] }): Note[] {
+  const ms = (s: number) => (s * 1000).toFixed(0)
+  if (l.source === 'calibration')
+    return [
+      {
+        kind: 'plain',
+        text:
+          `  Camera latency ${ms(l.latencyS)} ± ${ms(l.uncertaintyS ?? 0)} ms kept from ${l.sessions}` +
+          ` session${l.sessions === 1 ? '' : 's'} (${c.file}).`,
+      },
+    ]
+  if (l.source === 'flag')
+    return [
+      {
+        kind: 'plain',
+        text: `  Camera latency ${ms(l.latencyS)} ms from --camera-latency (its ± unknown: not in the figure).`,
+      },
+    ]
+  if (l.source !== 'unmeasured') return []
+  const elsewhere = c.others.length ? ` (${c.file} has ${c.others.join(', ')}: another mode's is not this one's)` : ''
+  return [
+    {
+      kind: 'advice', // once per run, at the end: what to do once for every later recording
+      key: 'latency-unmeasured',
+      changes: true,
+      text:
+        `  Camera latency unmeasured for ${c.mode ?? 'this video'}${elsewhere}: not in the figure, its ± allows` +
+        ` up to ${ms(UNMEASURED_LATENCY_MAX_S)} ms for it. Measure it once: record with --events (a flash seen` +
+        ' with a click heard, at irregular gaps); later recordings of this camera and mode get it by themselves.',
+      short:
+        `  Camera latency unmeasured${c.others.length ? ' for this mode' : ''}: not in the figure;` +
+        ' measure it once with --events.',
+    },
+  ]
+}
+
+/** This recording's measurement, said: kept (and how it stands with what was), moved, or not kept and why. */
+export function measuredLatencyNote(
+  m: LatencyMeasurement,
+  k: {
+    file: string
+    keptBefore: KeptLatency | null
+    movedS: number | null
+    keptAfter: KeptLatency | null
+    notKept: string | null
+  },
+): Note {
+  const ms = (s: number) => (s * 1000).toFixed(0)
+  const keptText = (kept: KeptLatency) => `${ms(kept.latencyS)} ± ${ms(kept.uncertaintyS)} ms`
+  const measured = `${(m.medianS * 1000).toFixed(1)} ms (spread ${(m.spreadS * 1000).toFixed(1)} ms, ${m.pairs} pairs)`
+  if (k.notKept) return { kind: 'plain', text: `  Camera latency measured: ${measured}; not kept: ${k.notKept}.` }
+  const after = k.keptAfter as KeptLatency
+  const sessions = `${after.sessions} session${after.sessions === 1 ? '' : 's'}`
+  if (k.movedS != null && k.keptBefore)
+    return {
+      kind: 'warning',
+      text:
+        `⚠ Camera latency measured: ${measured}, ${signed(k.movedS * 1000, 0, 'ms')} from the` +
+        ` ${keptText(k.keptBefore)} kept: the camera or its settings changed, or its latency moves at each start.` +
+        ` Both kept in ${k.file}; applied from now on: ${keptText(after)} (${sessions}).`,
+      short:
+        `⚠ Camera latency ${ms(m.medianS)} ms, ${signed(k.movedS * 1000, 0, 'ms')} from the ${keptText(k.keptBefore)}` +
+        ` kept (camera changed?): both kept, now ${keptText(after)}.`,
+    }
+  return {
+    kind: 'plain',
+    text: `  Camera latency measured: ${measured}, kept in ${k.file} (${keptText(after)} from ${sessions}).`,
+  }
+}
+
 // ── Sync arithmetic and the mux command ──────────────────────────────────────────────────────
 
 export interface MuxInput {
@@ -2885,6 +3179,7 @@ export interface VideoContext {
   csvNote: string | null // a tracking CSV found and not used, and why
   csvEpochUncertaintyS: number | null // the frame clock's epoch, when one was used
   cameraLatencyS: number
+  latencyNotes?: Note[] // the camera latency applied, in a few words (latencyNotes)
   codecLine: string | null // the muxed file is not an mp4 with AAC, and why
   eventsAsked: boolean
   eventNotes: Note[] // what --events said (eventsFor)
@@ -2933,7 +3228,9 @@ export function videoMark(
   // Witnessed, and known within about a frame: a stamp 200 ms before its samples' arrival is a queue
   // the files cannot tell from an early stamp, so its ± is that wide: no ✔ on it.
   const known = lineUncertaintyS(v, c) <= TRUSTED_WITHIN_S
-  return c.audioCheck === 'plausible' && videoWitnessed && known ? '✔' : ' '
+  // The default latency of 0 is a guess, not a measurement: an unmeasured camera's figure has no ✔.
+  const latencyKnown = v.cameraLatencySource !== 'unmeasured'
+  return c.audioCheck === 'plausible' && videoWitnessed && known && latencyKnown ? '✔' : ' '
 }
 
 /** The events' offset was chosen by the anchors among equally supported candidates (a regular train). */
@@ -2946,6 +3243,9 @@ export const TRUSTED_WITHIN_S = 0.04
 
 /** How far the offset may be off: the video's start (or the events' spread) and the audio's, together. */
 export function lineUncertaintyS(v: VideoSync, c: Partial<Pick<VideoContext, 'audioUncertaintyS'>>): number {
+  // The bounds hold every term (offsetBounds): their wider side.
+  if (v.offsetBoundsS && v.offsetS != null)
+    return Math.max(v.offsetBoundsS[1] - v.offsetS, v.offsetS - v.offsetBoundsS[0])
   // A tie the anchors broke rests on the anchors: their ±, not the events' spread.
   const events = v.events?.applied && !tieBrokenByAnchors(v) ? v.events : null
   const videoUncertaintyS = events ? (events.spreadMs ?? 0) / 1000 : (v.videoStartUncertaintyS ?? 0)
@@ -2983,7 +3283,10 @@ export function videoLine(v: VideoSync, c: VideoContext): string {
   const uncertaintyMs = lineUncertaintyS(v, c) * 1000
   const anchor = events ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
   const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd)}  `
-  const starts = audioStartsWords(offsetS, ` ± ${uncertaintyMs.toFixed(0)} ms`, anchor)
+  // The words say how far before or after the video: the bounds turned with them (+ is further from the video).
+  const [lowS, highS] = v.offsetBoundsS ?? [offsetS - uncertaintyMs / 1000, offsetS + uncertaintyMs / 1000]
+  const plusMinus = describeBounds(Math.abs(offsetS), offsetS < 0 ? [-highS, -lowS] : [lowS, highS])
+  const starts = audioStartsWords(offsetS, ` ${plusMinus}`, anchor)
   const disagree = v.anchorWarnings.length ? ['anchors disagree'] : []
   // Written to fit: the drift shortened, then left to --verbose, before anything else.
   const fitting = [driftWords(v, false), driftWords(v, true), null]
@@ -2997,6 +3300,7 @@ export function videoNotes(v: VideoSync, c: VideoContext): Note[] {
   const video: Note = { kind: 'plain', text: videoLine(v, c), topic: 'video' }
   const mark = videoMark(v, c)
   const notes: Note[] = [{ ...video, kind: mark === '✔' ? 'ok' : mark === '⚠' ? 'warning' : 'plain' }]
+  notes.push(...(c.latencyNotes ?? []))
   if (c.codecLine) notes.push({ kind: 'plain', text: c.codecLine, key: 'codec' })
   if (c.movedFromStopS != null)
     notes.push({
@@ -3196,7 +3500,8 @@ export interface TimingSettings {
   timesyncFile: string | null
   videoStartEpochS: number | null
   clockOffsetS: number
-  cameraLatencyS: number
+  cameraLatencyS: number | null // null: the kept calibration's, else unmeasured
+  calibration: boolean // --no-calibration: false
   driftFix: boolean
   events: boolean // --events
   allVideos: boolean // --all-videos: which videos get an offset, so that mux later makes the same ones
@@ -3268,6 +3573,11 @@ export interface SyncRecord {
   anchorWarnings: string[]
   events: EventSummary | null // --events: what the flashes and clicks said, and whether it was used
   offsetS: number | null
+  offsetBoundsS: [number, number] | null // holds the true offset: every term in it (offsetBounds)
+  cameraLatencyS: number | null // taken off the video's times (events: measured on this recording)
+  cameraLatencyUncertaintyS: number | null // null: unknown (a flag's, or unmeasured)
+  cameraLatencySource: CameraLatencySource | null
+  cameraLatencyMeasured: LatencyMeasurement | null // --events: this recording's measurement of it
   delaySamples: number | null
   trimSamples: number | null
   // several devices: where each one's samples go in the muxed file, in the order of its audio streams
@@ -3362,6 +3672,11 @@ const NO_VIDEO = {
   anchorWarnings: [],
   events: null,
   offsetS: null,
+  offsetBoundsS: null,
+  cameraLatencyS: null,
+  cameraLatencyUncertaintyS: null,
+  cameraLatencySource: null,
+  cameraLatencyMeasured: null,
   delaySamples: null,
   trimSamples: null,
   muxedFile: null,
@@ -3441,7 +3756,9 @@ export function parseSyncRecord(text: string): SyncRecord {
     timesyncFile: typeof stored.timesyncFile === 'string' ? stored.timesyncFile : null,
     videoStartEpochS: typeof stored.videoStartEpochS === 'number' ? stored.videoStartEpochS : null,
     clockOffsetS: typeof stored.clockOffsetS === 'number' ? stored.clockOffsetS : (number('clockOffsetS') ?? 0),
-    cameraLatencyS: typeof stored.cameraLatencyS === 'number' ? stored.cameraLatencyS : 0,
+    // A 0 stored before the latency could be kept was the default, never a measurement.
+    cameraLatencyS: typeof stored.cameraLatencyS === 'number' && stored.cameraLatencyS ? stored.cameraLatencyS : null,
+    calibration: stored.calibration !== false,
     driftFix: typeof stored.driftFix === 'boolean' ? stored.driftFix : true,
     events: stored.events === true,
     allVideos: stored.allVideos === true,
@@ -3804,6 +4121,7 @@ interface VideoFacts {
   finalized: boolean
   frames: number | null
   nominalFps: number | null
+  mode: string | null // width × height, nominal fps, codec: what a camera latency is kept for
   mtimeEpochS: number
 }
 
@@ -3811,14 +4129,18 @@ async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFa
   const finalized = isFinalizedMp4(file)
   let frames: number | null = null
   let nominalFps: number | null = null
+  let mode: string | null = null
   if (finalized && ffprobe) {
+    const entries = 'stream=nb_frames,r_frame_rate,width,height,codec_name'
     const probe = await $({
       nothrow: true,
       quiet: true,
-    })`${ffprobe} -v error -select_streams v:0 -show_entries stream=nb_frames,r_frame_rate -of json ${file}`
+    })`${ffprobe} -v error -select_streams v:0 -show_entries ${entries} -of json ${file}`
     const stream = probe.exitCode === 0 ? JSON.parse(probe.stdout).streams?.[0] : undefined
     if (Number(stream?.nb_frames) > 0) frames = Number(stream.nb_frames)
     nominalFps = parseRate(stream?.r_frame_rate)
+    const size = { width: Number(stream?.width) || null, height: Number(stream?.height) || null }
+    mode = videoModeOf({ ...size, fps: nominalFps, codec: stream?.codec_name ?? null })
   }
   return {
     file,
@@ -3826,6 +4148,7 @@ async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFa
     finalized,
     frames,
     nominalFps,
+    mode,
     mtimeEpochS: fs.statSync(file).mtimeMs / 1000,
   }
 }
@@ -4688,8 +5011,8 @@ const NO_SAMPLE = 'no sample recorded'
 
 /** The settings that shaped the offset, as the sync record keeps them. */
 function timingOf(s: TimingSettings): TimingSettings {
-  const { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, driftFix, events, allVideos } = s
-  return { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, driftFix, events, allVideos }
+  const { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, calibration, driftFix, events, allVideos } = s
+  return { timesyncFile, videoStartEpochS, clockOffsetS, cameraLatencyS, calibration, driftFix, events, allVideos }
 }
 
 /** A recording's record before its first sample: one part per device, the first's fields on top. */
@@ -4994,6 +5317,7 @@ interface AudioFacts {
   startCheck: StartCheckKind | null // the first sample's check: a second witness of startEpochS
   startUncertaintyS: number | null
   startDoubtful: boolean // the WAV's length and the wall time since its first sample disagree
+  clockErrorPpm: number // how far the card's clock may be off what is applied for it
   others: AudioFacts[] // the other devices that recorded, each its own stream in the mux
 }
 
@@ -5012,6 +5336,7 @@ function audioFacts(r: Pick<SyncRecord, (typeof AUDIO_KEYS)[number] | 'audios'>)
     startCheck: startAgreed(r) ? 'plausible' : r.audioStartCheck,
     startUncertaintyS: r.audioStartUncertaintyS,
     startDoubtful: r.audioStartDoubtful === true,
+    clockErrorPpm: (r.audioClockRatio === 1 ? Math.abs(r.audioClockPpm ?? 0) : 0) + (r.audioClockUncertaintyPpm ?? 0),
     others,
   }
 }
@@ -5033,7 +5358,7 @@ interface Finishing extends TimingSettings {
   watchedCsv: Map<string, WatchedEpoch> // tracking CSVs stamped while recording, by absolute path
   ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
   summary: Summary
-  stopOffsets?: Map<string, { offsetS: number; source: string | null }> // mux later, same timing: the stop's offsets
+  stopOffsets?: ReturnType<typeof storedOffsets> // mux later, same timing: the stop's offsets
   movedFromStop?: string[] // mux later: the videos whose offset moved from the stop's with nothing to explain it
 }
 
@@ -5323,8 +5648,98 @@ async function othersOnEvents(
   return offsetsS
 }
 
+/** The working folder's calibration file for a video: beside its feed's folder. */
+function calibrationFileFor(videoFile: string): string {
+  return path.join(path.dirname(path.dirname(path.resolve(videoFile))), CALIBRATION_FILE)
+}
+
+/** The calibration file: nothing kept when it is not there; problem, when it cannot be read (then never written). */
+function readCalibration(file: string): { calibration: Calibration | null; problem: string | null } {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return { calibration: { about: CALIBRATION_ABOUT, cameras: [] }, problem: null }
+    return { calibration: null, problem: `cannot read it (${(error as NodeJS.ErrnoException).code})` }
+  }
+  try {
+    return { calibration: parseCalibration(text), problem: null }
+  } catch (error) {
+    return { calibration: null, problem: (error as Error).message }
+  }
+}
+
+/** The camera a video's latency belongs to; null when its mode is unknown (a video not finished, no ffprobe). */
+function cameraKeyOf(videoFile: string, video: VideoFacts, device: string | null, anchor: VideoTiming['source']) {
+  if (!video.mode) return null
+  const feedId = path.basename(path.dirname(path.resolve(videoFile)))
+  return { feedId, audioDevice: device ?? 'default', videoMode: video.mode, anchor } satisfies CameraKey
+}
+
+/** What is kept for this video's camera, and what it gets: the flag's, the kept one's, or none. */
+function latencyFor(
+  videoFile: string,
+  video: VideoFacts,
+  device: string | null,
+  anchor: VideoTiming['source'],
+  f: Finishing,
+) {
+  const file = calibrationFileFor(videoFile)
+  const key = cameraKeyOf(videoFile, video, device, anchor)
+  const read = readCalibration(file)
+  const entry = key ? read.calibration?.cameras.find((c) => sameCamera(c, key)) : undefined
+  const kept = keptLatency(entry?.measurements ?? [])
+  const latency = chooseCameraLatency({ flagS: f.cameraLatencyS, calibration: f.calibration, kept })
+  const others = (read.calibration?.cameras ?? [])
+    .filter((c) => key && c.feedId === key.feedId && c.audioDevice === key.audioDevice && !sameCamera(c, key))
+    .map((c) => c.videoMode)
+  return { file, key, calibration: read.calibration, problem: read.problem, kept, latency, others }
+}
+
+/**
+ * --events with a verdict: the camera's latency measured, said, and kept in the calibration file (never
+ * over one that could not be read); the recording's latency is then this measurement.
+ */
+function keepLatency(clues: Clues, aligned: ReturnType<typeof alignOnEvents> | null, audio: AudioFacts) {
+  const { camera } = clues
+  const fit = aligned?.fit
+  const tie = fit?.notes.some((note) => note.kind === 'tie-broken-by-anchors')
+  const measured =
+    fit?.consistent && !tie ? measuredLatency(camera.latency.latencyS, fit, audio.clockRatio, new Date()) : null
+  const m = measured && { ...measured, video: path.basename(clues.video.file) }
+  if (!m) return { latency: camera.latency, measured: null, notes: [] as Note[] }
+  const latency: CameraLatency = { latencyS: m.medianS, uncertaintyS: m.spreadS / 2, source: 'events', sessions: 1 }
+  const periodS = 1 / (clues.video.nominalFps ?? 30)
+  const shown = shownPath(camera.file, process.cwd())
+  const said = { file: shown, keptBefore: camera.kept, movedS: null, keptAfter: null, notKept: null }
+  // A frame is never stamped before it is taken: further below 0 than the audio's ± and a frame, it is the audio.
+  const belowS = -((audio.startUncertaintyS ?? 0) + periodS)
+  const notKept = !camera.key
+    ? "the video's mode is unknown (ffprobe)"
+    : !camera.calibration
+      ? 'the calibration file could not be read'
+      : m.medianS < belowS
+        ? "below 0: the audio's start is off, not the camera"
+        : null
+  if (notKept || !camera.key || !camera.calibration)
+    return { latency, measured: m, notes: [measuredLatencyNote(m, { ...said, notKept: notKept ?? '' })] }
+  const next = withMeasurement(camera.calibration, camera.key, m)
+  try {
+    const partial = `${camera.file}.${process.pid}.partial`
+    fs.writeFileSync(partial, `${JSON.stringify(next, null, 2)}\n`)
+    fs.renameSync(partial, camera.file)
+  } catch (error) {
+    const why = `${shown} could not be written (${(error as NodeJS.ErrnoException).code})`
+    return { latency, measured: m, notes: [measuredLatencyNote(m, { ...said, notKept: why })] }
+  }
+  const keptAfter = keptLatency(next.cameras.find((c) => sameCamera(c, camera.key as CameraKey))?.measurements ?? [])
+  const movedS = latencyMoved(camera.kept, m, periodS)
+  return { latency, measured: m, notes: [measuredLatencyNote(m, { ...said, movedS, keptAfter })] }
+}
+
 /** What the files say of a video's timing: its facts, the anchors' verdict, and its tracking CSV's clock. */
-async function videoClues(videoFile: string, f: Finishing, notes: Note[]) {
+async function videoClues(videoFile: string, f: Finishing, notes: Note[], device: string | null = null) {
   const video = await videoFacts(videoFile, f.ffprobe)
   const timesyncFile = timesyncFileFor(f.timesyncFile, f.feedDir, videoFile) as string
   const timesync = await readTimesync(timesyncFile).catch((error) => {
@@ -5336,20 +5751,33 @@ async function videoClues(videoFile: string, f: Finishing, notes: Note[]) {
     notes.push({ kind: 'warning', text: `⚠ The timesync file ${timesyncFile} was expected but is not there.` })
   const tracked =
     video.frames && video.nominalFps ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv) : null
-  const timing = videoTiming({
+  const clues: VideoClues = {
     ulidEpochS: video.ulidEpochS,
     userStartEpochS: f.videoStartEpochS,
     timesync,
     clockOffsetS: f.clockOffsetS,
-    cameraLatencyS: f.cameraLatencyS,
     frames: video.frames,
     nominalFps: video.nominalFps,
     mtimeEpochS: video.finalized ? video.mtimeEpochS : null,
     driftFix: f.driftFix,
     frameClock: tracked?.clock ?? null,
     frameClockRefused: tracked?.refused ?? null,
-  })
-  return { video, timing, tracked, timesyncFile }
+  }
+  // The latency is kept per anchor (it is what the anchor misses): which one, before it is taken off.
+  const camera = latencyFor(videoFile, video, device, videoTiming(clues).source, f)
+  if (camera.problem) {
+    const shown = shownPath(camera.file, process.cwd())
+    notes.push({
+      kind: 'warning',
+      key: 'calibration-unreadable',
+      text:
+        `⚠ ${shown}: ${camera.problem}; its camera latencies are not used, nor is it written.` +
+        ` Fix it by hand, or move it away (a new one is started).`,
+      short: `⚠ ${shown}: ${camera.problem}; not used nor written: fix it, or move it away.`,
+    })
+  }
+  const timing = videoTiming({ ...clues, cameraLatencyS: camera.latency.latencyS })
+  return { video, timing, tracked, timesyncFile, camera }
 }
 
 type Clues = Awaited<ReturnType<typeof videoClues>>
@@ -5388,7 +5816,7 @@ async function syncToVideo(
     return NO_VIDEO
   }
   const notes: Note[] = []
-  const clues = await videoClues(videoFile, f, notes)
+  const clues = await videoClues(videoFile, f, notes, audio.device)
   checkOverlap(audio, videoFile, clues, f.clockOffsetS)
   const { timing } = clues
   const anchors = { offsetS: audio.startEpochS - timing.startEpochS, itsscale: timing.itsscale }
@@ -5404,8 +5832,10 @@ async function syncToVideo(
       aligned = { ...aligned, ownOffsetsS }
     }
   }
+  const kept = keepLatency(clues, aligned, audio)
+  eventNotes.push(...kept.notes)
   const codec = muxCodecFor([audio, ...audio.others])
-  const result = videoSyncOf(audio, videoFile, clues, aligned, codec, f)
+  const result = videoSyncOf(audio, videoFile, clues, aligned, codec, f, kept)
   const codecLine = codec.why
     ? `  ${codec.why}: the muxed file is Matroska (.mkv) with ${CODEC_NAMES[codec.codec]} audio, every sample kept.`
     : null
@@ -5416,7 +5846,12 @@ async function syncToVideo(
     devices: audio.others.length ? [audio, ...audio.others].map((a) => a.device ?? path.basename(a.file)) : [],
     csvNote: clues.tracked?.note ?? null,
     csvEpochUncertaintyS: timing.clock?.epoch.uncertaintyS ?? null,
-    cameraLatencyS: f.cameraLatencyS,
+    cameraLatencyS: kept.latency.latencyS,
+    latencyNotes: latencyNotes(kept.latency, {
+      file: shownPath(clues.camera.file, process.cwd()),
+      mode: clues.video.mode,
+      others: clues.camera.others,
+    }),
     codecLine,
     eventsAsked: f.events,
     eventNotes,
@@ -5433,6 +5868,8 @@ function movedFromStop(v: VideoSync, f: Finishing): number | null {
   const atStop = f.stopOffsets?.get(v.videoFile as string)
   // Another anchor now (a CSV's epoch refused, a timesync file gone) is a move its own notes explain.
   if (atStop === undefined || v.offsetS == null || atStop.source !== v.videoStartSource) return null
+  // A camera latency measured or kept since is a move it explains (its own line says it).
+  if ((atStop.cameraLatencyS ?? 0) !== (v.cameraLatencyS ?? 0)) return null
   return Math.abs(v.offsetS - atStop.offsetS) > 0.001 ? v.offsetS - atStop.offsetS : null
 }
 
@@ -5475,12 +5912,23 @@ function videoSyncOf(
   aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null,
   codec: MuxCodec,
   f: Finishing,
+  camera: { latency: CameraLatency; measured: LatencyMeasurement | null },
 ): VideoSync {
   const { timing } = clues
   const anchorOffsetS = audio.startEpochS - timing.startEpochS
   const offsetS = aligned?.offsetS ?? anchorOffsetS
   const itsscale = aligned ? aligned.itsscale : timing.itsscale
   const videoDurationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (itsscale ?? 1)
+  const eventsUsed = aligned?.fit.consistent && camera.latency.source === 'events'
+  const offsetBoundsS = offsetBounds({
+    offsetS,
+    eventsSpreadS: eventsUsed ? (aligned?.fit.spreadS ?? 0) : null,
+    audioUncertaintyS: audio.startUncertaintyS,
+    videoUncertaintyS: timing.uncertaintyS,
+    cardClockS: audio.clockErrorPpm * 1e-6 * (videoDurationS ?? 0),
+    latency: camera.latency,
+    framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
+  })
   // The other devices, each by its own first sample or, with --events, by its own clicks; with no
   // verdict of its own, moved as much as the events moved the first.
   const more = audio.others.map((other, k) => ({
@@ -5517,6 +5965,11 @@ function videoSyncOf(
     itsscale,
     events: aligned?.summary ?? null,
     offsetS,
+    offsetBoundsS,
+    cameraLatencyS: camera.latency.latencyS,
+    cameraLatencyUncertaintyS: camera.latency.uncertaintyS,
+    cameraLatencySource: camera.latency.source,
+    cameraLatencyMeasured: camera.measured,
     delaySamples: plan.delaySamples,
     trimSamples: plan.trimSamples,
     silenceBeforeS: cover?.silenceBeforeS ?? null,
@@ -5851,14 +6304,17 @@ async function muxLater(m: MuxLater): Promise<number> {
  * Each video's offset in a record: the stop's, a witness for `mux` later's. Only videos finished at
  * the stop: an unfinished one had no frames, so no frame clock, and its offset was the ULID's.
  */
-export function storedOffsets(text: string): Map<string, { offsetS: number; source: string | null }> {
+export function storedOffsets(
+  text: string,
+): Map<string, { offsetS: number; source: string | null; cameraLatencyS: number | null }> {
   const raw = JSON.parse(text) as { videoFile?: unknown; offsetS?: unknown; videos?: unknown }
-  const found = new Map<string, { offsetS: number; source: string | null }>()
+  const found = new Map<string, { offsetS: number; source: string | null; cameraLatencyS: number | null }>()
   for (const v of [raw, ...(Array.isArray(raw.videos) ? raw.videos : [])])
     if (typeof v?.videoFile === 'string' && typeof v.offsetS === 'number' && v.videoFinalized === true)
       found.set(v.videoFile, {
         offsetS: v.offsetS,
         source: typeof v.videoStartSource === 'string' ? v.videoStartSource : null,
+        cameraLatencyS: typeof v.cameraLatencyS === 'number' ? v.cameraLatencyS : null,
       })
   return found
 }

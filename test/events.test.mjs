@@ -26,20 +26,20 @@ function irregularTrain(seed, n, firstS = 0.7) {
  * A `durationS` video whose light is on for 0.1 s from each flash: each frame's grey is how long
  * the light was on during its exposure (the whole frame period, from its presentation time).
  */
-function makeVideo(file, flashesS, durationS) {
+function makeVideo(file, flashesS, durationS, [w, h] = [W, H]) {
   requireBinary('ffmpeg')
   const frames = Math.round(durationS * FPS)
-  const raw = Buffer.alloc(frames * W * H)
+  const raw = Buffer.alloc(frames * w * h)
   for (let k = 0; k < frames; k++) {
     const [from, to] = [k / FPS, (k + 1) / FPS]
     let lit = 0
     for (const on of flashesS) lit += Math.max(0, Math.min(to, on + 0.1) - Math.max(from, on))
-    raw.fill(Math.round(30 + 190 * lit * FPS), k * W * H, (k + 1) * W * H)
+    raw.fill(Math.round(30 + 190 * lit * FPS), k * w * h, (k + 1) * w * h)
   }
   const made = run(
     'ffmpeg',
     [
-      ...['-v', 'error', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${W}x${H}`, '-r', String(FPS), '-i', '-'],
+      ...['-v', 'error', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${w}x${h}`, '-r', String(FPS), '-i', '-'],
       ...['-c:v', 'mpeg4', '-q:v', '2', '-pix_fmt', 'yuv420p', file],
     ],
     { input: raw, maxBuffer: 1 << 20 },
@@ -480,4 +480,165 @@ test("mux later with the stop's offset as witness: moved with the same timing, s
   const flagged = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--clock-offset=0.05'])
   assert.equal(flagged.status, 0, flagged.stderr)
   assert.doesNotMatch(flagged.stderr, /from the stop's/)
+})
+
+// ── Camera latency: measured by --events, kept beside the recordings, applied to the same camera ──
+
+/**
+ * One session of a camera whose frames reach TracktorLive `latencyS` after they are taken: its video
+ * (`size`) in ./feed/, the WAV that recorded beside it (the audio truly `audioLateS` after the first
+ * frame was taken, its stamp exact) and the sync file, whose ULID anchor is late by the latency.
+ */
+function cameraSession(dir, name, { latencyS, size = [W, H], seed = 11, audioLateS = 0.2 }) {
+  fs.mkdirSync(path.join(dir, 'feed'), { recursive: true })
+  const takenMs = Date.now() - 60000 - Math.round(Math.random() * 1000)
+  const stampedMs = takenMs + Math.round(latencyS * 1000) // the ULID: minted when the late frame arrives
+  const video = path.join(dir, 'feed', `${ulidAt(stampedMs)}.mp4`)
+  const flashes = irregularTrain(seed, 10)
+  makeVideo(video, flashes, 20, size)
+  fs.utimesSync(video, stampedMs / 1000 + 20, stampedMs / 1000 + 20)
+  const audio = path.join(dir, `${name}-audio.wav`)
+  makeWav(
+    audio,
+    flashes.map((t) => t - audioLateS),
+    22,
+  )
+  const syncFile = path.join(dir, `${name}-audio-sync.json`)
+  fs.writeFileSync(
+    syncFile,
+    JSON.stringify({
+      tool: 'record-audio test',
+      state: 'stopped',
+      feedDir: path.join(dir, 'feed'),
+      audioFile: audio,
+      audioFormat: 'pulse',
+      audioDevice: 'test',
+      audioSampleRate: RATE,
+      audioChannels: 1,
+      audioStartEpochS: takenMs / 1000 + audioLateS,
+      audioStartSource: 'ffmpeg-input-start',
+      audioDurationS: 22,
+      timing: { driftFix: false },
+    }),
+  )
+  return { video, syncFile, trueOffsetS: audioLateS, muxed: path.join(dir, `${name}-muxed.mp4`) }
+}
+
+/** `mux` of a session: muxed to s.muxed, or with --print only the command (a session muxed again). */
+function muxSession(s, ...flags) {
+  const where = flags.includes('--print') ? [] : ['--muxed-out', s.muxed]
+  const out = run(process.execPath, [TOOL, 'mux', s.syncFile, '--json', ...where, ...flags], {
+    cwd: path.dirname(s.syncFile),
+  })
+  assert.equal(out.status, 0, out.stderr)
+  return { ...out, record: JSON.parse(out.stdout) }
+}
+
+const calibrationOf = (dir) => JSON.parse(fs.readFileSync(path.join(dir, 'record-audio-calibration.json'), 'utf8'))
+
+test('camera latency: --events measures it (events vs anchors) and keeps it; a later session of the same camera gets it by itself, the muxed file checks at 0 ms', () => {
+  const dir = tempDir()
+  const first = cameraSession(dir, 'first', { latencyS: 0.136 })
+  const measured = muxSession(first, '--events')
+  const m = measured.record.cameraLatencyMeasured
+  assert.ok(Math.abs(m.medianS - 0.136) < 0.003 && m.pairs === 10, JSON.stringify(m))
+  assert.equal(measured.record.cameraLatencySource, 'events')
+  assert.match(
+    measured.stderr,
+    /Camera latency measured: 13[5-7]\.\d ms \(spread \d\.\d ms, 10 pairs\), kept in record-audio-calibration\.json/,
+  )
+  const kept = calibrationOf(dir)
+  assert.equal(kept.cameras.length, 1)
+  assert.deepEqual(
+    { ...kept.cameras[0], measurements: undefined },
+    { feedId: 'feed', audioDevice: 'test', videoMode: '160x120 30 fps mpeg4', anchor: 'ulid', measurements: undefined },
+  )
+  assert.equal(kept.cameras[0].measurements[0].medianS, m.medianS)
+  assert.ok(!Number.isNaN(Date.parse(kept.cameras[0].measurements[0].date)))
+
+  // A later session, no flag: the kept latency is taken off; the sound lands on the picture.
+  const later = cameraSession(dir, 'later', { latencyS: 0.136, seed: 12 })
+  const applied = muxSession(later)
+  assert.equal(applied.record.cameraLatencySource, 'calibration')
+  assert.ok(Math.abs(applied.record.offsetS - later.trueOffsetS) < 0.003, String(applied.record.offsetS))
+  assert.match(applied.stderr, /Camera latency 13[5-7] ± \d ms kept from 1 session \(record-audio-calibration\.json\)/)
+  const [low, high] = applied.record.offsetBoundsS
+  assert.ok(low <= later.trueOffsetS && later.trueOffsetS <= high, `${low} … ${high}`)
+  assert.ok(Math.abs(check(later.muxed).fit.medianS) < 0.003)
+
+  // --no-calibration ignores it; --camera-latency overrides it.
+  const ignored = muxSession(later, '--no-calibration', '--print')
+  assert.equal(ignored.record.cameraLatencySource, 'unmeasured')
+  assert.ok(Math.abs(ignored.record.offsetS - (later.trueOffsetS - 0.136)) < 0.002, String(ignored.record.offsetS))
+  const flagged = muxSession(later, '--camera-latency=0.1', '--print')
+  assert.equal(flagged.record.cameraLatencySource, 'flag')
+  assert.ok(Math.abs(flagged.record.offsetS - (later.trueOffsetS - 0.036)) < 0.002, String(flagged.record.offsetS))
+})
+
+test('camera latency: another video mode of the same feed is never given the kept one: unmeasured, said once with how to measure it, the ± raised for it', () => {
+  const dir = tempDir()
+  muxSession(cameraSession(dir, 'small', { latencyS: 0.136 }), '--events')
+  const big = cameraSession(dir, 'big', { latencyS: 0.136, size: [320, 240], seed: 13 })
+  const out = muxSession(big)
+  assert.equal(out.record.cameraLatencySource, 'unmeasured')
+  assert.equal(out.record.cameraLatencyS, 0)
+  assert.ok(Math.abs(out.record.offsetS - (big.trueOffsetS - 0.136)) < 0.002, String(out.record.offsetS))
+  assert.equal(out.stderr.match(/Camera latency unmeasured/g)?.length, 1, out.stderr)
+  assert.match(out.stderr, /Camera latency unmeasured for this mode: not in the figure; measure it once with --events/)
+  // The bounds hold the truth: the unmeasured latency only raises the true offset.
+  const [low, high] = out.record.offsetBoundsS
+  assert.ok(low <= big.trueOffsetS && big.trueOffsetS <= high, `${low} … ${high}`)
+  assert.match(out.stderr, /audio [+−]0\.064 s \+\d+\/−\d+ ms \(ULID\)/)
+  assert.equal(calibrationOf(dir).cameras.length, 1, 'nothing kept for the other mode')
+})
+
+test('camera latency: a session whose latency moved (100 ms slower) is said with ⚠, both kept, and what is applied after widens to hold both', () => {
+  const dir = tempDir()
+  muxSession(cameraSession(dir, 'one', { latencyS: 0.136 }), '--events')
+  const slower = muxSession(cameraSession(dir, 'two', { latencyS: 0.236, seed: 14 }), '--events')
+  assert.match(
+    slower.stderr,
+    /⚠ Camera latency 23[5-7] ms, \+(99|100|101) ms from the 13[5-7] ± \d ms kept \(camera changed\?\): both kept/,
+  )
+  const kept = calibrationOf(dir).cameras[0].measurements
+  assert.equal(kept.length, 2)
+  const next = cameraSession(dir, 'three', { latencyS: 0.236, seed: 15 })
+  const applied = muxSession(next)
+  assert.equal(applied.record.cameraLatencySource, 'calibration')
+  assert.ok(applied.record.cameraLatencyUncertaintyS >= 0.05, String(applied.record.cameraLatencyUncertaintyS))
+  const [low, high] = applied.record.offsetBoundsS
+  assert.ok(low <= next.trueOffsetS && next.trueOffsetS <= high, `${low} … ${high}`)
+  assert.match(applied.stderr, /Camera latency 18\d ± 5\d ms kept from 2 sessions/)
+})
+
+test('camera latency: a hand-deleted calibration file leaves the camera unmeasured; the next --events starts a new one', () => {
+  const dir = tempDir()
+  muxSession(cameraSession(dir, 'one', { latencyS: 0.136 }), '--events')
+  fs.rmSync(path.join(dir, 'record-audio-calibration.json'))
+  const s = cameraSession(dir, 'two', { latencyS: 0.136, seed: 16 })
+  const out = muxSession(s)
+  assert.equal(out.record.cameraLatencySource, 'unmeasured')
+  assert.match(out.stderr, /Camera latency unmeasured: not in the figure; measure it once with --events/)
+  assert.ok(fs.existsSync(s.muxed))
+  muxSession(s, '--events', '--print')
+  assert.equal(calibrationOf(dir).cameras[0].measurements.length, 1)
+})
+
+test('camera latency: a malformed calibration file gets one clear line; the mux goes on, and the file is left as it was', () => {
+  const dir = tempDir()
+  const file = path.join(dir, 'record-audio-calibration.json')
+  const text = '{ "cameras": [ { "feedId": "feed", "measurements": "136 ms" } ] }'
+  fs.writeFileSync(file, text)
+  const s = cameraSession(dir, 'one', { latencyS: 0.136 })
+  const out = muxSession(s, '--events')
+  const lines = out.stderr.split('\n').filter((line) => line.includes('record-audio-calibration.json'))
+  assert.equal(lines.filter((line) => /^⚠ /.test(line)).length, 1, out.stderr)
+  assert.match(
+    out.stderr,
+    /^⚠ record-audio-calibration\.json: cameras\[0\] has no "audioDevice" text; not used nor written/m,
+  )
+  assert.match(out.stderr, /Camera latency measured: .*not kept: the calibration file could not be read/)
+  assert.equal(out.record.cameraLatencySource, 'events')
+  assert.ok(fs.existsSync(s.muxed), 'muxed all the same')
+  assert.equal(fs.readFileSync(file, 'utf8'), text, 'never overwritten')
 })

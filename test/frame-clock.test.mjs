@@ -184,6 +184,7 @@ test('a frame clock more than 0.5 % off its nominal rate is doubtful: said, and 
     videoStartSource: 'tracking-csv',
     videoFinalized: true,
     events,
+    cameraLatencySource: 'calibration', // an unmeasured camera gets no ✔ whatever its rate (summary.test)
   })
   // A crystal is within 0.01 %: 29.997 fps is a camera; 28.8 fps (4 % slow) is dropped frames or a slow reader.
   assert.equal(frameRateDoubtful(video(29.997)), false)

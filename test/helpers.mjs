@@ -475,7 +475,10 @@ const CLICK_CODE_S = 10
  * it was idle are never caught up: they reach every capture that late (measured: 0.6–0.8 s). PulseAudio
  * reads whatever the FIFO holds as soon as a capture starts.
  */
-export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${Date.now()}`, drain = false } = {}) {
+export async function startPipeSource(
+  server,
+  { rate = 48000, name = `ra_pipe_${Date.now()}`, drain = false, clicksEpochS = null } = {},
+) {
   const fifo = path.join(server.dir, `${name}.fifo`) // the module makes it
   const moduleId = loadPipeSource(server, name, fifo, rate)
   let drainer = null
@@ -520,6 +523,13 @@ export async function startPipeSource(server, { rate = 48000, name = `ra_pipe_${
   let maxLagS = 0
   const sampleAt = (i) => {
     const tS = startEpochS + i / rate
+    // clicksEpochS (a list the caller may add to): a 2 ms burst at each of those times, and nothing else.
+    if (clicksEpochS)
+      return clicksEpochS.some((c) => tS >= c && tS < c + 0.002)
+        ? i % 12 < 6
+          ? 20000
+          : -20000
+        : Math.round((Math.random() - 0.5) * 60)
     const second = Math.floor(tS)
     const clickS = (1 + (second % CLICK_CODE_S)) / 1000
     if (tS - second < clickS) return i % 2 ? 24000 : -24000
@@ -684,7 +694,10 @@ export function assertCompleteStop(s) {
  * waited since `bufferedS` before the first read, then one read per camera frame. Each frame is
  * written to the mp4 (mp4v) and its row, `time` = read time − t_init, flushed to the CSV.
  */
-export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burstGapS = 0.003 } = {}) {
+export function startTracktorStandIn(
+  feedDir,
+  { fps = 30, bufferedS = 0.4, burstGapS = 0.003, latencyS = 0, flashesEpochS = null } = {},
+) {
   fs.mkdirSync(feedDir, { recursive: true })
   const csvFile = path.join(feedDir, `${ulidAt(Date.now())}.csv`)
   const tInitS = Date.now() / 1000
@@ -702,11 +715,14 @@ export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burst
     const firstReadS = videoUlidMs / 1000 + 0.068
     firstFrameEpochS = firstReadS - bufferedS
     for (let k = 0; !stopped; k++) {
-      const dueS = Math.max(firstReadS + k * burstGapS, firstFrameEpochS + k / fps)
+      // latencyS: each frame reaches the reader that long after it is taken (a camera's latency).
+      const dueS = Math.max(firstReadS + k * burstGapS, firstFrameEpochS + k / fps + latencyS)
       const waitMs = dueS * 1000 - Date.now()
       if (waitMs > 0) await sleep(waitMs)
       const readS = Date.now() / 1000
-      writer.stdin.write(Buffer.alloc(64 * 48, 16 + (k % 200)))
+      writer.stdin.write(
+        Buffer.alloc(64 * 48, flashesEpochS ? litGrey(flashesEpochS, firstFrameEpochS + k / fps, fps) : 16 + (k % 200)),
+      )
       fs.writeSync(csv, `${readS - tInitS},-1.0,-1.0\n`)
     }
     writer.stdin.end()
@@ -726,6 +742,13 @@ export function startTracktorStandIn(feedDir, { fps = 30, bufferedS = 0.4, burst
       await done
     },
   }
+}
+
+/** A frame taken from `fromS` for a period: grey by how long a 0.1 s flash lit it (the flashes' epoch times). */
+function litGrey(flashesEpochS, fromS, fps) {
+  let lit = 0
+  for (const on of flashesEpochS) lit += Math.max(0, Math.min(fromS + 1 / fps, on + 0.1) - Math.max(fromS, on))
+  return Math.round(30 + 190 * lit * fps)
 }
 
 /** TracktorLive's source on PYTHONPATH: TRACKTORLIVE_SRC, else the copy beside the checkout; else an installed one. */
@@ -766,6 +789,19 @@ export function expectedAudioMark(r) {
   const agreed =
     r.audioStartCheck === 'plausible' || (r.audioStartCheck === 'stamp-late' && -r.audioDeliveryLatencyS < 0.01)
   return agreed && (r.audioStartUncertaintyS ?? 0) <= 0.04 ? '✔' : ' '
+}
+
+/**
+ * The ± the summary's video line should say for a record, by the README's rule: its offsetBoundsS either
+ * way from the offset, `± N ms` when both sides round alike, else `+above/−below ms`.
+ */
+export function expectedPlusMinus(r) {
+  // As the words say it: how far before or after the video, + further from it.
+  const [nearMs, farMs] = r.offsetBoundsS.map((b) => Math.abs(b - r.offsetS) * 1000)
+  const [belowMs, aboveMs] = r.offsetS < 0 ? [farMs, nearMs] : [nearMs, farMs]
+  return Math.abs(aboveMs - belowMs) < 1
+    ? `± ${Math.max(aboveMs, belowMs).toFixed(0)} ms`
+    : `+${aboveMs.toFixed(0)}/−${belowMs.toFixed(0)} ms`
 }
 
 /** A seeded generator: the same "random" inputs on every run. */

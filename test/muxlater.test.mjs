@@ -137,7 +137,13 @@ test("mux later's witness: the stop's offset per video finished then (an unfinis
     offsetS: 4,
     videoFinalized: false,
     videos: [
-      { videoFile: '/lab/a.mp4', offsetS: -2, videoFinalized: true, videoStartSource: 'tracking-csv' },
+      {
+        videoFile: '/lab/a.mp4',
+        offsetS: -2,
+        videoFinalized: true,
+        videoStartSource: 'tracking-csv',
+        cameraLatencyS: 0.136,
+      },
       { videoFile: '/lab/b.mp4', offsetS: 1.5, videoFinalized: true },
       { videoFile: '/lab/c.mp4', offsetS: 4, videoFinalized: false },
     ],
@@ -145,8 +151,9 @@ test("mux later's witness: the stop's offset per video finished then (an unfinis
   assert.deepEqual(
     [...storedOffsets(stop)],
     [
-      ['/lab/a.mp4', { offsetS: -2, source: 'tracking-csv' }],
-      ['/lab/b.mp4', { offsetS: 1.5, source: null }],
+      // the latency taken off then: one kept or measured since explains a move
+      ['/lab/a.mp4', { offsetS: -2, source: 'tracking-csv', cameraLatencyS: 0.136 }],
+      ['/lab/b.mp4', { offsetS: 1.5, source: null, cameraLatencyS: null }],
     ],
   )
   assert.equal(storedOffsets(JSON.stringify({ audioFile: 'x.wav' })).size, 0)

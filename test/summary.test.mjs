@@ -7,7 +7,16 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { renderNotes, SUMMARY_WIDTH, videoMark, signed, wrapLine, audioStartsWords } from '../dist/record-audio.mjs'
-import { TOOL, usePulse, startTool, startVideoRecorder, startTracktorStandIn, tempDir, waitFor } from './helpers.mjs'
+import {
+  TOOL,
+  usePulse,
+  startTool,
+  startVideoRecorder,
+  startTracktorStandIn,
+  tempDir,
+  waitFor,
+  expectedPlusMinus,
+} from './helpers.mjs'
 
 const pulse = usePulse()
 
@@ -121,9 +130,15 @@ test('videoMark: a ✔ only with a second witness; a disagreement is a ⚠; a ch
     anchorWarnings: [],
     trackingCsvNote: null,
     events: null,
+    cameraLatencySource: 'calibration',
   }
   const agreed = { audioCheck: 'plausible', eventsAsked: false }
   assert.equal(videoMark(v, agreed), '✔')
+  // The default latency of 0 is a guess: an unmeasured camera's figure gets no ✔; the events measure it.
+  assert.equal(videoMark({ ...v, cameraLatencySource: 'unmeasured' }, agreed), ' ')
+  assert.equal(videoMark({ ...v, cameraLatencySource: 'flag' }, agreed), '✔')
+  const measured = { ...v, cameraLatencySource: 'events', events: { applied: true } }
+  assert.equal(videoMark(measured, { ...agreed, eventsAsked: true }), '✔')
   assert.equal(videoMark(v, { ...agreed, audioCheck: 'unchecked' }), ' ')
   // the stamp and the arrival far apart, nothing deciding which is right: said, no ✔
   assert.equal(videoMark(v, { ...agreed, audioCheck: 'loose' }), '⚠')
@@ -202,10 +217,16 @@ test('one video beside the TracktorLive stand-in: at most 6 lines, none over 120
   const videoLine = lines.find((line) => line.includes(`${name}…`))
   assert.ok(videoLine, lines.join('\n'))
   assert.ok(!lines.some((line) => line.includes(cwd)), 'no absolute path below the cwd')
-  assert.ok(videoLine.includes(`audio starts ${Math.abs(sync.offsetS).toFixed(3)} s ± `), videoLine)
+  // The ± is the bounds (sync.offsetBoundsS): asymmetric with the camera's latency unmeasured, which only raises it.
+  const [belowS, aboveS] = sync.offsetBoundsS.map((b) => Math.abs(b - sync.offsetS))
+  assert.equal(sync.cameraLatencySource, 'unmeasured')
+  assert.ok(aboveS > belowS, JSON.stringify([sync.offsetS, sync.offsetBoundsS]))
+  const plusMinus = expectedPlusMinus(sync)
+  assert.ok(videoLine.includes(`audio starts ${Math.abs(sync.offsetS).toFixed(3)} s ${plusMinus} `), videoLine)
   const side = sync.offsetS >= 0 ? 'after the video (' : 'before the video (cut; '
   assert.ok(videoLine.includes(`${side}tracking CSV)`), videoLine)
   assert.ok(!/ffmpeg-input-start|none applied|arrival-envelope/.test(lines.join('\n')), 'no internal names')
+  assert.equal(lines.filter((line) => line.includes('Camera latency unmeasured')).length, 1, lines.join('\n'))
   assert.ok(!lines.some((line) => line.includes('Frame clock:')), 'the frame clock is for --verbose')
   // The whole story is in the sync file's notes, and on stderr with --verbose (mux later says it again).
   assert.ok(
@@ -221,7 +242,7 @@ test('one video beside the TracktorLive stand-in: at most 6 lines, none over 120
   assert.ok(verbose.stderr.split('\n').length > lines.length + 2, 'the verbose summary says more')
 })
 
-test('--all-videos, three trials: one line per video plus the table, at most 14 lines, none over 120 columns; advice once', async () => {
+test('--all-videos, three trials: one line per video plus the table, at most 15 lines, none over 120 columns; advice once', async () => {
   const cwd = tempDir()
   const feed = 'day'
   const feedDir = path.join(cwd, feed)
@@ -242,7 +263,8 @@ test('--all-videos, three trials: one line per video plus the table, at most 14 
   const result = await tool.exited
   await third.stop()
   assert.equal(result.code, 0, result.stderr)
-  const lines = assertBudget(result.stderr, 14, 'three trials')
+  // 14, and the camera's latency unmeasured (its advice, once for the three videos)
+  const lines = assertBudget(result.stderr, 15, 'three trials')
   const sync = readSync(path.join(cwd, `${feed}-audio-sync.json`))
   assert.equal(sync.videos.length, 3)
   for (const v of sync.videos) {
@@ -256,10 +278,11 @@ test('--all-videos, three trials: one line per video plus the table, at most 14 
   // The ULID's lesson (record with -w) is the same for every video: once.
   assert.ok(lines.filter((line) => /-w\b/.test(line)).length <= 1, lines.join('\n'))
   assert.equal(lines.filter((line) => /not finished|not finalized/.test(line)).length, 1, lines.join('\n'))
+  assert.equal(lines.filter((line) => line.includes('Camera latency unmeasured')).length, 1, lines.join('\n'))
   assert.ok(!lines.some((line) => line.includes(cwd)), 'paths relative to where the user stands')
 })
 
-test('two devices: at most 6 lines plus two per more device (its WAV, its offset), none over 120 columns', async () => {
+test('two devices: at most 7 lines plus two per more device (its WAV, its offset), none over 120 columns', async () => {
   const load = spawnSync('pactl', ['load-module', 'module-null-sink', 'sink_name=ra_summary2', 'rate=48000'], {
     env: pulse.env,
     encoding: 'utf8',
@@ -277,7 +300,7 @@ test('two devices: at most 6 lines plus two per more device (its WAV, its offset
     tool.ctrlC()
     const result = await tool.exited
     assert.equal(result.code, 0, result.stderr)
-    const lines = assertBudget(result.stderr, 8, 'two devices')
+    const lines = assertBudget(result.stderr, 9, 'two devices') // 7: 6, and the camera's latency unmeasured
     const sync = readSync(path.join(cwd, 'arena-audio-sync.json'))
     assert.equal(sync.audios.length, 2)
     assert.ok(

@@ -7,7 +7,18 @@ import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ulidTimeMs } from '../dist/record-audio.mjs'
-import { usePulse, startTool, tempDir, run, TOOL, startTracktorStandIn, ROOT, tracktorliveEnv } from './helpers.mjs'
+import {
+  usePulse,
+  startTool,
+  tempDir,
+  run,
+  TOOL,
+  startTracktorStandIn,
+  ROOT,
+  tracktorliveEnv,
+  startPipeSource,
+  seededRandom,
+} from './helpers.mjs'
 
 const pulse = usePulse()
 
@@ -124,5 +135,68 @@ test('the real TracktorLive (1.0.2, a live 30 fps stream, -d -w through its Pyth
     assert.equal(muxed.status, 0, muxed.stderr)
   } finally {
     camera.kill('SIGTERM')
+  }
+})
+
+/** Flash times at irregular gaps (0.7–2.1 s) from `fromS` (epoch seconds), `n` of them. */
+function flashTimes(fromS, n, seed) {
+  const rand = seededRandom(seed)
+  const times = [fromS]
+  while (times.length < n) times.push(times.at(-1) + 0.7 + rand() * 1.4)
+  return times
+}
+
+/** One session beside a stand-in whose frames reach it `latencyS` after they are taken; clicks heard with each flash. */
+async function latencySession(cwd, pipe, clicksEpochS, args, seed) {
+  const flashesEpochS = flashTimes(Date.now() / 1000 + 2, 7, seed)
+  clicksEpochS.push(...flashesEpochS) // the microphone hears each flash when it is lit
+  const tracktor = startTracktorStandIn(path.join(cwd, 'cam'), { bufferedS: 0.2, latencyS: 0.1, flashesEpochS })
+  await sleep(300)
+  const tool = startTool(['cam', '--format', 'pulse', '--device', pipe.source, '--out', `s${seed}.wav`, ...args], {
+    cwd,
+    env: pulse.env,
+  })
+  await tool.recording(path.join(cwd, `s${seed}.wav`))
+  await sleep((flashesEpochS.at(-1) + 1.5 - Date.now() / 1000) * 1000)
+  await tracktor.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  return { result, sync: JSON.parse(fs.readFileSync(path.join(cwd, `s${seed}-sync.json`), 'utf8')) }
+}
+
+test('camera latency beside the TracktorLive stand-in (frames 100 ms late, a pipe source hearing each flash): --events at the stop measures and keeps it; the next session applies it by itself, its muxed file in sync', async () => {
+  const cwd = tempDir()
+  const clicksEpochS = []
+  const pipe = await startPipeSource(pulse, { clicksEpochS })
+  try {
+    const first = await latencySession(cwd, pipe, clicksEpochS, ['--events'], 21)
+    assert.equal(first.sync.videoStartSource, 'tracking-csv', first.result.stderr)
+    assert.equal(first.sync.cameraLatencySource, 'events', first.result.stderr)
+    const m = first.sync.cameraLatencyMeasured
+    // The frame clock places a frame when it was read: 100 ms after it was taken (and a read's few ms).
+    assert.ok(Math.abs(m.medianS - 0.1) < 0.015 && m.pairs >= 5, JSON.stringify(m))
+    assert.match(first.result.stderr, /Camera latency measured: \d+\.\d ms .* kept in record-audio-calibration\.json/)
+    const kept = JSON.parse(fs.readFileSync(path.join(cwd, 'record-audio-calibration.json'), 'utf8'))
+    assert.deepEqual(
+      kept.cameras.map((c) => [c.feedId, c.audioDevice, c.videoMode, c.anchor, c.measurements.length]),
+      [['cam', pipe.source, '64x48 30 fps mpeg4', 'tracking-csv', 1]],
+    )
+
+    const second = await latencySession(cwd, pipe, clicksEpochS, [], 22)
+    assert.equal(second.sync.cameraLatencySource, 'calibration', second.result.stderr)
+    assert.ok(Math.abs(second.sync.cameraLatencyS - m.medianS) < 0.003, String(second.sync.cameraLatencyS))
+    assert.match(second.result.stderr, /Camera latency \d+ ± \d+ ms kept from 1 session/)
+    // Physical truth, by content: the muxed file's clicks on its flashes.
+    const muxed = run('bash', ['-c', second.sync.muxCommand])
+    assert.equal(muxed.status, 0, muxed.stderr)
+    const checked = run(process.execPath, [TOOL, 'check', second.sync.muxedFile, '--json'])
+    const fit = JSON.parse(checked.stdout)
+    assert.ok(fit.consistent && Math.abs(fit.medianS) < 0.015, JSON.stringify({ ...fit, events: undefined }))
+    const [low, high] = second.sync.offsetBoundsS
+    const trueOffsetS = second.sync.offsetS - fit.medianS // the sound late by medianS: the offset was that much high
+    assert.ok(low - 0.002 <= trueOffsetS && trueOffsetS <= high + 0.002, `${trueOffsetS} outside ${low} … ${high}`)
+  } finally {
+    await pipe.stop()
   }
 })

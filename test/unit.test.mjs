@@ -63,7 +63,8 @@ test('flags: defaults come from the settings block', () => {
     timesyncFile: null,
     videoStartEpochS: null,
     clockOffsetS: 0,
-    cameraLatencyS: 0,
+    cameraLatencyS: null, // the kept calibration's, else unmeasured
+    calibration: true,
     driftFix: true,
     events: false,
     allVideos: false,
@@ -112,6 +113,7 @@ test('flags: every flag overrides its constant', () => {
     '--plot',
     'p.png',
     '--camera-latency=0.135',
+    '--no-calibration',
     '--verbose',
   ])
   const { inForce } = s
@@ -137,6 +139,7 @@ test('flags: every flag overrides its constant', () => {
     videoStartEpochS: Date.parse('2026-11-27T22:24:51.770Z') / 1000,
     clockOffsetS: -0.25,
     cameraLatencyS: 0.135,
+    calibration: false,
     driftFix: false,
     events: true,
     allVideos: false, // it excludes --video and --muxed-out: its own test below
@@ -1043,6 +1046,7 @@ test('sync record: what a recording stores reads back whole; an old file without
     videoStartEpochS: 1795817201.5,
     clockOffsetS: -0.25,
     cameraLatencyS: 0.1,
+    calibration: false,
     driftFix: false,
     events: true,
     allVideos: true,
@@ -1067,11 +1071,15 @@ test('sync record: what a recording stores reads back whole; an old file without
     timesyncFile: null,
     videoStartEpochS: null,
     clockOffsetS: -0.5,
-    cameraLatencyS: 0,
+    cameraLatencyS: null,
+    calibration: true,
     driftFix: true,
     events: false,
     allVideos: false,
   })
+  // A 0 stored before latencies were kept was the default, not a measurement: it reads back as none given.
+  const zero = parseSyncRecord(JSON.stringify({ ...record, timing: { ...timing, cameraLatencyS: 0 } }))
+  assert.equal(zero.timing.cameraLatencyS, null)
   assert.throws(() => parseSyncRecord('{'), /not JSON/)
   assert.throws(() => parseSyncRecord('{"audioSampleRate":48000}'), /no audioFile/)
 })
@@ -1379,4 +1387,156 @@ test('the build: Node versions, the stamp, and what a build does about an edited
   assert.match(refused.line, /edited after its build, .* `record-audio init`/)
   const windows = 'C:\\Users\\u\\node_modules\\record-audio\\record-audio.mts'
   assert.equal(checkBuild('C:\\x\\dist\\record-audio.mjs', 'aa', windows, 'bb').kind, 'refuse')
+})
+
+test('camera latency: the video mode, the calibration file read (one clear line when malformed), kept measurements and their interval', async () => {
+  const { videoModeOf, parseCalibration, keptLatency, withMeasurement, CALIBRATION_ABOUT } = await import(
+    '../dist/record-audio.mjs'
+  )
+  assert.equal(videoModeOf({ width: 640, height: 480, fps: 30, codec: 'mpeg4' }), '640x480 30 fps mpeg4')
+  assert.equal(videoModeOf({ width: 640, height: 480, fps: 30000 / 1001, codec: 'h264' }), '640x480 29.97 fps h264')
+  assert.equal(videoModeOf({ width: null, height: 480, fps: 30, codec: 'mpeg4' }), null)
+  assert.throws(() => parseCalibration('{'), /^Error: it is not JSON$/)
+  assert.throws(() => parseCalibration('{"cams":[]}'), /no "cameras" list/)
+  const key = { feedId: 'fish', audioDevice: 'mic', videoMode: '640x480 30 fps mpeg4', anchor: 'tracking-csv' }
+  assert.throws(
+    () => parseCalibration(JSON.stringify({ cameras: [{ ...key, anchor: 3 }] })),
+    /cameras\[0\] has no "anchor"/,
+  )
+  const bad = { cameras: [{ ...key, measurements: [{ pairs: 10, medianS: '0.136', spreadS: 0.004 }] }] }
+  assert.throws(() => parseCalibration(JSON.stringify(bad)), /cameras\[0\]\.measurements\[0\] has no "medianS" number/)
+  assert.equal(keptLatency([]), null)
+  const m1 = { date: '2026-12-07T10:00:00.000Z', pairs: 10, medianS: 0.136, spreadS: 0.004 }
+  // One measurement: its median ± half its spread.
+  const one = keptLatency([m1])
+  assert.ok(Math.abs(one.latencyS - 0.136) < 1e-9 && Math.abs(one.uncertaintyS - 0.002) < 1e-9 && one.sessions === 1)
+  // Two apart: the interval holding both, each ± half its spread.
+  const m2 = { ...m1, medianS: 0.236, spreadS: 0.006 }
+  const two = keptLatency([m1, m2])
+  assert.ok(
+    Math.abs(two.latencyS - (0.134 + 0.239) / 2) < 1e-9 && Math.abs(two.uncertaintyS - (0.239 - 0.134) / 2) < 1e-9,
+  )
+  const empty = { about: CALIBRATION_ABOUT, cameras: [] }
+  const once = withMeasurement(empty, key, m1)
+  assert.deepEqual(once.cameras, [{ ...key, measurements: [m1] }])
+  assert.deepEqual(empty.cameras, [], 'the calibration given is not changed')
+  const other = { ...key, videoMode: '1280x720 30 fps mpeg4' }
+  const both = withMeasurement(withMeasurement(once, key, m2), other, m1)
+  assert.deepEqual(
+    both.cameras.map((c) => c.measurements.length),
+    [2, 1],
+  )
+  // What is written reads back whole.
+  assert.deepEqual(parseCalibration(JSON.stringify(both)), both)
+  // One recording measured again (mux later --events) is still one session: its new verdict replaces the old.
+  const a = { ...m1, video: '01ARYZ6S41TSV4RRFFQ69G5FAV.mp4' }
+  const again = withMeasurement(withMeasurement(once, key, a), key, { ...a, medianS: 0.137 })
+  assert.deepEqual(
+    again.cameras[0].measurements.map((m) => [m.video ?? null, m.medianS]),
+    [
+      [null, 0.136],
+      ['01ARYZ6S41TSV4RRFFQ69G5FAV.mp4', 0.137],
+    ],
+  )
+  assert.deepEqual(parseCalibration(JSON.stringify(again)), again)
+})
+
+test('camera latency: measured from the events, re-checked against the kept ones, chosen (flag, kept, none)', async () => {
+  const { measuredLatency, latencyMoved, chooseCameraLatency, keptLatency } = await import('../dist/record-audio.mjs')
+  const date = new Date('2026-12-07T10:00:00Z')
+  // The anchors put the sound 136 ms late (the video's start 136 ms late): that is the latency, over what was taken off.
+  const m = measuredLatency(0, { medianS: -0.136, spreadS: 0.004, used: 10 }, 1, date)
+  assert.deepEqual(m, { date: '2026-12-07T10:00:00.000Z', pairs: 10, medianS: 0.136, spreadS: 0.004 })
+  assert.ok(
+    Math.abs(measuredLatency(0.1, { medianS: -0.036, spreadS: 0.004, used: 10 }, 1, date).medianS - 0.136) < 1e-9,
+  )
+  assert.equal(measuredLatency(0, { medianS: null, spreadS: null, used: 0 }, 1, date), null)
+  const kept = keptLatency([m]) // 136 ± 2 ms: the kept spread 4 ms
+  const period = 1 / 30
+  assert.equal(latencyMoved(null, m, period), null)
+  assert.equal(latencyMoved(kept, { ...m, medianS: 0.136 + 0.004 + period - 0.001 }, period), null)
+  const moved = latencyMoved(kept, { ...m, medianS: 0.236 }, period)
+  assert.ok(Math.abs(moved - 0.1) < 1e-9, String(moved))
+  assert.ok(latencyMoved(kept, { ...m, medianS: 0.09 }, period) < 0)
+  assert.deepEqual(chooseCameraLatency({ flagS: 0.1, calibration: true, kept }), {
+    latencyS: 0.1,
+    uncertaintyS: null,
+    source: 'flag',
+    sessions: 0,
+  })
+  assert.equal(chooseCameraLatency({ flagS: null, calibration: true, kept }).source, 'calibration')
+  assert.equal(chooseCameraLatency({ flagS: null, calibration: true, kept }).sessions, 1)
+  assert.deepEqual(chooseCameraLatency({ flagS: null, calibration: false, kept }), {
+    latencyS: 0,
+    uncertaintyS: null,
+    source: 'unmeasured',
+    sessions: 0,
+  })
+  assert.equal(chooseCameraLatency({ flagS: null, calibration: true, kept: null }).source, 'unmeasured')
+})
+
+test('camera latency: the offset bounds hold every term; unmeasured, the latency and a frame only raise them; said as ± or +/−', async () => {
+  const { offsetBounds, describeBounds, UNMEASURED_LATENCY_MAX_S, latencyNotes, measuredLatencyNote } = await import(
+    '../dist/record-audio.mjs'
+  )
+  const base = {
+    offsetS: -7.109,
+    eventsSpreadS: null,
+    audioUncertaintyS: 0.002,
+    videoUncertaintyS: 0.0015,
+    cardClockS: 0.0005,
+    framePeriodS: 1 / 30,
+  }
+  const near = (a, b) => Math.abs(a - b) < 1e-9
+  const kept = offsetBounds({ ...base, latency: { source: 'calibration', uncertaintyS: 0.002 } })
+  assert.ok(near(kept[0], -7.109 - 0.006) && near(kept[1], -7.109 + 0.006), String(kept))
+  assert.equal(describeBounds(-7.109, kept), '± 6 ms')
+  const none = offsetBounds({ ...base, latency: { source: 'unmeasured', uncertaintyS: null } })
+  assert.ok(near(none[0], -7.109 - 0.004), String(none))
+  assert.ok(near(none[1], -7.109 + 0.004 + UNMEASURED_LATENCY_MAX_S + 1 / 30), String(none))
+  assert.equal(
+    describeBounds(-7.109, none),
+    `+${((0.004 + UNMEASURED_LATENCY_MAX_S + 1 / 30) * 1000).toFixed(0)}/−4 ms`,
+  )
+  const events = offsetBounds({ ...base, eventsSpreadS: 0.003, latency: { source: 'events', uncertaintyS: 0.0015 } })
+  assert.ok(near(events[0], -7.112) && near(events[1], -7.106), String(events))
+  // What the summary says: kept in a few words; unmeasured once per mode, with how to measure it.
+  const [keptNote] = latencyNotes(
+    { latencyS: 0.136, uncertaintyS: 0.002, source: 'calibration', sessions: 3 },
+    { file: 'record-audio-calibration.json', mode: '640x480 30 fps mpeg4', others: [] },
+  )
+  assert.equal(keptNote.text, '  Camera latency 136 ± 2 ms kept from 3 sessions (record-audio-calibration.json).')
+  const [unmeasured] = latencyNotes(
+    { latencyS: 0, uncertaintyS: null, source: 'unmeasured', sessions: 0 },
+    { file: 'record-audio-calibration.json', mode: '1280x720 30 fps mpeg4', others: ['640x480 30 fps mpeg4'] },
+  )
+  assert.match(unmeasured.text, /unmeasured for 1280x720 30 fps mpeg4 \(.* has 640x480 30 fps mpeg4: another mode's/)
+  assert.match(unmeasured.short, /not in the figure; measure it once with --events/)
+  assert.equal(unmeasured.key, 'latency-unmeasured') // once per run, whatever the videos
+  assert.equal(unmeasured.kind, 'advice')
+  assert.deepEqual(latencyNotes({ latencyS: 0.136, uncertaintyS: 0.002, source: 'events', sessions: 1 }, {}), [])
+  const m = { date: '', pairs: 10, medianS: 0.2361, spreadS: 0.003 }
+  const before = { latencyS: 0.136, uncertaintyS: 0.002, sessions: 3 }
+  const after = { latencyS: 0.186, uncertaintyS: 0.052, sessions: 4 }
+  const moved = measuredLatencyNote(m, {
+    file: 'c.json',
+    keptBefore: before,
+    movedS: 0.1001,
+    keptAfter: after,
+    notKept: null,
+  })
+  assert.equal(moved.kind, 'warning')
+  assert.match(
+    moved.text,
+    /236\.1 ms .*\+100 ms from the 136 ± 2 ms kept: the camera or its settings changed.*186 ± 52 ms \(4 sessions\)/,
+  )
+  const fine = measuredLatencyNote(m, {
+    file: 'c.json',
+    keptBefore: null,
+    movedS: null,
+    keptAfter: after,
+    notKept: null,
+  })
+  assert.equal(fine.kind, 'plain')
+  assert.match(fine.text, /kept in c\.json \(186 ± 52 ms from 4 sessions\)/)
 })
