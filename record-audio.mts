@@ -1351,8 +1351,43 @@ export function hasMoov(fileBytes: number, readAt: (offset: number, length: numb
   return false
 }
 
+/**
+ * A file opened to read, or null when it is not a regular file: a FIFO, a device or a socket put in a
+ * folder this tool reads would block the event loop, and with it every stop, on the open or the read.
+ * Judged by stat before the open, opened non-blocking, judged again by fstat (it may have been swapped).
+ */
+export function openRegular(file: string): number | null {
+  if (!fs.statSync(file).isFile()) return null
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
+  if (fs.fstatSync(fd).isFile()) return fd
+  fs.closeSync(fd)
+  return null
+}
+
+/** A regular file's text, at most maxBytes of it; null when it is not a regular file (see openRegular). */
+export function readRegular(file: string, maxBytes: number): string | null {
+  const fd = openRegular(file)
+  if (fd == null) return null
+  try {
+    const buffer = Buffer.alloc(Math.min(fs.fstatSync(fd).size, maxBytes))
+    return buffer.subarray(0, fs.readSync(fd, buffer, 0, buffer.length, 0)).toString('utf8')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Whether a path is a regular file (a FIFO or a folder named like a recording is not one). */
+export function isRegularFile(file: string): boolean {
+  try {
+    return fs.statSync(file).isFile()
+  } catch {
+    return false
+  }
+}
+
 export function isFinalizedMp4(file: string): boolean {
-  const fd = fs.openSync(file, 'r')
+  const fd = openRegular(file)
+  if (fd == null) return false
   try {
     const fileBytes = fs.fstatSync(fd).size
     return hasMoov(fileBytes, (offset, length) => {
@@ -3637,6 +3672,7 @@ export interface TimesyncSpan {
 async function readTimesync(file: string): Promise<TimesyncSpan | null> {
   if (!fs.existsSync(file)) return null
   try {
+    if (!isRegularFile(file)) throw new Error('not a regular file') // a FIFO would block every stop
     // Loaded only when such a file exists.
     const { asyncBufferFromFile, parquetMetadataAsync, parquetRead } = await import('hyparquet')
     const buffer = await asyncBufferFromFile(file)
@@ -3766,6 +3802,10 @@ function checkVideoFile(videoFile: string | null): void {
   if (videoFile == null) return
   if (!fs.existsSync(videoFile))
     throw new UsageError(`--video ${videoFile} does not exist: give the path of the TracktorLive recording`)
+  if (!isRegularFile(videoFile))
+    throw new UsageError(
+      `--video ${videoFile} is not a regular file (a FIFO, a device or a folder): give the mp4 itself`,
+    )
   if (!RECORDING_NAME.test(path.basename(videoFile)))
     throw new UsageError(
       `--video ${videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`,
@@ -3776,6 +3816,10 @@ function checkTimesyncFile(timesyncFile: string | null): void {
   if (timesyncFile != null && !fs.existsSync(timesyncFile))
     throw new UsageError(
       `--timesync ${timesyncFile} does not exist: give the path of <feed_id>-timesyncUTC.parquet, or leave it out`,
+    )
+  if (timesyncFile != null && !isRegularFile(timesyncFile))
+    throw new UsageError(
+      `--timesync ${timesyncFile} is not a regular file: give the parquet file itself, or leave it out`,
     )
 }
 
@@ -3971,14 +4015,15 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
   const followed = new Map<string, Followed>()
   const sinceMs = Date.now() - CSV_BEFORE_VIDEO_S * 1000
   const readNew = (file: string, state: Followed) => {
-    const fd = fs.openSync(file, 'r')
+    const fd = openRegular(file)
+    if (fd == null) return // a FIFO or a device named like a CSV: never read (it would block every stop)
     try {
       const bytes = fs.fstatSync(fd).size
       const lookedS = Date.now() / 1000
       if (bytes <= state.offset) return
-      const chunk = Buffer.alloc(bytes - state.offset)
-      fs.readSync(fd, chunk, 0, chunk.length, state.offset)
-      state.offset = bytes
+      // Bounded: the rest waits for the next look (its rows' bounds are then looser, still bounds).
+      const chunk = Buffer.alloc(Math.min(bytes - state.offset, CSV_LOOK_MAX_BYTES))
+      state.offset += fs.readSync(fd, chunk, 0, chunk.length, state.offset)
       const lines = (state.partial + chunk.toString('utf8')).split('\n')
       state.partial = lines.pop() ?? ''
       const rows = lines.filter((line) => /^[\d.]/.test(line)).map((line) => Number(line.split(',')[0]))
@@ -4052,6 +4097,7 @@ const LOOK_EVERY_MS = 10
 // The tracking CSV: each look bounds t_init within a row's period; n looks, period / (n + 1). Five a
 // second make a 10 s recording's bound sharper than the mtime's kernel tick, for a readdir and a read.
 const CSV_LOOK_MS = 200
+const CSV_LOOK_MAX_BYTES = 1 << 20 // read per look: a CSV grown by gigabytes never stalls the stop
 
 /**
  * Calls `f` about every `ms` (uniformly 0.5–1.5 ×), never at a fixed phase: 200 ms is a whole number
@@ -4781,7 +4827,9 @@ function trackedClock(
   const file = path.join(dir, csv)
   let times: number[]
   try {
-    times = parseTrackingTimes(fs.readFileSync(file, 'utf8'))
+    const text = readRegular(file, CSV_READ_MAX_BYTES)
+    if (text == null) return { file, clock: null, note: `${csv} is not a regular file: not used` }
+    times = parseTrackingTimes(text)
   } catch (error) {
     return { file, clock: null, note: `${csv} cannot be read (${(error as Error).message}): not used` }
   }
@@ -4809,6 +4857,7 @@ function trackedClock(
   return { file, clock: { ...clock, epoch, lastReadEpochS }, note: null, epochNote }
 }
 
+const CSV_READ_MAX_BYTES = 1 << 28 // a tracking CSV's whole text: days of rows at 30 fps, never a disk's worth
 const CSV_BEFORE_VIDEO_S = 120 // the server's constructor, then the camera's opening and the writer's
 
 // Audio decoded beyond the video's span as the anchors place it: how far off they may be and the events still pair.
@@ -5374,12 +5423,18 @@ function recordedVideos(sync: SyncRecord, allVideos: boolean): string[] | undefi
   return own
 }
 
+const SYNC_READ_MAX_BYTES = 1 << 26 // a sync file is kilobytes; a bigger one is not ours
+
 /** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
 async function muxLater(m: MuxLater): Promise<number> {
   let text: string
   try {
-    text = fs.readFileSync(m.syncFile, 'utf8')
+    const read = readRegular(m.syncFile, SYNC_READ_MAX_BYTES)
+    if (read == null)
+      throw new UsageError(`${m.syncFile} is not a regular file: give the -sync.json file a recording wrote`)
+    text = read
   } catch (error) {
+    if (error instanceof UsageError) throw error
     throw new UsageError(
       `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code}):` +
         ' give the -sync.json file a recording wrote',
@@ -5619,7 +5674,8 @@ function fileBytes(file: string): number {
 
 function readWavInfo(file: string): WavInfo | null {
   try {
-    const fd = fs.openSync(file, 'r')
+    const fd = openRegular(file)
+    if (fd == null) return null
     try {
       const header = Buffer.alloc(4096)
       const read = fs.readSync(fd, header, 0, header.length, 0)

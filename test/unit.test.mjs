@@ -4,6 +4,9 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
+  openRegular,
+  readRegular,
+  isRegularFile,
   parseCommand,
   helpText,
   FILE_DEFAULTS,
@@ -1315,4 +1318,23 @@ test('several devices: names, one stream each in the mux plan (placed by its own
       ['/lab/a-2.wav', 'room', 1795817200.75, 'ffmpeg was killed (SIGKILL)'],
     ],
   )
+})
+
+test('openRegular / readRegular / isRegularFile: a FIFO or a folder is never opened to read (it would block), a file is, reads bounded', () => {
+  const dir = tempDir()
+  const fifo = path.join(dir, 'f.csv')
+  assert.equal(run('mkfifo', [fifo]).status, 0)
+  const file = path.join(dir, 'a.csv')
+  fs.writeFileSync(file, '0123456789')
+  assert.equal(openRegular(fifo), null)
+  assert.equal(readRegular(fifo, 100), null)
+  assert.equal(isRegularFile(fifo), false)
+  assert.equal(isRegularFile(dir), false)
+  assert.equal(isRegularFile(path.join(dir, 'none')), false)
+  assert.equal(isRegularFile(file), true)
+  assert.equal(readRegular(file, 4), '0123')
+  assert.equal(readRegular(file, 100), '0123456789')
+  const fd = openRegular(file)
+  assert.equal(typeof fd, 'number')
+  fs.closeSync(fd)
 })

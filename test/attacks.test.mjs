@@ -1,0 +1,98 @@
+// Issue 23, attacked on purpose: a stop that is ignored, two runs in one WAV, a ✔ on a broken record, an
+// orphan, a repair that changed audio, reasons that mislead. Real ffmpeg, a real PulseAudio server, real
+// files and FIFOs. The pass rule of each: nothing recorded is lost or overwritten, no process is left, one
+// clear line with the fix, a non-zero exit, no ✔ on a figure that is not what the files say.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  usePulse,
+  startTool,
+  tempDir,
+  readWav,
+  run,
+  waitFor,
+  ffmpegPidsIn,
+  ulidAt,
+  TOOL,
+  recordThenStop,
+  assertCompleteStop,
+} from './helpers.mjs'
+
+const pulse = usePulse()
+
+const mkfifo = (file) => assert.equal(spawnSync('mkfifo', [file]).status, 0, `mkfifo ${file}`)
+
+/** A real recording (stand-in video, 2 s, ctrl-c): its folder, WAV, sync file and video, for `mux` to read. */
+async function recorded() {
+  const s = await recordThenStop(pulse, (tool) => tool.ctrlC())
+  assertCompleteStop(s)
+  const syncPath = path.join(s.cwd, 'feed-audio-sync.json')
+  return {
+    ...s,
+    syncPath,
+    videoPath: path.join(s.cwd, 'feed', s.sync.videoFile ? path.basename(s.sync.videoFile) : ''),
+  }
+}
+
+/** `record-audio mux …` in `cwd`, bounded so that a hang fails the test instead of freezing it. */
+function muxLater(cwd, args, timeoutMs = 30000) {
+  return run(process.execPath, [TOOL, 'mux', ...args], {
+    cwd,
+    env: pulse.env,
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  })
+}
+
+/** The stderr lines that carry a verdict or a fix (the tool's one line), for the assertion messages. */
+const ticks = (text) => text.split('\n').filter((line) => line.includes('✔'))
+
+test('1. a FIFO named <ULID>.csv appearing in the feed folder while recording: ctrl-c still stops at once, WAV finalized, no ffmpeg left', async () => {
+  const cwd = tempDir()
+  const feedDir = path.join(cwd, 'feed')
+  fs.mkdirSync(feedDir)
+  const wavPath = path.join(cwd, 'feed-audio.wav')
+  const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(wavPath)
+  const fifo = path.join(feedDir, `${ulidAt(Date.now())}.csv`)
+  mkfifo(fifo)
+  await sleep(2000) // several CSV looks (every 200 ms) on the FIFO
+  const stopAtMs = Date.now()
+  tool.ctrlC()
+  const ended = await Promise.race([tool.exited, sleep(8000).then(() => null)])
+  if (!ended) process.kill(-tool.child.pid, 'SIGKILL')
+  assert.ok(ended, `the stop was honoured (it hung on the FIFO): ${tool.stderr}`)
+  assert.ok(Date.now() - stopAtMs < 8000)
+  const wav = readWav(wavPath)
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
+  assert.ok(wav.samples > 48000, `the samples are kept: ${wav.samples}`)
+  await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
+  assert.equal(fs.statSync(fifo).isFIFO(), true, 'the FIFO is left as it was')
+})
+
+test('1. mux --video <a FIFO named ULID.mp4>: refused at once with one line, non-zero exit, no ✔, nothing written', async () => {
+  const s = await recorded()
+  const fifo = path.join(s.cwd, `${ulidAt(Date.now())}.mp4`)
+  mkfifo(fifo)
+  const before = fs.readdirSync(s.cwd).sort()
+  const r = muxLater(s.cwd, [s.syncPath, '--video', fifo])
+  assert.notEqual(r.error?.code, 'ETIMEDOUT', 'mux hung on the FIFO')
+  assert.equal(r.status, 2, r.stderr)
+  assert.match(r.stderr, /is not a regular file.*give the mp4 itself/)
+  assert.deepEqual(ticks(r.stderr), [])
+  assert.deepEqual(fs.readdirSync(s.cwd).sort(), before)
+})
+
+test('1. mux on a FIFO given as the sync file: refused at once with one line, non-zero exit', async () => {
+  const cwd = tempDir()
+  const fifo = path.join(cwd, 'x-sync.json')
+  mkfifo(fifo)
+  const r = muxLater(cwd, [fifo], 15000)
+  assert.notEqual(r.error?.code, 'ETIMEDOUT', 'mux hung on the FIFO')
+  assert.equal(r.status, 2, r.stderr)
+  assert.match(r.stderr, /is not a regular file/)
+})
