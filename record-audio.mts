@@ -821,7 +821,7 @@ export function captureArgs(s: { format: Format } & AudioInput, audioFile: strin
     '1',
     '-f',
     'wav',
-    '-n',
+    '-y', // the name is this run's alone: reserveNames created it empty and exclusively (O_EXCL)
     audioFile,
   ]
 }
@@ -3883,6 +3883,15 @@ function reserveNames(
         throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
       throw new UsageError(`cannot create ${syncFile} (${code}): record into a folder you can write to`)
     }
+    const clash = reserveAudioFiles(audioFiles)
+    if (clash) {
+      fs.rmSync(syncFile, { force: true }) // this run's own, just made
+      if (s.audioFile == null && s.syncFile == null) {
+        taken.add(candidate) // another run took a WAV of this name a moment ago
+        continue
+      }
+      throw new UsageError(`${clash} exists and is never overwritten: choose another --out, or move it away`)
+    }
     if (s.audioFile == null && candidate !== stem) {
       const earlier = recordingNames(stem, devices).audioFiles.find((f) => fs.existsSync(f))
       say(
@@ -3894,6 +3903,26 @@ function reserveNames(
     }
     return { audioFiles, syncFile }
   }
+}
+
+/**
+ * Each WAV created empty and exclusively (O_EXCL) before ffmpeg opens it: of two runs given the same
+ * name at the same moment, one gets it and the other is told, never both writing one file. The one
+ * already taken, those made here removed; or null.
+ */
+function reserveAudioFiles(audioFiles: string[]): string | null {
+  const made: string[] = []
+  for (const file of audioFiles) {
+    try {
+      fs.closeSync(fs.openSync(file, 'wx'))
+      made.push(file)
+    } catch (error) {
+      for (const own of made) if (fileBytes(own) === 0) fs.rmSync(own, { force: true })
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return file
+      throw new UsageError(`cannot create ${file}: record into a folder you can write to`)
+    }
+  }
+  return null
 }
 
 /**
@@ -4500,6 +4529,7 @@ function audioOf(
     return `${NO_SAMPLE}: stopped before the first sample`
   }
   if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0 || !captured.start) {
+    if (fileBytes(audioFile) === 0) fs.rmSync(audioFile, { force: true }) // this run's empty reservation
     failedToStart(format, input.device, ffmpeg, audioFile, captured.log)
     return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
   }

@@ -96,3 +96,26 @@ test('1. mux on a FIFO given as the sync file: refused at once with one line, no
   assert.equal(r.status, 2, r.stderr)
   assert.match(r.stderr, /is not a regular file/)
 })
+
+test('2. two runs started at the same moment with the same --out (different --sync-out): one records, the other is refused before recording, one clear line, exit 2, no ✔', async () => {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const cwd = tempDir()
+    const args = (k) => ['--out', 'same.wav', '--sync-out', `s${k}.json`, '--format', 'pulse', '--device', pulse.source]
+    const tools = [0, 1].map((k) => startTool(args(k), { cwd, env: pulse.env }))
+    await sleep(2500)
+    for (const tool of tools) if (tool.child.exitCode === null) tool.ctrlC()
+    const results = await Promise.all(tools.map((tool) => tool.exited))
+    const won = results.filter((r) => r.code === 0)
+    const lost = results.filter((r) => r.code !== 0)
+    assert.equal(won.length, 1, results.map((r) => r.stderr).join('\n---\n'))
+    assert.equal(lost.length, 1)
+    assert.equal(lost[0].code, 2, lost[0].stderr)
+    assert.match(lost[0].stderr, /same\.wav exists and is never overwritten: choose another --out/)
+    assert.deepEqual(ticks(lost[0].stderr), [], 'the refused run claims nothing')
+    const syncs = ['s0.json', 's1.json'].filter((f) => fs.existsSync(path.join(cwd, f)))
+    assert.equal(syncs.length, 1, `one sync file names same.wav: ${syncs}`)
+    const wav = readWav(path.join(cwd, 'same.wav'))
+    assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'the winner’s WAV finalized')
+    await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
+  }
+})

@@ -338,7 +338,7 @@ test('names: free names never reuse an existing file; sync and muxed names follo
   )
 })
 
-test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, never -y', () => {
+test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, -y on the name reserved empty (O_EXCL)', () => {
   const args = captureArgs({ format: 'pulse', device: 'mic', sampleRate: 48000, channels: 1 }, 'out.wav')
   const after = (flag) => args[args.indexOf(flag) + 1]
   assert.equal(after('-f'), 'pulse')
@@ -347,7 +347,7 @@ test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, ne
   assert.equal(after('-rf64'), 'auto')
   assert.equal(after('-flush_packets'), '1')
   assert.equal(after('-loglevel'), 'info')
-  assert.ok(args.includes('-n') && !args.includes('-y'))
+  assert.ok(args.includes('-y') && !args.includes('-n'))
   assert.equal(args.at(-1), 'out.wav')
   assert.ok(!args.includes('-use_wallclock_as_timestamps'))
 })
