@@ -845,6 +845,11 @@ export function captureLauncher(setpriv: string | null): string[] {
   return [...watchdog, setpriv, '--pdeathsig', 'INT', '--']
 }
 
+/** What runs before the mux's ffmpeg: parent-death SIGKILL where setpriv exists, so no mux outlives a killed tool. */
+export function muxLauncher(setpriv: string | null): string[] {
+  return setpriv ? [setpriv, '--pdeathsig', 'KILL', '--'] : []
+}
+
 export interface AudioStart {
   epochS: number
   // arrival-envelope: placed by the samples' arrival on disk, the device's stamp being impossible or absent
@@ -5375,7 +5380,8 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   const partialArgs = [...args.slice(0, -1), '-nostats', '-progress', 'pipe:1', partial]
   const totalUs = (sync.videoDurationS ?? 0) * 1e6
   const tty = process.stderr.isTTY
-  const mux = $({ nothrow: true, quiet: true })`${ffmpeg} ${partialArgs}`
+  const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
+  const mux = $({ nothrow: true, quiet: true })`${muxLauncher(setpriv)} ${ffmpeg} ${partialArgs}`
   mux.stdout.on('data', (chunk: Buffer) => {
     const outUs = Number(/out_time_us=(\d+)/.exec(chunk.toString())?.[1])
     if (tty && totalUs > 0 && Number.isFinite(outUs)) {

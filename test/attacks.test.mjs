@@ -15,6 +15,7 @@ import {
   readWav,
   run,
   waitFor,
+  alive,
   ffmpegPidsIn,
   ulidAt,
   TOOL,
@@ -118,4 +119,31 @@ test('2. two runs started at the same moment with the same --out (different --sy
     assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'the winner’s WAV finalized')
     await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
   }
+})
+
+test('4. SIGKILL of the tool during the mux: the mux ffmpeg dies with it (no orphan), the partial file is named .partial-, originals untouched', async () => {
+  const cwd = tempDir()
+  const ulidMs = Date.now() - 700000
+  const videoFile = path.join(cwd, 'feed', `${ulidAt(ulidMs)}.mp4`)
+  fs.mkdirSync(path.dirname(videoFile))
+  // Ten minutes of both, so that the mux lasts long enough to be killed in the act.
+  const video = ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=30', '-t', '600', '-c:v', 'mpeg4']
+  assert.equal(run('ffmpeg', [...video, '-tag:v', 'mp4v', videoFile]).status, 0)
+  const wav = path.join(cwd, 'a.wav')
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000', '-t', '600', wav]).status, 0)
+  const sync = { audioFile: wav, audioStartEpochS: ulidMs / 1000 + 0.1, audioSampleRate: 48000 }
+  fs.writeFileSync(path.join(cwd, 'a-sync.json'), JSON.stringify(sync))
+  const sizes = [fs.statSync(videoFile).size, fs.statSync(wav).size]
+  const tool = startTool(['mux', 'a-sync.json', '--video', videoFile], { cwd, env: pulse.env })
+  const partial = () => fs.readdirSync(path.dirname(videoFile)).find((f) => f.includes('.partial-'))
+  await waitFor(() => partial() || tool.child.exitCode !== null, 30000, 'the mux to start writing')
+  assert.ok(partial(), `the mux was still running: ${tool.stderr}`)
+  const [muxPid] = ffmpegPidsIn(cwd)
+  assert.ok(muxPid, 'the mux ffmpeg found')
+  process.kill(tool.child.pid, 'SIGKILL')
+  await tool.exited
+  await waitFor(() => !alive(muxPid), 5000, 'the mux ffmpeg to die with the tool')
+  assert.match(partial() ?? '', /\.partial-\d+\.mp4$/, 'what is left is named partial, never the final name')
+  assert.ok(!fs.existsSync(videoFile.replace(/\.mp4$/, '-with-audio.mp4')), 'no file under the finished name')
+  assert.deepEqual([fs.statSync(videoFile).size, fs.statSync(wav).size], sizes)
 })

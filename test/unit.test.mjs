@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
+  muxLauncher,
   openRegular,
   readRegular,
   isRegularFile,
@@ -1337,4 +1338,9 @@ test('openRegular / readRegular / isRegularFile: a FIFO or a folder is never ope
   const fd = openRegular(file)
   assert.equal(typeof fd, 'number')
   fs.closeSync(fd)
+})
+
+test('muxLauncher: the mux ffmpeg gets parent-death SIGKILL through setpriv (it dies with a killed tool), nothing without setpriv', () => {
+  assert.deepEqual(muxLauncher('/usr/bin/setpriv'), ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'])
+  assert.deepEqual(muxLauncher(null), [])
 })
