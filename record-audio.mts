@@ -3313,6 +3313,26 @@ export function parseNotes(raw: unknown): Note[] {
  * A sync file's text as a record; files from before the timing settings were stored get the
  * defaults they were made with. Throws a one-line Error naming what is missing.
  */
+const EPOCH_RANGE_S = [946684800, 7258118400] // 2000 to 2200: a time outside is no recording's
+const SYNC_RANGES: Record<string, [number, number, boolean]> = {
+  audioSampleRate: [1000, 1e6, true], // [lowest, highest, whole number]
+  audioChannels: [1, 64, true],
+  audioStartEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  clockOffsetS: [-86400, 86400, false],
+}
+
+/** The first number of a sync file's top level that no recording could have written, named; or null. */
+export function syncRangeProblem(raw: Record<string, unknown>): string | null {
+  for (const [key, [low, high, whole]] of Object.entries(SYNC_RANGES)) {
+    const value = raw[key]
+    if (value == null) continue
+    const ok = typeof value === 'number' && Number.isFinite(value) && value >= low && value <= high
+    if (!ok || (whole && !Number.isInteger(value)))
+      return `its ${key} is ${JSON.stringify(value)}, outside ${low}…${high}${whole ? ', whole' : ''}`
+  }
+  return null
+}
+
 export function parseSyncRecord(text: string): SyncRecord {
   let raw: Record<string, unknown>
   try {
@@ -3320,6 +3340,9 @@ export function parseSyncRecord(text: string): SyncRecord {
   } catch {
     throw new Error('it is not JSON')
   }
+  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('it is not a JSON object')
+  const outOfRange = syncRangeProblem(raw)
+  if (outOfRange) throw new Error(outOfRange)
   const number = (key: string) => (typeof raw[key] === 'number' ? (raw[key] as number) : null)
   if (typeof raw.audioFile !== 'string') throw new Error('it names no audioFile')
   if (number('audioSampleRate') == null) throw new Error('it has no audioSampleRate')
@@ -5493,6 +5516,12 @@ async function muxLater(m: MuxLater): Promise<number> {
   if (missing)
     throw new UsageError(
       `the recording ${missing.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
+    )
+  const header = readWavInfo(sync.audioFile)
+  if (header && header.sampleRate !== sync.audioSampleRate)
+    throw new UsageError(
+      `${m.syncFile}'s audioSampleRate ${sync.audioSampleRate} is not ${sync.audioFile}'s ${header.sampleRate} Hz:` +
+        " give the sync file this WAV's recording wrote",
     )
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)

@@ -147,3 +147,31 @@ test('4. SIGKILL of the tool during the mux: the mux ffmpeg dies with it (no orp
   assert.ok(!fs.existsSync(videoFile.replace(/\.mp4$/, '-with-audio.mp4')), 'no file under the finished name')
   assert.deepEqual([fs.statSync(videoFile).size, fs.statSync(wav).size], sizes)
 })
+
+test("3. mux on a sync file whose audioSampleRate is 0, or whose rate is not the WAV header's: one line naming the field, exit 2, no ✔, nothing muxed", async () => {
+  const s = await recorded()
+  const original = fs.readFileSync(s.syncPath, 'utf8')
+  for (const [rate, line] of [
+    [0, /audioSampleRate is 0, outside/],
+    [44100, /audioSampleRate 44100 is not .*feed-audio\.wav's 48000 Hz/],
+  ]) {
+    const bad = path.join(s.cwd, `bad-${rate}-sync.json`)
+    fs.writeFileSync(bad, JSON.stringify({ ...JSON.parse(original), audioSampleRate: rate }))
+    const before = fs.readdirSync(path.join(s.cwd, 'feed')).sort()
+    const r = muxLater(s.cwd, [bad])
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(r.stderr, line)
+    assert.deepEqual(ticks(r.stderr), [], 'no ✔ on a record that makes no sense')
+    assert.deepEqual(fs.readdirSync(path.join(s.cwd, 'feed')).sort(), before, 'nothing muxed')
+  }
+  assert.equal(fs.readFileSync(s.syncPath, 'utf8'), original)
+})
+
+test('6. mux on a sync file holding `null`: one line saying it is not a sync file (no JavaScript message), exit 2', () => {
+  const cwd = tempDir()
+  fs.writeFileSync(path.join(cwd, 'n-sync.json'), 'null')
+  const r = muxLater(cwd, ['n-sync.json'])
+  assert.equal(r.status, 2, r.stderr)
+  assert.match(r.stderr, /is not a record-audio sync file \(it is not a JSON object\)/)
+  assert.doesNotMatch(r.stderr, /Cannot read|properties of null|TypeError/)
+})

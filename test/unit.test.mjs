@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
+  syncRangeProblem,
   muxLauncher,
   openRegular,
   readRegular,
@@ -1343,4 +1344,15 @@ test('openRegular / readRegular / isRegularFile: a FIFO or a folder is never ope
 test('muxLauncher: the mux ffmpeg gets parent-death SIGKILL through setpriv (it dies with a killed tool), nothing without setpriv', () => {
   assert.deepEqual(muxLauncher('/usr/bin/setpriv'), ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'])
   assert.deepEqual(muxLauncher(null), [])
+})
+
+test('syncRangeProblem: a sync file number no recording could have written is named (rate 0, NaN-like, a fraction of a channel); sane ones pass', () => {
+  const ok = { audioSampleRate: 48000, audioChannels: 2, audioStartEpochS: 1.8e9, clockOffsetS: -0.5 }
+  assert.equal(syncRangeProblem(ok), null)
+  assert.equal(syncRangeProblem({ audioSampleRate: 48000 }), null)
+  assert.match(syncRangeProblem({ ...ok, audioSampleRate: 0 }), /its audioSampleRate is 0, outside/)
+  assert.match(syncRangeProblem({ ...ok, audioSampleRate: 44100.5 }), /audioSampleRate is 44100\.5/)
+  assert.match(syncRangeProblem({ ...ok, audioChannels: 1.5 }), /audioChannels/)
+  assert.match(syncRangeProblem({ ...ok, audioStartEpochS: 5 }), /audioStartEpochS is 5/)
+  assert.match(syncRangeProblem({ ...ok, clockOffsetS: '3' }), /clockOffsetS is "3"/)
 })
