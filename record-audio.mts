@@ -937,7 +937,7 @@ export function captureArgs(s: { format: Format } & AudioInput, audioFile: strin
     '1',
     '-f',
     'wav',
-    '-n',
+    '-y', // the name is this run's alone: reserveNames created it empty and exclusively (O_EXCL)
     audioFile,
   ]
 }
@@ -959,6 +959,11 @@ export function captureLauncher(setpriv: string | null): string[] {
   if (!setpriv) return []
   const watchdog = [setpriv, '--pdeathsig', 'KILL', '--', '/bin/sh', '-c', WATCHDOG_SH, 'record-audio-watchdog']
   return [...watchdog, setpriv, '--pdeathsig', 'INT', '--']
+}
+
+/** What runs before the mux's ffmpeg: parent-death SIGKILL where setpriv exists, so no mux outlives a killed tool. */
+export function muxLauncher(setpriv: string | null): string[] {
+  return setpriv ? [setpriv, '--pdeathsig', 'KILL', '--'] : []
 }
 
 export interface AudioStart {
@@ -1467,8 +1472,43 @@ export function hasMoov(fileBytes: number, readAt: (offset: number, length: numb
   return false
 }
 
+/**
+ * A file opened to read, or null when it is not a regular file: a FIFO, a device or a socket put in a
+ * folder this tool reads would block the event loop, and with it every stop, on the open or the read.
+ * Judged by stat before the open, opened non-blocking, judged again by fstat (it may have been swapped).
+ */
+export function openRegular(file: string): number | null {
+  if (!fs.statSync(file).isFile()) return null
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
+  if (fs.fstatSync(fd).isFile()) return fd
+  fs.closeSync(fd)
+  return null
+}
+
+/** A regular file's text, at most maxBytes of it; null when it is not a regular file (see openRegular). */
+export function readRegular(file: string, maxBytes: number): string | null {
+  const fd = openRegular(file)
+  if (fd == null) return null
+  try {
+    const buffer = Buffer.alloc(Math.min(fs.fstatSync(fd).size, maxBytes))
+    return buffer.subarray(0, fs.readSync(fd, buffer, 0, buffer.length, 0)).toString('utf8')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Whether a path is a regular file (a FIFO or a folder named like a recording is not one). */
+export function isRegularFile(file: string): boolean {
+  try {
+    return fs.statSync(file).isFile()
+  } catch {
+    return false
+  }
+}
+
 export function isFinalizedMp4(file: string): boolean {
-  const fd = fs.openSync(file, 'r')
+  const fd = openRegular(file)
+  if (fd == null) return false
   try {
     const fileBytes = fs.fstatSync(fd).size
     return hasMoov(fileBytes, (offset, length) => {
@@ -3741,6 +3781,26 @@ export function parseNotes(raw: unknown): Note[] {
  * A sync file's text as a record; files from before the timing settings were stored get the
  * defaults they were made with. Throws a one-line Error naming what is missing.
  */
+const EPOCH_RANGE_S = [946684800, 7258118400] // 2000 to 2200: a time outside is no recording's
+const SYNC_RANGES: Record<string, [number, number, boolean]> = {
+  audioSampleRate: [1000, 1e6, true], // [lowest, highest, whole number]
+  audioChannels: [1, 64, true],
+  audioStartEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  clockOffsetS: [-86400, 86400, false],
+}
+
+/** The first number of a sync file's top level that no recording could have written, named; or null. */
+export function syncRangeProblem(raw: Record<string, unknown>): string | null {
+  for (const [key, [low, high, whole]] of Object.entries(SYNC_RANGES)) {
+    const value = raw[key]
+    if (value == null) continue
+    const ok = typeof value === 'number' && Number.isFinite(value) && value >= low && value <= high
+    if (!ok || (whole && !Number.isInteger(value)))
+      return `its ${key} is ${JSON.stringify(value)}, outside ${low}…${high}${whole ? ', whole' : ''}`
+  }
+  return null
+}
+
 export function parseSyncRecord(text: string): SyncRecord {
   let raw: Record<string, unknown>
   try {
@@ -3748,6 +3808,9 @@ export function parseSyncRecord(text: string): SyncRecord {
   } catch {
     throw new Error('it is not JSON')
   }
+  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('it is not a JSON object')
+  const outOfRange = syncRangeProblem(raw)
+  if (outOfRange) throw new Error(outOfRange)
   const number = (key: string) => (typeof raw[key] === 'number' ? (raw[key] as number) : null)
   if (typeof raw.audioFile !== 'string') throw new Error('it names no audioFile')
   if (number('audioSampleRate') == null) throw new Error('it has no audioSampleRate')
@@ -4165,6 +4228,7 @@ export interface TimesyncSpan {
 async function readTimesync(file: string): Promise<TimesyncSpan | null> {
   if (!fs.existsSync(file)) return null
   try {
+    if (!isRegularFile(file)) throw new Error('not a regular file') // a FIFO would block every stop
     // Loaded only when such a file exists.
     const { asyncBufferFromFile, parquetMetadataAsync, parquetRead } = await import('hyparquet')
     const buffer = await asyncBufferFromFile(file)
@@ -4294,6 +4358,10 @@ function checkVideoFile(videoFile: string | null): void {
   if (videoFile == null) return
   if (!fs.existsSync(videoFile))
     throw new UsageError(`--video ${videoFile} does not exist: give the path of the TracktorLive recording`)
+  if (!isRegularFile(videoFile))
+    throw new UsageError(
+      `--video ${videoFile} is not a regular file (a FIFO, a device or a folder): give the mp4 itself`,
+    )
   if (!RECORDING_NAME.test(path.basename(videoFile)))
     throw new UsageError(
       `--video ${videoFile} is not named <ULID>.mp4, so its start time is unknown: give TracktorLive's original file`,
@@ -4304,6 +4372,10 @@ function checkTimesyncFile(timesyncFile: string | null): void {
   if (timesyncFile != null && !fs.existsSync(timesyncFile))
     throw new UsageError(
       `--timesync ${timesyncFile} does not exist: give the path of <feed_id>-timesyncUTC.parquet, or leave it out`,
+    )
+  if (timesyncFile != null && !isRegularFile(timesyncFile))
+    throw new UsageError(
+      `--timesync ${timesyncFile} is not a regular file: give the parquet file itself, or leave it out`,
     )
 }
 
@@ -4367,6 +4439,15 @@ function reserveNames(
         throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
       throw new UsageError(`cannot create ${syncFile} (${code}): record into a folder you can write to`)
     }
+    const clash = reserveAudioFiles(audioFiles)
+    if (clash) {
+      fs.rmSync(syncFile, { force: true }) // this run's own, just made
+      if (s.audioFile == null && s.syncFile == null) {
+        taken.add(candidate) // another run took a WAV of this name a moment ago
+        continue
+      }
+      throw new UsageError(`${clash} exists and is never overwritten: choose another --out, or move it away`)
+    }
     if (s.audioFile == null && candidate !== stem) sayTaken(takenFiles(stem, candidate, devices), audioFiles)
     return { audioFiles, syncFile }
   }
@@ -4389,6 +4470,26 @@ function sayTaken(taken: string[], audioFiles: string[]): void {
   say(`  ${taken.join(', ') || 'Those names'} ${exist}: recording to ${audioFiles.join(', ')} instead.`)
   for (const wav of taken.filter((f) => f.endsWith('.wav') && readWavInfo(f)?.finalized === false))
     say(`⚠ ${wav}'s header was never finalized: record-audio repair ${quotePosix(wav)}`)
+}
+
+/**
+ * Each WAV created empty and exclusively (O_EXCL) before ffmpeg opens it: of two runs given the same
+ * name at the same moment, one gets it and the other is told, never both writing one file. The one
+ * already taken, those made here removed; or null.
+ */
+function reserveAudioFiles(audioFiles: string[]): string | null {
+  const made: string[] = []
+  for (const file of audioFiles) {
+    try {
+      fs.closeSync(fs.openSync(file, 'wx'))
+      made.push(file)
+    } catch (error) {
+      for (const own of made) if (fileBytes(own) === 0) fs.rmSync(own, { force: true })
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return file
+      throw new UsageError(`cannot create ${file}: record into a folder you can write to`)
+    }
+  }
+  return null
 }
 
 /**
@@ -4510,14 +4611,15 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
   const followed = new Map<string, Followed>()
   const sinceMs = Date.now() - CSV_BEFORE_VIDEO_S * 1000
   const readNew = (file: string, state: Followed) => {
-    const fd = fs.openSync(file, 'r')
+    const fd = openRegular(file)
+    if (fd == null) return // a FIFO or a device named like a CSV: never read (it would block every stop)
     try {
       const bytes = fs.fstatSync(fd).size
       const lookedS = Date.now() / 1000
       if (bytes <= state.offset) return
-      const chunk = Buffer.alloc(bytes - state.offset)
-      fs.readSync(fd, chunk, 0, chunk.length, state.offset)
-      state.offset = bytes
+      // Bounded: the rest waits for the next look (its rows' bounds are then looser, still bounds).
+      const chunk = Buffer.alloc(Math.min(bytes - state.offset, CSV_LOOK_MAX_BYTES))
+      state.offset += fs.readSync(fd, chunk, 0, chunk.length, state.offset)
       const lines = (state.partial + chunk.toString('utf8')).split('\n')
       state.partial = lines.pop() ?? ''
       const rows = lines.filter((line) => /^[\d.]/.test(line)).map((line) => Number(line.split(',')[0]))
@@ -4701,6 +4803,7 @@ const LOOK_EVERY_MS = 10
 // The tracking CSV: each look bounds t_init within a row's period; n looks, period / (n + 1). Five a
 // second make a 10 s recording's bound sharper than the mtime's kernel tick, for a readdir and a read.
 const CSV_LOOK_MS = 200
+const CSV_LOOK_MAX_BYTES = 1 << 20 // read per look: a CSV grown by gigabytes never stalls the stop
 
 /**
  * Calls `f` about every `ms` (uniformly 0.5–1.5 ×), never at a fixed phase: 200 ms is a whole number
@@ -5107,6 +5210,7 @@ function audioOf(
     return `${NO_SAMPLE}: stopped before the first sample`
   }
   if (!fs.existsSync(audioFile) || fileBytes(audioFile) === 0 || !captured.start) {
+    if (fileBytes(audioFile) === 0) fs.rmSync(audioFile, { force: true }) // this run's empty reservation
     failedToStart(format, input.device, ffmpeg, audioFile, captured.log)
     return `${NO_SAMPLE}: ${ffmpegErrorLine(captured.log)}`
   }
@@ -5509,7 +5613,9 @@ function trackedClock(
   const file = path.join(dir, csv)
   let times: number[]
   try {
-    times = parseTrackingTimes(fs.readFileSync(file, 'utf8'))
+    const text = readRegular(file, CSV_READ_MAX_BYTES)
+    if (text == null) return { file, clock: null, note: `${csv} is not a regular file: not used` }
+    times = parseTrackingTimes(text)
   } catch (error) {
     return { file, clock: null, note: `${csv} cannot be read (${(error as Error).message}): not used` }
   }
@@ -5537,6 +5643,7 @@ function trackedClock(
   return { file, clock: { ...clock, epoch, lastReadEpochS }, note: null, epochNote }
 }
 
+const CSV_READ_MAX_BYTES = 1 << 28 // a tracking CSV's whole text: days of rows at 30 fps, never a disk's worth
 const CSV_BEFORE_VIDEO_S = 120 // the server's constructor, then the camera's opening and the writer's
 
 // Audio decoded beyond the video's span as the anchors place it: how far off they may be and the events still pair.
@@ -6152,7 +6259,8 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   const partialArgs = [...args.slice(0, -1), '-nostats', '-progress', 'pipe:1', partial]
   const totalUs = (sync.videoDurationS ?? 0) * 1e6
   const tty = process.stderr.isTTY
-  const mux = $({ nothrow: true, quiet: true })`${ffmpeg} ${partialArgs}`
+  const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
+  const mux = $({ nothrow: true, quiet: true })`${muxLauncher(setpriv)} ${ffmpeg} ${partialArgs}`
   mux.stdout.on('data', (chunk: Buffer) => {
     const outUs = Number(/out_time_us=(\d+)/.exec(chunk.toString())?.[1])
     if (tty && totalUs > 0 && Number.isFinite(outUs)) {
@@ -6230,12 +6338,18 @@ function recordedVideos(sync: SyncRecord, allVideos: boolean): string[] | undefi
   return own
 }
 
+const SYNC_READ_MAX_BYTES = 1 << 26 // a sync file is kilobytes; a bigger one is not ours
+
 /** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
 async function muxLater(m: MuxLater): Promise<number> {
   let text: string
   try {
-    text = fs.readFileSync(m.syncFile, 'utf8')
+    const read = readRegular(m.syncFile, SYNC_READ_MAX_BYTES)
+    if (read == null)
+      throw new UsageError(`${m.syncFile} is not a regular file: give the -sync.json file a recording wrote`)
+    text = read
   } catch (error) {
+    if (error instanceof UsageError) throw error
     throw new UsageError(
       `cannot read ${m.syncFile} (${(error as NodeJS.ErrnoException).code}):` +
         ' give the -sync.json file a recording wrote',
@@ -6258,6 +6372,12 @@ async function muxLater(m: MuxLater): Promise<number> {
   if (missing)
     throw new UsageError(
       `the recording ${missing.audioFile} is not there any more: put it back, or edit audioFile in ${m.syncFile}`,
+    )
+  const header = readWavInfo(sync.audioFile)
+  if (header && header.sampleRate !== sync.audioSampleRate)
+    throw new UsageError(
+      `${m.syncFile}'s audioSampleRate ${sync.audioSampleRate} is not ${sync.audioFile}'s ${header.sampleRate} Hz:` +
+        " give the sync file this WAV's recording wrote",
     )
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
@@ -6478,7 +6598,8 @@ function fileBytes(file: string): number {
 
 function readWavInfo(file: string): WavInfo | null {
   try {
-    const fd = fs.openSync(file, 'r')
+    const fd = openRegular(file)
+    if (fd == null) return null
     try {
       const header = Buffer.alloc(4096)
       const read = fs.readSync(fd, header, 0, header.length, 0)

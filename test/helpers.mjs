@@ -347,9 +347,10 @@ export function startTool(args, { cwd, env = process.env, command = [process.exe
       return stderr
     },
     exited: exited.then((r) => ({ ...r, stdout, stderr })),
-    /** Wait until ffmpeg has opened the device and the WAV exists. */
+    /** Wait until ffmpeg has opened the device and written the WAV's header (the tool reserves the name empty). */
     async recording(wavPath, timeoutMs = 10000) {
-      await waitFor(() => fs.existsSync(wavPath) || child.exitCode !== null, timeoutMs, `${wavPath} to appear`)
+      const started = () => fs.existsSync(wavPath) && fs.statSync(wavPath).size > 0
+      await waitFor(() => started() || child.exitCode !== null, timeoutMs, `${wavPath} to appear`)
       if (child.exitCode !== null) throw new Error(`record-audio exited early: ${stderr}`)
     },
     ctrlC() {

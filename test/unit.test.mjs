@@ -4,6 +4,11 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {
+  syncRangeProblem,
+  muxLauncher,
+  openRegular,
+  readRegular,
+  isRegularFile,
   parseCommand,
   helpText,
   FILE_DEFAULTS,
@@ -376,7 +381,7 @@ test('names: free names never reuse an existing file; sync and muxed names follo
   )
 })
 
-test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, never -y', () => {
+test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, -y on the name reserved empty (O_EXCL)', () => {
   const args = captureArgs({ format: 'pulse', device: 'mic', sampleRate: 48000, channels: 1 }, 'out.wav')
   const after = (flag) => args[args.indexOf(flag) + 1]
   assert.equal(after('-f'), 'pulse')
@@ -385,7 +390,7 @@ test('capture arguments: PCM WAV, RF64 past 4 GiB, flushed packets, info log, ne
   assert.equal(after('-rf64'), 'auto')
   assert.equal(after('-flush_packets'), '1')
   assert.equal(after('-loglevel'), 'info')
-  assert.ok(args.includes('-n') && !args.includes('-y'))
+  assert.ok(args.includes('-y') && !args.includes('-n'))
   assert.equal(args.at(-1), 'out.wav')
   assert.ok(!args.includes('-use_wallclock_as_timestamps'))
 })
@@ -1539,4 +1544,39 @@ test('camera latency: the offset bounds hold every term; unmeasured, the latency
   })
   assert.equal(fine.kind, 'plain')
   assert.match(fine.text, /kept in c\.json \(186 ± 52 ms from 4 sessions\)/)
+})
+
+test('openRegular / readRegular / isRegularFile: a FIFO or a folder is never opened to read (it would block), a file is, reads bounded', () => {
+  const dir = tempDir()
+  const fifo = path.join(dir, 'f.csv')
+  assert.equal(run('mkfifo', [fifo]).status, 0)
+  const file = path.join(dir, 'a.csv')
+  fs.writeFileSync(file, '0123456789')
+  assert.equal(openRegular(fifo), null)
+  assert.equal(readRegular(fifo, 100), null)
+  assert.equal(isRegularFile(fifo), false)
+  assert.equal(isRegularFile(dir), false)
+  assert.equal(isRegularFile(path.join(dir, 'none')), false)
+  assert.equal(isRegularFile(file), true)
+  assert.equal(readRegular(file, 4), '0123')
+  assert.equal(readRegular(file, 100), '0123456789')
+  const fd = openRegular(file)
+  assert.equal(typeof fd, 'number')
+  fs.closeSync(fd)
+})
+
+test('muxLauncher: the mux ffmpeg gets parent-death SIGKILL through setpriv (it dies with a killed tool), nothing without setpriv', () => {
+  assert.deepEqual(muxLauncher('/usr/bin/setpriv'), ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'])
+  assert.deepEqual(muxLauncher(null), [])
+})
+
+test('syncRangeProblem: a sync file number no recording could have written is named (rate 0, NaN-like, a fraction of a channel); sane ones pass', () => {
+  const ok = { audioSampleRate: 48000, audioChannels: 2, audioStartEpochS: 1.8e9, clockOffsetS: -0.5 }
+  assert.equal(syncRangeProblem(ok), null)
+  assert.equal(syncRangeProblem({ audioSampleRate: 48000 }), null)
+  assert.match(syncRangeProblem({ ...ok, audioSampleRate: 0 }), /its audioSampleRate is 0, outside/)
+  assert.match(syncRangeProblem({ ...ok, audioSampleRate: 44100.5 }), /audioSampleRate is 44100\.5/)
+  assert.match(syncRangeProblem({ ...ok, audioChannels: 1.5 }), /audioChannels/)
+  assert.match(syncRangeProblem({ ...ok, audioStartEpochS: 5 }), /audioStartEpochS is 5/)
+  assert.match(syncRangeProblem({ ...ok, clockOffsetS: '3' }), /clockOffsetS is "3"/)
 })
