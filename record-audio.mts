@@ -4439,7 +4439,13 @@ function reserveNames(
         throw new UsageError(`${syncFile} exists and is never overwritten: choose another --sync-out, or move it away`)
       throw new UsageError(`cannot create ${syncFile} (${code}): record into a folder you can write to`)
     }
-    const clash = reserveAudioFiles(audioFiles)
+    let clash: string | null
+    try {
+      clash = reserveAudioFiles(audioFiles)
+    } catch (error) {
+      fs.rmSync(syncFile, { force: true }) // this run's own, just made: no recording will name it
+      throw error
+    }
     if (clash) {
       fs.rmSync(syncFile, { force: true }) // this run's own, just made
       if (s.audioFile == null && s.syncFile == null) {
@@ -4485,8 +4491,9 @@ function reserveAudioFiles(audioFiles: string[]): string | null {
       made.push(file)
     } catch (error) {
       for (const own of made) if (fileBytes(own) === 0) fs.rmSync(own, { force: true })
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return file
-      throw new UsageError(`cannot create ${file}: record into a folder you can write to`)
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'EEXIST') return file
+      throw new UsageError(`cannot create ${file} (${code}): record into a folder you can write to`)
     }
   }
   return null

@@ -284,7 +284,9 @@ test('pulse, two pipe-source microphones, one 1000 ppm fast: each measured on it
     // By default its line says the card's rate against the first's; the sync file's notes (and --verbose) say how.
     assert.match(
       result.stderr,
-      new RegExp(`"${onTime.source}"  audio [+−]\\d+\\.\\d{3} s; its card −\\d+ ppm against the first's`),
+      new RegExp(
+        `"${onTime.source}"  audio starts \\d+\\.\\d{3} s (after|before) the video; its card −\\d+ ppm against the first's`,
+      ),
     )
     const said = sync.notes.map((n) => n.text).join('\n')
     assert.match(said, new RegExp(`Clock, "${onTime.source}": its card runs −\\d+ ppm against the first's`))

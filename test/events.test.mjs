@@ -588,7 +588,7 @@ test('camera latency: another video mode of the same feed is never given the kep
   // The bounds hold the truth: the unmeasured latency only raises the true offset.
   const [low, high] = out.record.offsetBoundsS
   assert.ok(low <= big.trueOffsetS && big.trueOffsetS <= high, `${low} … ${high}`)
-  assert.match(out.stderr, /audio [+−]0\.064 s \+\d+\/−\d+ ms \(ULID\)/)
+  assert.match(out.stderr, /audio starts 0\.064 s \+\d+\/−\d+ ms after the video \(ULID\)/)
   assert.equal(calibrationOf(dir).cameras.length, 1, 'nothing kept for the other mode')
 })
 

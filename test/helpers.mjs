@@ -670,10 +670,11 @@ export async function recordingFor(pulse, seconds) {
   const wavPath = path.join(cwd, 'feed-audio.wav')
   const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
   await tool.recording(wavPath)
+  const recordingAtMs = Date.now()
   await sleep(seconds * 1000)
   const [ffmpegPid] = ffmpegPidsIn(cwd)
   if (!ffmpegPid) throw new Error(`ffmpeg is not recording: ${tool.stderr}`)
-  return { cwd, wavPath, tool, ffmpegPid }
+  return { cwd, wavPath, tool, ffmpegPid, recordingAtMs }
 }
 
 /** What every clean stop leaves: a finalized WAV with every sample up to the stop, the command, no ffmpeg. */

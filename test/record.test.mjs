@@ -237,7 +237,12 @@ test('mux later: a recording made under the wrong feed id is synced afterwards w
   tool.ctrlC()
   const first = await tool.exited
   assert.equal(first.code, 0, first.stderr)
-  assert.match(first.stderr, /Once the video exists: record-audio mux wrong-audio-sync\.json/)
+  // The stop names the folder whose recording overlaps the audio, and the exact command that uses it.
+  assert.match(first.stderr, /The recording that overlaps the audio .* is in right feed\/: sync to it with/)
+  assert.ok(
+    first.stderr.includes(`record-audio mux wrong-audio-sync.json --video 'right feed/${path.basename(video.file)}'`),
+    first.stderr,
+  )
   assert.equal(first.stdout, '')
 
   const syncBefore = fs.readFileSync(path.join(cwd, 'wrong-audio-sync.json'), 'utf8')
@@ -304,7 +309,8 @@ test("timesync file: the start is frame 0 on its rows' frame clock (a 0.5 s star
     sync.notes.some((n) => /Drift: .* corrected with -itsscale 1\.0101/.test(n.text)),
     JSON.stringify(sync.notes),
   )
-  assert.match(result.stderr, /video retimed [+]\d+ ppm to its real rate/)
+  // Said in full where the line has room, else in short (the sync file's notes say how).
+  assert.match(result.stderr, /(video retimed [+]\d+ ppm to its real rate|; retimed [+]\d+ ppm)/)
   const mux = run('bash', ['-c', sync.muxCommand])
   assert.equal(mux.status, 0, mux.stderr)
   const streams = ffprobeStreams(sync.muxedFile)

@@ -28,6 +28,9 @@ import {
 
 const pulse = usePulse()
 
+/** A file's size, 0 when it is not there. */
+const fileBytes = (file) => (fs.existsSync(file) ? fs.statSync(file).size : 0)
+
 test('an earlier recording left unfinished under the default name: kept as it is, the new one goes to -2, and the tool names the repair', async () => {
   const cwd = tempDir()
   const earlier = path.join(cwd, 'feed-audio.wav')
@@ -270,8 +273,9 @@ test('a read-only folder is a file error, not a device error: named, exit non-ze
       [TOOL, 'feed', '--format', 'pulse', '--device', pulse.source, '--out', 'ro/x.wav', '--sync-out', 's.json'],
       { cwd, env: pulse.env, timeout: 10000 },
     )
-    assert.equal(wavOnly.status, 1, wavOnly.stderr)
-    assert.match(wavOnly.stderr, /✖ ffmpeg could not write ro\/x\.wav: .*Read-only file system/)
+    // The WAV's name is reserved before ffmpeg opens it: refused there, before recording.
+    assert.equal(wavOnly.status, 2, wavOnly.stderr)
+    assert.match(wavOnly.stderr, /cannot create ro\/x\.wav \(EROFS\): record into a folder you can write to/)
     assert.doesNotMatch(wavOnly.stderr, /could not record from/)
     assert.deepEqual(listing(cwd), ['ro'], 'the sync file it reserved is gone with the recording that never was')
     assert.deepEqual(ffmpegPidsIn(cwd), [])
@@ -303,7 +307,7 @@ test('two runs started in the same moment with the same default name: each gets 
     startTool(['same', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env }),
   )
   await waitFor(
-    () => fs.existsSync(path.join(cwd, 'same-audio.wav')) && fs.existsSync(path.join(cwd, 'same-audio-2.wav')),
+    () => ['same-audio.wav', 'same-audio-2.wav'].every((f) => fileBytes(path.join(cwd, f)) > 0), // past the reservation
     10000,
     'both recordings',
   )

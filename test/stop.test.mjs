@@ -49,12 +49,21 @@ test('terminal closed (tmux session killed, SIGHUP with no terminal left to prin
   const command = `cd ${JSON.stringify(cwd)} && exec ${JSON.stringify(process.execPath)} ${JSON.stringify(TOOL)} hup --format pulse --device ${pulse.source}`
   assert.equal(tmux('new-session', '-d', '-s', 'ra', '-x', '200', '-y', '50', command).status, 0)
   const wavPath = path.join(cwd, 'hup-audio.wav')
-  await waitFor(() => fs.existsSync(wavPath), 10000, 'the recording to start')
+  // Past the tool's empty reservation of the name: ffmpeg has written the header.
+  await waitFor(() => fs.existsSync(wavPath) && fs.statSync(wavPath).size > 0, 10000, 'the recording to start')
   await sleep(1500)
   const stopAtMs = Date.now()
   tmux('kill-server')
-  await waitFor(() => fs.existsSync(path.join(cwd, 'hup-audio-sync.json')), 5000, 'the sync file')
-  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'hup-audio-sync.json'), 'utf8'))
+  // The sync file is reserved at the start; the stop replaces it (a rename) with the audio's start in it.
+  const syncOf = () => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(cwd, 'hup-audio-sync.json'), 'utf8'))
+    } catch {
+      return null
+    }
+  }
+  await waitFor(() => typeof syncOf()?.audioStartEpochS === 'number', 5000, 'the sync file')
+  const sync = syncOf()
   await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
   const wav = readWav(wavPath)
   assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'data size finalized')
@@ -127,7 +136,7 @@ test('no shell start-up file runs: a ~/.bashrc and a $BASH_ENV that leave a mark
 })
 
 test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, and after record-audio repair every reader sees the right length', async () => {
-  const { cwd, wavPath, tool, ffmpegPid } = await recordingFor(pulse, 1.5)
+  const { cwd, wavPath, tool, ffmpegPid, recordingAtMs } = await recordingFor(pulse, 1.5)
   process.kill(tool.child.pid, 'SIGKILL')
   const killedAtMs = Date.now()
   await tool.exited
@@ -135,7 +144,7 @@ test('tool killed with SIGKILL: ffmpeg stops within 2 s, every sample is kept, a
   // The parent-death signal reaches ffmpeg once per thread; if two land before it handles the
   // first, it aborts without writing the sizes (0xFFFFFFFF). Either way the samples are on disk.
   const decoded = decodeAudio(wavPath).length
-  const recordedS = (killedAtMs - fs.statSync(wavPath).birthtimeMs) / 1000
+  const recordedS = (killedAtMs - recordingAtMs) / 1000 // from ffmpeg's header (the name is reserved earlier)
   assert.ok(
     decoded / 48000 > recordedS - 0.7,
     `${decoded} samples for ${recordedS.toFixed(2)} s (device latency ≈ 0.5 s)`,

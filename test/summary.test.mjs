@@ -190,7 +190,11 @@ function summaryOf(stderr) {
 function assertBudget(stderr, maxLines, what) {
   const { lines, widest } = summaryOf(stderr)
   console.log(`${what}: ${lines.length} lines after Stopping, widest ${widest}\n${lines.join('\n')}`)
-  assert.ok(lines.length <= maxLines, `${what}: ${lines.length} lines (at most ${maxLines}):\n${lines.join('\n')}`)
+  // A null sink's queue (26–480 ms, more under load) may put a device's start stamp in doubt: that ⚠ is
+  // a real finding about this run's server, one line per device at most, on top of a normal trial's budget.
+  const stampDoubts = lines.filter((line) => /^⚠ (device \d+: )?the start stamp /.test(line)).length
+  const budget = maxLines + stampDoubts
+  assert.ok(lines.length <= budget, `${what}: ${lines.length} lines (at most ${budget}):\n${lines.join('\n')}`)
   assert.ok(widest <= SUMMARY_WIDTH, `${what}: a line of ${widest} columns (nothing is cut):\n${lines.join('\n')}`)
   return lines
 }
