@@ -1008,11 +1008,16 @@ export function captureOutcome(c: {
   exitCode: number | null
   signal: string | null
   log: string
+  serverGone?: boolean // a pulse or alsa capture's sound server no longer answers (pactl info), asked once it ended
 }): { ok: boolean; stoppedByItself: boolean; why: string } {
   if (c.stopRequestedEpochS === null) {
+    // ffmpeg words a sound server that went away as its library's error: the server's absence is the reason.
     const why = c.signal
       ? `ffmpeg was killed (${c.signal})`
-      : `ffmpeg stopped recording on its own (exit ${c.exitCode}): ${ffmpegErrorLine(c.log)}`
+      : c.serverGone
+        ? 'The sound server went away mid-recording (pactl info no longer answers): start it again' +
+          ' (pulseaudio --start, or systemctl --user restart pipewire-pulse) and record again'
+        : `ffmpeg stopped recording on its own (exit ${c.exitCode}): ${ffmpegErrorLine(c.log)}`
     return { ok: false, stoppedByItself: true, why }
   }
   const writeError = /^.*(Error writing trailer|Error closing file|Error muxing a packet|write_frame\(\)).*$/m.exec(
@@ -1112,8 +1117,14 @@ export interface WavRepair {
  */
 export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
   const info = parseWavHeader(header, fileBytes)
-  if (info.finalized) return null
   const frameBytes = info.channels * (info.bitsPerSample / 8)
+  // A frame of no bytes (0 bits or 0 channels) gives no length: the fmt chunk itself is wrong, whatever the size.
+  if (!(Number.isInteger(frameBytes) && frameBytes > 0))
+    throw new Error(
+      `its fmt chunk says ${info.bitsPerSample} bits per sample and ${info.channels} channels:` +
+        ' not a WAV a recording wrote',
+    )
+  if (info.finalized) return null
   const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
   const riffBytes = info.dataOffset + dataBytes - 8
   const u32 = (n: number) => {
@@ -1472,6 +1483,23 @@ export function hasMoov(fileBytes: number, readAt: (offset: number, length: numb
   return false
 }
 
+// The boxes an mp4 may begin with (ISO BMFF; QuickTime's wide and free before mdat).
+const MP4_FIRST_BOXES = ['ftyp', 'styp', 'free', 'skip', 'wide', 'mdat', 'moov', 'pnot', 'uuid']
+// An mp4 writer puts its first box down as it opens the file: one empty this long is no recording being written.
+export const EMPTY_VIDEO_S = 5
+
+/**
+ * Why a file named like a recording is no mp4 at all (so no wait can make it one), or null: its first
+ * bytes are not an mp4 box, or it has stayed under a box's 8 bytes for EMPTY_VIDEO_S.
+ */
+export function notMp4Reason(head: Buffer, fileBytes: number, unchangedS: number): string | null {
+  if (fileBytes < 8)
+    return unchangedS >= EMPTY_VIDEO_S ? `it holds ${fileBytes} bytes, unchanged for ${Math.floor(unchangedS)} s` : null
+  if (head.length < 8) return null
+  const type = head.toString('latin1', 4, 8)
+  return MP4_FIRST_BOXES.includes(type) ? null : `its first bytes are no mp4 box: ${JSON.stringify(type)}, no ftyp`
+}
+
 /**
  * A file opened to read, or null when it is not a regular file: a FIFO, a device or a socket put in a
  * folder this tool reads would block the event loop, and with it every stop, on the open or the read.
@@ -1503,6 +1531,20 @@ export function isRegularFile(file: string): boolean {
     return fs.statSync(file).isFile()
   } catch {
     return false
+  }
+}
+
+/** notMp4Reason of a file on disk (read bounded, regular files only); null when it may be an mp4. */
+export function notMp4File(file: string): string | null {
+  const fd = openRegular(file)
+  if (fd == null) return null
+  try {
+    const stat = fs.fstatSync(fd)
+    const head = Buffer.alloc(8)
+    const read = fs.readSync(fd, head, 0, 8, 0)
+    return notMp4Reason(head.subarray(0, read), stat.size, (Date.now() - stat.mtimeMs) / 1000)
+  } finally {
+    fs.closeSync(fd)
   }
 }
 
@@ -4162,6 +4204,11 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
       `ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}):` +
         ` install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`,
     )
+  if (fs.statSync(ffmpeg, { throwIfNoEntry: false })?.isDirectory())
+    throw new ToolError(
+      `--ffmpeg ${ffmpegSetting} is a folder, not the ffmpeg program: pass the program itself,` +
+        ` e.g. --ffmpeg ${path.join(ffmpegSetting, 'ffmpeg')}`,
+    )
   const exe = process.platform === 'win32' ? '.exe' : ''
   const sibling = path.join(path.dirname(ffmpeg), `ffprobe${exe}`)
   const ffprobe = fs.existsSync(sibling) ? sibling : await which('ffprobe', { nothrow: true })
@@ -4427,6 +4474,11 @@ function reserveNames(
     const stemOf = (wav: string) => wav.slice(0, -'.wav'.length)
     const candidate = s.audioFile == null ? stemOf(freeName(`${stem}.wav`, (f) => !free(stemOf(f)))) : stem
     const { audioFiles, syncFile } = named(candidate)
+    const same = audioFiles.find((wav) => path.resolve(wav) === path.resolve(syncFile))
+    if (same)
+      throw new UsageError(
+        `--sync-out ${syncFile} is the WAV's own name: give the sync file another name (e.g. ${syncFileFor(same)})`,
+      )
     try {
       fs.writeFileSync(syncFile, `${JSON.stringify(first(audioFiles), null, 2)}\n`, { flag: 'wx' })
     } catch (error) {
@@ -4519,11 +4571,13 @@ class StopRequests {
   count = 0
   firstEpochS: number | null = null
   #lastMs = Number.NEGATIVE_INFINITY
+  lastSignal: NodeJS.Signals | null = null // what the last request was, to say so
   #handler: () => void = () => {}
-  readonly #listener = () => {
+  readonly #listener = (signal?: NodeJS.Signals) => {
     const nowMs = Date.now()
     if (!isNewRequest(this.#lastMs, nowMs)) return
     this.#lastMs = nowMs
+    this.lastSignal = signal ?? null
     this.count++
     this.firstEpochS ??= nowMs / 1000
     this.#handler()
@@ -4785,6 +4839,7 @@ interface Capture {
   looks: RateObservation[] // the card clock's bursts
   arrivals: RateObservation[] // every look, the WAV's writes watched as they happen included (arrivalEnvelope)
   deliveryS: number // how much later than captured the fastest sample may reach the WAV (PipeWire's cycles)
+  serverGone: boolean // ended by itself, and its sound server no longer answers
 }
 
 /** Whether the sound server a pulse or alsa capture talks to is PipeWire's (pipewire-pulse): `pactl info` says so. */
@@ -4794,6 +4849,15 @@ async function onPipeWire(format: Format): Promise<boolean> {
   if (!pactl) return false
   const info = await $({ nothrow: true, quiet: true, timeout: 2000 })`${pactl} info`
   return /on PipeWire/i.test(info.stdout)
+}
+
+/** Whether a pulse or alsa capture's sound server answers `pactl info` (bounded); null: no pactl, or not asked. */
+async function soundServerAnswers(format: Format): Promise<boolean | null> {
+  if (format !== 'pulse' && format !== 'alsa') return null
+  const pactl = await which('pactl', { nothrow: true })
+  if (!pactl) return null
+  const info = await $({ nothrow: true, quiet: true, timeout: 2000 })`${pactl} info`
+  return info.exitCode === null ? null : info.exitCode === 0
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
@@ -4846,6 +4910,7 @@ async function capture(
 ): Promise<Capture> {
   const s = { format, ...input }
   const pipewire = onPipeWire(format).catch(() => false)
+  const serverAtStart = soundServerAnswers(format).catch(() => null)
   const run = await startFfmpeg(ffmpeg, captureArgs(s, path.resolve(audioFile)))
   const log = readFfmpegLog(run.child, s, onStart)
   let escalation: NodeJS.Timeout | undefined
@@ -4903,6 +4968,11 @@ async function capture(
     looks: growth.looks,
     arrivals: growth.arrivals,
     deliveryS: (await pipewire) ? PIPEWIRE_DELIVERY_S : 0,
+    // Gone: it answered at the start and not now (an alsa card without a server is never said to be one).
+    serverGone:
+      stops.firstEpochS === null && !signal && (await serverAtStart) === true
+        ? (await soundServerAnswers(format)) === false
+        : false,
   }
 }
 
@@ -5390,6 +5460,11 @@ function cardClockNote(clock: CardClock, corrected: boolean, nominalHz: number, 
 
 /** ffmpeg never wrote a sample: a device that would not open, or a file it could not create. */
 function failedToStart(format: Format, device: string, ffmpeg: string, audioFile: string, log: string): void {
+  const notFfmpeg = notFfmpegReason(ffmpeg)
+  if (notFfmpeg) {
+    say(`✖ ${notFfmpeg}: pass --ffmpeg /path/to/ffmpeg (nothing was recorded)`)
+    return
+  }
   const why = ffmpegErrorLine(log)
   if (why.includes(path.resolve(audioFile)) || /Permission denied|Read-only file system|No space left/i.test(why)) {
     say(`✖ ffmpeg could not write ${audioFile}: ${why.replace(`${path.resolve(audioFile)}: `, '')}.`)
@@ -5401,6 +5476,18 @@ function failedToStart(format: Format, device: string, ffmpeg: string, audioFile
   if (near)
     say(`  Did you mean --device ${quotePosix(near)}? All of them: record-audio --list-devices --format ${format}`)
   else say(`  List the devices with: record-audio --list-devices --format ${format}`)
+}
+
+/** Why the program given as ffmpeg is not one (`-version` prints no "ffmpeg version", bounded), or null. */
+function notFfmpegReason(ffmpeg: string): string | null {
+  const out = spawnSync(ffmpeg, ['-version'], { encoding: 'utf8', timeout: 5000 })
+  if (/^ffmpeg version/m.test(out.stdout ?? '')) return null
+  const how = out.error
+    ? ((out.error as NodeJS.ErrnoException).code ?? out.error.message)
+    : out.signal
+      ? `ended by ${out.signal}`
+      : `exit ${out.status}`
+  return `${ffmpeg} does not run as ffmpeg (its -version printed no "ffmpeg version"; ${how})`
 }
 
 /** The device names ffmpeg lists for a format, asked with a bound on the wait (a failure path: [] if none). */
@@ -5527,11 +5614,15 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   if (!record.muxCommand && syncFile && !elsewhere.length)
     say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
-  if (interrupted && f.events && f.mux) {
-    // Stopped while waiting or reading the events: the offset may be the anchors' alone, so no mux.
+  if (interrupted && f.mux) {
+    // Stopped while waiting (the video not finished is then not the reason) or reading the events: no mux.
+    const later = `record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'}`
     say(
-      '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
-        ` anchors' alone. Later: record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'} --events`,
+      f.events
+        ? '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
+            ` anchors' alone. Later: ${later} --events`
+        : `✖ Stopped by ${stops.lastSignal ?? 'a stop request'} before the mux (while waiting for the video):` +
+            ` nothing was muxed. Later: ${later}`,
     )
     const delivered = await deliver(record, { ...f, mux: false }, stops)
     f.summary.end()
@@ -6189,7 +6280,12 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
     }
   }
   let lastBytes = -1
+  const notVideo = () => {
+    const why = notMp4File(videoFile)
+    if (why) throw new ToolError(`${videoFile} is not a video (${why}): give the recording's mp4 with --video`)
+  }
   const finished = () => {
+    notVideo() // a text or empty file is said at once, not waited on as unfinished
     const bytes = fileBytes(videoFile)
     const still = bytes === lastBytes
     lastBytes = bytes
@@ -6253,6 +6349,14 @@ export function publish(partial: string, finalFile: string, link = fs.linkSync):
  */
 async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopRequests): Promise<number> {
   const [ffmpeg, ...args] = sync.muxArgs as string[]
+  const original = ffprobe ? await probeStreams(ffprobe, sync.videoFile as string) : []
+  const frames = Number(original.find((x) => x.codec_type === 'video')?.nb_read_packets ?? 0)
+  if (ffprobe && !(frames > 0)) {
+    // An mp4 finished before its first frame (a moov and nothing in it): ffmpeg's own words would be about -map.
+    say(`✖ Not muxed: ${sync.videoFile} holds no video frames (no video stream in it): nothing to put the audio on.`)
+    say("  Give the recording's mp4 with its frames (--video); the audio and its timing are kept.")
+    return 1
+  }
   const finalFile = sync.muxedFile as string
   const ext = path.extname(finalFile)
   const partial = `${finalFile.slice(0, -ext.length)}.partial-${process.pid}${ext}`
@@ -6284,10 +6388,7 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   if (interrupted) return fail('stopped')
   if (result.exitCode !== 0) return fail(ffmpegErrorLine(result.stderr))
   if (ffprobe) {
-    const [original, muxed] = [
-      await probeStreams(ffprobe, sync.videoFile as string),
-      await probeStreams(ffprobe, partial),
-    ]
+    const muxed = await probeStreams(ffprobe, partial)
     const video = muxed.find((x) => x.codec_type === 'video')
     const audios = muxed.filter((x) => x.codec_type === 'audio')
     const source = original.find((x) => x.codec_type === 'video')

@@ -21,6 +21,8 @@ import {
   TOOL,
   recordThenStop,
   assertCompleteStop,
+  startPulse,
+  listing,
 } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -174,4 +176,203 @@ test('6. mux on a sync file holding `null`: one line saying it is not a sync fil
   assert.equal(r.status, 2, r.stderr)
   assert.match(r.stderr, /is not a record-audio sync file \(it is not a JSON object\)/)
   assert.doesNotMatch(r.stderr, /Cannot read|properties of null|TypeError/)
+})
+
+/** A minimal sync file for `mux` beside a WAV of `seconds` of a tone, its start `beforeS` after `ulidMs`. */
+function syncBeside(cwd, ulidMs, seconds = 3) {
+  const wav = path.join(cwd, 'a.wav')
+  assert.equal(run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000', '-t', `${seconds}`, wav]).status, 0)
+  const sync = { audioFile: wav, audioStartEpochS: ulidMs / 1000 + 0.1, audioSampleRate: 48000 }
+  fs.writeFileSync(path.join(cwd, 'a-sync.json'), JSON.stringify(sync))
+  return { wav, syncPath: path.join(cwd, 'a-sync.json') }
+}
+
+/** A real mp4 of `seconds` at 30 fps in `feed/` under a ULID name. */
+function mp4In(cwd, ulidMs, extra = ['-t', '3']) {
+  const file = path.join(cwd, 'feed', `${ulidAt(ulidMs)}.mp4`)
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  const args = ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=30', ...extra, '-c:v', 'mpeg4']
+  assert.equal(run('ffmpeg', [...args, '-tag:v', 'mp4v', file]).status, 0)
+  return file
+}
+
+test('6. the sound server killed mid-recording: the WAV is kept, the line says the sound server went away (not ffmpeg’s library error), exit 1, no ffmpeg left', async () => {
+  const own = await startPulse() // a server of this test's own, to kill
+  const cwd = tempDir()
+  const wavPath = path.join(cwd, 'a.wav')
+  const tool = startTool(['--out', 'a.wav', '--format', 'pulse', '--device', own.source], { cwd, env: own.env })
+  try {
+    await tool.recording(wavPath)
+    await sleep(1500)
+  } finally {
+    await own.stop()
+  }
+  const ended = await Promise.race([tool.exited, sleep(15000).then(() => null)])
+  if (!ended) process.kill(-tool.child.pid, 'SIGKILL')
+  assert.ok(ended, `the tool ended when its server went away: ${tool.stderr}`)
+  assert.equal(ended.code, 1, ended.stderr)
+  assert.match(
+    ended.stderr,
+    /✖ The sound server went away mid-recording \(pactl info no longer answers\): start it again/,
+  )
+  assert.doesNotMatch(ended.stderr, /Generic error in an external library/)
+  assert.deepEqual(ticks(ended.stderr), [])
+  const wav = readWav(wavPath)
+  assert.ok(wav.samples > 48000, `the samples are kept: ${wav.samples}`)
+  assert.equal(wav.dataOffset + wav.dataSize, wav.fileBytes, 'the WAV finalized')
+  await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
+})
+
+test('6. --ffmpeg /bin/false: said to be no ffmpeg (not a device failure), --ffmpeg <a folder>: said to be a folder (not one you cannot write to); non-zero exit, nothing left', () => {
+  const cwd = tempDir()
+  const folder = path.join(cwd, 'bin')
+  fs.mkdirSync(folder)
+  const record = (ffmpeg) =>
+    run(process.execPath, [TOOL, '--out', 'a.wav', '--format', 'pulse', '--device', pulse.source, '--ffmpeg', ffmpeg], {
+      cwd,
+      env: pulse.env,
+      timeout: 30000,
+      killSignal: 'SIGKILL',
+    })
+  const notRun = record('/bin/false')
+  assert.equal(notRun.status, 1, notRun.stderr)
+  assert.match(
+    notRun.stderr,
+    /✖ \/bin\/false does not run as ffmpeg \(its -version printed no "ffmpeg version"; exit 1\): pass --ffmpeg/,
+  )
+  assert.doesNotMatch(notRun.stderr, /could not record from|List the devices/)
+  const dir = record(folder)
+  assert.notEqual(dir.status, 0, dir.stderr)
+  assert.match(dir.stderr, /--ffmpeg .*bin is a folder, not the ffmpeg program: pass the program itself/)
+  assert.doesNotMatch(dir.stderr, /folder you can write to|Permission denied/)
+  for (const r of [notRun, dir]) assert.deepEqual(ticks(r.stderr), [])
+  assert.deepEqual(listing(cwd), ['bin'], 'no WAV, no sync file left')
+})
+
+test('6. repair on a 2 KB WAV with 0 bits per sample: one line naming the fmt chunk (not "past 4 GiB"), exit 2, the file untouched', () => {
+  const cwd = tempDir()
+  const file = path.join(cwd, 'zero-bits.wav')
+  const header = Buffer.alloc(44)
+  header.write('RIFF', 0, 'latin1')
+  header.writeUInt32LE(0xffffffff, 4)
+  header.write('WAVEfmt ', 8, 'latin1')
+  header.writeUInt32LE(16, 16)
+  header.writeUInt16LE(1, 20) // PCM
+  header.writeUInt16LE(1, 22) // mono
+  header.writeUInt32LE(48000, 24)
+  header.writeUInt32LE(0, 28)
+  header.writeUInt16LE(0, 32)
+  header.writeUInt16LE(0, 34) // 0 bits per sample
+  header.write('data', 36, 'latin1')
+  header.writeUInt32LE(0xffffffff, 40)
+  const bytes = Buffer.concat([header, Buffer.alloc(2048 - 44, 7)])
+  fs.writeFileSync(file, bytes)
+  const r = run(process.execPath, [TOOL, 'repair', file], { cwd, timeout: 15000 })
+  assert.equal(r.status, 2, r.stderr)
+  assert.match(
+    r.stderr,
+    /fmt chunk says 0 bits per sample and 1 channels: not a WAV a recording wrote; it was left as it is/,
+  )
+  assert.doesNotMatch(r.stderr, /4 GiB/)
+  assert.deepEqual(ticks(r.stderr), [])
+  assert.deepEqual(fs.readFileSync(file), bytes)
+})
+
+test('6. SIGTERM during mux’s wait for an unfinished video: said to be stopped by SIGTERM (not "not finished in time"), exit 1, nothing muxed', async () => {
+  const cwd = tempDir()
+  const ulidMs = Date.now() - 60000
+  const video = mp4In(cwd, ulidMs)
+  // The moov cut off: what TracktorLive's file is while it records (ftyp, free, mdat).
+  const whole = fs.readFileSync(video)
+  const moovAt = whole.indexOf('moov') - 4
+  assert.ok(moovAt > 0)
+  fs.writeFileSync(video, whole.subarray(0, moovAt))
+  const { syncPath } = syncBeside(cwd, ulidMs)
+  const before = listing(cwd)
+  const tool = startTool(['mux', syncPath, '--video', video, '--wait', '120'], { cwd, env: pulse.env })
+  await waitFor(() => /Waiting up to 120 s/.test(tool.stderr) || tool.child.exitCode !== null, 15000, 'the wait')
+  process.kill(tool.child.pid, 'SIGTERM')
+  const ended = await Promise.race([tool.exited, sleep(10000).then(() => null)])
+  if (!ended) process.kill(tool.child.pid, 'SIGKILL')
+  assert.ok(ended, 'the signal ended the wait')
+  assert.equal(ended.code, 1, ended.stderr)
+  assert.match(ended.stderr, /✖ Stopped by SIGTERM before the mux \(while waiting for the video\): nothing was muxed/)
+  assert.doesNotMatch(ended.stderr, /not finished in time/)
+  assert.deepEqual(ticks(ended.stderr), [])
+  assert.deepEqual(listing(cwd), before, 'nothing muxed, nothing left')
+})
+
+test('6. --sync-out equal to --out: refused before recording (one line, exit 2), no WAV, no sync file, no ffmpeg', () => {
+  const cwd = tempDir()
+  for (const [out, syncOut] of [
+    ['a.wav', 'a.wav'],
+    ['a.wav', `${cwd}/a.wav`],
+  ]) {
+    const r = run(
+      process.execPath,
+      [TOOL, '--out', out, '--sync-out', syncOut, '--format', 'pulse', '--device', pulse.source],
+      {
+        cwd,
+        env: pulse.env,
+        timeout: 15000,
+        killSignal: 'SIGKILL',
+      },
+    )
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(
+      r.stderr,
+      /--sync-out .*a\.wav is the WAV's own name: give the sync file another name \(e\.g\. a-sync\.json\)/,
+    )
+    assert.doesNotMatch(r.stderr, /Recording/)
+    assert.deepEqual(fs.readdirSync(cwd), [])
+  }
+  assert.deepEqual(ffmpegPidsIn(cwd), [])
+})
+
+test('6. mux on a moov-only mp4 with no frames: a plain line (no video frames), not ffmpeg’s "trailing ?" advice; exit 1, nothing muxed, no ✔', () => {
+  const cwd = tempDir()
+  const ulidMs = Date.now() - 60000
+  const video = mp4In(cwd, ulidMs, ['-frames:v', '0'])
+  const { syncPath } = syncBeside(cwd, ulidMs)
+  const before = listing(cwd)
+  const r = muxLater(cwd, [syncPath, '--video', video])
+  assert.equal(r.status, 1, r.stderr)
+  assert.match(
+    r.stderr,
+    /✖ Not muxed: .*\.mp4 holds no video frames \(no video stream in it\): nothing to put the audio on/,
+  )
+  assert.doesNotMatch(r.stderr, /trailing '\?'|Stream map/)
+  assert.deepEqual(ticks(r.stderr), [])
+  assert.deepEqual(listing(cwd), before)
+})
+
+test('6. a 0-byte or text <ULID>.mp4 as the newest recording: named as not a video at once, not waited on for the whole --wait; exit 1, the WAV kept', async () => {
+  for (const content of ['', 'this is a text file, not a video\n']) {
+    const cwd = tempDir()
+    const feedDir = path.join(cwd, 'feed')
+    fs.mkdirSync(feedDir)
+    const video = path.join(feedDir, `${ulidAt(Date.now())}.mp4`)
+    fs.writeFileSync(video, content)
+    const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux', '--wait', '120'], {
+      cwd,
+      env: pulse.env,
+    })
+    await tool.recording(path.join(cwd, 'feed-audio.wav'))
+    await sleep(1500)
+    const stopAtMs = Date.now()
+    tool.ctrlC()
+    const ended = await Promise.race([tool.exited, sleep(30000).then(() => null)])
+    if (!ended) process.kill(-tool.child.pid, 'SIGKILL')
+    assert.ok(ended, `not waited on for --wait: ${tool.stderr}`)
+    assert.ok(Date.now() - stopAtMs < 15000, `said within seconds: ${Date.now() - stopAtMs} ms`)
+    assert.equal(ended.code, 1, ended.stderr)
+    assert.match(
+      ended.stderr,
+      /✖ .*\.mp4 is not a video \((it holds 0 bytes, unchanged for \d+ s|its first bytes are no mp4 box)/,
+    )
+    assert.doesNotMatch(ended.stderr, /not finished in time/)
+    assert.ok(readWav(path.join(cwd, 'feed-audio.wav')).samples > 48000, 'the WAV kept')
+    assert.equal(fs.readFileSync(video, 'utf8'), content, 'the file left as it was')
+    await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
+  }
 })

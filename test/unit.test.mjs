@@ -1580,3 +1580,13 @@ test('syncRangeProblem: a sync file number no recording could have written is na
   assert.match(syncRangeProblem({ ...ok, audioStartEpochS: 5 }), /audioStartEpochS is 5/)
   assert.match(syncRangeProblem({ ...ok, clockOffsetS: '3' }), /clockOffsetS is "3"/)
 })
+
+test('notMp4Reason: an mp4 box first is a video that may still be written; text, or under 8 bytes for EMPTY_VIDEO_S, is none', async () => {
+  const { notMp4Reason, EMPTY_VIDEO_S } = await import('../dist/record-audio.mjs')
+  const box = (type) => Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from(type, 'latin1')])
+  assert.equal(notMp4Reason(box('ftyp'), 4096, 60), null)
+  assert.equal(notMp4Reason(box('mdat'), 4096, 60), null)
+  assert.match(notMp4Reason(Buffer.from('hello world'), 11, 0), /no mp4 box: "o wo"/)
+  assert.equal(notMp4Reason(Buffer.alloc(0), 0, EMPTY_VIDEO_S - 1), null, 'a writer just opened it')
+  assert.match(notMp4Reason(Buffer.alloc(0), 0, EMPTY_VIDEO_S), /holds 0 bytes, unchanged for 5 s/)
+})
