@@ -1050,6 +1050,7 @@ export interface WavInfo {
   sampleRate: number
   bitsPerSample: number
   finalized: boolean // false when ffmpeg never wrote the sizes back (killed, power cut)
+  dataSizeWritten: boolean // the data chunk's size is set and fits the file (so it is kept by a repair)
   junkOffset: number | null // ffmpeg's -rf64 auto reserves a JUNK chunk that becomes ds64 past 4 GiB
 }
 
@@ -1091,10 +1092,14 @@ export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
         dataBytes !== UNSET &&
         riffBytes + 8 <= fileBytes &&
         dataOffset + dataBytes <= fileBytes
+      // A data size that was written and fits the file is kept even beside a wrong RIFF size: the chunks
+      // after the data (a LIST) are not audio.
+      const dataFits = dataBytes !== undefined && dataBytes !== UNSET && dataOffset + dataBytes <= fileBytes
       return {
         ...format,
         dataOffset,
-        dataBytes: finalized && dataBytes !== undefined ? dataBytes : fileBytes - dataOffset,
+        dataBytes: dataFits ? dataBytes : fileBytes - dataOffset,
+        dataSizeWritten: dataFits,
         finalized,
         junkOffset,
       }
@@ -1107,6 +1112,7 @@ export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
 export interface WavRepair {
   kind: 'RIFF' | 'RF64'
   dataBytes: number
+  dataKept?: boolean // the data chunk's own size was right: only the RIFF size is written
   patches: { offset: number; bytes: Buffer }[]
 }
 
@@ -1125,13 +1131,24 @@ export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
         ' not a WAV a recording wrote',
     )
   if (info.finalized) return null
-  const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
-  const riffBytes = info.dataOffset + dataBytes - 8
   const u32 = (n: number) => {
     const b = Buffer.alloc(4)
     b.writeUInt32LE(n)
     return b
   }
+  if (info.dataSizeWritten) {
+    // Only the RIFF size is wrong (it reaches past the file): it becomes the file's, the data and what follows kept.
+    if (header.toString('latin1', 0, 4) !== 'RIFF' || fileBytes - 8 >= UNSET)
+      throw new Error('its RF64 sizes disagree with the file, which this repair does not guess at')
+    return {
+      kind: 'RIFF',
+      dataBytes: info.dataBytes,
+      dataKept: true,
+      patches: [{ offset: 4, bytes: u32(fileBytes - 8) }],
+    }
+  }
+  const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
+  const riffBytes = info.dataOffset + dataBytes - 8
   if (riffBytes < UNSET) {
     return {
       kind: 'RIFF',
@@ -6730,8 +6747,60 @@ async function listDevices(format: Format, ffmpegSetting: string): Promise<numbe
   return 0
 }
 
-/** `record-audio repair FILE.wav`: only the size fields of the header are written. */
-function repairWav(file: string): number {
+// A file whose size or mtime moves over this look is being written: repair leaves it alone.
+const REPAIR_LOOK_MS = 500
+const WRITER_SCAN_MS = 2000 // the bound on reading /proc for a process with the file open to write
+
+/** The processes (Linux: /proc/<pid>/fd and fdinfo, bounded) that have `file` open for writing; null: cannot tell. */
+function writersOf(file: string): string[] | null {
+  if (process.platform !== 'linux') return null
+  const target = fs.realpathSync(file)
+  const deadline = Date.now() + WRITER_SCAN_MS
+  const writers: string[] = []
+  const entries = (dir: string) => {
+    try {
+      return fs.readdirSync(dir)
+    } catch {
+      return [] // another user's, or gone: not to be read
+    }
+  }
+  for (const pid of entries('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid))
+    for (const fd of entries(`/proc/${pid}/fd`)) {
+      if (Date.now() > deadline) return writers
+      try {
+        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) !== target) continue
+        const flags = Number.parseInt(
+          /flags:\s+([0-7]+)/.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0',
+          8,
+        )
+        if ((flags & 3) !== 0) writers.push(`${fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()}, PID ${pid}`)
+      } catch {
+        /* closed or exited meanwhile */
+      }
+    }
+  return writers
+}
+
+/** Why `file` may still be being written (a writer in /proc, or its size or mtime moving), or null. */
+async function stillWritten(file: string): Promise<string | null> {
+  const writers = writersOf(file)
+  if (writers?.length) return `another process has it open for writing (${[...new Set(writers)].join('; ')})`
+  const before = fs.statSync(file)
+  await sleep(REPAIR_LOOK_MS)
+  const after = fs.statSync(file)
+  if (after.size !== before.size || after.mtimeMs !== before.mtimeMs)
+    return `it is still being written (${after.size - before.size} bytes more in ${REPAIR_LOOK_MS / 1000} s)`
+  return null
+}
+
+/** `record-audio repair FILE.wav`: only the size fields of the header are written, never on a file being written. */
+async function repairWav(file: string): Promise<number> {
+  if (isRegularFile(file)) {
+    const busy = await stillWritten(file)
+    if (busy) throw new UsageError(`${file}: ${busy}; nothing was changed: repair it once that has stopped`)
+  }
+  if (fs.existsSync(file) && !isRegularFile(file))
+    throw new UsageError(`${file} is not a regular file: give the path of the WAV to repair`)
   let fd: number
   try {
     fd = fs.openSync(file, 'r+')
@@ -6751,13 +6820,14 @@ function repairWav(file: string): number {
       throw new UsageError(`${file}: ${(error as Error).message}; it was left as it is`)
     }
     if (!repair) return sayThen(`✔ ${file} is already finalized: nothing to repair.`, 0)
+    const untouched = repair.dataKept
+      ? "only its RIFF size, now the file's: the samples, their size and the chunks after them were not touched"
+      : 'the samples were not touched'
     for (const patch of repair.patches) fs.writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.offset)
     fs.fsyncSync(fd)
     const info = parseWavHeader(header.subarray(0, read), fileBytes)
     const seconds = repair.dataBytes / (info.channels * (info.bitsPerSample / 8) * info.sampleRate)
-    say(
-      `✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (the samples were not touched).`,
-    )
+    say(`✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (${untouched}).`)
     return 0
   } finally {
     fs.closeSync(fd)
@@ -6883,7 +6953,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'version') return printThen(`${packageVersion()}\n`, 0)
   try {
     if (command.kind === 'init') return initCopy()
-    if (command.kind === 'repair') return repairWav(command.file)
+    if (command.kind === 'repair') return await repairWav(command.file)
     if (command.kind === 'check') return await checkFile(command)
     if (command.kind === 'list-devices') return await listDevices(command.format, command.ffmpeg)
     return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)

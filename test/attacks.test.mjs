@@ -4,7 +4,8 @@
 // clear line with the fix, a non-zero exit, no ✔ on a figure that is not what the files say.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -23,6 +24,7 @@ import {
   assertCompleteStop,
   startPulse,
   listing,
+  decodeAudio,
 } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -374,5 +376,107 @@ test('6. a 0-byte or text <ULID>.mp4 as the newest recording: named as not a vid
     assert.ok(readWav(path.join(cwd, 'feed-audio.wav')).samples > 48000, 'the WAV kept')
     assert.equal(fs.readFileSync(video, 'utf8'), content, 'the file left as it was')
     await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
+  }
+})
+
+const sha256 = (buffer) => createHash('sha256').update(buffer).digest('hex')
+
+/** The samples of a WAV by its own data chunk (read here, not by the tool), and their checksum. */
+function samplesOf(file) {
+  const wav = readWav(file)
+  const bytes = fs.readFileSync(file).subarray(wav.dataOffset, wav.dataOffset + wav.dataSize)
+  return { ...wav, sha: sha256(bytes) }
+}
+
+test('5. repair on a WAV whose RIFF size is 100 bytes too big, a LIST chunk after its data: only the RIFF size written, the 1000 samples and the LIST chunk kept (checksums)', () => {
+  const cwd = tempDir()
+  const file = path.join(cwd, 'list.wav')
+  const tone = ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000', '-af', 'atrim=end_sample=1000', '-bitexact']
+  assert.equal(run('ffmpeg', [...tone, file]).status, 0)
+  const made = fs.readFileSync(file)
+  const list = Buffer.alloc(20) // LIST INFO ICMT "note": 20 bytes, ten samples' worth
+  list.write('LIST', 0, 'latin1')
+  list.writeUInt32LE(12, 4)
+  list.write('INFOICMT', 8, 'latin1')
+  list.writeUInt32LE(4, 16)
+  const note = Buffer.from('note', 'latin1')
+  const bytes = Buffer.concat([made, list, note])
+  bytes.writeUInt32LE(bytes.length - 8 + 100, 4) // the RIFF size 100 bytes too big
+  fs.writeFileSync(file, bytes)
+  const before = samplesOf(file)
+  assert.equal(before.samples, 1000)
+  const r = run(process.execPath, [TOOL, 'repair', file], { cwd, timeout: 15000 })
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(
+    r.stderr,
+    /✔ Repaired .*list\.wav: RIFF header for 0\.021 s of audio \(only its RIFF size, now the file's/,
+  )
+  const after = samplesOf(file)
+  assert.equal(after.samples, 1000, 'the data did not grow by the LIST chunk')
+  assert.equal(after.sha, before.sha, 'the samples’ checksum is the same')
+  assert.equal(after.riffSize, bytes.length - 8, 'the RIFF size is the file’s')
+  const repaired = fs.readFileSync(file)
+  assert.equal(repaired.length, bytes.length)
+  assert.deepEqual(repaired.subarray(after.dataOffset + after.dataSize), Buffer.concat([list, note]), 'LIST kept')
+  assert.deepEqual(repaired.subarray(8), bytes.subarray(8), 'nothing but the RIFF size changed')
+  assert.equal(decodeAudio(file).length, 1000, 'ffmpeg reads the 1000 samples')
+})
+
+test('5. repair on a WAV ffmpeg is still writing: refused (another process has it open for writing), nothing changed; once ffmpeg is killed, repaired with the samples’ checksum kept', async () => {
+  const cwd = tempDir()
+  const file = path.join(cwd, 'live.wav')
+  const args = ['-v', 'error', '-re', '-f', 'lavfi', '-i', 'sine=r=48000', '-t', '60', '-c:a', 'pcm_s16le']
+  const writer = spawn('ffmpeg', [...args, '-flush_packets', '1', file], { cwd, stdio: 'ignore' })
+  try {
+    await waitFor(() => fs.existsSync(file) && fs.statSync(file).size > 10000, 10000, 'ffmpeg to write')
+    const head = fs.readFileSync(file).subarray(0, 44)
+    const r = run(process.execPath, [TOOL, 'repair', file], { cwd, timeout: 15000 })
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(
+      r.stderr,
+      new RegExp(`another process has it open for writing \\(ffmpeg, PID ${writer.pid}\\); nothing was changed`),
+    )
+    assert.deepEqual(ticks(r.stderr), [])
+    assert.deepEqual(fs.readFileSync(file).subarray(0, 44), head, 'the header untouched')
+  } finally {
+    writer.kill('SIGKILL')
+  }
+  await waitFor(() => !alive(writer.pid), 5000, 'ffmpeg to die')
+  const before = fs.readFileSync(file)
+  const dataOffset = before.indexOf('data') + 8
+  const frames = Math.floor((before.length - dataOffset) / 2)
+  const samplesSha = sha256(before.subarray(dataOffset, dataOffset + frames * 2))
+  const r = run(process.execPath, [TOOL, 'repair', file], { cwd, timeout: 15000 })
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(r.stderr, /✔ Repaired .*live\.wav: RIFF header for [\d.]+ s of audio \(the samples were not touched\)/)
+  const after = samplesOf(file)
+  assert.equal(after.samples, frames)
+  assert.equal(after.sha, samplesSha)
+})
+
+test('5. repair on a WAV another process keeps appending to (opening and closing it each time): refused as still being written, nothing changed', async () => {
+  const cwd = tempDir()
+  const file = path.join(cwd, 'grow.wav')
+  const tone = ['-v', 'error', '-f', 'lavfi', '-i', 'sine=r=48000', '-t', '0.5', '-c:a', 'pcm_s16le']
+  assert.equal(run('ffmpeg', [...tone, file]).status, 0)
+  const bytes = fs.readFileSync(file)
+  bytes.writeUInt32LE(0xffffffff, 4)
+  bytes.writeUInt32LE(0xffffffff, bytes.indexOf('data') + 4)
+  fs.writeFileSync(file, bytes)
+  const appender = spawn('sh', ['-c', `while :; do printf '\\0\\0\\0\\0' >> ${file}; sleep 0.05; done`], {
+    detached: true,
+    stdio: 'ignore',
+  })
+  try {
+    await sleep(300)
+    const r = run(process.execPath, [TOOL, 'repair', file], { cwd, timeout: 15000 })
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(
+      r.stderr,
+      /(it is still being written \(\d+ bytes more in 0\.5 s\)|another process has it open for writing .*); nothing was changed/,
+    )
+    assert.deepEqual(fs.readFileSync(file).subarray(0, 44), bytes.subarray(0, 44), 'the header untouched')
+  } finally {
+    process.kill(-appender.pid, 'SIGKILL')
   }
 })

@@ -472,7 +472,8 @@ test('ffmpeg error line: the last line that says what went wrong', () => {
   )
 })
 
-test('WAV header: a real finalized file, and the same file with its sizes left unwritten', () => {
+test('WAV header: a real finalized file, and the same file with its sizes left unwritten', async () => {
+  const { wavRepair } = await import('../dist/record-audio.mjs')
   const dir = tempDir()
   const wav = path.join(dir, 'a.wav')
   assert.equal(
@@ -488,6 +489,7 @@ test('WAV header: a real finalized file, and the same file with its sizes left u
     bitsPerSample: 16,
     dataOffset: readWav(wav).dataOffset,
     dataBytes: 48000 * 4,
+    dataSizeWritten: true,
     finalized: true,
     junkOffset: null,
   })
@@ -497,6 +499,14 @@ test('WAV header: a real finalized file, and the same file with its sizes left u
   const guessed = parseWavHeader(broken, broken.length)
   assert.equal(guessed.finalized, false)
   assert.equal(guessed.dataBytes, 48000 * 4)
+  assert.equal(guessed.dataSizeWritten, false)
+  // A RIFF size past the file beside a data size that fits: the data keeps its size, a LIST after it is no audio.
+  const listed = Buffer.concat([bytes, Buffer.from('LIST\x04\x00\x00\x00INFO', 'latin1')])
+  listed.writeUInt32LE(listed.length - 8 + 100, 4)
+  const kept = parseWavHeader(listed.subarray(0, 4096), listed.length)
+  assert.deepEqual([kept.finalized, kept.dataSizeWritten, kept.dataBytes], [false, true, 48000 * 4])
+  const repair = wavRepair(listed.subarray(0, 4096), listed.length)
+  assert.deepEqual(repair.patches, [{ offset: 4, bytes: Buffer.from(new Uint32Array([listed.length - 8]).buffer) }])
   assert.throws(() => parseWavHeader(Buffer.from('not a wav at all'), 16), /not a WAV/)
 })
 
