@@ -812,6 +812,14 @@ export function syncFileFor(audioFile: string): string {
   return `${audioFile.replace(/\.wav$/i, '')}-sync.json`
 }
 
+/** The unfinished muxes of a video among a folder's names: `<video stem>….partial-<PID>.mp4` (or .mkv), each with its PID. */
+export function unfinishedMuxes(names: string[], videoStem: string): { name: string; pid: number }[] {
+  return names.flatMap((name) => {
+    const pid = name.startsWith(videoStem) ? /\.partial-(\d+)\.(mp4|mkv)$/i.exec(name)?.[1] : undefined
+    return pid ? [{ name, pid: Number(pid) }] : []
+  })
+}
+
 export function muxedFileFor(videoFile: string, suffix: string): string {
   return videoFile.replace(/\.mp4$/i, '') + suffix
 }
@@ -6235,6 +6243,7 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
     say(f.mux ? `The mux command${videos.length > 1 ? 's' : ''}:` : 'Mux with:')
     for (const v of videos) process.stdout.write(`${v.muxCommand}\n`)
   }
+  for (const v of videos) sayUnfinishedMuxes(v.videoFile as string, v.muxedFile as string)
   const requestsBefore = stops.count // runMux takes the requests over: one during a mux stops the rest too
   let exitCode = 0
   const made: string[] = []
@@ -6264,6 +6273,35 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
     for (const line of videoTable(rows)) say(line)
   }
   return exitCode
+}
+
+/**
+ * A mux a killed run left beside the video (its .partial- name, its PID gone) named, so that no one takes it
+ * for a finished file; never deleted: only the run that made it knows it is whole garbage.
+ */
+function sayUnfinishedMuxes(videoFile: string, muxedFile: string): void {
+  const dir = path.dirname(muxedFile)
+  let names: string[]
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return // the mux says what is wrong with the folder
+  }
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM'
+    }
+  }
+  const stem = path.basename(videoFile).replace(/\.mp4$/i, '')
+  for (const { name, pid } of unfinishedMuxes(names, stem))
+    if (pid !== process.pid && !alive(pid))
+      say(
+        `⚠ ${shownPath(path.join(dir, name), process.cwd())} is an unfinished mux left by a killed run (PID ${pid}),` +
+          ' not a finished file: delete it when you like.',
+      )
 }
 
 const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'

@@ -150,6 +150,35 @@ test('4. SIGKILL of the tool during the mux: the mux ffmpeg dies with it (no orp
   assert.match(partial() ?? '', /\.partial-\d+\.mp4$/, 'what is left is named partial, never the final name')
   assert.ok(!fs.existsSync(videoFile.replace(/\.mp4$/, '-with-audio.mp4')), 'no file under the finished name')
   assert.deepEqual([fs.statSync(videoFile).size, fs.statSync(wav).size], sizes)
+  // The next run names it (an unfinished mux left by a killed run), and leaves it where it is.
+  const left = partial()
+  const next = muxLater(cwd, ['a-sync.json', '--video', videoFile, '--print'])
+  assert.equal(next.status, 0, next.stderr)
+  const named = new RegExp(
+    `⚠ .*${left.replace(/\./g, '\\.')} is an unfinished mux left by a killed run \\(PID ${tool.child.pid}\\)`,
+  )
+  assert.match(next.stderr, named)
+  assert.equal(partial(), left, 'named, not deleted')
+})
+
+test('4. a mux after a killed one: the partial it left (.partial-<dead PID>) is named as unfinished, kept byte for byte; the new mux finishes under the final name', () => {
+  const cwd = tempDir()
+  const ulidMs = Date.now() - 60000
+  const video = mp4In(cwd, ulidMs)
+  const { syncPath } = syncBeside(cwd, ulidMs)
+  const dead = spawnSync('true').pid // a PID that was a process and is no more
+  const left = video.replace(/\.mp4$/, `-with-audio.partial-${dead}.mp4`)
+  fs.writeFileSync(left, Buffer.alloc(1000, 1))
+  const r = muxLater(cwd, [syncPath, '--video', video])
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `⚠ .*-with-audio\\.partial-${dead}\\.mp4 is an unfinished mux left by a killed run \\(PID ${dead}\\), not a finished file`,
+    ),
+  )
+  assert.match(r.stderr, /✔ Muxed: .*-with-audio\.mp4 /)
+  assert.deepEqual(fs.readFileSync(left), Buffer.alloc(1000, 1), 'the partial kept as it was')
 })
 
 test("3. mux on a sync file whose audioSampleRate is 0, or whose rate is not the WAV header's: one line naming the field, exit 2, no ✔, nothing muxed", async () => {
