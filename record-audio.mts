@@ -812,7 +812,7 @@ export function syncFileFor(audioFile: string): string {
   return `${audioFile.replace(/\.wav$/i, '')}-sync.json`
 }
 
-/** The unfinished muxes of a video among a folder's names: `<video stem>….partial-<PID>.mp4` (or .mkv), each with its PID. */
+/** A video's unfinished muxes among a folder's names: `<video stem>….partial-<PID>.mp4` (or .mkv), with the PID. */
 export function unfinishedMuxes(names: string[], videoStem: string): { name: string; pid: number }[] {
   return names.flatMap((name) => {
     const pid = name.startsWith(videoStem) ? /\.partial-(\d+)\.(mp4|mkv)$/i.exec(name)?.[1] : undefined
@@ -3854,18 +3854,65 @@ const SYNC_RANGES: Record<string, [number, number, boolean]> = {
   audioChannels: [1, 64, true],
   audioStartEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
   clockOffsetS: [-86400, 86400, false],
+  audioStartStampEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  audioStartEnvelopeEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  audioStartUncertaintyS: [0, 3600, false],
+  audioDeliveryLatencyS: [0, 60, false],
+  audioDurationS: [0, 1e7, false], // 115 days
+  audioWallSpanS: [0, 1e7, false],
+  audioClockHz: [1000, 1e6, false],
+  audioClockRatio: [0.99, 1.01, false], // 1 % off: fifty times the worst USB card's clock; the mux applies it
+}
+// What mux reads back of a video (the top level's, each of videos[]'s): the stop's offset is a witness.
+const VIDEO_RANGES: Record<string, [number, number, boolean]> = {
+  offsetS: [-1e7, 1e7, false],
+  videoStartEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  videoStartUncertaintyS: [0, 3600, false],
+  videoFrames: [0, 1e10, true],
+  videoNominalFps: [0.1, 1000, false],
+  cameraFps: [0.1, 1000, false],
+  videoDurationS: [0, 1e7, false],
+  videoRealSpanS: [0, 1e7, false],
+  cameraLatencyS: [-10, 10, false],
+  silenceBeforeS: [0, 1e7, false],
+  silenceAfterS: [0, 1e7, false],
+}
+// The timing settings kept with the record, which mux applies again.
+const TIMING_RANGES: Record<string, [number, number, boolean]> = {
+  clockOffsetS: SYNC_RANGES.clockOffsetS,
+  videoStartEpochS: VIDEO_RANGES.videoStartEpochS,
+  cameraLatencyS: [0, 10, false], // --camera-latency's own range
 }
 
-/** The first number of a sync file's top level that no recording could have written, named; or null. */
-export function syncRangeProblem(raw: Record<string, unknown>): string | null {
-  for (const [key, [low, high, whole]] of Object.entries(SYNC_RANGES)) {
-    const value = raw[key]
+/** The first number in `raw` outside its range in `ranges`, named with `prefix`; or null. */
+function rangeProblem(raw: unknown, ranges: Record<string, [number, number, boolean]>, prefix: string) {
+  if (raw == null || typeof raw !== 'object') return null
+  for (const [key, [low, high, whole]] of Object.entries(ranges)) {
+    const value = (raw as Record<string, unknown>)[key]
     if (value == null) continue
     const ok = typeof value === 'number' && Number.isFinite(value) && value >= low && value <= high
     if (!ok || (whole && !Number.isInteger(value)))
-      return `its ${key} is ${JSON.stringify(value)}, outside ${low}…${high}${whole ? ', whole' : ''}`
+      return `its ${prefix}${key} is ${JSON.stringify(value)}, outside ${low}…${high}${whole ? ', whole' : ''}`
   }
   return null
+}
+
+/** The first number of a sync file that no recording could have written (audio, timing, videos), named; or null. */
+export function syncRangeProblem(raw: Record<string, unknown>): string | null {
+  const list = (value: unknown) => (Array.isArray(value) ? value : [])
+  return (
+    rangeProblem(raw, SYNC_RANGES, '') ??
+    rangeProblem(raw, VIDEO_RANGES, '') ??
+    rangeProblem(raw.timing, TIMING_RANGES, 'timing.') ??
+    list(raw.audios).reduce<string | null>(
+      (found, a, k) => found ?? rangeProblem(a, SYNC_RANGES, `audios[${k}].`),
+      null,
+    ) ??
+    list(raw.videos).reduce<string | null>(
+      (found, v, k) => found ?? rangeProblem(v, VIDEO_RANGES, `videos[${k}].`),
+      null,
+    )
+  )
 }
 
 export function parseSyncRecord(text: string): SyncRecord {
@@ -6496,6 +6543,25 @@ function recordedVideos(sync: SyncRecord, allVideos: boolean): string[] | undefi
 
 const SYNC_READ_MAX_BYTES = 1 << 26 // a sync file is kilobytes; a bigger one is not ours
 
+/**
+ * A WAV whose header says another length (or channel count) than its record: the record is another
+ * recording's, or the WAV was cut or grown since. Only where the record has the length (a killed run has none).
+ */
+function wavLengthProblem(sync: SyncRecord): string | null {
+  const parts = [{ part: sync, field: '' }, ...(sync.audios ?? []).map((part, k) => ({ part, field: `audios[${k}].` }))]
+  for (const { part, field } of parts) {
+    const header = part.audioStartEpochS == null ? null : readWavInfo(part.audioFile)
+    if (!header) continue
+    const channels = part.audioChannels ?? sync.audioChannels
+    if (header.channels !== channels)
+      return `${field}audioChannels ${channels} is not ${part.audioFile}'s ${header.channels}`
+    const wavS = header.dataBytes / (header.channels * (header.bitsPerSample / 8) * header.sampleRate)
+    if (part.audioDurationS != null && Math.abs(wavS - part.audioDurationS) > AUDIO_SPAN_TOLERANCE_S)
+      return `${field}audioDurationS ${part.audioDurationS} s is not ${part.audioFile}'s ${wavS.toFixed(3)} s`
+  }
+  return null
+}
+
 /** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
 async function muxLater(m: MuxLater): Promise<number> {
   let text: string
@@ -6535,6 +6601,9 @@ async function muxLater(m: MuxLater): Promise<number> {
       `${m.syncFile}'s audioSampleRate ${sync.audioSampleRate} is not ${sync.audioFile}'s ${header.sampleRate} Hz:` +
         " give the sync file this WAV's recording wrote",
     )
+  const lengthProblem = wavLengthProblem(sync)
+  if (lengthProblem)
+    throw new UsageError(`${m.syncFile}'s ${lengthProblem}: give the sync file this WAV's recording wrote`)
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
   checkTimesyncFile(m.given.timesyncFile ?? null)

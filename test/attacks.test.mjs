@@ -509,3 +509,45 @@ test('5. repair on a WAV another process keeps appending to (opening and closing
     process.kill(-appender.pid, 'SIGKILL')
   }
 })
+
+test('3. mux on a sync file whose video fields, timing or card clock make no sense, or whose audioDurationS is not the WAV’s: one line naming the field, exit 2, no ✔, nothing muxed', async () => {
+  const s = await recorded()
+  const original = fs.readFileSync(s.syncPath, 'utf8')
+  const record = JSON.parse(original)
+  assert.ok(record.audioDurationS > 1, `the record has the WAV's length: ${record.audioDurationS}`)
+  const wav = readWav(s.wavPath)
+  const wavS = wav.dataSize / 2 / 48000
+  const cases = [
+    [{ offsetS: 1e12 }, /its offsetS is 1000000000000, outside -10000000…10000000/],
+    [
+      { videos: [{ videoFile: record.videoFile, videoFinalized: true, offsetS: 0.2, cameraLatencyS: 99 }] },
+      /its videos\[0\]\.cameraLatencyS is 99, outside -10…10/,
+    ],
+    [
+      { timing: { ...record.timing, clockOffsetS: 1e9 } },
+      /its timing\.clockOffsetS is 1000000000, outside -86400…86400/,
+    ],
+    [{ audioClockRatio: 2 }, /its audioClockRatio is 2, outside 0\.99…1\.01/],
+    [{ videoFrames: 2.5 }, /its videoFrames is 2\.5, outside 0…10000000000, whole/],
+    [
+      { audioDurationS: record.audioDurationS + 5 },
+      new RegExp(`audioDurationS [\\d.]+ s is not .*feed-audio\\.wav's ${wavS.toFixed(3).replace('.', '\\.')} s`),
+    ],
+  ]
+  for (const [k, [change, line]] of cases.entries()) {
+    const bad = path.join(s.cwd, `bad-${k}-sync.json`)
+    fs.writeFileSync(bad, JSON.stringify({ ...record, ...change }))
+    const before = listing(s.cwd)
+    const r = muxLater(s.cwd, [bad])
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(r.stderr, line)
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`)
+    assert.deepEqual(ticks(r.stderr), [], 'no ✔ on a record that makes no sense')
+    assert.deepEqual(listing(s.cwd), before, 'nothing muxed')
+  }
+  assert.equal(fs.readFileSync(s.syncPath, 'utf8'), original)
+  // The record as written still muxes: the checks refuse only what no recording writes.
+  const r = muxLater(s.cwd, [s.syncPath])
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(r.stderr, /✔ Muxed: /)
+})

@@ -1600,3 +1600,33 @@ test('notMp4Reason: an mp4 box first is a video that may still be written; text,
   assert.equal(notMp4Reason(Buffer.alloc(0), 0, EMPTY_VIDEO_S - 1), null, 'a writer just opened it')
   assert.match(notMp4Reason(Buffer.alloc(0), 0, EMPTY_VIDEO_S), /holds 0 bytes, unchanged for 5 s/)
 })
+
+test('unfinishedMuxes: only the video’s own .partial-<PID> muxes, each with its PID', async () => {
+  const { unfinishedMuxes } = await import('../dist/record-audio.mjs')
+  const names = [
+    'V.mp4',
+    'V-with-audio.mp4',
+    'V-with-audio.partial-123.mp4',
+    'V-with-audio-2.partial-9.mkv',
+    'W-with-audio.partial-5.mp4',
+  ]
+  assert.deepEqual(unfinishedMuxes(names, 'V'), [
+    { name: 'V-with-audio.partial-123.mp4', pid: 123 },
+    { name: 'V-with-audio-2.partial-9.mkv', pid: 9 },
+  ])
+})
+
+test('syncRangeProblem: a video field, the timing block and a device part are named with their path', async () => {
+  const { syncRangeProblem } = await import('../dist/record-audio.mjs')
+  assert.equal(syncRangeProblem({ audioSampleRate: 48000, offsetS: 0.5, timing: { clockOffsetS: 0 } }), null)
+  assert.match(
+    syncRangeProblem({ videos: [{ offsetS: 1 }, { videoNominalFps: 0 }] }),
+    /its videos\[1\]\.videoNominalFps is 0/,
+  )
+  assert.match(syncRangeProblem({ timing: { cameraLatencyS: -1 } }), /its timing\.cameraLatencyS is -1, outside 0…10/)
+  assert.match(
+    syncRangeProblem({ audios: [{ audioSampleRate: 48000 }, { audioChannels: 0 }] }),
+    /its audios\[1\]\.audioChannels is 0/,
+  )
+  assert.match(syncRangeProblem({ audioClockRatio: '1' }), /its audioClockRatio is "1"/)
+})
