@@ -6488,7 +6488,7 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
     return 1
   }
   if (interrupted) return fail('stopped')
-  if (result.exitCode !== 0) return fail(ffmpegErrorLine(result.stderr))
+  if (result.exitCode !== 0) return fail(notFfmpegReason(ffmpeg) ?? ffmpegErrorLine(result.stderr))
   if (ffprobe) {
     const muxed = await probeStreams(ffprobe, partial)
     const video = muxed.find((x) => x.codec_type === 'video')

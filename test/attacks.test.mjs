@@ -278,6 +278,16 @@ test('6. --ffmpeg /bin/false: said to be no ffmpeg (not a device failure), --ffm
   assert.doesNotMatch(dir.stderr, /folder you can write to|Permission denied/)
   for (const r of [notRun, dir]) assert.deepEqual(ticks(r.stderr), [])
   assert.deepEqual(listing(cwd), ['bin'], 'no WAV, no sync file left')
+  // mux with it: the same reason, not ffmpeg's missing message.
+  const ulidMs = Date.now() - 60000
+  const video = mp4In(cwd, ulidMs)
+  const { syncPath } = syncBeside(cwd, ulidMs)
+  const before = listing(cwd)
+  const mux = muxLater(cwd, [syncPath, '--video', video, '--ffmpeg', '/bin/false'])
+  assert.equal(mux.status, 1, mux.stderr)
+  assert.match(mux.stderr, /✖ Mux failed: \/bin\/false does not run as ffmpeg/)
+  assert.doesNotMatch(mux.stderr, /no message/)
+  assert.deepEqual(listing(cwd), before, 'nothing written')
 })
 
 test('6. repair on a 2 KB WAV with 0 bits per sample: one line naming the fmt chunk (not "past 4 GiB"), exit 2, the file untouched', () => {
