@@ -812,6 +812,14 @@ export function syncFileFor(audioFile: string): string {
   return `${audioFile.replace(/\.wav$/i, '')}-sync.json`
 }
 
+/** A video's unfinished muxes among a folder's names: `<video stem>….partial-<PID>.mp4` (or .mkv), with the PID. */
+export function unfinishedMuxes(names: string[], videoStem: string): { name: string; pid: number }[] {
+  return names.flatMap((name) => {
+    const pid = name.startsWith(videoStem) ? /\.partial-(\d+)\.(mp4|mkv)$/i.exec(name)?.[1] : undefined
+    return pid ? [{ name, pid: Number(pid) }] : []
+  })
+}
+
 export function muxedFileFor(videoFile: string, suffix: string): string {
   return videoFile.replace(/\.mp4$/i, '') + suffix
 }
@@ -1008,11 +1016,16 @@ export function captureOutcome(c: {
   exitCode: number | null
   signal: string | null
   log: string
+  serverGone?: boolean // a pulse or alsa capture's sound server no longer answers (pactl info), asked once it ended
 }): { ok: boolean; stoppedByItself: boolean; why: string } {
   if (c.stopRequestedEpochS === null) {
+    // ffmpeg words a sound server that went away as its library's error: the server's absence is the reason.
     const why = c.signal
       ? `ffmpeg was killed (${c.signal})`
-      : `ffmpeg stopped recording on its own (exit ${c.exitCode}): ${ffmpegErrorLine(c.log)}`
+      : c.serverGone
+        ? 'The sound server went away mid-recording (pactl info no longer answers): start it again' +
+          ' (pulseaudio --start, or systemctl --user restart pipewire-pulse) and record again'
+        : `ffmpeg stopped recording on its own (exit ${c.exitCode}): ${ffmpegErrorLine(c.log)}`
     return { ok: false, stoppedByItself: true, why }
   }
   const writeError = /^.*(Error writing trailer|Error closing file|Error muxing a packet|write_frame\(\)).*$/m.exec(
@@ -1045,6 +1058,7 @@ export interface WavInfo {
   sampleRate: number
   bitsPerSample: number
   finalized: boolean // false when ffmpeg never wrote the sizes back (killed, power cut)
+  dataSizeWritten: boolean // the data chunk's size is set and fits the file (so it is kept by a repair)
   junkOffset: number | null // ffmpeg's -rf64 auto reserves a JUNK chunk that becomes ds64 past 4 GiB
 }
 
@@ -1086,10 +1100,14 @@ export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
         dataBytes !== UNSET &&
         riffBytes + 8 <= fileBytes &&
         dataOffset + dataBytes <= fileBytes
+      // A data size that was written and fits the file is kept even beside a wrong RIFF size: the chunks
+      // after the data (a LIST) are not audio.
+      const dataFits = dataBytes !== undefined && dataBytes !== UNSET && dataOffset + dataBytes <= fileBytes
       return {
         ...format,
         dataOffset,
-        dataBytes: finalized && dataBytes !== undefined ? dataBytes : fileBytes - dataOffset,
+        dataBytes: dataFits ? dataBytes : fileBytes - dataOffset,
+        dataSizeWritten: dataFits,
         finalized,
         junkOffset,
       }
@@ -1102,6 +1120,7 @@ export function parseWavHeader(header: Buffer, fileBytes: number): WavInfo {
 export interface WavRepair {
   kind: 'RIFF' | 'RF64'
   dataBytes: number
+  dataKept?: boolean // the data chunk's own size was right: only the RIFF size is written
   patches: { offset: number; bytes: Buffer }[]
 }
 
@@ -1112,15 +1131,32 @@ export interface WavRepair {
  */
 export function wavRepair(header: Buffer, fileBytes: number): WavRepair | null {
   const info = parseWavHeader(header, fileBytes)
-  if (info.finalized) return null
   const frameBytes = info.channels * (info.bitsPerSample / 8)
-  const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
-  const riffBytes = info.dataOffset + dataBytes - 8
+  // A frame of no bytes (0 bits or 0 channels) gives no length: the fmt chunk itself is wrong, whatever the size.
+  if (!(Number.isInteger(frameBytes) && frameBytes > 0))
+    throw new Error(
+      `its fmt chunk says ${info.bitsPerSample} bits per sample and ${info.channels} channels:` +
+        ' not a WAV a recording wrote',
+    )
+  if (info.finalized) return null
   const u32 = (n: number) => {
     const b = Buffer.alloc(4)
     b.writeUInt32LE(n)
     return b
   }
+  if (info.dataSizeWritten) {
+    // Only the RIFF size is wrong (it reaches past the file): it becomes the file's, the data and what follows kept.
+    if (header.toString('latin1', 0, 4) !== 'RIFF' || fileBytes - 8 >= UNSET)
+      throw new Error('its RF64 sizes disagree with the file, which this repair does not guess at')
+    return {
+      kind: 'RIFF',
+      dataBytes: info.dataBytes,
+      dataKept: true,
+      patches: [{ offset: 4, bytes: u32(fileBytes - 8) }],
+    }
+  }
+  const dataBytes = Math.floor((fileBytes - info.dataOffset) / frameBytes) * frameBytes
+  const riffBytes = info.dataOffset + dataBytes - 8
   if (riffBytes < UNSET) {
     return {
       kind: 'RIFF',
@@ -1472,6 +1508,23 @@ export function hasMoov(fileBytes: number, readAt: (offset: number, length: numb
   return false
 }
 
+// The boxes an mp4 may begin with (ISO BMFF; QuickTime's wide and free before mdat).
+const MP4_FIRST_BOXES = ['ftyp', 'styp', 'free', 'skip', 'wide', 'mdat', 'moov', 'pnot', 'uuid']
+// An mp4 writer puts its first box down as it opens the file: one empty this long is no recording being written.
+export const EMPTY_VIDEO_S = 5
+
+/**
+ * Why a file named like a recording is no mp4 at all (so no wait can make it one), or null: its first
+ * bytes are not an mp4 box, or it has stayed under a box's 8 bytes for EMPTY_VIDEO_S.
+ */
+export function notMp4Reason(head: Buffer, fileBytes: number, unchangedS: number): string | null {
+  if (fileBytes < 8)
+    return unchangedS >= EMPTY_VIDEO_S ? `it holds ${fileBytes} bytes, unchanged for ${Math.floor(unchangedS)} s` : null
+  if (head.length < 8) return null
+  const type = head.toString('latin1', 4, 8)
+  return MP4_FIRST_BOXES.includes(type) ? null : `its first bytes are no mp4 box: ${JSON.stringify(type)}, no ftyp`
+}
+
 /**
  * A file opened to read, or null when it is not a regular file: a FIFO, a device or a socket put in a
  * folder this tool reads would block the event loop, and with it every stop, on the open or the read.
@@ -1503,6 +1556,20 @@ export function isRegularFile(file: string): boolean {
     return fs.statSync(file).isFile()
   } catch {
     return false
+  }
+}
+
+/** notMp4Reason of a file on disk (read bounded, regular files only); null when it may be an mp4. */
+export function notMp4File(file: string): string | null {
+  const fd = openRegular(file)
+  if (fd == null) return null
+  try {
+    const stat = fs.fstatSync(fd)
+    const head = Buffer.alloc(8)
+    const read = fs.readSync(fd, head, 0, 8, 0)
+    return notMp4Reason(head.subarray(0, read), stat.size, (Date.now() - stat.mtimeMs) / 1000)
+  } finally {
+    fs.closeSync(fd)
   }
 }
 
@@ -3787,18 +3854,65 @@ const SYNC_RANGES: Record<string, [number, number, boolean]> = {
   audioChannels: [1, 64, true],
   audioStartEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
   clockOffsetS: [-86400, 86400, false],
+  audioStartStampEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  audioStartEnvelopeEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  audioStartUncertaintyS: [0, 3600, false],
+  audioDeliveryLatencyS: [0, 60, false],
+  audioDurationS: [0, 1e7, false], // 115 days
+  audioWallSpanS: [0, 1e7, false],
+  audioClockHz: [1000, 1e6, false],
+  audioClockRatio: [0.99, 1.01, false], // 1 % off: fifty times the worst USB card's clock; the mux applies it
+}
+// What mux reads back of a video (the top level's, each of videos[]'s): the stop's offset is a witness.
+const VIDEO_RANGES: Record<string, [number, number, boolean]> = {
+  offsetS: [-1e7, 1e7, false],
+  videoStartEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
+  videoStartUncertaintyS: [0, 3600, false],
+  videoFrames: [0, 1e10, true],
+  videoNominalFps: [0.1, 1000, false],
+  cameraFps: [0.1, 1000, false],
+  videoDurationS: [0, 1e7, false],
+  videoRealSpanS: [0, 1e7, false],
+  cameraLatencyS: [-10, 10, false],
+  silenceBeforeS: [0, 1e7, false],
+  silenceAfterS: [0, 1e7, false],
+}
+// The timing settings kept with the record, which mux applies again.
+const TIMING_RANGES: Record<string, [number, number, boolean]> = {
+  clockOffsetS: SYNC_RANGES.clockOffsetS,
+  videoStartEpochS: VIDEO_RANGES.videoStartEpochS,
+  cameraLatencyS: [0, 10, false], // --camera-latency's own range
 }
 
-/** The first number of a sync file's top level that no recording could have written, named; or null. */
-export function syncRangeProblem(raw: Record<string, unknown>): string | null {
-  for (const [key, [low, high, whole]] of Object.entries(SYNC_RANGES)) {
-    const value = raw[key]
+/** The first number in `raw` outside its range in `ranges`, named with `prefix`; or null. */
+function rangeProblem(raw: unknown, ranges: Record<string, [number, number, boolean]>, prefix: string) {
+  if (raw == null || typeof raw !== 'object') return null
+  for (const [key, [low, high, whole]] of Object.entries(ranges)) {
+    const value = (raw as Record<string, unknown>)[key]
     if (value == null) continue
     const ok = typeof value === 'number' && Number.isFinite(value) && value >= low && value <= high
     if (!ok || (whole && !Number.isInteger(value)))
-      return `its ${key} is ${JSON.stringify(value)}, outside ${low}…${high}${whole ? ', whole' : ''}`
+      return `its ${prefix}${key} is ${JSON.stringify(value)}, outside ${low}…${high}${whole ? ', whole' : ''}`
   }
   return null
+}
+
+/** The first number of a sync file that no recording could have written (audio, timing, videos), named; or null. */
+export function syncRangeProblem(raw: Record<string, unknown>): string | null {
+  const list = (value: unknown) => (Array.isArray(value) ? value : [])
+  return (
+    rangeProblem(raw, SYNC_RANGES, '') ??
+    rangeProblem(raw, VIDEO_RANGES, '') ??
+    rangeProblem(raw.timing, TIMING_RANGES, 'timing.') ??
+    list(raw.audios).reduce<string | null>(
+      (found, a, k) => found ?? rangeProblem(a, SYNC_RANGES, `audios[${k}].`),
+      null,
+    ) ??
+    list(raw.videos).reduce<string | null>(
+      (found, v, k) => found ?? rangeProblem(v, VIDEO_RANGES, `videos[${k}].`),
+      null,
+    )
+  )
 }
 
 export function parseSyncRecord(text: string): SyncRecord {
@@ -4162,6 +4276,11 @@ async function findTools(ffmpegSetting: string): Promise<{ ffmpeg: string; ffpro
       `ffmpeg not found (tried ${JSON.stringify(ffmpegSetting)}):` +
         ` install it with ${installHint(process.platform)}, or pass --ffmpeg /path/to/ffmpeg`,
     )
+  if (fs.statSync(ffmpeg, { throwIfNoEntry: false })?.isDirectory())
+    throw new ToolError(
+      `--ffmpeg ${ffmpegSetting} is a folder, not the ffmpeg program: pass the program itself,` +
+        ` e.g. --ffmpeg ${path.join(ffmpegSetting, 'ffmpeg')}`,
+    )
   const exe = process.platform === 'win32' ? '.exe' : ''
   const sibling = path.join(path.dirname(ffmpeg), `ffprobe${exe}`)
   const ffprobe = fs.existsSync(sibling) ? sibling : await which('ffprobe', { nothrow: true })
@@ -4427,6 +4546,11 @@ function reserveNames(
     const stemOf = (wav: string) => wav.slice(0, -'.wav'.length)
     const candidate = s.audioFile == null ? stemOf(freeName(`${stem}.wav`, (f) => !free(stemOf(f)))) : stem
     const { audioFiles, syncFile } = named(candidate)
+    const same = audioFiles.find((wav) => path.resolve(wav) === path.resolve(syncFile))
+    if (same)
+      throw new UsageError(
+        `--sync-out ${syncFile} is the WAV's own name: give the sync file another name (e.g. ${syncFileFor(same)})`,
+      )
     try {
       fs.writeFileSync(syncFile, `${JSON.stringify(first(audioFiles), null, 2)}\n`, { flag: 'wx' })
     } catch (error) {
@@ -4526,11 +4650,13 @@ class StopRequests {
   count = 0
   firstEpochS: number | null = null
   #lastMs = Number.NEGATIVE_INFINITY
+  lastSignal: NodeJS.Signals | null = null // what the last request was, to say so
   #handler: () => void = () => {}
-  readonly #listener = () => {
+  readonly #listener = (signal?: NodeJS.Signals) => {
     const nowMs = Date.now()
     if (!isNewRequest(this.#lastMs, nowMs)) return
     this.#lastMs = nowMs
+    this.lastSignal = signal ?? null
     this.count++
     this.firstEpochS ??= nowMs / 1000
     this.#handler()
@@ -4792,6 +4918,7 @@ interface Capture {
   looks: RateObservation[] // the card clock's bursts
   arrivals: RateObservation[] // every look, the WAV's writes watched as they happen included (arrivalEnvelope)
   deliveryS: number // how much later than captured the fastest sample may reach the WAV (PipeWire's cycles)
+  serverGone: boolean // ended by itself, and its sound server no longer answers
 }
 
 /** Whether the sound server a pulse or alsa capture talks to is PipeWire's (pipewire-pulse): `pactl info` says so. */
@@ -4801,6 +4928,15 @@ async function onPipeWire(format: Format): Promise<boolean> {
   if (!pactl) return false
   const info = await $({ nothrow: true, quiet: true, timeout: 2000 })`${pactl} info`
   return /on PipeWire/i.test(info.stdout)
+}
+
+/** Whether a pulse or alsa capture's sound server answers `pactl info` (bounded); null: no pactl, or not asked. */
+async function soundServerAnswers(format: Format): Promise<boolean | null> {
+  if (format !== 'pulse' && format !== 'alsa') return null
+  const pactl = await which('pactl', { nothrow: true })
+  if (!pactl) return null
+  const info = await $({ nothrow: true, quiet: true, timeout: 2000 })`${pactl} info`
+  return info.exitCode === null ? null : info.exitCode === 0
 }
 
 const MAX_DRAIN_MS = 1500 // longer than any sane device latency; a stuck device must not hold the stop
@@ -4853,6 +4989,7 @@ async function capture(
 ): Promise<Capture> {
   const s = { format, ...input }
   const pipewire = onPipeWire(format).catch(() => false)
+  const serverAtStart = soundServerAnswers(format).catch(() => null)
   const run = await startFfmpeg(ffmpeg, captureArgs(s, path.resolve(audioFile)))
   const log = readFfmpegLog(run.child, s, onStart)
   let escalation: NodeJS.Timeout | undefined
@@ -4910,6 +5047,11 @@ async function capture(
     looks: growth.looks,
     arrivals: growth.arrivals,
     deliveryS: (await pipewire) ? PIPEWIRE_DELIVERY_S : 0,
+    // Gone: it answered at the start and not now (an alsa card without a server is never said to be one).
+    serverGone:
+      stops.firstEpochS === null && !signal && (await serverAtStart) === true
+        ? (await soundServerAnswers(format)) === false
+        : false,
   }
 }
 
@@ -5397,6 +5539,11 @@ function cardClockNote(clock: CardClock, corrected: boolean, nominalHz: number, 
 
 /** ffmpeg never wrote a sample: a device that would not open, or a file it could not create. */
 function failedToStart(format: Format, device: string, ffmpeg: string, audioFile: string, log: string): void {
+  const notFfmpeg = notFfmpegReason(ffmpeg)
+  if (notFfmpeg) {
+    say(`✖ ${notFfmpeg}: pass --ffmpeg /path/to/ffmpeg (nothing was recorded)`)
+    return
+  }
   const why = ffmpegErrorLine(log)
   if (why.includes(path.resolve(audioFile)) || /Permission denied|Read-only file system|No space left/i.test(why)) {
     say(`✖ ffmpeg could not write ${audioFile}: ${why.replace(`${path.resolve(audioFile)}: `, '')}.`)
@@ -5408,6 +5555,18 @@ function failedToStart(format: Format, device: string, ffmpeg: string, audioFile
   if (near)
     say(`  Did you mean --device ${quotePosix(near)}? All of them: record-audio --list-devices --format ${format}`)
   else say(`  List the devices with: record-audio --list-devices --format ${format}`)
+}
+
+/** Why the program given as ffmpeg is not one (`-version` prints no "ffmpeg version", bounded), or null. */
+function notFfmpegReason(ffmpeg: string): string | null {
+  const out = spawnSync(ffmpeg, ['-version'], { encoding: 'utf8', timeout: 5000 })
+  if (/^ffmpeg version/m.test(out.stdout ?? '')) return null
+  const how = out.error
+    ? ((out.error as NodeJS.ErrnoException).code ?? out.error.message)
+    : out.signal
+      ? `ended by ${out.signal}`
+      : `exit ${out.status}`
+  return `${ffmpeg} does not run as ffmpeg (its -version printed no "ffmpeg version"; ${how})`
 }
 
 /** The device names ffmpeg lists for a format, asked with a bound on the wait (a failure path: [] if none). */
@@ -5534,11 +5693,15 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
   if (!record.muxCommand && syncFile && !elsewhere.length)
     say(`  Once the video exists: record-audio mux ${quotePosix(syncFile)}`)
   if (!record.muxCommand && !syncFile && !f.json) return 1 // mux later found nothing to mux
-  if (interrupted && f.events && f.mux) {
-    // Stopped while waiting or reading the events: the offset may be the anchors' alone, so no mux.
+  if (interrupted && f.mux) {
+    // Stopped while waiting (the video not finished is then not the reason) or reading the events: no mux.
+    const later = `record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'}`
     say(
-      '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
-        ` anchors' alone. Later: record-audio mux ${syncFile ? quotePosix(syncFile) : 'SYNC_FILE'} --events`,
+      f.events
+        ? '✖ Interrupted (a stop request) before the mux: nothing was muxed, and the offset may be the' +
+            ` anchors' alone. Later: ${later} --events`
+        : `✖ Stopped by ${stops.lastSignal ?? 'a stop request'} before the mux (while waiting for the video):` +
+            ` nothing was muxed. Later: ${later}`,
     )
     const delivered = await deliver(record, { ...f, mux: false }, stops)
     f.summary.end()
@@ -6134,6 +6297,7 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
     say(f.mux ? `The mux command${videos.length > 1 ? 's' : ''}:` : 'Mux with:')
     for (const v of videos) process.stdout.write(`${v.muxCommand}\n`)
   }
+  for (const v of videos) sayUnfinishedMuxes(v.videoFile as string, v.muxedFile as string)
   const requestsBefore = stops.count // runMux takes the requests over: one during a mux stops the rest too
   let exitCode = 0
   const made: string[] = []
@@ -6163,6 +6327,35 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
     for (const line of videoTable(rows)) say(line)
   }
   return exitCode
+}
+
+/**
+ * A mux a killed run left beside the video (its .partial- name, its PID gone) named, so that no one takes it
+ * for a finished file; never deleted: only the run that made it knows it is whole garbage.
+ */
+function sayUnfinishedMuxes(videoFile: string, muxedFile: string): void {
+  const dir = path.dirname(muxedFile)
+  let names: string[]
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return // the mux says what is wrong with the folder
+  }
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM'
+    }
+  }
+  const stem = path.basename(videoFile).replace(/\.mp4$/i, '')
+  for (const { name, pid } of unfinishedMuxes(names, stem))
+    if (pid !== process.pid && !alive(pid))
+      say(
+        `⚠ ${shownPath(path.join(dir, name), process.cwd())} is an unfinished mux left by a killed run (PID ${pid}),` +
+          ' not a finished file: delete it when you like.',
+      )
 }
 
 const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
@@ -6196,7 +6389,12 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
     }
   }
   let lastBytes = -1
+  const notVideo = () => {
+    const why = notMp4File(videoFile)
+    if (why) throw new ToolError(`${videoFile} is not a video (${why}): give the recording's mp4 with --video`)
+  }
   const finished = () => {
+    notVideo() // a text or empty file is said at once, not waited on as unfinished
     const bytes = fileBytes(videoFile)
     const still = bytes === lastBytes
     lastBytes = bytes
@@ -6260,6 +6458,14 @@ export function publish(partial: string, finalFile: string, link = fs.linkSync):
  */
 async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopRequests): Promise<number> {
   const [ffmpeg, ...args] = sync.muxArgs as string[]
+  const original = ffprobe ? await probeStreams(ffprobe, sync.videoFile as string) : []
+  const frames = Number(original.find((x) => x.codec_type === 'video')?.nb_read_packets ?? 0)
+  if (ffprobe && !(frames > 0)) {
+    // An mp4 finished before its first frame (a moov and nothing in it): ffmpeg's own words would be about -map.
+    say(`✖ Not muxed: ${sync.videoFile} holds no video frames (no video stream in it): nothing to put the audio on.`)
+    say("  Give the recording's mp4 with its frames (--video); the audio and its timing are kept.")
+    return 1
+  }
   const finalFile = sync.muxedFile as string
   const ext = path.extname(finalFile)
   const partial = `${finalFile.slice(0, -ext.length)}.partial-${process.pid}${ext}`
@@ -6289,12 +6495,9 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
     return 1
   }
   if (interrupted) return fail('stopped')
-  if (result.exitCode !== 0) return fail(ffmpegErrorLine(result.stderr))
+  if (result.exitCode !== 0) return fail(notFfmpegReason(ffmpeg) ?? ffmpegErrorLine(result.stderr))
   if (ffprobe) {
-    const [original, muxed] = [
-      await probeStreams(ffprobe, sync.videoFile as string),
-      await probeStreams(ffprobe, partial),
-    ]
+    const muxed = await probeStreams(ffprobe, partial)
     const video = muxed.find((x) => x.codec_type === 'video')
     const audios = muxed.filter((x) => x.codec_type === 'audio')
     const source = original.find((x) => x.codec_type === 'video')
@@ -6347,6 +6550,25 @@ function recordedVideos(sync: SyncRecord, allVideos: boolean): string[] | undefi
 
 const SYNC_READ_MAX_BYTES = 1 << 26 // a sync file is kilobytes; a bigger one is not ours
 
+/**
+ * A WAV whose header says another length (or channel count) than its record: the record is another
+ * recording's, or the WAV was cut or grown since. Only where the record has the length (a killed run has none).
+ */
+function wavLengthProblem(sync: SyncRecord): string | null {
+  const parts = [{ part: sync, field: '' }, ...(sync.audios ?? []).map((part, k) => ({ part, field: `audios[${k}].` }))]
+  for (const { part, field } of parts) {
+    const header = part.audioStartEpochS == null ? null : readWavInfo(part.audioFile)
+    if (!header) continue
+    const channels = part.audioChannels ?? sync.audioChannels
+    if (header.channels !== channels)
+      return `${field}audioChannels ${channels} is not ${part.audioFile}'s ${header.channels}`
+    const wavS = header.dataBytes / (header.channels * (header.bitsPerSample / 8) * header.sampleRate)
+    if (part.audioDurationS != null && Math.abs(wavS - part.audioDurationS) > AUDIO_SPAN_TOLERANCE_S)
+      return `${field}audioDurationS ${part.audioDurationS} s is not ${part.audioFile}'s ${wavS.toFixed(3)} s`
+  }
+  return null
+}
+
 /** `record-audio mux SYNC_FILE`: the offset again from the sync file alone, and the mux (--print: only the command). */
 async function muxLater(m: MuxLater): Promise<number> {
   let text: string
@@ -6386,6 +6608,9 @@ async function muxLater(m: MuxLater): Promise<number> {
       `${m.syncFile}'s audioSampleRate ${sync.audioSampleRate} is not ${sync.audioFile}'s ${header.sampleRate} Hz:` +
         " give the sync file this WAV's recording wrote",
     )
+  const lengthProblem = wavLengthProblem(sync)
+  if (lengthProblem)
+    throw new UsageError(`${m.syncFile}'s ${lengthProblem}: give the sync file this WAV's recording wrote`)
   checkVideoFile(m.videoFile)
   checkMuxedFile(m.muxedFile)
   checkTimesyncFile(m.given.timesyncFile ?? null)
@@ -6636,8 +6861,60 @@ async function listDevices(format: Format, ffmpegSetting: string): Promise<numbe
   return 0
 }
 
-/** `record-audio repair FILE.wav`: only the size fields of the header are written. */
-function repairWav(file: string): number {
+// A file whose size or mtime moves over this look is being written: repair leaves it alone.
+const REPAIR_LOOK_MS = 500
+const WRITER_SCAN_MS = 2000 // the bound on reading /proc for a process with the file open to write
+
+/** The processes (Linux: /proc/<pid>/fd and fdinfo, bounded) that have `file` open for writing; null: cannot tell. */
+function writersOf(file: string): string[] | null {
+  if (process.platform !== 'linux') return null
+  const target = fs.realpathSync(file)
+  const deadline = Date.now() + WRITER_SCAN_MS
+  const writers: string[] = []
+  const entries = (dir: string) => {
+    try {
+      return fs.readdirSync(dir)
+    } catch {
+      return [] // another user's, or gone: not to be read
+    }
+  }
+  for (const pid of entries('/proc').filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid))
+    for (const fd of entries(`/proc/${pid}/fd`)) {
+      if (Date.now() > deadline) return writers
+      try {
+        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) !== target) continue
+        const flags = Number.parseInt(
+          /flags:\s+([0-7]+)/.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0',
+          8,
+        )
+        if ((flags & 3) !== 0) writers.push(`${fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()}, PID ${pid}`)
+      } catch {
+        /* closed or exited meanwhile */
+      }
+    }
+  return writers
+}
+
+/** Why `file` may still be being written (a writer in /proc, or its size or mtime moving), or null. */
+async function stillWritten(file: string): Promise<string | null> {
+  const writers = writersOf(file)
+  if (writers?.length) return `another process has it open for writing (${[...new Set(writers)].join('; ')})`
+  const before = fs.statSync(file)
+  await sleep(REPAIR_LOOK_MS)
+  const after = fs.statSync(file)
+  if (after.size !== before.size || after.mtimeMs !== before.mtimeMs)
+    return `it is still being written (${after.size - before.size} bytes more in ${REPAIR_LOOK_MS / 1000} s)`
+  return null
+}
+
+/** `record-audio repair FILE.wav`: only the size fields of the header are written, never on a file being written. */
+async function repairWav(file: string): Promise<number> {
+  if (isRegularFile(file)) {
+    const busy = await stillWritten(file)
+    if (busy) throw new UsageError(`${file}: ${busy}; nothing was changed: repair it once that has stopped`)
+  }
+  if (fs.existsSync(file) && !isRegularFile(file))
+    throw new UsageError(`${file} is not a regular file: give the path of the WAV to repair`)
   let fd: number
   try {
     fd = fs.openSync(file, 'r+')
@@ -6657,13 +6934,14 @@ function repairWav(file: string): number {
       throw new UsageError(`${file}: ${(error as Error).message}; it was left as it is`)
     }
     if (!repair) return sayThen(`✔ ${file} is already finalized: nothing to repair.`, 0)
+    const untouched = repair.dataKept
+      ? "only its RIFF size, now the file's: the samples, their size and the chunks after them were not touched"
+      : 'the samples were not touched'
     for (const patch of repair.patches) fs.writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.offset)
     fs.fsyncSync(fd)
     const info = parseWavHeader(header.subarray(0, read), fileBytes)
     const seconds = repair.dataBytes / (info.channels * (info.bitsPerSample / 8) * info.sampleRate)
-    say(
-      `✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (the samples were not touched).`,
-    )
+    say(`✔ Repaired ${file}: ${repair.kind} header for ${seconds.toFixed(3)} s of audio (${untouched}).`)
     return 0
   } finally {
     fs.closeSync(fd)
@@ -6789,7 +7067,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command.kind === 'version') return printThen(`${packageVersion()}\n`, 0)
   try {
     if (command.kind === 'init') return initCopy()
-    if (command.kind === 'repair') return repairWav(command.file)
+    if (command.kind === 'repair') return await repairWav(command.file)
     if (command.kind === 'check') return await checkFile(command)
     if (command.kind === 'list-devices') return await listDevices(command.format, command.ffmpeg)
     return command.kind === 'mux' ? await muxLater(command.mux) : await record(command.settings)

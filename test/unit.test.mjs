@@ -472,7 +472,8 @@ test('ffmpeg error line: the last line that says what went wrong', () => {
   )
 })
 
-test('WAV header: a real finalized file, and the same file with its sizes left unwritten', () => {
+test('WAV header: a real finalized file, and the same file with its sizes left unwritten', async () => {
+  const { wavRepair } = await import('../dist/record-audio.mjs')
   const dir = tempDir()
   const wav = path.join(dir, 'a.wav')
   assert.equal(
@@ -488,6 +489,7 @@ test('WAV header: a real finalized file, and the same file with its sizes left u
     bitsPerSample: 16,
     dataOffset: readWav(wav).dataOffset,
     dataBytes: 48000 * 4,
+    dataSizeWritten: true,
     finalized: true,
     junkOffset: null,
   })
@@ -497,6 +499,14 @@ test('WAV header: a real finalized file, and the same file with its sizes left u
   const guessed = parseWavHeader(broken, broken.length)
   assert.equal(guessed.finalized, false)
   assert.equal(guessed.dataBytes, 48000 * 4)
+  assert.equal(guessed.dataSizeWritten, false)
+  // A RIFF size past the file beside a data size that fits: the data keeps its size, a LIST after it is no audio.
+  const listed = Buffer.concat([bytes, Buffer.from('LIST\x04\x00\x00\x00INFO', 'latin1')])
+  listed.writeUInt32LE(listed.length - 8 + 100, 4)
+  const kept = parseWavHeader(listed.subarray(0, 4096), listed.length)
+  assert.deepEqual([kept.finalized, kept.dataSizeWritten, kept.dataBytes], [false, true, 48000 * 4])
+  const repair = wavRepair(listed.subarray(0, 4096), listed.length)
+  assert.deepEqual(repair.patches, [{ offset: 4, bytes: Buffer.from(new Uint32Array([listed.length - 8]).buffer) }])
   assert.throws(() => parseWavHeader(Buffer.from('not a wav at all'), 16), /not a WAV/)
 })
 
@@ -1579,4 +1589,44 @@ test('syncRangeProblem: a sync file number no recording could have written is na
   assert.match(syncRangeProblem({ ...ok, audioChannels: 1.5 }), /audioChannels/)
   assert.match(syncRangeProblem({ ...ok, audioStartEpochS: 5 }), /audioStartEpochS is 5/)
   assert.match(syncRangeProblem({ ...ok, clockOffsetS: '3' }), /clockOffsetS is "3"/)
+})
+
+test('notMp4Reason: an mp4 box first is a video that may still be written; text, or under 8 bytes for EMPTY_VIDEO_S, is none', async () => {
+  const { notMp4Reason, EMPTY_VIDEO_S } = await import('../dist/record-audio.mjs')
+  const box = (type) => Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from(type, 'latin1')])
+  assert.equal(notMp4Reason(box('ftyp'), 4096, 60), null)
+  assert.equal(notMp4Reason(box('mdat'), 4096, 60), null)
+  assert.match(notMp4Reason(Buffer.from('hello world'), 11, 0), /no mp4 box: "o wo"/)
+  assert.equal(notMp4Reason(Buffer.alloc(0), 0, EMPTY_VIDEO_S - 1), null, 'a writer just opened it')
+  assert.match(notMp4Reason(Buffer.alloc(0), 0, EMPTY_VIDEO_S), /holds 0 bytes, unchanged for 5 s/)
+})
+
+test('unfinishedMuxes: only the video’s own .partial-<PID> muxes, each with its PID', async () => {
+  const { unfinishedMuxes } = await import('../dist/record-audio.mjs')
+  const names = [
+    'V.mp4',
+    'V-with-audio.mp4',
+    'V-with-audio.partial-123.mp4',
+    'V-with-audio-2.partial-9.mkv',
+    'W-with-audio.partial-5.mp4',
+  ]
+  assert.deepEqual(unfinishedMuxes(names, 'V'), [
+    { name: 'V-with-audio.partial-123.mp4', pid: 123 },
+    { name: 'V-with-audio-2.partial-9.mkv', pid: 9 },
+  ])
+})
+
+test('syncRangeProblem: a video field, the timing block and a device part are named with their path', async () => {
+  const { syncRangeProblem } = await import('../dist/record-audio.mjs')
+  assert.equal(syncRangeProblem({ audioSampleRate: 48000, offsetS: 0.5, timing: { clockOffsetS: 0 } }), null)
+  assert.match(
+    syncRangeProblem({ videos: [{ offsetS: 1 }, { videoNominalFps: 0 }] }),
+    /its videos\[1\]\.videoNominalFps is 0/,
+  )
+  assert.match(syncRangeProblem({ timing: { cameraLatencyS: -1 } }), /its timing\.cameraLatencyS is -1, outside 0…10/)
+  assert.match(
+    syncRangeProblem({ audios: [{ audioSampleRate: 48000 }, { audioChannels: 0 }] }),
+    /its audios\[1\]\.audioChannels is 0/,
+  )
+  assert.match(syncRangeProblem({ audioClockRatio: '1' }), /its audioClockRatio is "1"/)
 })
