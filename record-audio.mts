@@ -3844,10 +3844,6 @@ export function parseNotes(raw: unknown): Note[] {
     }))
 }
 
-/**
- * A sync file's text as a record; files from before the timing settings were stored get the
- * defaults they were made with. Throws a one-line Error naming what is missing.
- */
 const EPOCH_RANGE_S = [946684800, 7258118400] // 2000 to 2200: a time outside is no recording's
 const SYNC_RANGES: Record<string, [number, number, boolean]> = {
   audioSampleRate: [1000, 1e6, true], // [lowest, highest, whole number]
@@ -3857,7 +3853,7 @@ const SYNC_RANGES: Record<string, [number, number, boolean]> = {
   audioStartStampEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
   audioStartEnvelopeEpochS: [...EPOCH_RANGE_S, false] as [number, number, boolean],
   audioStartUncertaintyS: [0, 3600, false],
-  audioDeliveryLatencyS: [0, 60, false],
+  audioDeliveryLatencyS: [-60, 60, false], // − where the stamp came after the samples (stamp-late)
   audioDurationS: [0, 1e7, false], // 115 days
   audioWallSpanS: [0, 1e7, false],
   audioClockHz: [1000, 1e6, false],
@@ -3915,6 +3911,10 @@ export function syncRangeProblem(raw: Record<string, unknown>): string | null {
   )
 }
 
+/**
+ * A sync file's text as a record; files from before the timing settings were stored get the
+ * defaults they were made with. Throws a one-line Error naming what is missing.
+ */
 export function parseSyncRecord(text: string): SyncRecord {
   let raw: Record<string, unknown>
   try {

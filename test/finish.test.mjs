@@ -198,9 +198,14 @@ test('live status on a terminal (tmux): elapsed time, WAV size and level redrawn
     assert.equal(tmux('new-session', '-d', '-s', 'ra', '-x', '160', '-y', '20', command).status, 0)
     try {
       await sleep(3500)
-      const screen = tmux('capture-pane', '-p', '-e', '-t', 'ra').stdout
+      // A line said (here: no feed/ folder yet, a few seconds in) clears the status until the next tick redraws it.
+      const status = /● 00:00:0\d {2}\d+\.\d MB +-\d+\.\d dBFS ▮+/
       // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape sequences a terminal gets are what is tested
-      assert.match(screen.replace(/\x1b\[[0-9;]*m/g, ''), /● 00:00:0\d {2}\d+\.\d MB +-\d+\.\d dBFS ▮+/, screen)
+      const plain = (text) => text.replace(/\x1b\[[0-9;]*m/g, '')
+      const capture = () => tmux('capture-pane', '-p', '-e', '-t', 'ra').stdout
+      await waitFor(() => status.test(plain(capture())), 3000, 'the status line').catch(() => {})
+      const screen = capture()
+      assert.match(plain(screen), status, screen)
       assert.equal(screen.includes('\x1b[31m'), !noColor, `colors ${noColor ? 'off' : 'on'}: ${JSON.stringify(screen)}`)
       tmux('send-keys', '-t', 'ra', 'C-c')
       await waitFor(() => fs.existsSync(path.join(cwd, 'feed-audio-sync.json')), 5000, 'the stop')
