@@ -3202,12 +3202,23 @@ export function shownPath(file: string, cwd: string): string {
   return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file
 }
 
-/** A recording's name for a glance: its folder and its ULID's first four and last two letters. */
-export function shortVideoName(file: string, cwd: string): string {
+/**
+ * A recording's name for a glance: its folder and its ULID's first four and last two letters, more of
+ * its end when another recording in its folder (neighbours: their names) would read the same: the
+ * shown end is then one no neighbour's ends with (a ULID's case is not a difference), so no two names
+ * shown read alike and none is a shorter one's continuation; the whole name when nothing shorter does.
+ */
+export function shortVideoName(file: string, cwd: string, neighbours: readonly string[] = []): string {
   const shown = shownPath(file, cwd)
   const base = path.basename(shown)
-  const short = RECORDING_NAME.test(base) ? `${base.slice(0, 4)}…${base.slice(24)}` : base
-  return path.join(path.dirname(shown), short)
+  if (!RECORDING_NAME.test(base)) return shown
+  const ulid = base.slice(0, 26).toUpperCase()
+  const others = neighbours
+    .map((n) => path.basename(n).slice(0, 26).toUpperCase())
+    .filter((n) => n !== ulid && RECORDING_NAME.test(`${n}.mp4`))
+  let tail = 2
+  while (tail < 22 && others.some((n) => n.slice(26 - tail) === ulid.slice(26 - tail))) tail++
+  return path.join(path.dirname(shown), tail < 22 ? `${base.slice(0, 4)}…${base.slice(26 - tail)}` : base)
 }
 
 /** What the video's notes need beyond its part of the record. */
@@ -3225,6 +3236,7 @@ export interface VideoContext {
   eventNotes: Note[] // what --events said (eventsFor)
   audioDoubtful?: boolean // the WAV's length disagrees with the wall time since its first sample
   movedFromStopS?: number | null // mux later: how far the offset moved from the stop's, with nothing to explain it
+  neighbours?: string[] // the recordings in the video's folder, by name: its short name reads like none of theirs
 }
 
 const ANCHOR_WORDS: Record<VideoTiming['source'], string> = {
@@ -3322,7 +3334,7 @@ export function videoLine(v: VideoSync, c: VideoContext): string {
   const events = v.events?.applied ? v.events : null
   const uncertaintyMs = lineUncertaintyS(v, c) * 1000
   const anchor = events ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
-  const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd)}  `
+  const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd, c.neighbours)}  `
   // The words say how far before or after the video: the bounds turned with them (+ is further from the video).
   const [lowS, highS] = v.offsetBoundsS ?? [offsetS - uncertaintyMs / 1000, offsetS + uncertaintyMs / 1000]
   const plusMinus = describeBounds(Math.abs(offsetS), offsetS < 0 ? [-highS, -lowS] : [lowS, highS])
@@ -4332,6 +4344,7 @@ function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: 
     return overlapping.sort((a, b) => a.startEpochS - b.startEpochS).map((c) => c.file)
   }
   const chosen = overlapping[0]
+  const neighbours = recordingFiles(path.dirname(chosen.file))
   const covers =
     ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
     (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.')
@@ -4339,7 +4352,7 @@ function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: 
     {
       kind: 'plain',
       text: `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},${covers}`,
-      short: `  No feed id: picked ${shortVideoName(chosen.file, v.searchRoot)},${covers}`,
+      short: `  No feed id: picked ${shortVideoName(chosen.file, v.searchRoot, neighbours)},${covers}`,
     },
   ]
   if (overlapping.length > 1)
@@ -5964,6 +5977,7 @@ async function syncToVideo(
     eventNotes,
     audioDoubtful: audio.startDoubtful,
     movedFromStopS: movedFromStop(result, f),
+    neighbours: recordingFiles(path.dirname(videoFile)),
   }
   if (context.movedFromStopS != null) f.movedFromStop?.push(result.videoFile as string)
   f.summary.tell([...notes, ...videoNotes(result, context)])
@@ -6146,7 +6160,7 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
   if (sync.videos) {
     say(`${sync.videos.length} video${sync.videos.length === 1 ? '' : 's'} with this audio:`)
     const rows = videos.map((v, i) => ({
-      video: shortVideoName(v.videoFile as string, process.cwd()),
+      video: shortVideoName(v.videoFile as string, process.cwd(), recordingFiles(path.dirname(v.videoFile ?? ''))),
       offsetS: v.offsetS,
       anchor: v.videoStartSource && ANCHOR_NAMES[v.videoStartSource],
       coveredS: v.videoDurationS == null ? null : v.videoDurationS - (v.silenceBeforeS ?? 0) - (v.silenceAfterS ?? 0),

@@ -1,0 +1,84 @@
+// Issue 24, point 6: the leftovers of the last review (S5, S6, S8, S9, S10, S12, the CSV epoch the stop
+// verified), each on its pure function and, where the behaviour is end to end, on a real session (real
+// ffmpeg, a private PulseAudio, the stand-ins of test/helpers.mjs).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { shortVideoName, RECORDING_NAME } from '../dist/record-audio.mjs'
+import { usePulse, startTool, startVideoRecorder, tempDir, ulidAt } from './helpers.mjs'
+
+const pulse = usePulse()
+
+/** The shortest end of `ulid` that no other's ends with, at least 2 letters: the test's own rule. */
+function distinctEnd(ulid, others) {
+  for (let n = 2; n < 22; n++) if (!others.some((o) => o.slice(-n) === ulid.slice(-n))) return n
+  return 26
+}
+
+// ── S10: short video names that cannot look alike ─────────────────────────────────────────────
+
+test('S10 shortVideoName: alone, the ULID first four and last two; a neighbour with the same ends lengthens the end', () => {
+  const a = '01JEX4R2QW7K9M3T5V8Z1B6DNP'
+  const b = '01JEX4R9ZZ7K9M3T5V8Z1B0DNP' // same first four and last four letters: the old short form read alike
+  assert.equal(shortVideoName(`/lab/fish/${a}.mp4`, '/lab'), `fish/01JE…NP.mp4`)
+  const shortA = shortVideoName(`/lab/fish/${a}.mp4`, '/lab', [`${a}.mp4`, `${b}.mp4`])
+  const shortB = shortVideoName(`/lab/fish/${b}.mp4`, '/lab', [`${a}.mp4`, `${b}.mp4`])
+  assert.notEqual(shortA, shortB)
+  assert.equal(shortA, `fish/01JE…${a.slice(-distinctEnd(a, [b]))}.mp4`)
+  assert.equal(shortB, `fish/01JE…${b.slice(-distinctEnd(b, [a]))}.mp4`)
+  // Neither shown end is the other's continuation (…6DNP and …0DNP, not …DNP and …6DNP).
+  const end = (s) => s.split('…')[1].replace('.mp4', '')
+  assert.ok(!end(shortA).endsWith(end(shortB)) && !end(shortB).endsWith(end(shortA)), `${shortA} ${shortB}`)
+  // A ULID's case is no difference: the same letters in lower case are the same recording's name.
+  const lower = shortVideoName(`/lab/fish/${a}.mp4`, '/lab', [`${a.toLowerCase()}.mp4`])
+  assert.equal(lower, 'fish/01JE…NP.mp4')
+  // Apart in the last letter: the old form already tells them apart.
+  const c = `${a.slice(0, 25)}Q`
+  const d = `${a.slice(0, 25)}R`
+  assert.equal(shortVideoName(`/lab/fish/${c}.mp4`, '/lab', [`${d}.mp4`]), `fish/01JE…${c.slice(-2)}.mp4`)
+  // Apart only in the first letter: no end tells them apart, so the whole name.
+  const e = `1${a.slice(1)}`
+  assert.equal(shortVideoName(`/lab/fish/${e}.mp4`, '/lab', [`${a}.mp4`]), `fish/${e}.mp4`)
+  // Not a recording's name: shown as it is.
+  assert.equal(shortVideoName('/lab/fish/trial.mp4', '/lab', [`${a}.mp4`]), 'fish/trial.mp4')
+})
+
+test('S10 shortVideoName: 200 recordings of one folder, each pair with the old form alike, all shown apart', () => {
+  const names = []
+  for (let k = 0; k < 200; k++) {
+    const ulid = ulidAt(1_800_000_000_000 + k * 60_000)
+    names.push(`${ulid.slice(0, 22)}${'7K9Q'.slice(0, 2)}NP.mp4`) // every one ends …7KNP: the old ends all NP
+  }
+  assert.ok(names.every((n) => RECORDING_NAME.test(n)))
+  const shown = names.map((n) => shortVideoName(`/lab/day/${n}`, '/lab', names))
+  assert.equal(new Set(shown.map((s) => s.toUpperCase())).size, names.length, 'no two alike')
+  const ends = shown.map((s) => s.split('…')[1] ?? s)
+  for (const x of ends) for (const y of ends) if (x !== y) assert.ok(!x.endsWith(y), `${x} continues ${y}`)
+})
+
+test('S10 a real session: a neighbour recording whose old short name is the same; the line names the video apart', async () => {
+  const cwd = tempDir()
+  const video = startVideoRecorder(path.join(cwd, 'arena'))
+  await sleep(300)
+  const tool = startTool(['arena', '--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await tool.recording(path.join(cwd, 'arena-audio.wav'))
+  await sleep(1500)
+  await video.stop()
+  const ulid = path.basename(video.file, '.mp4')
+  // An older trial (its name sorts first: not the one chosen) with the same first four and last two letters.
+  const twin = `${ulid.slice(0, 10)}${'0'.repeat(14)}${ulid.slice(24)}`
+  assert.ok(twin < ulid, 'the twin is the older name')
+  fs.copyFileSync(video.file, path.join(cwd, 'arena', `${twin}.mp4`))
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const sync = JSON.parse(fs.readFileSync(path.join(cwd, 'arena-audio-sync.json'), 'utf8'))
+  assert.equal(sync.videoFile, video.file)
+  const expected = `arena/${ulid.slice(0, 4)}…${ulid.slice(-distinctEnd(ulid, [twin]))}.mp4`
+  assert.ok(distinctEnd(ulid, [twin]) > 2)
+  const line = result.stderr.split('\n').find((l) => l.includes('audio starts '))
+  assert.ok(line?.includes(` ${expected}  `), `${expected} in: ${result.stderr}`)
+  assert.ok(!result.stderr.includes(`${ulid.slice(0, 4)}…${ulid.slice(24)}.mp4`), 'not the form the twin shares')
+})
