@@ -2227,6 +2227,14 @@ export const AMBIGUOUS_SHARE = 0.8
 // How far the anchors can be off: the audio's start stamp was seen 1.9 s from the truth (SYNC.md).
 export const ANCHOR_DOUBT_S = 2
 
+/**
+ * How far the anchors' offset may be off when they break a tie: ANCHOR_DOUBT_S, or the starts' own bounds
+ * when wider (an undecided stamp lies up to MAX_DELIVERY_LATENCY_S before its samples' arrival).
+ */
+export function anchorDoubtFor(audioUncertaintyS: number | null, videoUncertaintyS: number | null): number {
+  return Math.max(ANCHOR_DOUBT_S, (audioUncertaintyS ?? 0) + (videoUncertaintyS ?? 0))
+}
+
 export interface RateFit {
   slope: number | null // the residuals' change per second of the timeline; null with fewer than 3 pairs
   slopeError: number | null // its standard error
@@ -2423,6 +2431,7 @@ export function alignOnEvents(a: {
   itsscale: number | null
   clockRatio: number
   videoDurationS: number | null // on the muxed timeline; null → the last flash
+  anchorDoubtS?: number // how far the anchors may be off (anchorDoubtFor); ANCHOR_DOUBT_S when not given
 }): { offsetS: number; itsscale: number | null; fit: EventFit; summary: EventSummary } {
   const videoScale = (a.itsscale ?? 1) * a.clockRatio
   const flashesS = a.flashesS.map((t) => t * videoScale)
@@ -2431,7 +2440,7 @@ export function alignOnEvents(a: {
     clicksS: a.clicksS.map((t) => t + a.offsetS * a.clockRatio),
     framePeriodS: a.framePeriodS * videoScale,
     endS: a.videoDurationS ?? flashesS[flashesS.length - 1] ?? 0,
-    anchorDoubtS: ANCHOR_DOUBT_S,
+    anchorDoubtS: a.anchorDoubtS ?? ANCHOR_DOUBT_S,
   })
   const ppm = (x: number | null) => (x == null ? null : x * 1e6)
   const summary: EventSummary = {
@@ -5671,7 +5680,7 @@ async function eventsFor(
   videoFile: string,
   v: { finalized: boolean; durationS: number | null },
   audio: AudioFacts,
-  anchors: { offsetS: number; itsscale: number | null },
+  anchors: { offsetS: number; itsscale: number | null; videoUncertaintyS: number | null },
   f: Finishing,
   stopped: AbortSignal,
   notes: Note[],
@@ -5703,7 +5712,14 @@ async function eventsFor(
       span: span && span.durationS > 0 ? span : undefined,
       signal: stopped,
     })
-    const aligned = alignOnEvents({ ...found, ...anchors, clockRatio: audio.clockRatio, videoDurationS: v.durationS })
+    const aligned = alignOnEvents({
+      ...found,
+      offsetS: anchors.offsetS,
+      itsscale: anchors.itsscale,
+      clockRatio: audio.clockRatio,
+      videoDurationS: v.durationS,
+      anchorDoubtS: anchorDoubtFor(audio.startUncertaintyS, anchors.videoUncertaintyS),
+    })
     const { fit } = aligned
     const foundText = `${found.flashesS.length} flashes, ${found.clicksS.length} clicks`
     if (!fit.consistent) warn(`${aligned.summary.why} (${foundText}); aligned on the anchors.`)
@@ -5746,7 +5762,7 @@ async function othersOnEvents(
   audio: AudioFacts,
   videoFile: string,
   v: { finalized: boolean; durationS: number | null },
-  firstAnchors: { offsetS: number; itsscale: number | null },
+  firstAnchors: { offsetS: number; itsscale: number | null; videoUncertaintyS: number | null },
   f: Finishing,
   stopped: AbortSignal,
   notes: Note[],
@@ -5755,7 +5771,7 @@ async function othersOnEvents(
   const offsetsS: (number | null)[] = []
   for (const other of audio.others) {
     const own: Note[] = []
-    const anchors = { offsetS: other.startEpochS - videoStartEpochS, itsscale: firstAnchors.itsscale }
+    const anchors = { ...firstAnchors, offsetS: other.startEpochS - videoStartEpochS }
     const found = await eventsFor(videoFile, v, other, anchors, f, stopped, own)
     const label = `Events, ${JSON.stringify(other.device ?? path.basename(other.file))}:`
     const labelled = (text: string) => text.replace('Events:', label)
@@ -5939,7 +5955,11 @@ async function syncToVideo(
   const clues = await videoClues(videoFile, f, notes, audio.device)
   checkOverlap(audio, videoFile, clues, f.clockOffsetS)
   const { timing } = clues
-  const anchors = { offsetS: audio.startEpochS - timing.startEpochS, itsscale: timing.itsscale }
+  const anchors = {
+    offsetS: audio.startEpochS - timing.startEpochS,
+    itsscale: timing.itsscale,
+    videoUncertaintyS: timing.uncertaintyS,
+  }
   const eventNotes: Note[] = []
   let aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null = null
   if (f.events) {

@@ -642,3 +642,25 @@ test('camera latency: a malformed calibration file gets one clear line; the mux 
   assert.ok(fs.existsSync(s.muxed), 'muxed all the same')
   assert.equal(fs.readFileSync(file, 'utf8'), text, 'never overwritten')
 })
+
+// ── Issue 24's leftovers (S9, S5, S6): the events with an undecided start, and the other devices ──────
+
+test("S9 mux --events: a regular 5 s train, an undecided stamp 2.3 s off (bound 2.4 s): the anchors' doubt follows its bound and break the tie", () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  const flashes = Array.from({ length: 8 }, (_, k) => 0.71 + 5 * k)
+  const r = makeRecording(dir, flashes, flashes, 40, -0.25, videoStartMs)
+  const syncFile = syncFileFor(dir, r, videoStartMs, -0.25, 2.3)
+  const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  const undecided = { audioStartCheck: 'undecided', audioStartUncertaintyS: 2.4, audioDeliveryLatencyS: 2.4 }
+  fs.writeFileSync(syncFile, JSON.stringify({ ...record, ...undecided }))
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const after = JSON.parse(out.stdout)
+  // ANCHOR_DOUBT_S (2 s) held neither +2.3 s nor −2.7 s: ambiguous, the anchors 2.3 s off kept.
+  assert.equal(after.events.applied, true, out.stderr)
+  assert.ok(Math.abs(after.offsetS - -0.25) < 0.002, `offset ${after.offsetS}, truly −0.25 s`)
+  const tie = after.events.notes.find((n) => n.kind === 'tie-broken-by-anchors')
+  assert.ok(tie && tie.doubtS > 2.4, JSON.stringify(after.events.notes))
+  assert.match(out.stderr, /⚠ Events: the anchors were off by/)
+})

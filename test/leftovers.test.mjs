@@ -6,7 +6,14 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { shortVideoName, RECORDING_NAME } from '../dist/record-audio.mjs'
+import {
+  shortVideoName,
+  RECORDING_NAME,
+  ANCHOR_DOUBT_S,
+  MAX_DELIVERY_LATENCY_S,
+  anchorDoubtFor,
+  alignOnEvents,
+} from '../dist/record-audio.mjs'
 import { usePulse, startTool, startVideoRecorder, tempDir, ulidAt } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -81,4 +88,35 @@ test('S10 a real session: a neighbour recording whose old short name is the same
   const line = result.stderr.split('\n').find((l) => l.includes('audio starts '))
   assert.ok(line?.includes(` ${expected}  `), `${expected} in: ${result.stderr}`)
   assert.ok(!result.stderr.includes(`${ulid.slice(0, 4)}…${ulid.slice(24)}.mp4`), 'not the form the twin shares')
+})
+
+// ── S9: ANCHOR_DOUBT_S follows the undecided start's bound ───────────────────────────────────
+
+test("S9 anchorDoubtFor: ANCHOR_DOUBT_S at least; an undecided start's bound (up to 2.5 s) and the video's when wider", () => {
+  assert.equal(anchorDoubtFor(null, null), ANCHOR_DOUBT_S)
+  assert.equal(anchorDoubtFor(0.004, 0.033), ANCHOR_DOUBT_S)
+  assert.ok(MAX_DELIVERY_LATENCY_S > ANCHOR_DOUBT_S, 'an undecided stamp can lie past the fixed doubt')
+  assert.equal(anchorDoubtFor(MAX_DELIVERY_LATENCY_S, 0.033), MAX_DELIVERY_LATENCY_S + 0.033)
+})
+
+test('S9 alignOnEvents: a 5 s train, the anchors 2.3 s off: past ANCHOR_DOUBT_S ambiguous, within an undecided start\'s 2.4 s the tie broken', () => {
+  const flashes = Array.from({ length: 8 }, (_, k) => 0.71 + 5 * k)
+  const input = {
+    flashesS: flashes,
+    clicksS: flashes.map((t) => t + 2.3), // +2.3 s (8 pairs) and −2.7 s (7 pairs): a tie
+    framePeriodS: 1 / 30,
+    offsetS: 0,
+    itsscale: null,
+    clockRatio: 1,
+    videoDurationS: 40,
+  }
+  const fixed = alignOnEvents(input) // the fixed 2 s: neither candidate within it
+  assert.equal(fixed.summary.applied, false)
+  assert.match(fixed.summary.why, /ambiguous/)
+  const doubtS = anchorDoubtFor(2.4, 0.033)
+  const followed = alignOnEvents({ ...input, anchorDoubtS: doubtS })
+  assert.equal(followed.summary.applied, true, followed.summary.why)
+  assert.ok(Math.abs(followed.offsetS - -2.3) < 1e-9, String(followed.offsetS))
+  const tie = followed.fit.notes.find((n) => n.kind === 'tie-broken-by-anchors')
+  assert.equal(tie?.doubtS, doubtS)
 })
