@@ -99,7 +99,7 @@ test("S9 anchorDoubtFor: ANCHOR_DOUBT_S at least; an undecided start's bound (up
   assert.equal(anchorDoubtFor(MAX_DELIVERY_LATENCY_S, 0.033), MAX_DELIVERY_LATENCY_S + 0.033)
 })
 
-test('S9 alignOnEvents: a 5 s train, the anchors 2.3 s off: past ANCHOR_DOUBT_S ambiguous, within an undecided start\'s 2.4 s the tie broken', () => {
+test("S9 alignOnEvents: a 5 s train, the anchors 2.3 s off: past ANCHOR_DOUBT_S ambiguous, within an undecided start's 2.4 s the tie broken", () => {
   const flashes = Array.from({ length: 8 }, (_, k) => 0.71 + 5 * k)
   const input = {
     flashesS: flashes,
