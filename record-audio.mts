@@ -1555,6 +1555,7 @@ export interface VideoTiming {
   itsscale: number | null // S / D when the drift is corrected
   driftReason: string | null // why the drift was or was not corrected, for the summary
   warnings: string[]
+  anchorsApartS?: number[] // each disagreeing anchor's first frame − the one used (the bounds cover each)
 }
 
 export const MAX_MTIME_DRIFT = 0.05
@@ -1569,7 +1570,8 @@ export function videoTiming(c: VideoClues): VideoTiming {
   const warnings: string[] = []
   const anchor = videoAnchor(c, warnings)
   const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
-  const span = realSpan(c, anchor, nominalDurationS, warnings)
+  const anchorsApartS: number[] = []
+  const span = realSpan(c, anchor, nominalDurationS, warnings, anchorsApartS)
   const drift = videoDrift(c, anchor, span, nominalDurationS, warnings)
   return {
     startEpochS: anchor.anchorEpochS - (c.cameraLatencyS ?? 0),
@@ -1580,6 +1582,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
     ...span,
     ...drift,
     warnings,
+    anchorsApartS,
   }
 }
 
@@ -1622,7 +1625,7 @@ function videoAnchor(c: VideoClues, warnings: string[]) {
 }
 
 /** The wall-clock time the frames took: the frame clock's, the timesync rows', else first frame → mtime. */
-function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, warnings: string[]) {
+function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, warnings: string[], apart: number[]) {
   const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const { clock, timesync } = a
   let realSpanS: number | null = null
@@ -1632,11 +1635,13 @@ function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, war
     spanSource = a.clockSource
     if (c.mtimeEpochS != null && clock.epoch.source === 'watched' && framePeriodS != null) {
       const apartS = c.mtimeEpochS - clock.lastReadEpochS
-      if (Math.abs(apartS) > 2 * framePeriodS)
+      if (Math.abs(apartS) > 2 * framePeriodS) {
         warnings.push(
           `the video's mtime is ${apartS.toFixed(2)} s off its last frame in the tracking CSV (copied or touched?):` +
             ' the CSV is used',
         )
+        apart.push(apartS) // the mtime as the last frame moves the whole frame clock, its first frame too
+      }
     }
   } else if (timesync && timesync.rows >= 2 && c.frames) {
     const realFps = (timesync.rows - 1) / (timesync.lastS - timesync.firstS)
@@ -1649,7 +1654,8 @@ function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, war
   }
   if (c.frames && c.mtimeEpochS != null && framePeriodS != null && spanSource === 'mtime') {
     const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - a.anchorEpochS
-    if (Math.abs(gapS) > framePeriodS)
+    if (Math.abs(gapS) > framePeriodS) {
+      apart.push(gapS) // the first frame that much later, or a slower camera: nothing tells
       warnings.push(
         `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
           ` ${a.source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
@@ -1657,6 +1663,7 @@ function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, war
           ` its nominal ${c.nominalFps} fps,` +
           ' or the first frame came that much later; a timesync file tells them apart',
       )
+    }
   }
   return { realSpanS, spanSource }
 }
@@ -2749,11 +2756,15 @@ export function offsetBounds(b: {
   cardClockS: number // the card's clock error over the video's length
   latency: Pick<CameraLatency, 'source' | 'uncertaintyS'>
   framePeriodS: number | null
+  anchorsApartS?: number[] // a disagreeing anchor's first frame − the one used: its offset lies that much lower
 }): [number, number] {
   if (b.eventsSpreadS != null) return [b.offsetS - b.eventsSpreadS, b.offsetS + b.eventsSpreadS]
   const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
   const aboveS = b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0
-  return [b.offsetS - sharedS, b.offsetS + sharedS + aboveS]
+  // Anchors that disagree, with nothing to decide between them: the bounds hold the other's offset too.
+  const apartS = b.anchorsApartS ?? []
+  const [belowS, overS] = [Math.max(0, ...apartS), Math.max(0, ...apartS.map((d) => -d))]
+  return [b.offsetS - sharedS - belowS, b.offsetS + sharedS + aboveS + overS]
 }
 
 /** A ± as the line says it: `± 4 ms`, or `+266/−4 ms` when the bounds are not the same either way. */
@@ -6069,6 +6080,7 @@ function videoSyncOf(
     cardClockS: audio.clockErrorPpm * 1e-6 * (videoDurationS ?? 0),
     latency: camera.latency,
     framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
+    anchorsApartS: timing.anchorsApartS,
   })
   // The other devices, each by its own first sample or, with --events, by its own clicks; with no
   // verdict of its own, moved as much as the events moved the first.

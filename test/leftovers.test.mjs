@@ -13,8 +13,20 @@ import {
   MAX_DELIVERY_LATENCY_S,
   anchorDoubtFor,
   alignOnEvents,
+  offsetBounds,
+  videoTiming,
 } from '../dist/record-audio.mjs'
-import { usePulse, startTool, startVideoRecorder, tempDir, ulidAt } from './helpers.mjs'
+import {
+  usePulse,
+  startTool,
+  startVideoRecorder,
+  tempDir,
+  ulidAt,
+  run,
+  TOOL,
+  expectedPlusMinus,
+  requireBinary,
+} from './helpers.mjs'
 
 const pulse = usePulse()
 
@@ -119,4 +131,113 @@ test("S9 alignOnEvents: a 5 s train, the anchors 2.3 s off: past ANCHOR_DOUBT_S 
   assert.ok(Math.abs(followed.offsetS - -2.3) < 1e-9, String(followed.offsetS))
   const tie = followed.fit.notes.find((n) => n.kind === 'tie-broken-by-anchors')
   assert.equal(tie?.doubtS, doubtS)
+})
+
+// ── S8: the anchors' disagreement widens the ± ─────────────────────────────────────────────────
+
+/** A finished `durationS` video named by the ULID of videoStartMs (mtime: its last frame, + mtimeLateS), and a WAV. */
+function makeTrial(dir, { videoStartMs, durationS, mtimeLateS = 0, audioLateS = -0.5 }) {
+  requireBinary('ffmpeg')
+  fs.mkdirSync(path.join(dir, 'feed'), { recursive: true })
+  const video = path.join(dir, 'feed', `${ulidAt(videoStartMs)}.mp4`)
+  const lavfi = ['-v', 'error', '-f', 'lavfi', '-i', `testsrc=size=160x120:rate=30:duration=${durationS}`]
+  const made = run('ffmpeg', [...lavfi, '-c:v', 'mpeg4', '-tag:v', 'mp4v', '-f', 'mp4', video])
+  assert.equal(made.status, 0, made.stderr)
+  const lastFrameS = videoStartMs / 1000 + (durationS * 30 - 1) / 30 + mtimeLateS
+  fs.utimesSync(video, lastFrameS, lastFrameS)
+  const audio = path.join(dir, 'feed-audio.wav')
+  const tone = ['-v', 'error', '-f', 'lavfi', '-i', `sine=frequency=440:duration=${durationS + 2}`, '-ar', '48000']
+  assert.equal(run('ffmpeg', [...tone, '-ac', '1', audio]).status, 0)
+  const syncFile = path.join(dir, 'feed-audio-sync.json')
+  fs.writeFileSync(
+    syncFile,
+    JSON.stringify({
+      tool: 'record-audio test',
+      state: 'stopped',
+      feedDir: path.join(dir, 'feed'),
+      audioFile: audio,
+      audioFormat: 'pulse',
+      audioDevice: 'test',
+      audioSampleRate: 48000,
+      audioChannels: 1,
+      audioStartEpochS: videoStartMs / 1000 + audioLateS,
+      audioStartSource: 'ffmpeg-input-start',
+      audioStartUncertaintyS: 0.003,
+      audioDurationS: durationS + 2,
+      timing: { driftFix: false },
+    }),
+  )
+  return { video, audio, syncFile }
+}
+
+test('S8 offsetBounds: an anchor that puts the first frame D later lowers the bound by D; D earlier raises it', () => {
+  const b = {
+    offsetS: -0.5,
+    eventsSpreadS: null,
+    audioUncertaintyS: 0.003,
+    videoUncertaintyS: 0.033,
+    cardClockS: 0,
+    latency: { source: 'calibration', uncertaintyS: 0.002 },
+    framePeriodS: 1 / 30,
+  }
+  const [low, high] = offsetBounds(b)
+  const later = offsetBounds({ ...b, anchorsApartS: [0.3] })
+  assert.ok(Math.abs(later[0] - (low - 0.3)) < 1e-12 && later[1] === high, JSON.stringify(later))
+  assert.ok(later[0] <= b.offsetS - 0.3, "the other anchor's offset is inside")
+  const earlier = offsetBounds({ ...b, anchorsApartS: [-0.2] })
+  assert.ok(earlier[0] === low && Math.abs(earlier[1] - (high + 0.2)) < 1e-12, JSON.stringify(earlier))
+  const both = offsetBounds({ ...b, anchorsApartS: [0.3, -0.2, 0.1] })
+  assert.ok(Math.abs(both[0] - (low - 0.3)) < 1e-12 && Math.abs(both[1] - (high + 0.2)) < 1e-12)
+  assert.deepEqual(offsetBounds({ ...b, anchorsApartS: [] }), [low, high])
+  // The events set the offset: their spread, whatever the anchors said.
+  assert.deepEqual(offsetBounds({ ...b, eventsSpreadS: 0.002, anchorsApartS: [0.3] }), [-0.502, -0.498])
+})
+
+test("S8 videoTiming: the mtime's start 0.3 s after the ULID's is kept as the anchors' disagreement", () => {
+  const ulid = 1795817200.5
+  const t = videoTiming({
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: null,
+    clockOffsetS: 0,
+    frames: 300,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 299 / 30 + 0.3,
+    driftFix: false,
+  })
+  assert.equal(t.warnings.length, 1, t.warnings.join())
+  assert.equal(t.anchorsApartS.length, 1)
+  assert.ok(Math.abs(t.anchorsApartS[0] - 0.3) < 1e-6, String(t.anchorsApartS))
+  const agreeing = videoTiming({
+    ulidEpochS: ulid,
+    userStartEpochS: null,
+    timesync: null,
+    clockOffsetS: 0,
+    frames: 300,
+    nominalFps: 30,
+    mtimeEpochS: ulid + 299 / 30,
+    driftFix: false,
+  })
+  assert.deepEqual(agreeing.anchorsApartS, [])
+})
+
+test("S8 mux later, real files: the video's mtime puts its start 0.3 s after its ULID: the bounds and the line's ± hold both", () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  const t = makeTrial(dir, { videoStartMs, durationS: 6, mtimeLateS: 0.3 })
+  const out = run(process.execPath, [TOOL, 'mux', t.syncFile, '--print', '--json'])
+  assert.equal(out.status, 0, out.stderr)
+  const r = JSON.parse(out.stdout)
+  assert.equal(r.videoStartSource, 'ulid')
+  assert.ok(
+    r.anchorWarnings.some((w) => /puts its start 300 ms after the ULID/.test(w)),
+    r.anchorWarnings.join(),
+  )
+  // The mtime's start: 0.3 s after the ULID's, so its offset 0.3 s lower; the bounds hold it.
+  const byMtimeS = r.offsetS - 0.3
+  const [low, high] = r.offsetBoundsS
+  assert.ok(low <= byMtimeS && r.offsetS <= high, `${byMtimeS} outside ${low} … ${high}`)
+  const line = out.stderr.split('\n').find((l) => l.includes('audio starts '))
+  assert.ok(line?.includes(expectedPlusMinus(r)), `${expectedPlusMinus(r)} in ${line}`)
+  assert.ok(line?.includes('anchors disagree'), line)
 })
