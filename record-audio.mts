@@ -1906,6 +1906,7 @@ export function ulidWindow(csvUlidEpochS: number, videoUlidEpochS: number, first
 export type CsvEpochNote =
   | { kind: 'mtime-off-ulids' | 'watched-off-ulids'; apartS: number } // apartS: outside the ULIDs' window by
   | { kind: 'mtime-off-watched'; apartS: number } // mtime's t_init − the one seen while recording
+  | { kind: 'mtime-moved-since-stop'; apartS: number } // mtime's t_init now − the one the stop verified from it
 
 export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
   const s = signed(note.apartS, 3, 's')
@@ -1919,6 +1920,9 @@ export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
     'mtime-off-watched':
       `${csv}'s mtime puts the server's start ${s} off the one seen while recording` +
       ' (opened and saved, copied or touched?): the mtime is not used',
+    'mtime-moved-since-stop':
+      `${csv}'s mtime puts the server's start ${s} off the one the stop verified from it` +
+      ' (opened and saved, copied or touched since?): its mtime now is not used',
   }[note.kind]
 }
 
@@ -1927,14 +1931,20 @@ export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
  * recording), each checked against the ULIDs' window, and the mtime against the rows seen (a
  * look's bound is never below t_init by more than Date.now()'s millisecond, nor above it by much
  * more than a row's period). A CSV opened and saved, copied or touched moves its mtime: then the
- * mtime is not used, and the note says why. null epoch: no witness left.
+ * mtime is not used, and the note says why. null epoch: no witness left. Mux later, an mtime moved since
+ * the stop gives way to the epoch the stop verified from it (atStop), said.
  */
 export function chooseCsvEpoch(
-  fromMtime: CsvEpoch,
+  mtimeNow: CsvEpoch,
   watched: WatchedEpoch | null,
   window: { earliestS: number; latestS: number },
+  atStop: CsvEpoch | null = null, // mux later: the mtime's epoch the stop verified (the sync record keeps it)
 ): { epoch: CsvEpoch | null; notes: CsvEpochNote[] } {
   const notes: CsvEpochNote[] = []
+  // The mtime moved since the stop checked it: what the stop verified is the mtime's witness, not today's.
+  const movedS = atStop ? mtimeNow.tInitEpochS - atStop.tInitEpochS : 0
+  if (atStop && Math.abs(movedS) > 1e-6) notes.push({ kind: 'mtime-moved-since-stop', apartS: movedS })
+  const fromMtime = atStop && Math.abs(movedS) > 1e-6 ? atStop : mtimeNow
   const outside = (t: number, belowS: number, aboveS: number) =>
     t < window.earliestS - belowS ? t - window.earliestS : t > window.latestS + aboveS ? t - window.latestS : 0
   let seen: WatchedEpoch | null = watched
@@ -5496,6 +5506,7 @@ interface Finishing extends TimingSettings {
   ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
   summary: Summary
   stopOffsets?: ReturnType<typeof storedOffsets> // mux later, same timing: the stop's offsets
+  stopCsvEpochs?: Map<string, CsvEpoch> // mux later: the tracking CSVs' mtime epochs the stop verified, by name
   movedFromStop?: string[] // mux later: the videos whose offset moved from the stop's with nothing to explain it
 }
 
@@ -5622,6 +5633,7 @@ function trackedClock(
   frames: number,
   nominalFps: number,
   watched: Map<string, WatchedEpoch>,
+  atStop: Map<string, CsvEpoch> = new Map(), // mux later: the mtime epochs the stop verified, by the CSV's name
 ): {
   file: string
   clock: TrackedClock | null
@@ -5664,9 +5676,15 @@ function trackedClock(
   const fromMtime = csvEpochFromMtime(fs.statSync(file).mtimeMs / 1000, times[times.length - 1])
   // By name: the folder may have moved since (its ULID names it alone).
   const seen = [...watched].find(([watchedFile]) => path.basename(watchedFile) === csv)?.[1] ?? null
-  const { epoch, notes } = chooseCsvEpoch(fromMtime, seen, window)
+  const { epoch, notes } = chooseCsvEpoch(fromMtime, seen, window, atStop.get(csv) ?? null)
   const said = notes.map((n) => describeCsvEpochNote(n, csv)).join('; ')
-  const kept = epoch?.source === 'watched' ? 'the rows seen while recording are used' : 'its mtime is used'
+  const moved = notes.some((n) => n.kind === 'mtime-moved-since-stop')
+  const kept =
+    epoch?.source === 'watched'
+      ? 'the rows seen while recording are used'
+      : moved
+        ? 'the epoch the stop verified from its mtime is used'
+        : 'its mtime is used'
   const epochNote = said ? `${said}; ${epoch ? kept : 'nothing else puts its times on the wall clock'}` : null
   if (!epoch) return { file, clock: null, note: `${csv} is not used`, epochNote }
   const clock = frameClock(times, epoch.tInitEpochS, nominalFps)
@@ -5897,7 +5915,9 @@ async function videoClues(videoFile: string, f: Finishing, notes: Note[], device
   if (!timesync && f.timesyncExpected)
     notes.push({ kind: 'warning', text: `⚠ The timesync file ${timesyncFile} was expected but is not there.` })
   const tracked =
-    video.frames && video.nominalFps ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv) : null
+    video.frames && video.nominalFps
+      ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv, f.stopCsvEpochs)
+      : null
   const clues: VideoClues = {
     ulidEpochS: video.ulidEpochS,
     userStartEpochS: f.videoStartEpochS,
@@ -6451,6 +6471,7 @@ async function muxLater(m: MuxLater): Promise<number> {
     watchedCsv: new Map(
       (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
     ),
+    stopCsvEpochs: storedCsvEpochs(text),
   }
   // The recording's own (its audio's warnings said again, so a ⚠ below has its reason); the video's are redone.
   f.summary.tell(sync.notes.filter((n) => n.topic === 'audio' && (n.kind === 'warning' || n.kind === 'error')))
@@ -6482,6 +6503,25 @@ export function storedOffsets(
         source: typeof v.videoStartSource === 'string' ? v.videoStartSource : null,
         cameraLatencyS: typeof v.cameraLatencyS === 'number' ? v.cameraLatencyS : null,
       })
+  return found
+}
+
+/**
+ * The tracking CSVs' epochs a record's stop took from their mtime (checked then against the ULIDs and the
+ * rows seen), by the CSV's name: mux later's witness when the mtime moves since. A watched epoch is kept
+ * in trackingCsvWatched, with the period its checks need.
+ */
+export function storedCsvEpochs(text: string): Map<string, CsvEpoch> {
+  const raw = JSON.parse(text) as { videos?: unknown }
+  const found = new Map<string, CsvEpoch>()
+  for (const v of [raw, ...(Array.isArray(raw.videos) ? raw.videos : [])] as Record<string, unknown>[])
+    if (typeof v?.trackingCsvFile === 'string' && typeof v.trackingCsvEpochS === 'number')
+      if (v.trackingCsvEpochSource === 'mtime')
+        found.set(path.basename(v.trackingCsvFile), {
+          tInitEpochS: v.trackingCsvEpochS,
+          source: 'mtime',
+          uncertaintyS: MTIME_TICK_S,
+        })
   return found
 }
 

@@ -15,6 +15,11 @@ import {
   alignOnEvents,
   offsetBounds,
   videoTiming,
+  chooseCsvEpoch,
+  csvEpochFromMtime,
+  storedCsvEpochs,
+  ulidWindow,
+  MTIME_TICK_S,
 } from '../dist/record-audio.mjs'
 import {
   usePulse,
@@ -26,6 +31,7 @@ import {
   TOOL,
   expectedPlusMinus,
   requireBinary,
+  startTracktorStandIn,
 } from './helpers.mjs'
 
 const pulse = usePulse()
@@ -240,4 +246,74 @@ test("S8 mux later, real files: the video's mtime puts its start 0.3 s after its
   const line = out.stderr.split('\n').find((l) => l.includes('audio starts '))
   assert.ok(line?.includes(expectedPlusMinus(r)), `${expectedPlusMinus(r)} in ${line}`)
   assert.ok(line?.includes('anchors disagree'), line)
+})
+
+// ── Mux later: the tracking CSV's epoch the stop verified, when its mtime moved since ──────────────
+
+test("chooseCsvEpoch: an mtime moved since the stop gives way to the epoch the stop verified from it, said; unmoved, today's", () => {
+  const tInitS = 1795817200.25
+  const window = ulidWindow(tInitS - 0.2, tInitS + 1.5, 1.6)
+  const atStop = csvEpochFromMtime(tInitS + 60.001, 60) // what the stop took from the mtime
+  const moved = chooseCsvEpoch(csvEpochFromMtime(tInitS + 60.039, 60), null, window, atStop)
+  assert.equal(moved.epoch, atStop)
+  assert.equal(moved.notes.length, 1)
+  assert.equal(moved.notes[0].kind, 'mtime-moved-since-stop')
+  assert.ok(Math.abs(moved.notes[0].apartS - 0.038) < 1e-6, String(moved.notes[0].apartS))
+  // Touched far out: without the stop's epoch no witness is left (the ULID then); with it, the stop's.
+  const touched = csvEpochFromMtime(tInitS + 90, 60)
+  assert.equal(chooseCsvEpoch(touched, null, window).epoch, null)
+  assert.equal(chooseCsvEpoch(touched, null, window, atStop).epoch, atStop)
+  // Unmoved: today's mtime, nothing said.
+  const same = csvEpochFromMtime(tInitS + 60.001, 60)
+  assert.deepEqual(chooseCsvEpoch(same, null, window, atStop), { epoch: same, notes: [] })
+  // A stop's epoch outside the ULIDs' window (a record edited by hand) is refused like any mtime.
+  const wrong = { ...atStop, tInitEpochS: tInitS + 30 }
+  assert.equal(chooseCsvEpoch(touched, null, window, wrong).epoch, null)
+})
+
+test("storedCsvEpochs: the mtime epochs a record's stop used, by the CSV's name, for each video; a watched one is not one", () => {
+  const video = (name, source) => ({
+    videoFile: `/lab/fish/${name}.mp4`,
+    trackingCsvFile: `/lab/fish/${name}.csv`,
+    trackingCsvEpochS: 1795817200.25,
+    trackingCsvEpochSource: source,
+  })
+  const text = JSON.stringify({ ...video('B', 'mtime'), videos: [video('A', 'watched'), video('B', 'mtime')] })
+  const found = storedCsvEpochs(text)
+  assert.deepEqual([...found.keys()], ['B.csv'])
+  assert.deepEqual(found.get('B.csv'), { tInitEpochS: 1795817200.25, source: 'mtime', uncertaintyS: MTIME_TICK_S })
+  assert.equal(storedCsvEpochs(JSON.stringify({ audioFile: 'a.wav' })).size, 0)
+})
+
+test("mux later, real files: no feed id (no rows watched), the CSV's mtime then moved 38 ms: the stop's epoch is used and said, not the ULID", async () => {
+  const cwd = tempDir()
+  const tracktor = startTracktorStandIn(path.join(cwd, 'fish'), { bufferedS: 0.4 })
+  await sleep(600)
+  const tool = startTool(['--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
+  await sleep(5000)
+  await tracktor.stop()
+  tool.ctrlC()
+  const result = await tool.exited
+  assert.equal(result.code, 0, result.stderr)
+  const syncName = fs.readdirSync(cwd).find((f) => f.endsWith('-sync.json'))
+  const syncFile = path.join(cwd, syncName)
+  const sync = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  assert.equal(sync.videoStartSource, 'tracking-csv', result.stderr)
+  assert.equal(sync.trackingCsvEpochSource, 'mtime', 'no feed id: no rows watched, the stop verified the mtime')
+  assert.ok(Math.abs(sync.videoStartEpochS - tracktor.firstFrameEpochS) < 0.01, 'frame 0 placed within 10 ms')
+  const { mtimeMs } = fs.statSync(tracktor.csvFile)
+  fs.utimesSync(tracktor.csvFile, new Date(), new Date(mtimeMs + 38)) // saved again 38 ms later
+  const later = run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json', '--verbose'], { cwd })
+  assert.equal(later.status, 0, later.stderr)
+  const again = JSON.parse(later.stdout)
+  assert.equal(again.videoStartSource, 'tracking-csv', later.stderr)
+  assert.equal(again.trackingCsvEpochS, sync.trackingCsvEpochS, "the stop's epoch, not today's mtime's")
+  assert.ok(Math.abs(again.offsetS - sync.offsetS) < 1e-6, `${again.offsetS} vs the stop's ${sync.offsetS}`)
+  assert.match(later.stderr, /mtime puts the server's start \+0\.03\d s off the one the stop verified from it/)
+  assert.match(again.trackingCsvNote, /the epoch the stop verified from its mtime is used/)
+  // Touched 30 s later: the same (the ULIDs alone would refuse the mtime, and the ULID would place the video).
+  fs.utimesSync(tracktor.csvFile, new Date(), new Date(mtimeMs + 30000))
+  const touched = JSON.parse(run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json'], { cwd }).stdout)
+  assert.equal(touched.videoStartSource, 'tracking-csv')
+  assert.ok(Math.abs(touched.offsetS - sync.offsetS) < 1e-6, `${touched.offsetS} vs the stop's ${sync.offsetS}`)
 })
