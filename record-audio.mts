@@ -5781,11 +5781,11 @@ async function eventsFor(
 }
 
 /**
- * --events with several devices: each other device is aligned on its own hearing of the clicks (the
- * offset only; the video's retiming is the first device's). The first device's correction holds its
- * own start's error too, which another device's start does not share: moving the others by it put a
- * device with a right stamp beside one 0.4 s early 400 ms off. With no verdict of its own a device
- * moves as much as the first (null here), and a line says so.
+ * --events with several devices: each other device is aligned on its own hearing of the clicks (its
+ * offset, and its rate against the video the first device's events retimed: its fitted slope). The first
+ * device's correction holds its own start's error too, which another device's start does not share:
+ * moving the others by it put a device with a right stamp beside one 0.4 s early 400 ms off. With no
+ * verdict of its own (null here) a device keeps its own anchors' offset, and a line says so.
  */
 async function othersOnEvents(
   audio: AudioFacts,
@@ -5795,9 +5795,9 @@ async function othersOnEvents(
   f: Finishing,
   stopped: AbortSignal,
   notes: Note[],
-): Promise<(number | null)[]> {
+): Promise<(ReturnType<typeof alignOnEvents> | null)[]> {
   const videoStartEpochS = audio.startEpochS - firstAnchors.offsetS
-  const offsetsS: (number | null)[] = []
+  const verdicts: (ReturnType<typeof alignOnEvents> | null)[] = []
   for (const other of audio.others) {
     const own: Note[] = []
     const anchors = { ...firstAnchors, offsetS: other.startEpochS - videoStartEpochS }
@@ -5806,11 +5806,11 @@ async function othersOnEvents(
     const labelled = (text: string) => text.replace('Events:', label)
     for (const n of own) notes.push({ ...n, text: labelled(n.text), ...(n.short ? { short: labelled(n.short) } : {}) })
     const consistent = found?.fit.consistent ?? false
-    offsetsS.push(consistent ? (found as NonNullable<typeof found>).offsetS : null)
+    verdicts.push(consistent ? found : null)
     if (!consistent)
-      notes.push({ kind: 'warning', text: `⚠ ${label} no verdict of its own: moved as much as the first device's.` })
+      notes.push({ kind: 'warning', text: `⚠ ${label} no verdict of its own: placed by its own anchors, unmoved.` })
   }
-  return offsetsS
+  return verdicts
 }
 
 /** The working folder's calibration file for a video: beside its feed's folder. */
@@ -5968,6 +5968,9 @@ function checkOverlap(audio: AudioFacts, videoFile: string, { video, timing }: C
   if (apart) throw new NoOverlap(apart)
 }
 
+/** The events' verdict for the first device and, with several, each other's own (null: none of its own). */
+type Aligned = ReturnType<typeof alignOnEvents> & { own?: (ReturnType<typeof alignOnEvents> | null)[] }
+
 /** Measures the offset to the video and builds the command; tells the summary what it found. */
 async function syncToVideo(
   audio: AudioFacts,
@@ -5992,15 +5995,15 @@ async function syncToVideo(
     videoUncertaintyS: timing.uncertaintyS,
   }
   const eventNotes: Note[] = []
-  let aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null = null
+  let aligned: Aligned | null = null
   if (f.events) {
     const durationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (anchors.itsscale ?? 1)
     const v = { finalized: clues.video.finalized, durationS }
     aligned = await eventsFor(videoFile, v, audio, anchors, f, stopped, eventNotes)
     if (aligned?.fit.consistent && audio.others.length) {
       const itsscale = aligned.itsscale
-      const ownOffsetsS = await othersOnEvents(audio, videoFile, v, { ...anchors, itsscale }, f, stopped, eventNotes)
-      aligned = { ...aligned, ownOffsetsS }
+      const own = await othersOnEvents(audio, videoFile, v, { ...anchors, itsscale }, f, stopped, eventNotes)
+      aligned = { ...aligned, own }
     }
   }
   const kept = keepLatency(clues, aligned, audio)
@@ -6081,7 +6084,7 @@ function videoSyncOf(
   audio: AudioFacts,
   videoFile: string,
   clues: Clues,
-  aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null,
+  aligned: Aligned | null,
   codec: MuxCodec,
   f: Finishing,
   camera: { latency: CameraLatency; measured: LatencyMeasurement | null },
@@ -6102,15 +6105,16 @@ function videoSyncOf(
     framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
     anchorsApartS: timing.anchorsApartS,
   })
-  // The other devices, each by its own first sample or, with --events, by its own clicks; with no
-  // verdict of its own, moved as much as the events moved the first.
+  // The other devices, each by its own first sample or, with --events, by its own clicks (its offset, and
+  // its fitted slope against the retimed video: its clock, played at that rate); with no verdict of its
+  // own, by its own first sample: the first device's correction holds that device's start's error.
   const more = audio.others.map((other, k) => ({
     audioFile: path.resolve(other.file),
     sampleRate: other.sampleRate,
     channels: other.channels,
-    offsetS: aligned?.ownOffsetsS?.[k] ?? other.startEpochS - timing.startEpochS + (offsetS - anchorOffsetS),
+    offsetS: aligned?.own?.[k]?.offsetS ?? other.startEpochS - timing.startEpochS,
     title: other.device ?? '',
-    clockRatio: other.clockRatio,
+    clockRatio: other.clockRatio * (1 + (aligned?.own?.[k]?.fit.slope ?? 0)),
   }))
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
   const muxedFile = path.resolve(f.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))

@@ -6,7 +6,18 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { tempDir, run, requireBinary, ulidAt, waitFor, alive, TOOL, seededRandom } from './helpers.mjs'
+import {
+  tempDir,
+  run,
+  requireBinary,
+  ulidAt,
+  waitFor,
+  alive,
+  TOOL,
+  seededRandom,
+  decodeAudio,
+  clicksIn,
+} from './helpers.mjs'
 
 const FPS = 30
 const RATE = 48000
@@ -663,4 +674,71 @@ test("S9 mux --events: a regular 5 s train, an undecided stamp 2.3 s off (bound 
   const tie = after.events.notes.find((n) => n.kind === 'tie-broken-by-anchors')
   assert.ok(tie && tie.doubtS > 2.4, JSON.stringify(after.events.notes))
   assert.match(out.stderr, /⚠ Events: the anchors were off by/)
+})
+
+/** A two-device record for mux later: the second WAV's clicks given, each device's stamp off by its error. */
+function twoDevices(dir, flashes, secondClicksS, stampErrorsS, durationS = 20) {
+  const videoStartMs = Date.now() - 60000
+  const r = makeRecording(dir, flashes, flashes, durationS, -0.25, videoStartMs)
+  const second = path.join(dir, 'feed-audio-2.wav')
+  makeWav(second, secondClicksS, r.audioDurationS)
+  const syncFile = syncFileFor(dir, r, videoStartMs, -0.25, stampErrorsS[0])
+  const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  const part = (file, stampErrorS, device) => ({
+    audioFile: file,
+    audioFormat: 'pulse',
+    audioDevice: device,
+    audioSampleRate: RATE,
+    audioChannels: 1,
+    audioStartEpochS: videoStartMs / 1000 - 0.25 + stampErrorS,
+    audioStartSource: 'ffmpeg-input-start',
+    audioStartUncertaintyS: 0.003,
+    audioDurationS: r.audioDurationS,
+    audioFailed: null,
+  })
+  record.audios = [part(r.audio, stampErrorsS[0], 'test'), part(second, stampErrorsS[1], 'second')]
+  fs.writeFileSync(syncFile, JSON.stringify(record))
+  return { ...r, second, syncFile }
+}
+
+test("S6 mux --events, two devices: the second's card 500 ppm fast against the video: its fitted slope kept (played at that rate), its clicks on the flashes to the end", () => {
+  const dir = tempDir()
+  const flashes = irregularTrain(21, 12)
+  // The second card counts 1.0005 s for each real second: its clicks drift 0.5 ms per second of the video.
+  const t = twoDevices(
+    dir,
+    flashes,
+    flashes.map((f) => (f + 0.25) * 1.0005),
+    [0, 0],
+    flashes.at(-1) + 2,
+  )
+  const muxed = path.join(dir, 'two.mp4')
+  const out = run(process.execPath, [TOOL, 'mux', t.syncFile, '--events', '--json', '--muxed-out', muxed])
+  assert.equal(out.status, 0, out.stderr)
+  const record = JSON.parse(out.stdout)
+  const placed = record.audioPlacements
+  assert.equal(placed.length, 2)
+  assert.ok(placed[1].speed, `the second stream is played at its own rate: ${JSON.stringify(placed[1])}`)
+  assert.ok(Math.abs(placed[1].speed.ratio - 1.0005) < 20e-6, String(placed[1].speed.ratio))
+  // Physical truth, by content: each click of the muxed second stream on its flash, the last one too.
+  const clicks = clicksIn(decodeAudio(record.muxedFile, RATE, 1)).map((c) => c.index / RATE)
+  const offMs = flashes.map((f) => Math.min(...clicks.map((c) => Math.abs(c - f))) * 1000)
+  assert.ok(
+    Math.max(...offMs) < 3,
+    `the second stream's clicks off their flashes by ${offMs.map((x) => x.toFixed(1))} ms`,
+  )
+})
+
+test("S6 mux --events, two devices: the second heard no click: its own anchors' offset, not moved by the first's correction; said", () => {
+  const dir = tempDir()
+  const flashes = irregularTrain(8, 10)
+  // The first device's stamp says 0.3 s late, the second's 0.4 s early; only the first heard the clicks.
+  const t = twoDevices(dir, flashes, [], [0.3, -0.4])
+  const out = run(process.execPath, [TOOL, 'mux', t.syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const placed = JSON.parse(out.stdout).audioPlacements
+  assert.ok(Math.abs(placed[0].offsetS - -0.25) < 0.002, `the first by its clicks: ${placed[0].offsetS}`)
+  // Its own stamp: −0.25 − 0.4 s; moved by the first's −0.3 s correction it would be −0.95 s.
+  assert.ok(Math.abs(placed[1].offsetS - -0.65) < 1e-6, `the second by its own anchors: ${placed[1].offsetS}`)
+  assert.match(out.stderr, /⚠ Events, "second": no verdict of its own: placed by its own anchors, unmoved\./)
 })
