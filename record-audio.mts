@@ -3267,6 +3267,7 @@ export interface VideoContext {
   audioDoubtful?: boolean // the WAV's length disagrees with the wall time since its first sample
   movedFromStopS?: number | null // mux later: how far the offset moved from the stop's, with nothing to explain it
   neighbours?: string[] // the recordings in the video's folder, by name: its short name reads like none of theirs
+  otherAudios?: Pick<AudioFacts, 'startCheck' | 'startUncertaintyS' | 'startDoubtful'>[] // each other device's start
 }
 
 const ANCHOR_WORDS: Record<VideoTiming['source'], string> = {
@@ -3358,6 +3359,11 @@ function driftWords(v: VideoSync, short: boolean): string | null {
   return short ? `clock ${ppm}, kept` : `video clock ${ppm} off, not corrected`
 }
 
+/** The words say how far before or after the video: the bounds turned with them (+ is further from the video). */
+function turnedBounds(offsetS: number, [lowS, highS]: [number, number]): string {
+  return describeBounds(Math.abs(offsetS), offsetS < 0 ? [-highS, -lowS] : [lowS, highS])
+}
+
 /** A video's default line: its name, where the audio starts ± its uncertainty (anchor), what was corrected. */
 export function videoLine(v: VideoSync, c: VideoContext): string {
   const offsetS = v.offsetS ?? 0
@@ -3367,7 +3373,7 @@ export function videoLine(v: VideoSync, c: VideoContext): string {
   const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd, c.neighbours)}  `
   // The words say how far before or after the video: the bounds turned with them (+ is further from the video).
   const [lowS, highS] = v.offsetBoundsS ?? [offsetS - uncertaintyMs / 1000, offsetS + uncertaintyMs / 1000]
-  const plusMinus = describeBounds(Math.abs(offsetS), offsetS < 0 ? [-highS, -lowS] : [lowS, highS])
+  const plusMinus = turnedBounds(offsetS, [lowS, highS])
   const starts = audioStartsWords(offsetS, ` ${plusMinus}`, anchor)
   const disagree = v.anchorWarnings.length ? ['anchors disagree'] : []
   // Written to fit: the drift shortened, then left to --verbose, before anything else.
@@ -3401,15 +3407,34 @@ export function videoNotes(v: VideoSync, c: VideoContext): Note[] {
   return notes
 }
 
-/** The other devices: each one's offset, and its card's rate when it is played at its own. */
+/**
+ * The other devices: each one's offset with its own mark and ± (the video's rule, videoMark, with its own
+ * start's check and bounds, and its own --events verdict), and its card's rate when played at its own.
+ */
 function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
   return (v.audioPlacements ?? []).slice(1).flatMap((p, k) => {
     const title = JSON.stringify(c.devices[k + 1] ?? path.basename(p.audioFile))
-    const speed = p.speed
-      ? `; its card ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's, resampled`
-      : ''
+    const ppm = p.speed ? signed((p.speed.ratio - 1) * 1e6, 0, 'ppm') : ''
+    const own = c.otherAudios?.[k]
+    const device = { ...v, offsetS: p.offsetS, offsetBoundsS: p.offsetBoundsS ?? null, events: p.events ?? null }
+    const facts = {
+      ...c,
+      audioCheck: own?.startCheck ?? null,
+      audioUncertaintyS: own?.startUncertaintyS ?? null,
+      audioDoubtful: own?.startDoubtful,
+    }
+    const mark = videoMark(device, facts)
+    const uncertaintyS = lineUncertaintyS(device, facts)
+    const plusMinus = turnedBounds(p.offsetS, p.offsetBoundsS ?? [p.offsetS - uncertaintyS, p.offsetS + uncertaintyS])
+    const anchor = p.events?.applied ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
+    const head = `${mark} ${title}  ${audioStartsWords(p.offsetS, ` ${plusMinus}`, anchor)}`
+    // Written to fit: the card's rate shortened, then left to --verbose.
+    const text = [`; its card ${ppm} against the first's, resampled`, `; card ${ppm}, resampled`, '']
+      .map((speed) => head + (p.speed ? speed : ''))
+      .find((line) => [...line].length <= SUMMARY_WIDTH)
+    const kind = mark === '✔' ? 'ok' : mark === '⚠' ? 'warning' : 'plain'
     const notes: Note[] = [
-      { kind: 'plain', text: `  ${title}  ${audioStartsWords(p.offsetS)}${speed}` },
+      { kind, text: text ?? head },
       { kind: 'detail', text: `  Offset, ${title}: ${describeOffset(p.offsetS)}.` },
     ]
     if (p.speed)
@@ -3665,8 +3690,17 @@ export interface SyncRecord {
   // several devices: where each one's samples go in the muxed file, in the order of its audio streams
   // (speed: how much faster than its nominal rate a stream is played to follow its own card on the first's
   // timeline; null: untouched)
+  // (offsetBoundsS: each device's own bounds; events: another device's own --events verdict, the first's null: above)
   audioPlacements:
-    | { audioFile: string; offsetS: number; delaySamples: number; trimSamples: number; speed: Speed | null }[]
+    | {
+        audioFile: string
+        offsetS: number
+        delaySamples: number
+        trimSamples: number
+        speed: Speed | null
+        offsetBoundsS?: [number, number] | null
+        events?: EventSummary | null
+      }[]
     | null
   silenceBeforeS: number | null // the muxed file's silence where the audio had not started yet
   silenceAfterS: number | null // … and where it had already stopped
@@ -6032,6 +6066,7 @@ async function syncToVideo(
     audioDoubtful: audio.startDoubtful,
     movedFromStopS: movedFromStop(result, f),
     neighbours: recordingFiles(path.dirname(videoFile)),
+    otherAudios: audio.others,
   }
   if (context.movedFromStopS != null) f.movedFromStop?.push(result.videoFile as string)
   f.summary.tell([...notes, ...videoNotes(result, context)])
@@ -6116,6 +6151,21 @@ function videoSyncOf(
     title: other.device ?? '',
     clockRatio: other.clockRatio * (1 + (aligned?.own?.[k]?.fit.slope ?? 0)),
   }))
+  // Each other device's own bounds: its own events' spread, else its own start's and the video's terms.
+  const moreBoundsS = more.map((m, k) => {
+    const own = aligned?.own?.[k] ?? null
+    const ownTie = own?.fit.notes.some((note) => note.kind === 'tie-broken-by-anchors')
+    return offsetBounds({
+      offsetS: m.offsetS,
+      eventsSpreadS: own && !ownTie ? (own.fit.spreadS ?? 0) : null,
+      audioUncertaintyS: audio.others[k].startUncertaintyS,
+      videoUncertaintyS: timing.uncertaintyS,
+      cardClockS: audio.others[k].clockErrorPpm * 1e-6 * (videoDurationS ?? 0),
+      latency: camera.latency,
+      framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
+      anchorsApartS: timing.anchorsApartS,
+    })
+  })
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
   const muxedFile = path.resolve(f.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
@@ -6155,7 +6205,17 @@ function videoSyncOf(
       ? [{ audioFile: path.resolve(audio.file), offsetS }, ...more].map((a, k) => {
           const { delaySamples, trimSamples } = [plan, ...plan.more][k]
           const speed = k ? plan.more[k - 1].speed : null
-          return { audioFile: a.audioFile, offsetS: a.offsetS, delaySamples, trimSamples, speed }
+          const bounds = k ? moreBoundsS[k - 1] : offsetBoundsS
+          const events = k ? (aligned?.own?.[k - 1]?.summary ?? null) : null // the first's: the record's events
+          return {
+            audioFile: a.audioFile,
+            offsetS: a.offsetS,
+            delaySamples,
+            trimSamples,
+            speed,
+            offsetBoundsS: bounds,
+            events,
+          }
         })
       : null,
     muxedFile,

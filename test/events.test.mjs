@@ -17,6 +17,7 @@ import {
   seededRandom,
   decodeAudio,
   clicksIn,
+  expectedPlusMinus,
 } from './helpers.mjs'
 
 const FPS = 30
@@ -741,4 +742,37 @@ test("S6 mux --events, two devices: the second heard no click: its own anchors' 
   // Its own stamp: −0.25 − 0.4 s; moved by the first's −0.3 s correction it would be −0.95 s.
   assert.ok(Math.abs(placed[1].offsetS - -0.65) < 1e-6, `the second by its own anchors: ${placed[1].offsetS}`)
   assert.match(out.stderr, /⚠ Events, "second": no verdict of its own: placed by its own anchors, unmoved\./)
+})
+
+test("S5 mux --events, two devices: the second device's line carries its own mark and ± (its own clicks, or none heard)", () => {
+  const flashes = irregularTrain(8, 10)
+  const lineOf = (stderr, device) => stderr.split('\n').find((l) => l.includes(`"${device}"  audio starts `))
+  // Both heard the clicks: each placed by its own, its ± its own events' spread.
+  const both = twoDevices(
+    tempDir(),
+    flashes,
+    flashes.map((t) => t + 0.25),
+    [0.3, -0.4],
+  )
+  const out = run(process.execPath, [TOOL, 'mux', both.syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const placed = JSON.parse(out.stdout).audioPlacements
+  assert.equal(placed[1].events.applied, true)
+  const spreadS = placed[1].events.spreadMs / 1000
+  assert.deepEqual(placed[1].offsetBoundsS, [placed[1].offsetS - spreadS, placed[1].offsetS + spreadS])
+  const line = lineOf(out.stderr, 'second')
+  assert.ok(line?.includes(`${expectedPlusMinus(placed[1])} before the video (cut; events)`), `${line}\n${out.stderr}`)
+  // Its own stamp has no check in this record: no ✔ (a blank mark), as its own first line would have.
+  assert.match(line, /^ {2}"second"/)
+  // The second heard none: its own anchors, its own ± (its start's, the video's, the unmeasured latency's), ⚠.
+  const deaf = twoDevices(tempDir(), flashes, [], [0.3, -0.4])
+  const alone = run(process.execPath, [TOOL, 'mux', deaf.syncFile, '--events', '--json', '--print'])
+  assert.equal(alone.status, 0, alone.stderr)
+  const own = JSON.parse(alone.stdout).audioPlacements[1]
+  assert.equal(own.events, null)
+  const [low, high] = own.offsetBoundsS
+  assert.ok(low < own.offsetS - 0.003 && high > own.offsetS + 0.003, JSON.stringify(own.offsetBoundsS))
+  const deafLine = lineOf(alone.stderr, 'second')
+  assert.ok(deafLine?.startsWith('⚠ "second"'), `${deafLine}\n${alone.stderr}`)
+  assert.ok(deafLine.includes(`${expectedPlusMinus(own)} before the video (cut; ULID)`), deafLine)
 })

@@ -20,6 +20,7 @@ import {
   storedCsvEpochs,
   ulidWindow,
   MTIME_TICK_S,
+  videoNotes,
 } from '../dist/record-audio.mjs'
 import {
   usePulse,
@@ -316,4 +317,74 @@ test("mux later, real files: no feed id (no rows watched), the CSV's mtime then 
   const touched = JSON.parse(run(process.execPath, [TOOL, 'mux', syncFile, '--print', '--json'], { cwd }).stdout)
   assert.equal(touched.videoStartSource, 'tracking-csv')
   assert.ok(Math.abs(touched.offsetS - sync.offsetS) < 1e-6, `${touched.offsetS} vs the stop's ${sync.offsetS}`)
+})
+
+// ── S5: other devices' lines carry their own mark and ± ───────────────────────────────────────
+
+test("S5 videoNotes: the second device's line has its own mark and ±: its start's check and its own bounds", () => {
+  const v = {
+    videoFile: '/lab/fish/01JEX4R2QW7K9M3T5V8Z1B6DNP.mp4',
+    videoStartSource: 'tracking-csv',
+    videoStartUncertaintyS: 0.004,
+    videoFinalized: true,
+    anchorWarnings: [],
+    trackingCsvNote: null,
+    events: null,
+    cameraLatencySource: 'calibration',
+    offsetS: -0.25,
+    offsetBoundsS: [-0.259, -0.241],
+    audioPlacements: [
+      { audioFile: '/lab/a.wav', offsetS: -0.25, delaySamples: 0, trimSamples: 12000, speed: null },
+      // its stamp undecided (a 0.8 s queue or an early stamp): its own bounds that wide
+      {
+        audioFile: '/lab/a-2.wav',
+        offsetS: -1.05,
+        delaySamples: 0,
+        trimSamples: 50400,
+        speed: null,
+        offsetBoundsS: [-1.862, -0.238],
+        events: null,
+      },
+    ],
+  }
+  const c = {
+    cwd: '/lab',
+    audioCheck: 'plausible',
+    audioUncertaintyS: 0.003,
+    devices: ['mic', 'second'],
+    csvNote: null,
+    csvEpochUncertaintyS: 0.001,
+    cameraLatencyS: 0.135,
+    codecLine: null,
+    eventsAsked: false,
+    eventNotes: [],
+    otherAudios: [{ startCheck: 'undecided', startUncertaintyS: 0.81, startDoubtful: false }],
+  }
+  const lines = videoNotes(v, c).filter((n) => n.kind !== 'detail' && n.kind !== 'advice')
+  const first = lines[0]
+  const second = lines.find((n) => n.text.includes('"second"'))
+  assert.equal(first.kind, 'ok', first.text)
+  assert.match(first.text, /^✔ fish\/01JE…NP\.mp4 {2}audio starts 0\.250 s ± 9 ms before the video/)
+  assert.equal(second.kind, 'warning', second.text)
+  assert.match(
+    second.text,
+    /^⚠ "second" {2}audio starts 1\.050 s \+812\/−812 ms|^⚠ "second" {2}audio starts 1\.050 s ± 812 ms/,
+  )
+  // Its own start agreeing: its own mark, the same rule (✔ within a frame).
+  const agreeing = {
+    ...c,
+    otherAudios: [{ startCheck: 'plausible', startUncertaintyS: 0.002, startDoubtful: false }],
+  }
+  const tight = { ...v.audioPlacements[1], offsetS: -0.252, offsetBoundsS: [-0.258, -0.246] }
+  const ok = videoNotes({ ...v, audioPlacements: [v.audioPlacements[0], tight] }, agreeing).find((n) =>
+    n.text.includes('"second"'),
+  )
+  assert.equal(ok.kind, 'ok', ok.text)
+  assert.match(ok.text, /^✔ "second" {2}audio starts 0\.252 s ± 6 ms before the video \(cut; tracking CSV\)/)
+  // Its own start doubtful: no ✔ for it, whatever the first's.
+  const doubtful = { ...agreeing, otherAudios: [{ ...agreeing.otherAudios[0], startDoubtful: true }] }
+  const no = videoNotes({ ...v, audioPlacements: [v.audioPlacements[0], tight] }, doubtful).find((n) =>
+    n.text.includes('"second"'),
+  )
+  assert.match(no.text, /^⚠ "second"/)
 })
