@@ -1313,6 +1313,12 @@ export const LOCAL_QUEUE_S = 0.5
  * there the arrival bounds the first sample's capture from above by up to three cycles less sharply.
  */
 export const PIPEWIRE_DELIVERY_S = 0.034
+/**
+ * PipeWire's graph cycle while the tool recorded here (pw-profiler: the driver's 10.666 ms period, a
+ * quantum of 512 frames at 48 kHz). A sample waits in the server for the next cycle, up to one, half a
+ * cycle on average: the envelope lies that much late on average, which a start placed by it has taken off.
+ */
+export const PIPEWIRE_CYCLE_S = 512 / 48000
 /** Fewer deliveries than this in the window (a device handing over seconds at once): too loose to overrule a stamp. */
 export const MIN_DELIVERIES = 3
 
@@ -1369,6 +1375,7 @@ export interface StartCheck {
   envelopeEpochS: number | null
   deliveryLatencyS: number | null // envelope − stamp: how long the freshest sample took if the stamp is right
   uncertaintyS: number | null // how far the truth may lie from the start used; null: unknown
+  envelopeBiasS?: number // placed by the envelope: how much earlier than it (PipeWire: half a graph cycle)
 }
 
 /**
@@ -1380,21 +1387,29 @@ export interface StartCheck {
  * used, and the uncertainty covers the stamp (a network stream that really delays its samples by
  * that much is placed late by it, which the note says).
  */
-export function checkAudioStart(stamp: AudioStart, envelope: ArrivalEnvelope | null, deliveryS = 0): StartCheck {
+export function checkAudioStart(
+  stamp: AudioStart,
+  envelope: ArrivalEnvelope | null,
+  deliveryS = 0,
+  envelopeBiasS = 0, // the envelope's average lateness on this path (PipeWire: half a graph cycle)
+): StartCheck {
   const stampEpochS = stamp.source === 'spawn-time' ? null : stamp.epochS
   const none = { stampEpochS, envelopeEpochS: null, deliveryLatencyS: null }
   if (!envelope) return { start: stamp, kind: 'unchecked', uncertaintyS: null, ...none }
-  const byEnvelope = { start: { epochS: envelope.epochS, source: 'arrival-envelope' as const } }
+  const start = { epochS: envelope.epochS - envelopeBiasS, source: 'arrival-envelope' as const }
+  const byEnvelope = { start, ...(envelopeBiasS ? { envelopeBiasS } : {}) }
   // The envelope is an upper bound: the truth is earlier by the path's own delivery (deliveryS: PipeWire's cycles).
   const envelopeUncertaintyS = ENVELOPE_RESOLUTION_S + deliveryS
+  // Its bias taken off, the truth still lies from the envelope to deliveryS before it: the farther side's ±.
+  const placedUncertaintyS = ENVELOPE_RESOLUTION_S + Math.max(deliveryS - envelopeBiasS, envelopeBiasS)
   const facts = { stampEpochS, envelopeEpochS: envelope.epochS }
   // The spawn time is no stamp: the process started before the device opened, and the envelope is sharper.
   if (stampEpochS === null)
-    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: envelopeUncertaintyS, deliveryLatencyS: null, ...facts }
+    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: placedUncertaintyS, deliveryLatencyS: null, ...facts }
   const deliveryLatencyS = envelope.epochS - stampEpochS
   const withFacts = { ...facts, deliveryLatencyS }
   if (deliveryLatencyS < -ENVELOPE_RESOLUTION_S)
-    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: envelopeUncertaintyS, ...withFacts }
+    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: placedUncertaintyS, ...withFacts }
   if (deliveryLatencyS <= MAX_DELIVERY_LATENCY_S) {
     const uncertaintyS = Math.max(Math.abs(deliveryLatencyS), envelopeUncertaintyS)
     const kind = deliveryLatencyS <= LOCAL_QUEUE_S ? 'plausible' : 'undecided'
@@ -1421,16 +1436,22 @@ export function startAgreed(r: { audioStartCheck: StartCheckKind | null; audioDe
 /** The one line the summary says of a check, or null when there is nothing to say. */
 export function describeStartCheck(c: StartCheck): string | null {
   const ms = (s: number) => `${Math.abs(s * 1000).toFixed(0)} ms`
+  // PipeWire's: its average wait for the graph's next cycle taken off the arrival.
+  const biased = c.envelopeBiasS
+    ? `, less ${ms(c.envelopeBiasS)} (half a PipeWire graph cycle, their average wait), ± ${ms(c.uncertaintyS ?? 0)}`
+    : null
   if (c.kind === 'no-stamp')
     return (
       '⚠ ffmpeg printed no start time: the first sample is placed by the samples’ arrival' +
-      ` (within ${ms(ENVELOPE_RESOLUTION_S)} if they reach the WAV as fast as a local device's do).`
+      (biased ?? ` (within ${ms(ENVELOPE_RESOLUTION_S)} if they reach the WAV as fast as a local device's do)`) +
+      '.'
     )
   if (c.deliveryLatencyS === null) return null
   if (c.kind === 'stamp-late')
     return (
       `⚠ The device's start stamp was ${ms(c.deliveryLatencyS)} late (its samples were on disk before it):` +
-      ` the first sample is placed by their arrival instead (no later; earlier by ${ms(c.uncertaintyS ?? 0)} at most).`
+      ` the first sample is placed by their arrival instead` +
+      `${biased ?? ` (no later; earlier by ${ms(c.uncertaintyS ?? 0)} at most)`}.`
     )
   if (c.kind === 'undecided' || c.kind === 'loose')
     return (
@@ -4862,6 +4883,7 @@ interface Capture {
   looks: RateObservation[] // the card clock's bursts
   arrivals: RateObservation[] // every look, the WAV's writes watched as they happen included (arrivalEnvelope)
   deliveryS: number // how much later than captured the fastest sample may reach the WAV (PipeWire's cycles)
+  envelopeBiasS: number // how late the arrival envelope lies on average (PipeWire: half a graph cycle)
 }
 
 /** Whether the sound server a pulse or alsa capture talks to is PipeWire's (pipewire-pulse): `pactl info` says so. */
@@ -4980,6 +5002,7 @@ async function capture(
     looks: growth.looks,
     arrivals: growth.arrivals,
     deliveryS: (await pipewire) ? PIPEWIRE_DELIVERY_S : 0,
+    envelopeBiasS: (await pipewire) ? PIPEWIRE_CYCLE_S / 2 : 0,
   }
 }
 
@@ -5311,7 +5334,7 @@ function measureAudio(input: AudioInput, captured: Capture & { start: AudioStart
   // places the arrivals better than the nominal rate when it is known.
   const clock = cardClock(captured.looks, captured.start.epochS, input.sampleRate)
   const envelope = arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate)
-  const check = checkAudioStart(captured.start, envelope, captured.deliveryS)
+  const check = checkAudioStart(captured.start, envelope, captured.deliveryS, captured.envelopeBiasS)
   const start = check.start
   const fields: Partial<AudioPart> = {
     audioStartEpochS: start.epochS,

@@ -21,6 +21,11 @@ import {
   ulidWindow,
   MTIME_TICK_S,
   videoNotes,
+  checkAudioStart,
+  describeStartCheck,
+  PIPEWIRE_DELIVERY_S,
+  PIPEWIRE_CYCLE_S,
+  ENVELOPE_RESOLUTION_S,
 } from '../dist/record-audio.mjs'
 import {
   usePulse,
@@ -387,4 +392,44 @@ test("S5 videoNotes: the second device's line has its own mark and ±: its start
     n.text.includes('"second"'),
   )
   assert.match(no.text, /^⚠ "second"/)
+})
+
+// ── S12: PipeWire's half-cycle bias taken off the audio start, its ± honest ───────────────────────
+
+test('S12 checkAudioStart on PipeWire: placed by the envelope, half a graph cycle earlier; its ± still holds the envelope and the delivery before it', () => {
+  const envelopeEpochS = 1795817200.125
+  const envelope = { epochS: envelopeEpochS, deliveries: 150, spanS: 3 }
+  const halfS = PIPEWIRE_CYCLE_S / 2
+  assert.ok(Math.abs(PIPEWIRE_CYCLE_S - 0.010667) < 1e-6, 'the cycle measured here: 512 frames at 48 kHz')
+  const cases = {
+    'stamp-late': { epochS: envelopeEpochS + 0.009, source: 'ffmpeg-input-start' },
+    'no-stamp': { epochS: envelopeEpochS - 0.1, source: 'spawn-time' },
+  }
+  for (const [kind, stamp] of Object.entries(cases)) {
+    const c = checkAudioStart(stamp, envelope, PIPEWIRE_DELIVERY_S, halfS)
+    assert.equal(c.kind, kind)
+    assert.equal(c.start.source, 'arrival-envelope')
+    assert.ok(Math.abs(c.start.epochS - (envelopeEpochS - halfS)) < 1e-9, `${kind}: ${c.start.epochS}`)
+    assert.equal(c.envelopeEpochS, envelopeEpochS, 'the envelope itself is kept as it was seen')
+    // The truth lies from the envelope (+ its resolution) to the delivery before it: both ends within the ±.
+    const [earliest, latest] = [
+      envelopeEpochS - PIPEWIRE_DELIVERY_S - ENVELOPE_RESOLUTION_S,
+      envelopeEpochS + ENVELOPE_RESOLUTION_S,
+    ]
+    assert.ok(c.start.epochS - c.uncertaintyS <= earliest + 1e-9 && latest <= c.start.epochS + c.uncertaintyS + 1e-9)
+    // … and no wider than that: the bias taken off narrows it by as much.
+    const stated = checkAudioStart(stamp, envelope, PIPEWIRE_DELIVERY_S)
+    assert.ok(Math.abs(stated.uncertaintyS - halfS - c.uncertaintyS) < 1e-9, `${stated.uncertaintyS} ${c.uncertaintyS}`)
+    assert.match(describeStartCheck(c), /less 5 ms \(half a PipeWire graph cycle, their average wait\), ± 31 ms\.$/)
+  }
+  // A plausible stamp is used as it is: the bias is the envelope's, not the stamp's.
+  const stamp = { epochS: envelopeEpochS - 0.02, source: 'ffmpeg-input-start' }
+  const plausible = checkAudioStart(stamp, envelope, PIPEWIRE_DELIVERY_S, halfS)
+  assert.equal(plausible.kind, 'plausible')
+  assert.deepEqual(plausible.start, stamp)
+  assert.equal(plausible.uncertaintyS, checkAudioStart(stamp, envelope, PIPEWIRE_DELIVERY_S).uncertaintyS)
+  // PulseAudio: no bias, the envelope itself.
+  const pulse = checkAudioStart(cases['stamp-late'], envelope)
+  assert.equal(pulse.start.epochS, envelopeEpochS)
+  assert.equal(pulse.envelopeBiasS, undefined)
 })
