@@ -3257,7 +3257,8 @@ export function shownPath(file: string, cwd: string): string {
  * A recording's name for a glance: its folder and its ULID's first four and last two letters, more of
  * its end when another recording in its folder (neighbours: their names) would read the same: the
  * shown end is then one no neighbour's ends with (a ULID's case is not a difference), so no two names
- * shown read alike and none is a shorter one's continuation; the whole name when nothing shorter does.
+ * shown read alike and none is a shorter one's continuation; the whole name when nothing shorter does
+ * (the same ULID in another case).
  */
 export function shortVideoName(file: string, cwd: string, neighbours: readonly string[] = []): string {
   const shown = shownPath(file, cwd)
@@ -3265,8 +3266,9 @@ export function shortVideoName(file: string, cwd: string, neighbours: readonly s
   if (!RECORDING_NAME.test(base)) return shown
   const ulid = base.slice(0, 26).toUpperCase()
   const others = neighbours
-    .map((n) => path.basename(n).slice(0, 26).toUpperCase())
-    .filter((n) => n !== ulid && RECORDING_NAME.test(`${n}.mp4`))
+    .map((n) => path.basename(n))
+    .filter((n) => n !== base && RECORDING_NAME.test(n))
+    .map((n) => n.slice(0, 26).toUpperCase())
   let tail = 2
   while (tail < 22 && others.some((n) => n.slice(26 - tail) === ulid.slice(26 - tail))) tail++
   return path.join(path.dirname(shown), tail < 22 ? `${base.slice(0, 4)}…${base.slice(26 - tail)}` : base)

@@ -62,9 +62,12 @@ test('S10 shortVideoName: alone, the ULID first four and last two; a neighbour w
   // Neither shown end is the other's continuation (…6DNP and …0DNP, not …DNP and …6DNP).
   const end = (s) => s.split('…')[1].replace('.mp4', '')
   assert.ok(!end(shortA).endsWith(end(shortB)) && !end(shortB).endsWith(end(shortA)), `${shortA} ${shortB}`)
-  // A ULID's case is no difference: the same letters in lower case are the same recording's name.
-  const lower = shortVideoName(`/lab/fish/${a}.mp4`, '/lab', [`${a.toLowerCase()}.mp4`])
-  assert.equal(lower, 'fish/01JE…NP.mp4')
+  // A ULID's case is no difference: another file with the same letters in lower case gets the whole name.
+  assert.equal(shortVideoName(`/lab/fish/${a}.mp4`, '/lab', [`${a}.mp4`]), 'fish/01JE…NP.mp4', 'itself')
+  const lower = shortVideoName(`/lab/fish/${a}.mp4`, '/lab', [`${a}.mp4`, `${a.toLowerCase()}.mp4`])
+  assert.equal(lower, `fish/${a}.mp4`)
+  const upperEnd = shortVideoName(`/lab/fish/${b}.mp4`, '/lab', [`${a.slice(0, 22).toLowerCase()}${b.slice(22)}.mp4`])
+  assert.equal(upperEnd, `fish/01JE…${b.slice(-distinctEnd(b, [a.slice(0, 22) + b.slice(22)]))}.mp4`)
   // Apart in the last letter: the old form already tells them apart.
   const c = `${a.slice(0, 25)}Q`
   const d = `${a.slice(0, 25)}R`
