@@ -1349,6 +1349,12 @@ export const LOCAL_QUEUE_S = 0.5
  * there the arrival bounds the first sample's capture from above by up to three cycles less sharply.
  */
 export const PIPEWIRE_DELIVERY_S = 0.034
+/**
+ * PipeWire's graph cycle while the tool recorded here (pw-profiler: the driver's 10.666 ms period, a
+ * quantum of 512 frames at 48 kHz). A sample waits in the server for the next cycle, up to one, half a
+ * cycle on average: the envelope lies that much late on average, which a start placed by it has taken off.
+ */
+export const PIPEWIRE_CYCLE_S = 512 / 48000
 /** Fewer deliveries than this in the window (a device handing over seconds at once): too loose to overrule a stamp. */
 export const MIN_DELIVERIES = 3
 
@@ -1405,6 +1411,7 @@ export interface StartCheck {
   envelopeEpochS: number | null
   deliveryLatencyS: number | null // envelope − stamp: how long the freshest sample took if the stamp is right
   uncertaintyS: number | null // how far the truth may lie from the start used; null: unknown
+  envelopeBiasS?: number // placed by the envelope: how much earlier than it (PipeWire: half a graph cycle)
 }
 
 /**
@@ -1416,21 +1423,29 @@ export interface StartCheck {
  * used, and the uncertainty covers the stamp (a network stream that really delays its samples by
  * that much is placed late by it, which the note says).
  */
-export function checkAudioStart(stamp: AudioStart, envelope: ArrivalEnvelope | null, deliveryS = 0): StartCheck {
+export function checkAudioStart(
+  stamp: AudioStart,
+  envelope: ArrivalEnvelope | null,
+  deliveryS = 0,
+  envelopeBiasS = 0, // the envelope's average lateness on this path (PipeWire: half a graph cycle)
+): StartCheck {
   const stampEpochS = stamp.source === 'spawn-time' ? null : stamp.epochS
   const none = { stampEpochS, envelopeEpochS: null, deliveryLatencyS: null }
   if (!envelope) return { start: stamp, kind: 'unchecked', uncertaintyS: null, ...none }
-  const byEnvelope = { start: { epochS: envelope.epochS, source: 'arrival-envelope' as const } }
+  const start = { epochS: envelope.epochS - envelopeBiasS, source: 'arrival-envelope' as const }
+  const byEnvelope = { start, ...(envelopeBiasS ? { envelopeBiasS } : {}) }
   // The envelope is an upper bound: the truth is earlier by the path's own delivery (deliveryS: PipeWire's cycles).
   const envelopeUncertaintyS = ENVELOPE_RESOLUTION_S + deliveryS
+  // Its bias taken off, the truth still lies from the envelope to deliveryS before it: the farther side's ±.
+  const placedUncertaintyS = ENVELOPE_RESOLUTION_S + Math.max(deliveryS - envelopeBiasS, envelopeBiasS)
   const facts = { stampEpochS, envelopeEpochS: envelope.epochS }
   // The spawn time is no stamp: the process started before the device opened, and the envelope is sharper.
   if (stampEpochS === null)
-    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: envelopeUncertaintyS, deliveryLatencyS: null, ...facts }
+    return { ...byEnvelope, kind: 'no-stamp', uncertaintyS: placedUncertaintyS, deliveryLatencyS: null, ...facts }
   const deliveryLatencyS = envelope.epochS - stampEpochS
   const withFacts = { ...facts, deliveryLatencyS }
   if (deliveryLatencyS < -ENVELOPE_RESOLUTION_S)
-    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: envelopeUncertaintyS, ...withFacts }
+    return { ...byEnvelope, kind: 'stamp-late', uncertaintyS: placedUncertaintyS, ...withFacts }
   if (deliveryLatencyS <= MAX_DELIVERY_LATENCY_S) {
     const uncertaintyS = Math.max(Math.abs(deliveryLatencyS), envelopeUncertaintyS)
     const kind = deliveryLatencyS <= LOCAL_QUEUE_S ? 'plausible' : 'undecided'
@@ -1457,16 +1472,22 @@ export function startAgreed(r: { audioStartCheck: StartCheckKind | null; audioDe
 /** The one line the summary says of a check, or null when there is nothing to say. */
 export function describeStartCheck(c: StartCheck): string | null {
   const ms = (s: number) => `${Math.abs(s * 1000).toFixed(0)} ms`
+  // PipeWire's: its average wait for the graph's next cycle taken off the arrival.
+  const biased = c.envelopeBiasS
+    ? `, less ${ms(c.envelopeBiasS)} (half a PipeWire graph cycle, their average wait), ± ${ms(c.uncertaintyS ?? 0)}`
+    : null
   if (c.kind === 'no-stamp')
     return (
       '⚠ ffmpeg printed no start time: the first sample is placed by the samples’ arrival' +
-      ` (within ${ms(ENVELOPE_RESOLUTION_S)} if they reach the WAV as fast as a local device's do).`
+      (biased ?? ` (within ${ms(ENVELOPE_RESOLUTION_S)} if they reach the WAV as fast as a local device's do)`) +
+      '.'
     )
   if (c.deliveryLatencyS === null) return null
   if (c.kind === 'stamp-late')
     return (
       `⚠ The device's start stamp was ${ms(c.deliveryLatencyS)} late (its samples were on disk before it):` +
-      ` the first sample is placed by their arrival instead (no later; earlier by ${ms(c.uncertaintyS ?? 0)} at most).`
+      ` the first sample is placed by their arrival instead` +
+      `${biased ?? ` (no later; earlier by ${ms(c.uncertaintyS ?? 0)} at most)`}.`
     )
   if (c.kind === 'undecided' || c.kind === 'loose')
     return (
@@ -1622,6 +1643,7 @@ export interface VideoTiming {
   itsscale: number | null // S / D when the drift is corrected
   driftReason: string | null // why the drift was or was not corrected, for the summary
   warnings: string[]
+  anchorsApartS?: number[] // each disagreeing anchor's first frame − the one used (the bounds cover each)
 }
 
 export const MAX_MTIME_DRIFT = 0.05
@@ -1636,7 +1658,8 @@ export function videoTiming(c: VideoClues): VideoTiming {
   const warnings: string[] = []
   const anchor = videoAnchor(c, warnings)
   const nominalDurationS = c.frames && c.nominalFps ? c.frames / c.nominalFps : null
-  const span = realSpan(c, anchor, nominalDurationS, warnings)
+  const anchorsApartS: number[] = []
+  const span = realSpan(c, anchor, nominalDurationS, warnings, anchorsApartS)
   const drift = videoDrift(c, anchor, span, nominalDurationS, warnings)
   return {
     startEpochS: anchor.anchorEpochS - (c.cameraLatencyS ?? 0),
@@ -1647,6 +1670,7 @@ export function videoTiming(c: VideoClues): VideoTiming {
     ...span,
     ...drift,
     warnings,
+    anchorsApartS,
   }
 }
 
@@ -1689,7 +1713,7 @@ function videoAnchor(c: VideoClues, warnings: string[]) {
 }
 
 /** The wall-clock time the frames took: the frame clock's, the timesync rows', else first frame → mtime. */
-function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, warnings: string[]) {
+function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, warnings: string[], apart: number[]) {
   const framePeriodS = c.nominalFps ? 1 / c.nominalFps : null
   const { clock, timesync } = a
   let realSpanS: number | null = null
@@ -1699,11 +1723,13 @@ function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, war
     spanSource = a.clockSource
     if (c.mtimeEpochS != null && clock.epoch.source === 'watched' && framePeriodS != null) {
       const apartS = c.mtimeEpochS - clock.lastReadEpochS
-      if (Math.abs(apartS) > 2 * framePeriodS)
+      if (Math.abs(apartS) > 2 * framePeriodS) {
         warnings.push(
           `the video's mtime is ${apartS.toFixed(2)} s off its last frame in the tracking CSV (copied or touched?):` +
             ' the CSV is used',
         )
+        apart.push(apartS) // the mtime as the last frame moves the whole frame clock, its first frame too
+      }
     }
   } else if (timesync && timesync.rows >= 2 && c.frames) {
     const realFps = (timesync.rows - 1) / (timesync.lastS - timesync.firstS)
@@ -1716,7 +1742,8 @@ function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, war
   }
   if (c.frames && c.mtimeEpochS != null && framePeriodS != null && spanSource === 'mtime') {
     const gapS = c.mtimeEpochS + c.clockOffsetS - (c.frames - 1) * framePeriodS - a.anchorEpochS
-    if (Math.abs(gapS) > framePeriodS)
+    if (Math.abs(gapS) > framePeriodS) {
+      apart.push(gapS) // the first frame that much later, or a slower camera: nothing tells
       warnings.push(
         `the video's end (mtime − (frames − 1)/fps) puts its start ${(gapS * 1000).toFixed(0)} ms after the` +
           ` ${a.source === 'ulid' ? 'ULID' : 'start given'}: either the camera ran` +
@@ -1724,6 +1751,7 @@ function realSpan(c: VideoClues, a: Anchor, nominalDurationS: number | null, war
           ` its nominal ${c.nominalFps} fps,` +
           ' or the first frame came that much later; a timesync file tells them apart',
       )
+    }
   }
   return { realSpanS, spanSource }
 }
@@ -1966,6 +1994,7 @@ export function ulidWindow(csvUlidEpochS: number, videoUlidEpochS: number, first
 export type CsvEpochNote =
   | { kind: 'mtime-off-ulids' | 'watched-off-ulids'; apartS: number } // apartS: outside the ULIDs' window by
   | { kind: 'mtime-off-watched'; apartS: number } // mtime's t_init − the one seen while recording
+  | { kind: 'mtime-moved-since-stop'; apartS: number } // mtime's t_init now − the one the stop verified from it
 
 export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
   const s = signed(note.apartS, 3, 's')
@@ -1979,6 +2008,9 @@ export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
     'mtime-off-watched':
       `${csv}'s mtime puts the server's start ${s} off the one seen while recording` +
       ' (opened and saved, copied or touched?): the mtime is not used',
+    'mtime-moved-since-stop':
+      `${csv}'s mtime puts the server's start ${s} off the one the stop verified from it` +
+      ' (opened and saved, copied or touched since?): its mtime now is not used',
   }[note.kind]
 }
 
@@ -1987,14 +2019,20 @@ export function describeCsvEpochNote(note: CsvEpochNote, csv: string): string {
  * recording), each checked against the ULIDs' window, and the mtime against the rows seen (a
  * look's bound is never below t_init by more than Date.now()'s millisecond, nor above it by much
  * more than a row's period). A CSV opened and saved, copied or touched moves its mtime: then the
- * mtime is not used, and the note says why. null epoch: no witness left.
+ * mtime is not used, and the note says why. null epoch: no witness left. Mux later, an mtime moved since
+ * the stop gives way to the epoch the stop verified from it (atStop), said.
  */
 export function chooseCsvEpoch(
-  fromMtime: CsvEpoch,
+  mtimeNow: CsvEpoch,
   watched: WatchedEpoch | null,
   window: { earliestS: number; latestS: number },
+  atStop: CsvEpoch | null = null, // mux later: the mtime's epoch the stop verified (the sync record keeps it)
 ): { epoch: CsvEpoch | null; notes: CsvEpochNote[] } {
   const notes: CsvEpochNote[] = []
+  // The mtime moved since the stop checked it: what the stop verified is the mtime's witness, not today's.
+  const movedS = atStop ? mtimeNow.tInitEpochS - atStop.tInitEpochS : 0
+  if (atStop && Math.abs(movedS) > 1e-6) notes.push({ kind: 'mtime-moved-since-stop', apartS: movedS })
+  const fromMtime = atStop && Math.abs(movedS) > 1e-6 ? atStop : mtimeNow
   const outside = (t: number, belowS: number, aboveS: number) =>
     t < window.earliestS - belowS ? t - window.earliestS : t > window.latestS + aboveS ? t - window.latestS : 0
   let seen: WatchedEpoch | null = watched
@@ -2294,6 +2332,14 @@ export const AMBIGUOUS_SHARE = 0.8
 // How far the anchors can be off: the audio's start stamp was seen 1.9 s from the truth (SYNC.md).
 export const ANCHOR_DOUBT_S = 2
 
+/**
+ * How far the anchors' offset may be off when they break a tie: ANCHOR_DOUBT_S, or the starts' own bounds
+ * when wider (an undecided stamp lies up to MAX_DELIVERY_LATENCY_S before its samples' arrival).
+ */
+export function anchorDoubtFor(audioUncertaintyS: number | null, videoUncertaintyS: number | null): number {
+  return Math.max(ANCHOR_DOUBT_S, (audioUncertaintyS ?? 0) + (videoUncertaintyS ?? 0))
+}
+
 export interface RateFit {
   slope: number | null // the residuals' change per second of the timeline; null with fewer than 3 pairs
   slopeError: number | null // its standard error
@@ -2490,6 +2536,7 @@ export function alignOnEvents(a: {
   itsscale: number | null
   clockRatio: number
   videoDurationS: number | null // on the muxed timeline; null → the last flash
+  anchorDoubtS?: number // how far the anchors may be off (anchorDoubtFor); ANCHOR_DOUBT_S when not given
 }): { offsetS: number; itsscale: number | null; fit: EventFit; summary: EventSummary } {
   const videoScale = (a.itsscale ?? 1) * a.clockRatio
   const flashesS = a.flashesS.map((t) => t * videoScale)
@@ -2498,7 +2545,7 @@ export function alignOnEvents(a: {
     clicksS: a.clicksS.map((t) => t + a.offsetS * a.clockRatio),
     framePeriodS: a.framePeriodS * videoScale,
     endS: a.videoDurationS ?? flashesS[flashesS.length - 1] ?? 0,
-    anchorDoubtS: ANCHOR_DOUBT_S,
+    anchorDoubtS: a.anchorDoubtS ?? ANCHOR_DOUBT_S,
   })
   const ppm = (x: number | null) => (x == null ? null : x * 1e6)
   const summary: EventSummary = {
@@ -2807,11 +2854,15 @@ export function offsetBounds(b: {
   cardClockS: number // the card's clock error over the video's length
   latency: Pick<CameraLatency, 'source' | 'uncertaintyS'>
   framePeriodS: number | null
+  anchorsApartS?: number[] // a disagreeing anchor's first frame − the one used: its offset lies that much lower
 }): [number, number] {
   if (b.eventsSpreadS != null) return [b.offsetS - b.eventsSpreadS, b.offsetS + b.eventsSpreadS]
   const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
   const aboveS = b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0
-  return [b.offsetS - sharedS, b.offsetS + sharedS + aboveS]
+  // Anchors that disagree, with nothing to decide between them: the bounds hold the other's offset too.
+  const apartS = b.anchorsApartS ?? []
+  const [belowS, overS] = [Math.max(0, ...apartS), Math.max(0, ...apartS.map((d) => -d))]
+  return [b.offsetS - sharedS - belowS, b.offsetS + sharedS + aboveS + overS]
 }
 
 /** A ± as the line says it: `± 4 ms`, or `+266/−4 ms` when the bounds are not the same either way. */
@@ -3269,12 +3320,25 @@ export function shownPath(file: string, cwd: string): string {
   return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file
 }
 
-/** A recording's name for a glance: its folder and its ULID's first four and last two letters. */
-export function shortVideoName(file: string, cwd: string): string {
+/**
+ * A recording's name for a glance: its folder and its ULID's first four and last two letters, more of
+ * its end when another recording in its folder (neighbours: their names) would read the same: the
+ * shown end is then one no neighbour's ends with (a ULID's case is not a difference), so no two names
+ * shown read alike and none is a shorter one's continuation; the whole name when nothing shorter does
+ * (the same ULID in another case).
+ */
+export function shortVideoName(file: string, cwd: string, neighbours: readonly string[] = []): string {
   const shown = shownPath(file, cwd)
   const base = path.basename(shown)
-  const short = RECORDING_NAME.test(base) ? `${base.slice(0, 4)}…${base.slice(24)}` : base
-  return path.join(path.dirname(shown), short)
+  if (!RECORDING_NAME.test(base)) return shown
+  const ulid = base.slice(0, 26).toUpperCase()
+  const others = neighbours
+    .map((n) => path.basename(n))
+    .filter((n) => n !== base && RECORDING_NAME.test(n))
+    .map((n) => n.slice(0, 26).toUpperCase())
+  let tail = 2
+  while (tail < 22 && others.some((n) => n.slice(26 - tail) === ulid.slice(26 - tail))) tail++
+  return path.join(path.dirname(shown), tail < 22 ? `${base.slice(0, 4)}…${base.slice(26 - tail)}` : base)
 }
 
 /** What the video's notes need beyond its part of the record. */
@@ -3292,6 +3356,8 @@ export interface VideoContext {
   eventNotes: Note[] // what --events said (eventsFor)
   audioDoubtful?: boolean // the WAV's length disagrees with the wall time since its first sample
   movedFromStopS?: number | null // mux later: how far the offset moved from the stop's, with nothing to explain it
+  neighbours?: string[] // the recordings in the video's folder, by name: its short name reads like none of theirs
+  otherAudios?: Pick<AudioFacts, 'startCheck' | 'startUncertaintyS' | 'startDoubtful'>[] // each other device's start
 }
 
 const ANCHOR_WORDS: Record<VideoTiming['source'], string> = {
@@ -3383,16 +3449,21 @@ function driftWords(v: VideoSync, short: boolean): string | null {
   return short ? `clock ${ppm}, kept` : `video clock ${ppm} off, not corrected`
 }
 
+/** The words say how far before or after the video: the bounds turned with them (+ is further from the video). */
+function turnedBounds(offsetS: number, [lowS, highS]: [number, number]): string {
+  return describeBounds(Math.abs(offsetS), offsetS < 0 ? [-highS, -lowS] : [lowS, highS])
+}
+
 /** A video's default line: its name, where the audio starts ± its uncertainty (anchor), what was corrected. */
 export function videoLine(v: VideoSync, c: VideoContext): string {
   const offsetS = v.offsetS ?? 0
   const events = v.events?.applied ? v.events : null
   const uncertaintyMs = lineUncertaintyS(v, c) * 1000
   const anchor = events ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
-  const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd)}  `
+  const head = `${videoMark(v, c)} ${shortVideoName(v.videoFile as string, c.cwd, c.neighbours)}  `
   // The words say how far before or after the video: the bounds turned with them (+ is further from the video).
   const [lowS, highS] = v.offsetBoundsS ?? [offsetS - uncertaintyMs / 1000, offsetS + uncertaintyMs / 1000]
-  const plusMinus = describeBounds(Math.abs(offsetS), offsetS < 0 ? [-highS, -lowS] : [lowS, highS])
+  const plusMinus = turnedBounds(offsetS, [lowS, highS])
   const starts = audioStartsWords(offsetS, ` ${plusMinus}`, anchor)
   const disagree = v.anchorWarnings.length ? ['anchors disagree'] : []
   // Written to fit: the drift shortened, then left to --verbose, before anything else.
@@ -3426,15 +3497,34 @@ export function videoNotes(v: VideoSync, c: VideoContext): Note[] {
   return notes
 }
 
-/** The other devices: each one's offset, and its card's rate when it is played at its own. */
+/**
+ * The other devices: each one's offset with its own mark and ± (the video's rule, videoMark, with its own
+ * start's check and bounds, and its own --events verdict), and its card's rate when played at its own.
+ */
 function moreDeviceNotes(v: VideoSync, c: VideoContext): Note[] {
   return (v.audioPlacements ?? []).slice(1).flatMap((p, k) => {
     const title = JSON.stringify(c.devices[k + 1] ?? path.basename(p.audioFile))
-    const speed = p.speed
-      ? `; its card ${signed((p.speed.ratio - 1) * 1e6, 0, 'ppm')} against the first's, resampled`
-      : ''
+    const ppm = p.speed ? signed((p.speed.ratio - 1) * 1e6, 0, 'ppm') : ''
+    const own = c.otherAudios?.[k]
+    const device = { ...v, offsetS: p.offsetS, offsetBoundsS: p.offsetBoundsS ?? null, events: p.events ?? null }
+    const facts = {
+      ...c,
+      audioCheck: own?.startCheck ?? null,
+      audioUncertaintyS: own?.startUncertaintyS ?? null,
+      audioDoubtful: own?.startDoubtful,
+    }
+    const mark = videoMark(device, facts)
+    const uncertaintyS = lineUncertaintyS(device, facts)
+    const plusMinus = turnedBounds(p.offsetS, p.offsetBoundsS ?? [p.offsetS - uncertaintyS, p.offsetS + uncertaintyS])
+    const anchor = p.events?.applied ? 'events' : v.videoStartSource ? ANCHOR_NAMES[v.videoStartSource] : '?'
+    const head = `${mark} ${title}  ${audioStartsWords(p.offsetS, ` ${plusMinus}`, anchor)}`
+    // Written to fit: the card's rate shortened, then left to --verbose.
+    const text = [`; its card ${ppm} against the first's, resampled`, `; card ${ppm}, resampled`, '']
+      .map((speed) => head + (p.speed ? speed : ''))
+      .find((line) => [...line].length <= SUMMARY_WIDTH)
+    const kind = mark === '✔' ? 'ok' : mark === '⚠' ? 'warning' : 'plain'
     const notes: Note[] = [
-      { kind: 'plain', text: `  ${title}  ${audioStartsWords(p.offsetS)}${speed}` },
+      { kind, text: text ?? head },
       { kind: 'detail', text: `  Offset, ${title}: ${describeOffset(p.offsetS)}.` },
     ]
     if (p.speed)
@@ -3690,8 +3780,17 @@ export interface SyncRecord {
   // several devices: where each one's samples go in the muxed file, in the order of its audio streams
   // (speed: how much faster than its nominal rate a stream is played to follow its own card on the first's
   // timeline; null: untouched)
+  // (offsetBoundsS: each device's own bounds; events: another device's own --events verdict, the first's null: above)
   audioPlacements:
-    | { audioFile: string; offsetS: number; delaySamples: number; trimSamples: number; speed: Speed | null }[]
+    | {
+        audioFile: string
+        offsetS: number
+        delaySamples: number
+        trimSamples: number
+        speed: Speed | null
+        offsetBoundsS?: [number, number] | null
+        events?: EventSummary | null
+      }[]
     | null
   silenceBeforeS: number | null // the muxed file's silence where the audio had not started yet
   silenceAfterS: number | null // … and where it had already stopped
@@ -4451,6 +4550,7 @@ function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: 
     return overlapping.sort((a, b) => a.startEpochS - b.startEpochS).map((c) => c.file)
   }
   const chosen = overlapping[0]
+  const neighbours = recordingFiles(path.dirname(chosen.file))
   const covers =
     ` which covers ${chosen.overlapS.toFixed(1)} s of the audio` +
     (overlapping.length > 1 ? `, the most of ${overlapping.length} overlapping recordings:` : '.')
@@ -4458,7 +4558,7 @@ function chooseVideos(v: VideoSearch, audio: AudioFacts, all: boolean, summary: 
     {
       kind: 'plain',
       text: `  No feed id: picked ${path.relative(v.searchRoot, chosen.file)},${covers}`,
-      short: `  No feed id: picked ${shortVideoName(chosen.file, v.searchRoot)},${covers}`,
+      short: `  No feed id: picked ${shortVideoName(chosen.file, v.searchRoot, neighbours)},${covers}`,
     },
   ]
   if (overlapping.length > 1)
@@ -4919,6 +5019,7 @@ interface Capture {
   arrivals: RateObservation[] // every look, the WAV's writes watched as they happen included (arrivalEnvelope)
   deliveryS: number // how much later than captured the fastest sample may reach the WAV (PipeWire's cycles)
   serverGone: boolean // ended by itself, and its sound server no longer answers
+  envelopeBiasS: number // how late the arrival envelope lies on average (PipeWire: half a graph cycle)
 }
 
 /** Whether the sound server a pulse or alsa capture talks to is PipeWire's (pipewire-pulse): `pactl info` says so. */
@@ -5052,6 +5153,7 @@ async function capture(
       stops.firstEpochS === null && !signal && (await serverAtStart) === true
         ? (await soundServerAnswers(format)) === false
         : false,
+    envelopeBiasS: (await pipewire) ? PIPEWIRE_CYCLE_S / 2 : 0,
   }
 }
 
@@ -5383,7 +5485,7 @@ function measureAudio(input: AudioInput, captured: Capture & { start: AudioStart
   // places the arrivals better than the nominal rate when it is known.
   const clock = cardClock(captured.looks, captured.start.epochS, input.sampleRate)
   const envelope = arrivalEnvelope(captured.arrivals, clock?.rateHz ?? input.sampleRate)
-  const check = checkAudioStart(captured.start, envelope, captured.deliveryS)
+  const check = checkAudioStart(captured.start, envelope, captured.deliveryS, captured.envelopeBiasS)
   const start = check.start
   const fields: Partial<AudioPart> = {
     audioStartEpochS: start.epochS,
@@ -5629,6 +5731,7 @@ interface Finishing extends TimingSettings {
   ownVideos?: string[] // mux later: the videos the recording was synced to, which --video overrides
   summary: Summary
   stopOffsets?: ReturnType<typeof storedOffsets> // mux later, same timing: the stop's offsets
+  stopCsvEpochs?: Map<string, CsvEpoch> // mux later: the tracking CSVs' mtime epochs the stop verified, by name
   movedFromStop?: string[] // mux later: the videos whose offset moved from the stop's with nothing to explain it
 }
 
@@ -5759,6 +5862,7 @@ function trackedClock(
   frames: number,
   nominalFps: number,
   watched: Map<string, WatchedEpoch>,
+  atStop: Map<string, CsvEpoch> = new Map(), // mux later: the mtime epochs the stop verified, by the CSV's name
 ): {
   file: string
   clock: TrackedClock | null
@@ -5801,9 +5905,15 @@ function trackedClock(
   const fromMtime = csvEpochFromMtime(fs.statSync(file).mtimeMs / 1000, times[times.length - 1])
   // By name: the folder may have moved since (its ULID names it alone).
   const seen = [...watched].find(([watchedFile]) => path.basename(watchedFile) === csv)?.[1] ?? null
-  const { epoch, notes } = chooseCsvEpoch(fromMtime, seen, window)
+  const { epoch, notes } = chooseCsvEpoch(fromMtime, seen, window, atStop.get(csv) ?? null)
   const said = notes.map((n) => describeCsvEpochNote(n, csv)).join('; ')
-  const kept = epoch?.source === 'watched' ? 'the rows seen while recording are used' : 'its mtime is used'
+  const moved = notes.some((n) => n.kind === 'mtime-moved-since-stop')
+  const kept =
+    epoch?.source === 'watched'
+      ? 'the rows seen while recording are used'
+      : moved
+        ? 'the epoch the stop verified from its mtime is used'
+        : 'its mtime is used'
   const epochNote = said ? `${said}; ${epoch ? kept : 'nothing else puts its times on the wall clock'}` : null
   if (!epoch) return { file, clock: null, note: `${csv} is not used`, epochNote }
   const clock = frameClock(times, epoch.tInitEpochS, nominalFps)
@@ -5828,7 +5938,7 @@ async function eventsFor(
   videoFile: string,
   v: { finalized: boolean; durationS: number | null },
   audio: AudioFacts,
-  anchors: { offsetS: number; itsscale: number | null },
+  anchors: { offsetS: number; itsscale: number | null; videoUncertaintyS: number | null },
   f: Finishing,
   stopped: AbortSignal,
   notes: Note[],
@@ -5860,7 +5970,14 @@ async function eventsFor(
       span: span && span.durationS > 0 ? span : undefined,
       signal: stopped,
     })
-    const aligned = alignOnEvents({ ...found, ...anchors, clockRatio: audio.clockRatio, videoDurationS: v.durationS })
+    const aligned = alignOnEvents({
+      ...found,
+      offsetS: anchors.offsetS,
+      itsscale: anchors.itsscale,
+      clockRatio: audio.clockRatio,
+      videoDurationS: v.durationS,
+      anchorDoubtS: anchorDoubtFor(audio.startUncertaintyS, anchors.videoUncertaintyS),
+    })
     const { fit } = aligned
     const foundText = `${found.flashesS.length} flashes, ${found.clicksS.length} clicks`
     if (!fit.consistent) warn(`${aligned.summary.why} (${foundText}); aligned on the anchors.`)
@@ -5893,36 +6010,36 @@ async function eventsFor(
 }
 
 /**
- * --events with several devices: each other device is aligned on its own hearing of the clicks (the
- * offset only; the video's retiming is the first device's). The first device's correction holds its
- * own start's error too, which another device's start does not share: moving the others by it put a
- * device with a right stamp beside one 0.4 s early 400 ms off. With no verdict of its own a device
- * moves as much as the first (null here), and a line says so.
+ * --events with several devices: each other device is aligned on its own hearing of the clicks (its
+ * offset, and its rate against the video the first device's events retimed: its fitted slope). The first
+ * device's correction holds its own start's error too, which another device's start does not share:
+ * moving the others by it put a device with a right stamp beside one 0.4 s early 400 ms off. With no
+ * verdict of its own (null here) a device keeps its own anchors' offset, and a line says so.
  */
 async function othersOnEvents(
   audio: AudioFacts,
   videoFile: string,
   v: { finalized: boolean; durationS: number | null },
-  firstAnchors: { offsetS: number; itsscale: number | null },
+  firstAnchors: { offsetS: number; itsscale: number | null; videoUncertaintyS: number | null },
   f: Finishing,
   stopped: AbortSignal,
   notes: Note[],
-): Promise<(number | null)[]> {
+): Promise<(ReturnType<typeof alignOnEvents> | null)[]> {
   const videoStartEpochS = audio.startEpochS - firstAnchors.offsetS
-  const offsetsS: (number | null)[] = []
+  const verdicts: (ReturnType<typeof alignOnEvents> | null)[] = []
   for (const other of audio.others) {
     const own: Note[] = []
-    const anchors = { offsetS: other.startEpochS - videoStartEpochS, itsscale: firstAnchors.itsscale }
+    const anchors = { ...firstAnchors, offsetS: other.startEpochS - videoStartEpochS }
     const found = await eventsFor(videoFile, v, other, anchors, f, stopped, own)
     const label = `Events, ${JSON.stringify(other.device ?? path.basename(other.file))}:`
     const labelled = (text: string) => text.replace('Events:', label)
     for (const n of own) notes.push({ ...n, text: labelled(n.text), ...(n.short ? { short: labelled(n.short) } : {}) })
     const consistent = found?.fit.consistent ?? false
-    offsetsS.push(consistent ? (found as NonNullable<typeof found>).offsetS : null)
+    verdicts.push(consistent ? found : null)
     if (!consistent)
-      notes.push({ kind: 'warning', text: `⚠ ${label} no verdict of its own: moved as much as the first device's.` })
+      notes.push({ kind: 'warning', text: `⚠ ${label} no verdict of its own: placed by its own anchors, unmoved.` })
   }
-  return offsetsS
+  return verdicts
 }
 
 /** The working folder's calibration file for a video: beside its feed's folder. */
@@ -6027,7 +6144,9 @@ async function videoClues(videoFile: string, f: Finishing, notes: Note[], device
   if (!timesync && f.timesyncExpected)
     notes.push({ kind: 'warning', text: `⚠ The timesync file ${timesyncFile} was expected but is not there.` })
   const tracked =
-    video.frames && video.nominalFps ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv) : null
+    video.frames && video.nominalFps
+      ? trackedClock(videoFile, video.frames, video.nominalFps, f.watchedCsv, f.stopCsvEpochs)
+      : null
   const clues: VideoClues = {
     ulidEpochS: video.ulidEpochS,
     userStartEpochS: f.videoStartEpochS,
@@ -6078,6 +6197,9 @@ function checkOverlap(audio: AudioFacts, videoFile: string, { video, timing }: C
   if (apart) throw new NoOverlap(apart)
 }
 
+/** The events' verdict for the first device and, with several, each other's own (null: none of its own). */
+type Aligned = ReturnType<typeof alignOnEvents> & { own?: (ReturnType<typeof alignOnEvents> | null)[] }
+
 /** Measures the offset to the video and builds the command; tells the summary what it found. */
 async function syncToVideo(
   audio: AudioFacts,
@@ -6096,17 +6218,21 @@ async function syncToVideo(
   const clues = await videoClues(videoFile, f, notes, audio.device)
   checkOverlap(audio, videoFile, clues, f.clockOffsetS)
   const { timing } = clues
-  const anchors = { offsetS: audio.startEpochS - timing.startEpochS, itsscale: timing.itsscale }
+  const anchors = {
+    offsetS: audio.startEpochS - timing.startEpochS,
+    itsscale: timing.itsscale,
+    videoUncertaintyS: timing.uncertaintyS,
+  }
   const eventNotes: Note[] = []
-  let aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null = null
+  let aligned: Aligned | null = null
   if (f.events) {
     const durationS = timing.nominalDurationS == null ? null : timing.nominalDurationS * (anchors.itsscale ?? 1)
     const v = { finalized: clues.video.finalized, durationS }
     aligned = await eventsFor(videoFile, v, audio, anchors, f, stopped, eventNotes)
     if (aligned?.fit.consistent && audio.others.length) {
       const itsscale = aligned.itsscale
-      const ownOffsetsS = await othersOnEvents(audio, videoFile, v, { ...anchors, itsscale }, f, stopped, eventNotes)
-      aligned = { ...aligned, ownOffsetsS }
+      const own = await othersOnEvents(audio, videoFile, v, { ...anchors, itsscale }, f, stopped, eventNotes)
+      aligned = { ...aligned, own }
     }
   }
   const kept = keepLatency(clues, aligned, audio)
@@ -6134,6 +6260,8 @@ async function syncToVideo(
     eventNotes,
     audioDoubtful: audio.startDoubtful,
     movedFromStopS: movedFromStop(result, f),
+    neighbours: recordingFiles(path.dirname(videoFile)),
+    otherAudios: audio.others,
   }
   if (context.movedFromStopS != null) f.movedFromStop?.push(result.videoFile as string)
   f.summary.tell([...notes, ...videoNotes(result, context)])
@@ -6186,7 +6314,7 @@ function videoSyncOf(
   audio: AudioFacts,
   videoFile: string,
   clues: Clues,
-  aligned: (ReturnType<typeof alignOnEvents> & { ownOffsetsS?: (number | null)[] }) | null,
+  aligned: Aligned | null,
   codec: MuxCodec,
   f: Finishing,
   camera: { latency: CameraLatency; measured: LatencyMeasurement | null },
@@ -6205,17 +6333,34 @@ function videoSyncOf(
     cardClockS: audio.clockErrorPpm * 1e-6 * (videoDurationS ?? 0),
     latency: camera.latency,
     framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
+    anchorsApartS: timing.anchorsApartS,
   })
-  // The other devices, each by its own first sample or, with --events, by its own clicks; with no
-  // verdict of its own, moved as much as the events moved the first.
+  // The other devices, each by its own first sample or, with --events, by its own clicks (its offset, and
+  // its fitted slope against the retimed video: its clock, played at that rate); with no verdict of its
+  // own, by its own first sample: the first device's correction holds that device's start's error.
   const more = audio.others.map((other, k) => ({
     audioFile: path.resolve(other.file),
     sampleRate: other.sampleRate,
     channels: other.channels,
-    offsetS: aligned?.ownOffsetsS?.[k] ?? other.startEpochS - timing.startEpochS + (offsetS - anchorOffsetS),
+    offsetS: aligned?.own?.[k]?.offsetS ?? other.startEpochS - timing.startEpochS,
     title: other.device ?? '',
-    clockRatio: other.clockRatio,
+    clockRatio: other.clockRatio * (1 + (aligned?.own?.[k]?.fit.slope ?? 0)),
   }))
+  // Each other device's own bounds: its own events' spread, else its own start's and the video's terms.
+  const moreBoundsS = more.map((m, k) => {
+    const own = aligned?.own?.[k] ?? null
+    const ownTie = own?.fit.notes.some((note) => note.kind === 'tie-broken-by-anchors')
+    return offsetBounds({
+      offsetS: m.offsetS,
+      eventsSpreadS: own && !ownTie ? (own.fit.spreadS ?? 0) : null,
+      audioUncertaintyS: audio.others[k].startUncertaintyS,
+      videoUncertaintyS: timing.uncertaintyS,
+      cardClockS: audio.others[k].clockErrorPpm * 1e-6 * (videoDurationS ?? 0),
+      latency: camera.latency,
+      framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
+      anchorsApartS: timing.anchorsApartS,
+    })
+  })
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)
   const muxedFile = path.resolve(f.muxedFile ? wantedMuxed : freeName(wantedMuxed, fs.existsSync))
   // Absolute paths: the command must work when pasted into a terminal in another folder.
@@ -6255,7 +6400,17 @@ function videoSyncOf(
       ? [{ audioFile: path.resolve(audio.file), offsetS }, ...more].map((a, k) => {
           const { delaySamples, trimSamples } = [plan, ...plan.more][k]
           const speed = k ? plan.more[k - 1].speed : null
-          return { audioFile: a.audioFile, offsetS: a.offsetS, delaySamples, trimSamples, speed }
+          const bounds = k ? moreBoundsS[k - 1] : offsetBoundsS
+          const events = k ? (aligned?.own?.[k - 1]?.summary ?? null) : null // the first's: the record's events
+          return {
+            audioFile: a.audioFile,
+            offsetS: a.offsetS,
+            delaySamples,
+            trimSamples,
+            speed,
+            offsetBoundsS: bounds,
+            events,
+          }
         })
       : null,
     muxedFile,
@@ -6317,7 +6472,7 @@ async function deliver(sync: SyncRecord, f: Finishing, stops: StopRequests): Pro
   if (sync.videos) {
     say(`${sync.videos.length} video${sync.videos.length === 1 ? '' : 's'} with this audio:`)
     const rows = videos.map((v, i) => ({
-      video: shortVideoName(v.videoFile as string, process.cwd()),
+      video: shortVideoName(v.videoFile as string, process.cwd(), recordingFiles(path.dirname(v.videoFile ?? ''))),
       offsetS: v.offsetS,
       anchor: v.videoStartSource && ANCHOR_NAMES[v.videoStartSource],
       coveredS: v.videoDurationS == null ? null : v.videoDurationS - (v.silenceBeforeS ?? 0) - (v.silenceAfterS ?? 0),
@@ -6637,6 +6792,7 @@ async function muxLater(m: MuxLater): Promise<number> {
     watchedCsv: new Map(
       (sync.trackingCsvWatched ?? []).map(({ file, ...epoch }) => [file, { ...epoch, source: 'watched' as const }]),
     ),
+    stopCsvEpochs: storedCsvEpochs(text),
   }
   // The recording's own (its audio's warnings said again, so a ⚠ below has its reason); the video's are redone.
   f.summary.tell(sync.notes.filter((n) => n.topic === 'audio' && (n.kind === 'warning' || n.kind === 'error')))
@@ -6668,6 +6824,25 @@ export function storedOffsets(
         source: typeof v.videoStartSource === 'string' ? v.videoStartSource : null,
         cameraLatencyS: typeof v.cameraLatencyS === 'number' ? v.cameraLatencyS : null,
       })
+  return found
+}
+
+/**
+ * The tracking CSVs' epochs a record's stop took from their mtime (checked then against the ULIDs and the
+ * rows seen), by the CSV's name: mux later's witness when the mtime moves since. A watched epoch is kept
+ * in trackingCsvWatched, with the period its checks need.
+ */
+export function storedCsvEpochs(text: string): Map<string, CsvEpoch> {
+  const raw = JSON.parse(text) as { videos?: unknown }
+  const found = new Map<string, CsvEpoch>()
+  for (const v of [raw, ...(Array.isArray(raw.videos) ? raw.videos : [])] as Record<string, unknown>[])
+    if (typeof v?.trackingCsvFile === 'string' && typeof v.trackingCsvEpochS === 'number')
+      if (v.trackingCsvEpochSource === 'mtime')
+        found.set(path.basename(v.trackingCsvFile), {
+          tInitEpochS: v.trackingCsvEpochS,
+          source: 'mtime',
+          uncertaintyS: MTIME_TICK_S,
+        })
   return found
 }
 

@@ -6,7 +6,19 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { tempDir, run, requireBinary, ulidAt, waitFor, alive, TOOL, seededRandom } from './helpers.mjs'
+import {
+  tempDir,
+  run,
+  requireBinary,
+  ulidAt,
+  waitFor,
+  alive,
+  TOOL,
+  seededRandom,
+  decodeAudio,
+  clicksIn,
+  expectedPlusMinus,
+} from './helpers.mjs'
 
 const FPS = 30
 const RATE = 48000
@@ -641,4 +653,126 @@ test('camera latency: a malformed calibration file gets one clear line; the mux 
   assert.equal(out.record.cameraLatencySource, 'events')
   assert.ok(fs.existsSync(s.muxed), 'muxed all the same')
   assert.equal(fs.readFileSync(file, 'utf8'), text, 'never overwritten')
+})
+
+// ── Issue 24's leftovers (S9, S5, S6): the events with an undecided start, and the other devices ──────
+
+test("S9 mux --events: a regular 5 s train, an undecided stamp 2.3 s off (bound 2.4 s): the anchors' doubt follows its bound and break the tie", () => {
+  const dir = tempDir()
+  const videoStartMs = Date.now() - 60000
+  const flashes = Array.from({ length: 8 }, (_, k) => 0.71 + 5 * k)
+  const r = makeRecording(dir, flashes, flashes, 40, -0.25, videoStartMs)
+  const syncFile = syncFileFor(dir, r, videoStartMs, -0.25, 2.3)
+  const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  const undecided = { audioStartCheck: 'undecided', audioStartUncertaintyS: 2.4, audioDeliveryLatencyS: 2.4 }
+  fs.writeFileSync(syncFile, JSON.stringify({ ...record, ...undecided }))
+  const out = run(process.execPath, [TOOL, 'mux', syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const after = JSON.parse(out.stdout)
+  // ANCHOR_DOUBT_S (2 s) held neither +2.3 s nor −2.7 s: ambiguous, the anchors 2.3 s off kept.
+  assert.equal(after.events.applied, true, out.stderr)
+  assert.ok(Math.abs(after.offsetS - -0.25) < 0.002, `offset ${after.offsetS}, truly −0.25 s`)
+  const tie = after.events.notes.find((n) => n.kind === 'tie-broken-by-anchors')
+  assert.ok(tie && tie.doubtS > 2.4, JSON.stringify(after.events.notes))
+  assert.match(out.stderr, /⚠ Events: the anchors were off by/)
+})
+
+/** A two-device record for mux later: the second WAV's clicks given, each device's stamp off by its error. */
+function twoDevices(dir, flashes, secondClicksS, stampErrorsS, durationS = 20) {
+  const videoStartMs = Date.now() - 60000
+  const r = makeRecording(dir, flashes, flashes, durationS, -0.25, videoStartMs)
+  const second = path.join(dir, 'feed-audio-2.wav')
+  makeWav(second, secondClicksS, r.audioDurationS)
+  const syncFile = syncFileFor(dir, r, videoStartMs, -0.25, stampErrorsS[0])
+  const record = JSON.parse(fs.readFileSync(syncFile, 'utf8'))
+  const part = (file, stampErrorS, device) => ({
+    audioFile: file,
+    audioFormat: 'pulse',
+    audioDevice: device,
+    audioSampleRate: RATE,
+    audioChannels: 1,
+    audioStartEpochS: videoStartMs / 1000 - 0.25 + stampErrorS,
+    audioStartSource: 'ffmpeg-input-start',
+    audioStartUncertaintyS: 0.003,
+    audioDurationS: r.audioDurationS,
+    audioFailed: null,
+  })
+  record.audios = [part(r.audio, stampErrorsS[0], 'test'), part(second, stampErrorsS[1], 'second')]
+  fs.writeFileSync(syncFile, JSON.stringify(record))
+  return { ...r, second, syncFile }
+}
+
+test("S6 mux --events, two devices: the second's card 500 ppm fast against the video: its fitted slope kept (played at that rate), its clicks on the flashes to the end", () => {
+  const dir = tempDir()
+  const flashes = irregularTrain(21, 12)
+  // The second card counts 1.0005 s for each real second: its clicks drift 0.5 ms per second of the video.
+  const t = twoDevices(
+    dir,
+    flashes,
+    flashes.map((f) => (f + 0.25) * 1.0005),
+    [0, 0],
+    flashes.at(-1) + 2,
+  )
+  const muxed = path.join(dir, 'two.mp4')
+  const out = run(process.execPath, [TOOL, 'mux', t.syncFile, '--events', '--json', '--muxed-out', muxed])
+  assert.equal(out.status, 0, out.stderr)
+  const record = JSON.parse(out.stdout)
+  const placed = record.audioPlacements
+  assert.equal(placed.length, 2)
+  assert.ok(placed[1].speed, `the second stream is played at its own rate: ${JSON.stringify(placed[1])}`)
+  assert.ok(Math.abs(placed[1].speed.ratio - 1.0005) < 20e-6, String(placed[1].speed.ratio))
+  // Physical truth, by content: each click of the muxed second stream on its flash, the last one too.
+  const clicks = clicksIn(decodeAudio(record.muxedFile, RATE, 1)).map((c) => c.index / RATE)
+  const offMs = flashes.map((f) => Math.min(...clicks.map((c) => Math.abs(c - f))) * 1000)
+  assert.ok(
+    Math.max(...offMs) < 3,
+    `the second stream's clicks off their flashes by ${offMs.map((x) => x.toFixed(1))} ms`,
+  )
+})
+
+test("S6 mux --events, two devices: the second heard no click: its own anchors' offset, not moved by the first's correction; said", () => {
+  const dir = tempDir()
+  const flashes = irregularTrain(8, 10)
+  // The first device's stamp says 0.3 s late, the second's 0.4 s early; only the first heard the clicks.
+  const t = twoDevices(dir, flashes, [], [0.3, -0.4])
+  const out = run(process.execPath, [TOOL, 'mux', t.syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const placed = JSON.parse(out.stdout).audioPlacements
+  assert.ok(Math.abs(placed[0].offsetS - -0.25) < 0.002, `the first by its clicks: ${placed[0].offsetS}`)
+  // Its own stamp: −0.25 − 0.4 s; moved by the first's −0.3 s correction it would be −0.95 s.
+  assert.ok(Math.abs(placed[1].offsetS - -0.65) < 1e-6, `the second by its own anchors: ${placed[1].offsetS}`)
+  assert.match(out.stderr, /⚠ Events, "second": no verdict of its own: placed by its own anchors, unmoved\./)
+})
+
+test("S5 mux --events, two devices: the second device's line carries its own mark and ± (its own clicks, or none heard)", () => {
+  const flashes = irregularTrain(8, 10)
+  const lineOf = (stderr, device) => stderr.split('\n').find((l) => l.includes(`"${device}"  audio starts `))
+  // Both heard the clicks: each placed by its own, its ± its own events' spread.
+  const both = twoDevices(
+    tempDir(),
+    flashes,
+    flashes.map((t) => t + 0.25),
+    [0.3, -0.4],
+  )
+  const out = run(process.execPath, [TOOL, 'mux', both.syncFile, '--events', '--json', '--print'])
+  assert.equal(out.status, 0, out.stderr)
+  const placed = JSON.parse(out.stdout).audioPlacements
+  assert.equal(placed[1].events.applied, true)
+  const spreadS = placed[1].events.spreadMs / 1000
+  assert.deepEqual(placed[1].offsetBoundsS, [placed[1].offsetS - spreadS, placed[1].offsetS + spreadS])
+  const line = lineOf(out.stderr, 'second')
+  assert.ok(line?.includes(`${expectedPlusMinus(placed[1])} before the video (cut; events)`), `${line}\n${out.stderr}`)
+  // Its own stamp has no check in this record: no ✔ (a blank mark), as its own first line would have.
+  assert.match(line, /^ {2}"second"/)
+  // The second heard none: its own anchors, its own ± (its start's, the video's, the unmeasured latency's), ⚠.
+  const deaf = twoDevices(tempDir(), flashes, [], [0.3, -0.4])
+  const alone = run(process.execPath, [TOOL, 'mux', deaf.syncFile, '--events', '--json', '--print'])
+  assert.equal(alone.status, 0, alone.stderr)
+  const own = JSON.parse(alone.stdout).audioPlacements[1]
+  assert.equal(own.events, null)
+  const [low, high] = own.offsetBoundsS
+  assert.ok(low < own.offsetS - 0.003 && high > own.offsetS + 0.003, JSON.stringify(own.offsetBoundsS))
+  const deafLine = lineOf(alone.stderr, 'second')
+  assert.ok(deafLine?.startsWith('⚠ "second"'), `${deafLine}\n${alone.stderr}`)
+  assert.ok(deafLine.includes(`${expectedPlusMinus(own)} before the video (cut; ULID)`), deafLine)
 })
