@@ -2727,10 +2727,10 @@ export function withMeasurement(cal: Calibration, key: CameraKey, m: LatencyMeas
 }
 
 /**
- * The interval that holds the true offset. With the events: their spread either way. With the anchors,
- * every term added: the audio's start, the frame clock (or ULID), the card's clock over the video, the
- * camera's latency with its spread; unmeasured, the latency (and an event's phase within a frame, which
- * the anchor cannot see) only raise it: up to UNMEASURED_LATENCY_MAX_S and a frame above.
+ * The interval that holds the true offset. With the events: their spread (at least EVENT_TIMING_FLOOR_S)
+ * either way. With the anchors, every term added: the audio's start, the frame clock (or ULID), the card's
+ * clock over the video, the camera's latency with its spread; unmeasured, the latency (and an event's phase
+ * within a frame, which the anchor cannot see) only raise it: up to UNMEASURED_LATENCY_MAX_S and a frame above.
  */
 export function offsetBounds(b: {
   offsetS: number
@@ -2741,7 +2741,12 @@ export function offsetBounds(b: {
   latency: Pick<CameraLatency, 'source' | 'uncertaintyS'>
   framePeriodS: number | null
 }): [number, number] {
-  if (b.eventsSpreadS != null) return [b.offsetS - b.eventsSpreadS, b.offsetS + b.eventsSpreadS]
+  // Never narrower than one event's timing (a click block, a sliver of a frame): pairs that all agree to
+  // the block still hold the truth only to it.
+  if (b.eventsSpreadS != null) {
+    const halfS = Math.max(b.eventsSpreadS, EVENT_TIMING_FLOOR_S)
+    return [b.offsetS - halfS, b.offsetS + halfS]
+  }
   const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
   const aboveS = b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0
   return [b.offsetS - sharedS, b.offsetS + sharedS + aboveS]
