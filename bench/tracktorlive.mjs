@@ -257,6 +257,11 @@ function keptCamera(cwd) {
   return cameras.find((c) => c.feedId === 'fish' && c.anchor === 'tracking-csv') ?? null
 }
 
+/** What the tool said at the stop of the video's offset and of the camera's latency: its own lines. */
+function saidOfLatency(stderr) {
+  return stderr.split('\n').filter((line) => /Camera latency|audio starts|⚠ Events/.test(line))
+}
+
 /** The recording's own command (made at the stop) run and scored: the row a user gets without a mux later. */
 function stopRow(label, sync, flashes, mic) {
   const mux = run('bash', ['-c', sync.muxCommand])
@@ -287,7 +292,7 @@ async function calibratingSession(pulse, mic, seconds, cwd) {
   const bare = muxWith(cwd, syncFile, '1st-no-calibration', ['--no-events', '--no-calibration'])
   rows.push(row('1st: tracking CSV, --no-calibration', bare.muxed, bare.sync, f, mic))
   const latencyS = -rows[1].medianMs / 1000
-  return { rows, sync, stderr, seconds, kept, truthLatencyS: latencyS }
+  return { rows, sync, stderr, seconds, kept, truthLatencyS: latencyS, said: saidOfLatency(stderr) }
 }
 
 /**
@@ -321,6 +326,10 @@ async function laterSession(pulse, mic, seconds, cwd, latencyS) {
   const off = muxWith(cwd, syncFile, '2nd-events-off', ['--events', `--clock-offset=${ANCHORS_OFF_S}`])
   const offLabel = `2nd: --events, anchors ${ANCHORS_OFF_S} s off (${off.sync.events?.used ?? 0} pairs)`
   rows.push(row(offLabel, off.muxed, off.sync, f, mic))
+  // That verdict is kept too (the anchors' lateness under the wrong offset): what a later mux applies then.
+  const polluted = muxWith(cwd, syncFile, '2nd-after-off', [])
+  const pollutedLabel = `2nd: mux later, no flag, once that row was kept (${polluted.sync.cameraLatencySource})`
+  rows.push(row(pollutedLabel, polluted.muxed, polluted.sync, f, mic))
   const csv = sync.trackingCsvFile
   const timesyncFile = csv ? await writeTimesync(cwd, csv) : null
   if (csv) fs.renameSync(csv, `${csv}.away`)
@@ -339,7 +348,8 @@ async function laterSession(pulse, mic, seconds, cwd, latencyS) {
   } finally {
     if (csv) fs.renameSync(`${csv}.away`, csv)
   }
-  return { rows, sync, stderr, seconds, firstSample: firstSample(sync, mic), keptAfter: keptCamera(cwd) }
+  const keptAfter = keptCamera(cwd)
+  return { rows, sync, stderr, seconds, firstSample: firstSample(sync, mic), keptAfter, said: saidOfLatency(stderr) }
 }
 
 /**
@@ -460,6 +470,11 @@ console.log(
     ` ${fmt((s2.cameraLatencyS ?? Number.NaN) * 1000)} ± ${fmt((s2.cameraLatencyUncertaintyS ?? Number.NaN) * 1000)} ms;` +
     ` error ${fmt(calibrated.medianMs)} ms (median) vs ${fmt(run1.rows[1].medianMs)} ms with --no-calibration.`,
 )
+for (const [name, said] of [
+  ['1st', first.said],
+  ['2nd', run1.said],
+])
+  for (const line of said) console.log(`  ${name} session's stop said: ${line.trim()}`)
 const keptNow = run1.keptAfter?.measurements ?? []
 console.log(
   `record-audio-calibration.json after the 2nd session's mux-later rows: ${keptNow.length} measurement(s) of the` +
