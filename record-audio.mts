@@ -5820,7 +5820,14 @@ function keepLatency(clues: Clues, aligned: ReturnType<typeof alignOnEvents> | n
   const measured =
     fit?.consistent && !tie ? measuredLatency(camera.latency.latencyS, fit, audio.clockRatio, new Date()) : null
   const m = measured && { ...measured, video: path.basename(clues.video.file) }
-  if (!m) return { latency: camera.latency, measured: null, notes: [] as Note[] }
+  // A tie the anchors broke rests on them: no measurement, and said, or the advice to use --events reads as unheard.
+  const tieNote: Note = {
+    kind: 'plain',
+    text:
+      "  Camera latency not measured: the anchors chose among the events' offsets (a regular train);" +
+      ' flash at irregular gaps.',
+  }
+  if (!m) return { latency: camera.latency, measured: null, notes: fit?.consistent && tie ? [tieNote] : [] }
   const latency: CameraLatency = { latencyS: m.medianS, uncertaintyS: m.spreadS / 2, source: 'events', sessions: 1 }
   const periodS = 1 / (clues.video.nominalFps ?? 30)
   const shown = shownPath(camera.file, process.cwd())
