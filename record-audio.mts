@@ -2841,10 +2841,10 @@ export function withMeasurement(cal: Calibration, key: CameraKey, m: LatencyMeas
 }
 
 /**
- * The interval that holds the true offset. With the events: their spread either way. With the anchors,
- * every term added: the audio's start, the frame clock (or ULID), the card's clock over the video, the
- * camera's latency with its spread; unmeasured, the latency (and an event's phase within a frame, which
- * the anchor cannot see) only raise it: up to UNMEASURED_LATENCY_MAX_S and a frame above.
+ * The interval that holds the true offset. With the events: their spread (at least EVENT_TIMING_FLOOR_S)
+ * either way. With the anchors, every term added: the audio's start, the frame clock (or ULID), the card's
+ * clock over the video, the camera's latency with its spread; unmeasured, the latency (and an event's phase
+ * within a frame, which the anchor cannot see) only raise it: up to UNMEASURED_LATENCY_MAX_S and a frame above.
  */
 export function offsetBounds(b: {
   offsetS: number
@@ -2856,7 +2856,12 @@ export function offsetBounds(b: {
   framePeriodS: number | null
   anchorsApartS?: number[] // a disagreeing anchor's first frame − the one used: its offset lies that much lower
 }): [number, number] {
-  if (b.eventsSpreadS != null) return [b.offsetS - b.eventsSpreadS, b.offsetS + b.eventsSpreadS]
+  // Never narrower than one event's timing (a click block, a sliver of a frame): pairs that all agree to
+  // the block still hold the truth only to it.
+  if (b.eventsSpreadS != null) {
+    const halfS = Math.max(b.eventsSpreadS, EVENT_TIMING_FLOOR_S)
+    return [b.offsetS - halfS, b.offsetS + halfS]
+  }
   const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
   const aboveS = b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0
   // Anchors that disagree, with nothing to decide between them: the bounds hold the other's offset too.
@@ -6102,7 +6107,14 @@ function keepLatency(clues: Clues, aligned: ReturnType<typeof alignOnEvents> | n
   const measured =
     fit?.consistent && !tie ? measuredLatency(camera.latency.latencyS, fit, audio.clockRatio, new Date()) : null
   const m = measured && { ...measured, video: path.basename(clues.video.file) }
-  if (!m) return { latency: camera.latency, measured: null, notes: [] as Note[] }
+  // A tie the anchors broke rests on them: no measurement, and said, or the advice to use --events reads as unheard.
+  const tieNote: Note = {
+    kind: 'plain',
+    text:
+      "  Camera latency not measured: the anchors chose among the events' offsets (a regular train);" +
+      ' flash at irregular gaps.',
+  }
+  if (!m) return { latency: camera.latency, measured: null, notes: fit?.consistent && tie ? [tieNote] : [] }
   const latency: CameraLatency = { latencyS: m.medianS, uncertaintyS: m.spreadS / 2, source: 'events', sessions: 1 }
   const periodS = 1 / (clues.video.nominalFps ?? 30)
   const shown = shownPath(camera.file, process.cwd())

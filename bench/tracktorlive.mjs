@@ -96,8 +96,9 @@ function score(muxedFile, flashes, mic, stream = 0) {
     const clickS = clickOf.get(f.clicks[micIndex])
     if (whiteS !== undefined && clickS !== undefined) errorsMs.push((clickS - whiteS) * 1000)
   }
-  if (!errorsMs.length) return { pairs: 0 }
+  if (!errorsMs.length) return { pairs: 0, errorsMs }
   return {
+    errorsMs,
     pairs: errorsMs.length,
     firstMs: errorsMs[0],
     medianMs: median(errorsMs),
@@ -137,20 +138,50 @@ function checkMs(file) {
   return fit?.consistent && fit.medianS != null ? fit.medianS * 1000 : Number.NaN
 }
 
-/** A row: the anchor's name, the record it muxed with, check's figure and the physical score. */
-function row(anchor, muxedFile, sync, flashes, mic, stream = 0) {
-  return { anchor, sync, checkMs: stream ? Number.NaN : checkMs(muxedFile), ...score(muxedFile, flashes, mic, stream) }
+/**
+ * Whether the true offset lies inside the record's offsetBoundsS. A flash's error e (ms, + late) says the
+ * offset that would have put it in sync: offsetS − e; inside when low ≤ offsetS − e ≤ high. The median's
+ * verdict, the share of flashes inside, and the bounds' width; null when the record has no bounds (a second
+ * device's stream: the bounds are the first device's offset's).
+ */
+function coverage(sync, errorsMs, stream) {
+  const bounds = stream ? null : sync.offsetBoundsS
+  if (!bounds || sync.offsetS == null || !errorsMs.length) return null
+  const [lowS, highS] = bounds
+  const inside = (eMs) => lowS <= sync.offsetS - eMs / 1000 && sync.offsetS - eMs / 1000 <= highS
+  return {
+    medianInside: inside(median(errorsMs)),
+    flashesInside: errorsMs.filter(inside).length,
+    widthMs: (highS - lowS) * 1000,
+    // the errors the bounds allow: from −(high − offset) to +(offset − low)
+    errorLowMs: -(highS - sync.offsetS) * 1000,
+    errorHighMs: (sync.offsetS - lowS) * 1000,
+  }
 }
 
-/** The camera streaming, and record-audio recording the microphones with `args`. */
-async function startSession(pulse, mics, args) {
-  const cwd = tempDir('ra-bench-trl-')
+/** A row: the anchor's name, the record it muxed with, check's figure, the physical score and the bounds. */
+function row(anchor, muxedFile, sync, flashes, mic, stream = 0) {
+  const scored = score(muxedFile, flashes, mic, stream)
+  const checked = stream ? Number.NaN : checkMs(muxedFile)
+  return { anchor, sync, checkMs: checked, ...scored, bounds: coverage(sync, scored.errorsMs, stream) }
+}
+
+/** The first of base.wav, base-2.wav, … not yet in the folder: the WAV record-audio will write there. */
+function freeWav(cwd, base) {
+  for (let k = 1; ; k++) {
+    const name = `${base}${k === 1 ? '' : `-${k}`}.wav`
+    if (!fs.existsSync(path.join(cwd, name))) return name
+  }
+}
+
+/** The camera streaming, and record-audio recording the microphones with `args` in the data folder `cwd`. */
+async function startSession(pulse, mics, args, cwd = tempDir('ra-bench-trl-')) {
   const port = 5077 + Math.floor(Math.random() * 500)
   const camera = startCamera(port, mics)
   await sleep(1000)
   const devices = mics.flatMap((m) => ['--device', m.source])
   const tool = startTool(['fish', '--format', 'pulse', ...devices, ...args], { cwd, env: pulse.env })
-  const wavs = mics.length === 1 ? ['fish-audio.wav'] : mics.map((_, k) => `fish-audio-${k + 1}.wav`)
+  const wavs = mics.length === 1 ? [freeWav(cwd, 'fish-audio')] : mics.map((_, k) => `fish-audio-${k + 1}.wav`)
   for (const wav of wavs) await tool.recording(path.join(cwd, wav), 20000)
   for (const mic of mics) mic.droppedSamples = 0 // the bench's own synchronous work between sessions stalls it
   await sleep(2000)
@@ -162,7 +193,10 @@ async function startSession(pulse, mics, args) {
     const dropped = mics.reduce((sum, mic) => sum + mic.droppedSamples, 0)
     if (dropped) console.log(`⚠ ${dropped} samples not written into a microphone during a session: its truth is off`)
     if (result.code !== 0) throw new Error(`record-audio exited ${result.code}: ${result.stderr}`)
-    const syncFile = path.join(cwd, 'fish-audio-sync.json')
+    const syncFile = path.join(
+      cwd,
+      mics.length === 1 ? wavs[0].replace(/\.wav$/, '-sync.json') : 'fish-audio-sync.json',
+    )
     return { syncFile, sync: JSON.parse(fs.readFileSync(syncFile, 'utf8')), stderr: result.stderr }
   }
   return { cwd, port, camera, stop }
@@ -215,44 +249,107 @@ function firstSample(sync, mic, part = sync) {
   return { stampMs: (stampS - truthS) * 1000, usedMs: (part.audioStartEpochS - truthS) * 1000 }
 }
 
-async function session(pulse, mic, seconds, latencyS = null) {
-  const { cwd, port, camera, stop } = await startSession(pulse, [mic], [])
-  const { code, log: trackerLog } = await runTracktor(cwd, port, seconds)
-  await sleep(1000)
-  const { syncFile, sync, stderr } = await stop()
-  if (!sync.muxCommand) throw new Error(`no video (TracktorLive exited ${code}): ${trackerLog}\n${stderr}`)
+/** The camera's entry in the data folder's record-audio-calibration.json (the tracking CSV's anchor), or null. */
+function keptCamera(cwd) {
+  const file = path.join(cwd, 'record-audio-calibration.json')
+  if (!fs.existsSync(file)) return null
+  const cameras = JSON.parse(fs.readFileSync(file, 'utf8')).cameras ?? []
+  return cameras.find((c) => c.feedId === 'fish' && c.anchor === 'tracking-csv') ?? null
+}
+
+/** What the tool said at the stop of the video's offset and of the camera's latency: its own lines. */
+function saidOfLatency(stderr) {
+  return stderr.split('\n').filter((line) => /Camera latency|audio starts|⚠ Events/.test(line))
+}
+
+/** The recording's own command (made at the stop) run and scored: the row a user gets without a mux later. */
+function stopRow(label, sync, flashes, mic) {
   const mux = run('bash', ['-c', sync.muxCommand])
   if (mux.status !== 0) throw new Error(`mux: ${mux.stderr}`)
-  const f = camera.flashes
-  const rows = [row(`tracking CSV (${sync.trackingCsvEpochSource ?? 'none'})`, sync.muxedFile, sync, f, mic)]
-  const events = muxWith(cwd, syncFile, 'events', ['--events'])
-  rows.push(row(`--events (${events.sync.events?.used ?? 0} pairs)`, events.muxed, events.sync, f, mic))
-  const off = muxWith(cwd, syncFile, 'events-off', ['--events', `--clock-offset=${ANCHORS_OFF_S}`])
+  return row(label, sync.muxedFile, sync, flashes, mic)
+}
+
+/** One TracktorLive run inside a record-audio session in the data folder `cwd`, stopped after it. */
+async function recordSession(pulse, mic, seconds, cwd, args) {
+  const { port, camera, stop } = await startSession(pulse, [mic], args, cwd)
+  const { code, log: trackerLog } = await runTracktor(cwd, port, seconds)
+  await sleep(1000)
+  const stopped = await stop()
+  if (!stopped.sync.muxCommand)
+    throw new Error(`no video (TracktorLive exited ${code}): ${trackerLog}\n${stopped.stderr}`)
+  return { ...stopped, flashes: camera.flashes }
+}
+
+/**
+ * The first session in a data folder, recorded with --events at the stop: the tool measures the camera's
+ * latency and keeps it in ./record-audio-calibration.json. The bench's own figure for it: how late the
+ * tracking CSV's anchor alone puts the video (−the physical error of that session with --no-calibration).
+ */
+async function calibratingSession(pulse, mic, seconds, cwd) {
+  const { syncFile, sync, stderr, flashes: f } = await recordSession(pulse, mic, seconds, cwd, ['--events'])
+  const kept = keptCamera(cwd)
+  const rows = [stopRow(`1st: --events at the stop (${sync.events?.used ?? 0} pairs; kept)`, sync, f, mic)]
+  const bare = muxWith(cwd, syncFile, '1st-no-calibration', ['--no-events', '--no-calibration'])
+  rows.push(row('1st: tracking CSV, --no-calibration', bare.muxed, bare.sync, f, mic))
+  const latencyS = -rows[1].medianMs / 1000
+  return { rows, sync, stderr, seconds, kept, truthLatencyS: latencyS, said: saidOfLatency(stderr) }
+}
+
+/**
+ * A later session in the same data folder (same feed, pipe source and camera mode) with no latency flag:
+ * the kept calibration is applied at the stop. Beside it, from the same recording: --no-calibration (the
+ * default CSV anchor, unmeasured), --camera-latency measured by the bench on the first session, --events
+ * (and on anchors put 1.3 s off), a timesync file, and the ULID + mtime alone.
+ */
+async function laterSession(pulse, mic, seconds, cwd, latencyS) {
+  const { syncFile, sync, stderr, flashes: f } = await recordSession(pulse, mic, seconds, cwd, [])
+  const rows = [stopRow(`2nd: at the stop, no flag (latency: ${sync.cameraLatencySource})`, sync, f, mic)]
+  const bare = muxWith(cwd, syncFile, '2nd-no-calibration', ['--no-calibration'])
   rows.push(
-    row(`--events, anchors ${ANCHORS_OFF_S} s off (${off.sync.events?.used ?? 0} pairs)`, off.muxed, off.sync, f, mic),
+    row(
+      `2nd: tracking CSV (${sync.trackingCsvEpochSource ?? 'none'}), --no-calibration`,
+      bare.muxed,
+      bare.sync,
+      f,
+      mic,
+    ),
   )
   if (latencyS != null) {
     const flag = `--camera-latency=${latencyS.toFixed(3)}`
-    const withLatency = muxWith(cwd, syncFile, 'latency', [flag])
-    rows.push(row(`tracking CSV + ${flag} (from the first session)`, withLatency.muxed, withLatency.sync, f, mic))
+    const withLatency = muxWith(cwd, syncFile, '2nd-latency', [flag])
+    rows.push(
+      row(`2nd: tracking CSV + ${flag} (the bench's, 1st session)`, withLatency.muxed, withLatency.sync, f, mic),
+    )
   }
+  const events = muxWith(cwd, syncFile, '2nd-events', ['--events'])
+  rows.push(row(`2nd: --events (${events.sync.events?.used ?? 0} pairs)`, events.muxed, events.sync, f, mic))
+  const off = muxWith(cwd, syncFile, '2nd-events-off', ['--events', `--clock-offset=${ANCHORS_OFF_S}`])
+  const offLabel = `2nd: --events, anchors ${ANCHORS_OFF_S} s off (${off.sync.events?.used ?? 0} pairs)`
+  rows.push(row(offLabel, off.muxed, off.sync, f, mic))
+  // That verdict is kept too (the anchors' lateness under the wrong offset): what a later mux applies then.
+  const polluted = muxWith(cwd, syncFile, '2nd-after-off', [])
+  const pollutedLabel = `2nd: mux later, no flag, once that row was kept (${polluted.sync.cameraLatencySource})`
+  rows.push(row(pollutedLabel, polluted.muxed, polluted.sync, f, mic))
   const csv = sync.trackingCsvFile
   const timesyncFile = csv ? await writeTimesync(cwd, csv) : null
   if (csv) fs.renameSync(csv, `${csv}.away`)
   try {
     if (timesyncFile) {
-      const timesync = muxWith(cwd, syncFile, 'timesync', ['--timesync', timesyncFile])
-      rows.push(row(`timesync file (no CSV; ${timesync.sync.videoStartSource})`, timesync.muxed, timesync.sync, f, mic))
+      const timesync = muxWith(cwd, syncFile, '2nd-timesync', ['--timesync', timesyncFile])
+      rows.push(
+        row(`2nd: timesync file (no CSV; ${timesync.sync.videoStartSource})`, timesync.muxed, timesync.sync, f, mic),
+      )
       fs.renameSync(timesyncFile, `${timesyncFile}.away`) // the rows below: no timesync either
     }
-    const ulidOnly = muxWith(cwd, syncFile, 'ulid', [])
-    rows.push(row('ULID + mtime (no CSV)', ulidOnly.muxed, ulidOnly.sync, f, mic))
-    const nominal = muxWith(cwd, syncFile, 'ulid-nominal', ['--no-drift-fix'])
-    rows.push(row('ULID alone (no CSV, --no-drift-fix)', nominal.muxed, nominal.sync, f, mic))
+    const ulidOnly = muxWith(cwd, syncFile, '2nd-ulid', [])
+    rows.push(row('2nd: ULID + mtime (no CSV)', ulidOnly.muxed, ulidOnly.sync, f, mic))
+    const nominal = muxWith(cwd, syncFile, '2nd-ulid-nominal', ['--no-drift-fix'])
+    rows.push(row('2nd: ULID alone (no CSV, --no-drift-fix)', nominal.muxed, nominal.sync, f, mic))
   } finally {
     if (csv) fs.renameSync(`${csv}.away`, csv)
   }
-  return { rows, sync, stderr, seconds, firstSample: firstSample(sync, mic) }
+  const keptAfter = keptCamera(cwd)
+  return { rows, sync, stderr, seconds, firstSample: firstSample(sync, mic), keptAfter, said: saidOfLatency(stderr) }
 }
 
 /**
@@ -308,14 +405,16 @@ const pulse = await startPulse({ tone: false })
 const mic = Object.assign(startPipeMic(pulse, 'ra_mic'), { index: 0 })
 const fastMic = Object.assign(startPipeMic(pulse, 'ra_fast_mic', { ratio: 1.001 }), { index: 1 })
 await sleep(1000)
+let first
 let run1
 let trials
 let devices
 try {
-  // The camera's latency, measured once: the first session's error with the frame clock alone.
-  const first = await session(pulse, mic, quick ? 20 : 30)
-  const latencyS = -first.rows[0].medianMs / 1000
-  run1 = await session(pulse, mic, quick ? 20 : 60, Number.isFinite(latencyS) && latencyS > 0 ? latencyS : null)
+  // One data folder for the first two sessions: what the first keeps, the second applies by itself.
+  const dataDir = tempDir('ra-bench-trl-data-')
+  first = await calibratingSession(pulse, mic, quick ? 20 : 30, dataDir)
+  const latencyS = Number.isFinite(first.truthLatencyS) && first.truthLatencyS > 0 ? first.truthLatencyS : null
+  run1 = await laterSession(pulse, mic, quick ? 20 : 60, dataDir, latencyS)
   trials = await trialsSession(pulse, mic, quick ? 12 : 22)
   devices = await devicesSession(pulse, [mic, fastMic], quick ? 20 : 60)
 } finally {
@@ -330,13 +429,57 @@ console.log(
 )
 console.log('Physical sync error of the muxed file, ms (flash sent vs click captured; + means the sound comes late)\n')
 console.log(
-  '| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale | check: median | check − bench |',
+  '| anchor | pairs | first flash | median | spread (max − min) | worst | last − first | itsscale | check: median |' +
+    ' check − bench | latency | truth inside bounds | flashes inside | bounds (error allowed) | width |',
 )
-console.log('|---|---|---|---|---|---|---|---|---|---|')
-for (const r of [...run1.rows, ...trials.rows, ...devices])
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+const latencyOf = (x) =>
+  x.cameraLatencySource == null
+    ? '—'
+    : `${x.cameraLatencySource} ${fmt((x.cameraLatencyS ?? 0) * 1000)}${x.cameraLatencyUncertaintyS == null ? '' : ` ± ${fmt(x.cameraLatencyUncertaintyS * 1000)}`}`
+const boundsOf = (b, pairs) =>
+  b
+    ? `| ${b.medianInside ? 'yes' : 'no'} | ${b.flashesInside}/${pairs} | ${fmt(b.errorLowMs)} … +${fmt(b.errorHighMs)} | ${fmt(b.widthMs)} |`
+    : '| — | — | — | — |'
+for (const r of [...first.rows, ...run1.rows, ...trials.rows, ...devices])
   console.log(
-    `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} | ${fmt(r.checkMs)} | ${fmt(r.checkMs - r.medianMs)} |`,
+    `| ${r.anchor} | ${r.pairs} | ${fmt(r.firstMs)} | ${fmt(r.medianMs)} | ${fmt(r.spreadMs)} | ${fmt(r.worstMs)} | ${fmt(r.driftMs)} | ${r.sync.itsscale ? r.sync.itsscale.toFixed(6) : '—'} | ${fmt(r.checkMs)} | ${fmt(r.checkMs - r.medianMs)} | ${latencyOf(r.sync)} ${boundsOf(r.bounds, r.pairs)}`,
   )
+console.log(
+  "\nlatency: the camera latency the row's record took off (cameraLatencySource, ms ± its uncertainty). truth" +
+    ' inside bounds: whether the true offset at the median flash (the offset less its physical error) lies in the' +
+    " record's offsetBoundsS; flashes inside: how many flashes' true offsets do; bounds (error allowed): the same" +
+    ' bounds as the errors they allow, ms; width: high − low, ms. A second device has no bounds of its own (—).',
+)
+const keptLast = first.kept?.measurements.at(-1)
+const truthMs = first.truthLatencyS * 1000
+console.log(
+  `\nThe camera's latency, 1st session (${first.seconds} s, --events at the stop): kept in record-audio-calibration.json` +
+    (keptLast
+      ? ` median ${fmt(keptLast.medianS * 1000)} ms, spread ${fmt(keptLast.spreadS * 1000)} ms, ${keptLast.pairs} pairs` +
+        ` (${first.kept.videoMode}, ${first.kept.audioDevice}, ${first.kept.anchor});` +
+        ` the bench's physical truth ${fmt(truthMs)} ms (−the --no-calibration row's median): kept − truth` +
+        ` ${fmt(keptLast.medianS * 1000 - truthMs)} ms.`
+      : ' nothing (⚠ no tracking-csv entry for the feed).'),
+)
+const s2 = run1.sync
+const calibrated = run1.rows[0]
+console.log(
+  `2nd session (${run1.seconds} s, same folder, no flag): cameraLatencySource ${s2.cameraLatencySource}` +
+    `${s2.cameraLatencySource === 'calibration' ? '' : ' ⚠ (the kept calibration was NOT applied)'},` +
+    ` ${fmt((s2.cameraLatencyS ?? Number.NaN) * 1000)} ± ${fmt((s2.cameraLatencyUncertaintyS ?? Number.NaN) * 1000)} ms;` +
+    ` error ${fmt(calibrated.medianMs)} ms (median) vs ${fmt(run1.rows[1].medianMs)} ms with --no-calibration.`,
+)
+for (const [name, said] of [
+  ['1st', first.said],
+  ['2nd', run1.said],
+])
+  for (const line of said) console.log(`  ${name} session's stop said: ${line.trim()}`)
+const keptNow = run1.keptAfter?.measurements ?? []
+console.log(
+  `record-audio-calibration.json after the 2nd session's mux-later rows: ${keptNow.length} measurement(s) of the` +
+    ` tracking-csv camera: ${keptNow.map((m) => `${m.video ?? '?'} ${fmt(m.medianS * 1000)} ms`).join(', ') || '—'}.`,
+)
 console.log(
   "\ncheck − bench: the file's own flash-to-click residual (record-audio check) minus the physical error above. The" +
     ' click is written into the pipe-source microphone the moment its flash is sent, so the two are one event and' +

@@ -501,12 +501,12 @@ test("mux later with the stop's offset as witness: moved with the same timing, s
  * (`size`) in ./feed/, the WAV that recorded beside it (the audio truly `audioLateS` after the first
  * frame was taken, its stamp exact) and the sync file, whose ULID anchor is late by the latency.
  */
-function cameraSession(dir, name, { latencyS, size = [W, H], seed = 11, audioLateS = 0.2 }) {
+function cameraSession(dir, name, { latencyS, size = [W, H], seed = 11, audioLateS = 0.2, flashes = null }) {
   fs.mkdirSync(path.join(dir, 'feed'), { recursive: true })
   const takenMs = Date.now() - 60000 - Math.round(Math.random() * 1000)
   const stampedMs = takenMs + Math.round(latencyS * 1000) // the ULID: minted when the late frame arrives
   const video = path.join(dir, 'feed', `${ulidAt(stampedMs)}.mp4`)
-  const flashes = irregularTrain(seed, 10)
+  flashes ??= irregularTrain(seed, 10)
   makeVideo(video, flashes, 20, size)
   fs.utimesSync(video, stampedMs / 1000 + 20, stampedMs / 1000 + 20)
   const audio = path.join(dir, `${name}-audio.wav`)
@@ -621,6 +621,20 @@ test('camera latency: a session whose latency moved (100 ms slower) is said with
   const [low, high] = applied.record.offsetBoundsS
   assert.ok(low <= next.trueOffsetS && next.trueOffsetS <= high, `${low} … ${high}`)
   assert.match(applied.stderr, /Camera latency 18\d ± 5\d ms kept from 2 sessions/)
+})
+
+test('camera latency: events whose offset the anchors chose (a regular 3 s train, rivals 3 s either way) are no measurement: said so, nothing kept', () => {
+  const dir = tempDir()
+  const regular = [0.7, 3.7, 6.7, 9.7, 12.7, 15.7, 18.7]
+  const out = muxSession(cameraSession(dir, 'regular', { latencyS: 0.136, flashes: regular }), '--events')
+  assert.equal(out.record.events.notes[0].kind, 'tie-broken-by-anchors', JSON.stringify(out.record.events.notes))
+  assert.equal(out.record.cameraLatencySource, 'unmeasured')
+  assert.equal(out.record.cameraLatencyMeasured, null)
+  assert.match(
+    out.stderr,
+    /Camera latency not measured: the anchors chose among the events' offsets \(a regular train\)/,
+  )
+  assert.ok(!fs.existsSync(path.join(dir, 'record-audio-calibration.json')), 'nothing kept')
 })
 
 test('camera latency: a hand-deleted calibration file leaves the camera unmeasured; the next --events starts a new one', () => {

@@ -1491,9 +1491,14 @@ test('camera latency: measured from the events, re-checked against the kept ones
 })
 
 test('camera latency: the offset bounds hold every term; unmeasured, the latency and a frame only raise them; said as ± or +/−', async () => {
-  const { offsetBounds, describeBounds, UNMEASURED_LATENCY_MAX_S, latencyNotes, measuredLatencyNote } = await import(
-    '../dist/record-audio.mjs'
-  )
+  const {
+    offsetBounds,
+    describeBounds,
+    UNMEASURED_LATENCY_MAX_S,
+    latencyNotes,
+    measuredLatencyNote,
+    EVENT_TIMING_FLOOR_S,
+  } = await import('../dist/record-audio.mjs')
   const base = {
     offsetS: -7.109,
     eventsSpreadS: null,
@@ -1515,6 +1520,11 @@ test('camera latency: the offset bounds hold every term; unmeasured, the latency
   )
   const events = offsetBounds({ ...base, eventsSpreadS: 0.003, latency: { source: 'events', uncertaintyS: 0.0015 } })
   assert.ok(near(events[0], -7.112) && near(events[1], -7.106), String(events))
+  // Pairs that all agree to the click block (spread 0, seen beside the real TracktorLive, the truth 0.2 ms
+  // away) still hold the truth only to one event's timing.
+  const agreeing = offsetBounds({ ...base, eventsSpreadS: 0, latency: { source: 'events', uncertaintyS: 0 } })
+  assert.ok(near(agreeing[0], -7.109 - EVENT_TIMING_FLOOR_S) && near(agreeing[1], -7.109 + EVENT_TIMING_FLOOR_S))
+  assert.ok(EVENT_TIMING_FLOOR_S > 0)
   // What the summary says: kept in a few words; unmeasured once per mode, with how to measure it.
   const [keptNote] = latencyNotes(
     { latencyS: 0.136, uncertaintyS: 0.002, source: 'calibration', sessions: 3 },
