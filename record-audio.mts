@@ -2691,6 +2691,9 @@ export interface LatencyMeasurement {
   pairs: number
   medianS: number
   spreadS: number
+  // The measuring session's own anchors' ± (its audio start's and its video start's): the latency carries
+  // their error to every later session, so what is applied later is that much less sure.
+  anchorUncertaintyS?: number
 }
 
 export type CalibratedCamera = CameraKey & { measurements: LatencyMeasurement[] }
@@ -2768,6 +2771,9 @@ export function parseCalibration(text: string): Calibration {
         pairs: m.pairs,
         medianS: m.medianS,
         spreadS: m.spreadS,
+        ...(typeof m.anchorUncertaintyS === 'number' && m.anchorUncertaintyS >= 0
+          ? { anchorUncertaintyS: m.anchorUncertaintyS }
+          : {}),
       } as LatencyMeasurement
     })
     return { ...(c as unknown as CameraKey), measurements }
@@ -2776,10 +2782,15 @@ export function parseCalibration(text: string): Calibration {
 }
 
 /** Every kept measurement of one camera together: the interval holding each median ± half its spread. */
+/** Past this no camera's (RTSP/IP cameras reach about 1 s): a measurement beyond is the anchors' error. */
+export const MAX_CAMERA_LATENCY_S = 1
+const CALIBRATION_MAX_BYTES = 16 * 1024 * 1024
+
 export function keptLatency(measurements: LatencyMeasurement[]): KeptLatency | null {
   if (!measurements.length) return null
-  const lowS = Math.min(...measurements.map((m) => m.medianS - m.spreadS / 2))
-  const highS = Math.max(...measurements.map((m) => m.medianS + m.spreadS / 2))
+  const halfS = (m: LatencyMeasurement) => m.spreadS / 2 + (m.anchorUncertaintyS ?? 0)
+  const lowS = Math.min(...measurements.map((m) => m.medianS - halfS(m)))
+  const highS = Math.max(...measurements.map((m) => m.medianS + halfS(m)))
   return { latencyS: (lowS + highS) / 2, uncertaintyS: (highS - lowS) / 2, sessions: measurements.length }
 }
 
@@ -3406,8 +3417,9 @@ export function videoMark(
   // Witnessed, and known within about a frame: a stamp 200 ms before its samples' arrival is a queue
   // the files cannot tell from an early stamp, so its ± is that wide: no ✔ on it.
   const known = lineUncertaintyS(v, c) <= TRUSTED_WITHIN_S
-  // The default latency of 0 is a guess, not a measurement: an unmeasured camera's figure has no ✔.
-  const latencyKnown = v.cameraLatencySource !== 'unmeasured'
+  // The default latency of 0 is a guess, not a measurement, and a --camera-latency has no ± of its own:
+  // only a latency measured (here, or kept from earlier sessions) gives the figure a ✔.
+  const latencyKnown = v.cameraLatencySource === 'events' || v.cameraLatencySource === 'calibration'
   return c.audioCheck === 'plausible' && videoWitnessed && known && latencyKnown ? '✔' : ' '
 }
 
@@ -6054,14 +6066,10 @@ function calibrationFileFor(videoFile: string): string {
 
 /** The calibration file: nothing kept when it is not there; problem, when it cannot be read (then never written). */
 function readCalibration(file: string): { calibration: Calibration | null; problem: string | null } {
-  let text: string
-  try {
-    text = fs.readFileSync(file, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      return { calibration: { about: CALIBRATION_ABOUT, cameras: [] }, problem: null }
-    return { calibration: null, problem: `cannot read it (${(error as NodeJS.ErrnoException).code})` }
-  }
+  if (!fs.existsSync(file)) return { calibration: { about: CALIBRATION_ABOUT, cameras: [] }, problem: null }
+  // Regular files only, bounded: a FIFO of that name must never block a stop.
+  const text = readRegular(file, CALIBRATION_MAX_BYTES)
+  if (text == null) return { calibration: null, problem: 'it is not a regular file one can read' }
   try {
     return { calibration: parseCalibration(text), problem: null }
   } catch (error) {
@@ -6100,13 +6108,19 @@ function latencyFor(
  * --events with a verdict: the camera's latency measured, said, and kept in the calibration file (never
  * over one that could not be read); the recording's latency is then this measurement.
  */
-function keepLatency(clues: Clues, aligned: ReturnType<typeof alignOnEvents> | null, audio: AudioFacts) {
+function keepLatency(
+  clues: Clues,
+  aligned: ReturnType<typeof alignOnEvents> | null,
+  audio: AudioFacts,
+  videoUncertaintyS: number,
+) {
   const { camera } = clues
   const fit = aligned?.fit
   const tie = fit?.notes.some((note) => note.kind === 'tie-broken-by-anchors')
   const measured =
     fit?.consistent && !tie ? measuredLatency(camera.latency.latencyS, fit, audio.clockRatio, new Date()) : null
-  const m = measured && { ...measured, video: path.basename(clues.video.file) }
+  const anchorUncertaintyS = (audio.startUncertaintyS ?? 0) + videoUncertaintyS
+  const m = measured && { ...measured, video: path.basename(clues.video.file), anchorUncertaintyS }
   // A tie the anchors broke rests on them: no measurement, and said, or the advice to use --events reads as unheard.
   const tieNote: Note = {
     kind: 'plain',
@@ -6127,7 +6141,9 @@ function keepLatency(clues: Clues, aligned: ReturnType<typeof alignOnEvents> | n
       ? 'the calibration file could not be read'
       : m.medianS < belowS
         ? "below 0: the audio's start is off, not the camera"
-        : null
+        : m.medianS > MAX_CAMERA_LATENCY_S
+          ? `over ${MAX_CAMERA_LATENCY_S} s, no camera's: the anchors are off (a --clock-offset or --video-start?)`
+          : null
   if (notKept || !camera.key || !camera.calibration)
     return { latency, measured: m, notes: [measuredLatencyNote(m, { ...said, notKept: notKept ?? '' })] }
   const next = withMeasurement(camera.calibration, camera.key, m)
@@ -6247,7 +6263,7 @@ async function syncToVideo(
       aligned = { ...aligned, own }
     }
   }
-  const kept = keepLatency(clues, aligned, audio)
+  const kept = keepLatency(clues, aligned, audio, anchors.videoUncertaintyS ?? 0)
   eventNotes.push(...kept.notes)
   const codec = muxCodecFor([audio, ...audio.others])
   const result = videoSyncOf(audio, videoFile, clues, aligned, codec, f, kept)

@@ -226,7 +226,9 @@ test('no feed id: the recording that overlaps the audio most is picked, the othe
   const camB = startVideoRecorder(path.join(cwd, 'cam B'))
   await sleep(300)
   const tool = startTool(['--format', 'pulse', '--device', pulse.source], { cwd, env: pulse.env })
-  await waitFor(() => fs.readdirSync(cwd).some((f) => /^audio-\d{8}T\d{6}Z\.wav$/.test(f)), 10000, 'audio-<start>.wav')
+  // Past the empty reservation of the name: ffmpeg has written the header.
+  const started = (f) => /^audio-\d{8}T\d{6}Z\.wav$/.test(f) && fs.statSync(path.join(cwd, f)).size > 0
+  await waitFor(() => fs.readdirSync(cwd).some(started), 10000, 'audio-<start>.wav')
   await sleep(1000)
   await camB.stop() // B covers only the first part of the audio
   await sleep(1500)

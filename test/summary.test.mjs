@@ -136,7 +136,8 @@ test('videoMark: a ✔ only with a second witness; a disagreement is a ⚠; a ch
   assert.equal(videoMark(v, agreed), '✔')
   // The default latency of 0 is a guess: an unmeasured camera's figure gets no ✔; the events measure it.
   assert.equal(videoMark({ ...v, cameraLatencySource: 'unmeasured' }, agreed), ' ')
-  assert.equal(videoMark({ ...v, cameraLatencySource: 'flag' }, agreed), '✔')
+  // A --camera-latency has no ± of its own: nothing bounds it, so no ✔ either.
+  assert.equal(videoMark({ ...v, cameraLatencySource: 'flag' }, agreed), ' ')
   const measured = { ...v, cameraLatencySource: 'events', events: { applied: true } }
   assert.equal(videoMark(measured, { ...agreed, eventsAsked: true }), '✔')
   assert.equal(videoMark(v, { ...agreed, audioCheck: 'unchecked' }), ' ')

@@ -1640,3 +1640,19 @@ test('syncRangeProblem: a video field, the timing block and a device part are na
   )
   assert.match(syncRangeProblem({ audioClockRatio: '1' }), /its audioClockRatio is "1"/)
 })
+
+test("camera latency: a kept one carries its session's anchors' ±; past 1 s a measurement is the anchors' error, never kept", async () => {
+  const { keptLatency, parseCalibration, MAX_CAMERA_LATENCY_S } = await import('../dist/record-audio.mjs')
+  // Measured against anchors known within 60 ms (a stamp in doubt): applied later, it is no surer than that.
+  const m = { date: '2026-12-07T10:00:00.000Z', pairs: 10, medianS: 0.076, spreadS: 0.002, anchorUncertaintyS: 0.06 }
+  const kept = keptLatency([m])
+  assert.ok(Math.abs(kept.uncertaintyS - 0.061) < 1e-9, String(kept.uncertaintyS))
+  assert.ok(
+    kept.latencyS - kept.uncertaintyS <= 0.016 && kept.latencyS + kept.uncertaintyS >= 0.136,
+    'the truth inside',
+  )
+  const key = { feedId: 'f', audioDevice: 'mic', videoMode: '320x240 30 fps mpeg4', anchor: 'tracking-csv' }
+  const read = parseCalibration(JSON.stringify({ cameras: [{ ...key, measurements: [m] }] }))
+  assert.equal(read.cameras[0].measurements[0].anchorUncertaintyS, 0.06, 'kept in the file')
+  assert.equal(MAX_CAMERA_LATENCY_S, 1)
+})
