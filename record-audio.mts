@@ -2786,9 +2786,10 @@ export function parseCalibration(text: string): Calibration {
 export const MAX_CAMERA_LATENCY_S = 1
 const CALIBRATION_MAX_BYTES = 16 * 1024 * 1024
 
-export function keptLatency(measurements: LatencyMeasurement[]): KeptLatency | null {
+export function keptLatency(measurements: LatencyMeasurement[], withAnchors = true): KeptLatency | null {
   if (!measurements.length) return null
-  const halfS = (m: LatencyMeasurement) => m.spreadS / 2 + (m.anchorUncertaintyS ?? 0)
+  // What is applied carries each session's anchors' ±; the re-check (latencyMoved) asks of the spreads alone.
+  const halfS = (m: LatencyMeasurement) => m.spreadS / 2 + (withAnchors ? (m.anchorUncertaintyS ?? 0) : 0)
   const lowS = Math.min(...measurements.map((m) => m.medianS - halfS(m)))
   const highS = Math.max(...measurements.map((m) => m.medianS + halfS(m)))
   return { latencyS: (lowS + highS) / 2, uncertaintyS: (highS - lowS) / 2, sessions: measurements.length }
@@ -2857,6 +2858,12 @@ export function withMeasurement(cal: Calibration, key: CameraKey, m: LatencyMeas
  * clock over the video, the camera's latency with its spread; unmeasured, the latency (and an event's phase
  * within a frame, which the anchor cannot see) only raise it: up to UNMEASURED_LATENCY_MAX_S and a frame above.
  */
+/**
+ * How long a live camera's first frames may wait in its buffer before TracktorLive reads them and mints
+ * the ULID (0.1–0.7 s measured beside the real recorder): the ULID anchor's offset may be that much higher.
+ */
+export const ULID_BUFFERED_MAX_S = 0.7
+
 export function offsetBounds(b: {
   offsetS: number
   eventsSpreadS: number | null // the events set the offset (and the anchors broke no tie)
@@ -2866,6 +2873,7 @@ export function offsetBounds(b: {
   latency: Pick<CameraLatency, 'source' | 'uncertaintyS'>
   framePeriodS: number | null
   anchorsApartS?: number[] // a disagreeing anchor's first frame − the one used: its offset lies that much lower
+  bufferedStartS?: number // the ULID: minted after the camera's buffered first frames were taken, up to this
 }): [number, number] {
   // Never narrower than one event's timing (a click block, a sliver of a frame): pairs that all agree to
   // the block still hold the truth only to it.
@@ -2874,7 +2882,8 @@ export function offsetBounds(b: {
     return [b.offsetS - halfS, b.offsetS + halfS]
   }
   const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
-  const aboveS = b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0
+  const aboveS =
+    (b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0) + (b.bufferedStartS ?? 0)
   // Anchors that disagree, with nothing to decide between them: the bounds hold the other's offset too.
   const apartS = b.anchorsApartS ?? []
   const [belowS, overS] = [Math.max(0, ...apartS), Math.max(0, ...apartS.map((d) => -d))]
@@ -4049,8 +4058,12 @@ export function parseSyncRecord(text: string): SyncRecord {
     timesyncFile: typeof stored.timesyncFile === 'string' ? stored.timesyncFile : null,
     videoStartEpochS: typeof stored.videoStartEpochS === 'number' ? stored.videoStartEpochS : null,
     clockOffsetS: typeof stored.clockOffsetS === 'number' ? stored.clockOffsetS : (number('clockOffsetS') ?? 0),
-    // A 0 stored before the latency could be kept was the default, never a measurement.
-    cameraLatencyS: typeof stored.cameraLatencyS === 'number' && stored.cameraLatencyS ? stored.cameraLatencyS : null,
+    // A 0 stored before the latency could be kept (no "calibration" beside it) was the default, never a
+    // measurement; since then a number stored is a --camera-latency given, 0 too.
+    cameraLatencyS:
+      typeof stored.cameraLatencyS === 'number' && (stored.cameraLatencyS || typeof stored.calibration === 'boolean')
+        ? stored.cameraLatencyS
+        : null,
     calibration: stored.calibration !== false,
     driftFix: typeof stored.driftFix === 'boolean' ? stored.driftFix : true,
     events: stored.events === true,
@@ -6156,7 +6169,9 @@ function keepLatency(
     return { latency, measured: m, notes: [measuredLatencyNote(m, { ...said, notKept: why })] }
   }
   const keptAfter = keptLatency(next.cameras.find((c) => sameCamera(c, camera.key as CameraKey))?.measurements ?? [])
-  const movedS = latencyMoved(camera.kept, m, periodS)
+  const keptBefore = camera.calibration.cameras.find((c) => sameCamera(c, camera.key as CameraKey))?.measurements
+  // Moved: apart by more than the kept spreads and a frame (the anchors' ± would hide a camera that changed).
+  const movedS = latencyMoved(keptLatency(keptBefore ?? [], false), m, periodS)
   return { latency, measured: m, notes: [measuredLatencyNote(m, { ...said, movedS, keptAfter })] }
 }
 
@@ -6362,6 +6377,7 @@ function videoSyncOf(
     latency: camera.latency,
     framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
     anchorsApartS: timing.anchorsApartS,
+    bufferedStartS: timing.source === 'ulid' ? ULID_BUFFERED_MAX_S : 0,
   })
   // The other devices, each by its own first sample or, with --events, by its own clicks (its offset, and
   // its fitted slope against the retimed video: its clock, played at that rate); with no verdict of its
@@ -6387,6 +6403,7 @@ function videoSyncOf(
       latency: camera.latency,
       framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
       anchorsApartS: timing.anchorsApartS,
+      bufferedStartS: timing.source === 'ulid' ? ULID_BUFFERED_MAX_S : 0,
     })
   })
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)

@@ -1093,8 +1093,12 @@ test('sync record: what a recording stores reads back whole; an old file without
     allVideos: false,
   })
   // A 0 stored before latencies were kept was the default, not a measurement: it reads back as none given.
-  const zero = parseSyncRecord(JSON.stringify({ ...record, timing: { ...timing, cameraLatencyS: 0 } }))
+  const { calibration: _, ...before } = timing
+  const zero = parseSyncRecord(JSON.stringify({ ...record, timing: { ...before, cameraLatencyS: 0 } }))
   assert.equal(zero.timing.cameraLatencyS, null)
+  // Since then, a --camera-latency=0 given is kept as given: a later mux does not apply a kept one instead.
+  const given = parseSyncRecord(JSON.stringify({ ...record, timing: { ...timing, cameraLatencyS: 0 } }))
+  assert.equal(given.timing.cameraLatencyS, 0)
   assert.throws(() => parseSyncRecord('{'), /not JSON/)
   assert.throws(() => parseSyncRecord('{"audioSampleRate":48000}'), /no audioFile/)
 })
@@ -1655,4 +1659,22 @@ test("camera latency: a kept one carries its session's anchors' ±; past 1 s a m
   const read = parseCalibration(JSON.stringify({ cameras: [{ ...key, measurements: [m] }] }))
   assert.equal(read.cameras[0].measurements[0].anchorUncertaintyS, 0.06, 'kept in the file')
   assert.equal(MAX_CAMERA_LATENCY_S, 1)
+})
+
+test("offsetBounds: the ULID anchor's bounds hold its buffered start (up to ULID_BUFFERED_MAX_S above)", async () => {
+  const { offsetBounds, ULID_BUFFERED_MAX_S } = await import('../dist/record-audio.mjs')
+  const b = {
+    offsetS: 1,
+    eventsSpreadS: null,
+    audioUncertaintyS: 0.002,
+    videoUncertaintyS: 1 / 30,
+    cardClockS: 0,
+    latency: { source: 'calibration', uncertaintyS: 0.001 },
+    framePeriodS: 1 / 30,
+  }
+  const [, plain] = offsetBounds(b)
+  const [low, high] = offsetBounds({ ...b, bufferedStartS: ULID_BUFFERED_MAX_S })
+  assert.ok(Math.abs(high - plain - 0.7) < 1e-9 && ULID_BUFFERED_MAX_S === 0.7, String(high))
+  // A first frame taken 0.364 s before the ULID (the bench's ULID-alone session) lies inside.
+  assert.ok(low <= 1.364 && 1.364 <= high)
 })
