@@ -2874,6 +2874,7 @@ export function offsetBounds(b: {
   framePeriodS: number | null
   anchorsApartS?: number[] // a disagreeing anchor's first frame − the one used: its offset lies that much lower
   bufferedStartS?: number // the ULID: minted after the camera's buffered first frames were taken, up to this
+  driftLeftS?: number // the video's clock off its rate, not corrected: how far apart they are at its end
 }): [number, number] {
   // Never narrower than one event's timing (a click block, a sliver of a frame): pairs that all agree to
   // the block still hold the truth only to it.
@@ -2881,13 +2882,24 @@ export function offsetBounds(b: {
     const halfS = Math.max(b.eventsSpreadS, EVENT_TIMING_FLOOR_S)
     return [b.offsetS - halfS, b.offsetS + halfS]
   }
-  const sharedS = (b.audioUncertaintyS ?? 0) + (b.videoUncertaintyS ?? 0) + b.cardClockS + (b.latency.uncertaintyS ?? 0)
+  // The drift left is the error at the video's end: either way, as the mux may start anywhere along it.
+  const sharedS =
+    (b.audioUncertaintyS ?? 0) +
+    (b.videoUncertaintyS ?? 0) +
+    b.cardClockS +
+    (b.latency.uncertaintyS ?? 0) +
+    (b.driftLeftS ?? 0)
   const aboveS =
     (b.latency.source === 'unmeasured' ? UNMEASURED_LATENCY_MAX_S + (b.framePeriodS ?? 0) : 0) + (b.bufferedStartS ?? 0)
   // Anchors that disagree, with nothing to decide between them: the bounds hold the other's offset too.
   const apartS = b.anchorsApartS ?? []
   const [belowS, overS] = [Math.max(0, ...apartS), Math.max(0, ...apartS.map((d) => -d))]
   return [b.offsetS - sharedS - belowS, b.offsetS + sharedS + aboveS + overS]
+}
+
+/** The video's drift the mux does not correct (no -itsscale): the whole of it at the video's end. */
+export function driftLeftS(t: Pick<VideoTiming, 'driftAtEndMs' | 'itsscale'>): number {
+  return t.itsscale == null && t.driftAtEndMs != null ? Math.abs(t.driftAtEndMs) / 1000 : 0
 }
 
 /** A ± as the line says it: `± 4 ms`, or `+266/−4 ms` when the bounds are not the same either way. */
@@ -6378,6 +6390,7 @@ function videoSyncOf(
     framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
     anchorsApartS: timing.anchorsApartS,
     bufferedStartS: timing.source === 'ulid' ? ULID_BUFFERED_MAX_S : 0,
+    driftLeftS: driftLeftS(timing),
   })
   // The other devices, each by its own first sample or, with --events, by its own clicks (its offset, and
   // its fitted slope against the retimed video: its clock, played at that rate); with no verdict of its
@@ -6404,6 +6417,7 @@ function videoSyncOf(
       framePeriodS: clues.video.nominalFps ? 1 / clues.video.nominalFps : null,
       anchorsApartS: timing.anchorsApartS,
       bufferedStartS: timing.source === 'ulid' ? ULID_BUFFERED_MAX_S : 0,
+      driftLeftS: driftLeftS(timing),
     })
   })
   const wantedMuxed = muxedNameFor(f.muxedFile ?? muxedFileFor(videoFile, f.muxedSuffix), codec)

@@ -415,6 +415,8 @@ try {
   first = await calibratingSession(pulse, mic, quick ? 20 : 30, dataDir)
   const latencyS = Number.isFinite(first.truthLatencyS) && first.truthLatencyS > 0 ? first.truthLatencyS : null
   run1 = await laterSession(pulse, mic, quick ? 20 : 60, dataDir, latencyS)
+  // --stops: what each of the two sessions printed at ctrl-c, whole (the README's example is one of them).
+  if (process.argv.includes('--stops')) for (const { stderr } of [first, run1]) console.log(`${stderr}\n`)
   trials = await trialsSession(pulse, mic, quick ? 12 : 22)
   devices = await devicesSession(pulse, [mic, fastMic], quick ? 20 : 60)
 } finally {

@@ -1678,3 +1678,22 @@ test("offsetBounds: the ULID anchor's bounds hold its buffered start (up to ULID
   // A first frame taken 0.364 s before the ULID (the bench's ULID-alone session) lies inside.
   assert.ok(low <= 1.364 && 1.364 <= high)
 })
+
+test('offsetBounds: a video drift left uncorrected (no -itsscale) widens the bounds by its error at the end', async () => {
+  const { offsetBounds, driftLeftS } = await import('../dist/record-audio.mjs')
+  // A camera 0.4 % slow over 10 min, --no-drift-fix: 2.4 s apart at the end.
+  assert.ok(Math.abs(driftLeftS({ driftAtEndMs: -2400, itsscale: null }) - 2.4) < 1e-9)
+  assert.equal(driftLeftS({ driftAtEndMs: -2400, itsscale: 0.996 }), 0, 'corrected')
+  assert.equal(driftLeftS({ driftAtEndMs: null, itsscale: null }), 0)
+  const b = {
+    offsetS: 1,
+    eventsSpreadS: null,
+    audioUncertaintyS: 0.002,
+    videoUncertaintyS: 0.002,
+    cardClockS: 0,
+    latency: { source: 'calibration', uncertaintyS: 0.002 },
+    framePeriodS: 1 / 30,
+  }
+  const [low, high] = offsetBounds({ ...b, driftLeftS: 2.4 })
+  assert.ok(Math.abs(low - (1 - 2.406)) < 1e-9 && Math.abs(high - (1 + 2.406)) < 1e-9, `${low} ${high}`)
+})
