@@ -953,7 +953,10 @@ export function captureArgs(s: { format: Format } & AudioInput, audioFile: strin
 /**
  * Between this process and ffmpeg, a one-thread shell: it dies with this process (parent-death
  * SIGKILL, sent once per thread of a dying Node, all but the first falling on a dead shell), and
- * its death is ffmpeg's one parent-death SIGINT, the stop that finalizes the WAV. A shell trap
+ * its death is ffmpeg's one parent-death SIGTERM, the stop that finalizes the WAV. Not SIGINT: a
+ * shell starts a background job with SIGINT ignored, so until ffmpeg sets its handlers (after
+ * parsing its options) a SIGINT would be lost and ffmpeg left recording; a SIGTERM then ends it
+ * (nothing is recorded yet), and after that ffmpeg takes it as the same stop as SIGINT. A shell trap
  * cannot make that one stop: dash runs a trap again inside itself when the signal repeats, and
  * sent ffmpeg two SIGINTs (which abort its writes) 1 kill in ~40. The shell prints ffmpeg's PID,
  * so every other stop goes to ffmpeg itself; SIGPIPE is ignored (ffmpeg inherits it), else with
@@ -966,12 +969,23 @@ export const WATCHDOG_SH =
 export function captureLauncher(setpriv: string | null): string[] {
   if (!setpriv) return []
   const watchdog = [setpriv, '--pdeathsig', 'KILL', '--', '/bin/sh', '-c', WATCHDOG_SH, 'record-audio-watchdog']
-  return [...watchdog, setpriv, '--pdeathsig', 'INT', '--']
+  return [...watchdog, setpriv, '--pdeathsig', 'TERM', '--']
 }
 
 /** What runs before the mux's ffmpeg: parent-death SIGKILL where setpriv exists, so no mux outlives a killed tool. */
 export function muxLauncher(setpriv: string | null): string[] {
   return setpriv ? [setpriv, '--pdeathsig', 'KILL', '--'] : []
+}
+
+const HELPER_TIMEOUT_MS = 300_000 // ffprobe, the plot, the device list: one stuck (a hung mount, a device) is ended
+
+/** A short-lived helper (ffprobe, the plot, the device list): bounded in time, and dying with this tool. */
+async function runHelper(command: string, args: string[], timeoutMs = HELPER_TIMEOUT_MS) {
+  const setpriv = process.platform === 'linux' ? await which('setpriv', { nothrow: true }) : null
+  // exec: the PID the timeout kills is the helper's own, not a shell's around it.
+  return $({ nothrow: true, quiet: true, timeout: timeoutMs, timeoutSignal: 'SIGKILL' })`exec ${muxLauncher(
+    setpriv,
+  )} ${command} ${args}`
 }
 
 export interface AudioStart {
@@ -4437,6 +4451,7 @@ class ToolError extends Error {
   }
 }
 class NoOverlap extends ToolError {} // this video only: --all-videos goes on with the others
+class NotVideo extends ToolError {} // this file only, the same
 
 interface VideoFacts {
   file: string
@@ -4455,10 +4470,17 @@ async function videoFacts(file: string, ffprobe: string | null): Promise<VideoFa
   let mode: string | null = null
   if (finalized && ffprobe) {
     const entries = 'stream=nb_frames,r_frame_rate,width,height,codec_name'
-    const probe = await $({
-      nothrow: true,
-      quiet: true,
-    })`${ffprobe} -v error -select_streams v:0 -show_entries ${entries} -of json ${file}`
+    const probe = await runHelper(ffprobe, [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      entries,
+      '-of',
+      'json',
+      file,
+    ])
     const stream = probe.exitCode === 0 ? JSON.parse(probe.stdout).streams?.[0] : undefined
     if (Number(stream?.nb_frames) > 0) frames = Number(stream.nb_frames)
     nominalFps = parseRate(stream?.r_frame_rate)
@@ -4880,21 +4902,25 @@ interface CsvWatch {
  * While recording, at each live-status tick: the rows the feed's tracking CSVs gained since the
  * last look. The newest row of each look was written before it, so look time − its time bounds
  * the server's t_init from above; the lowest bound over the recording is within a millisecond or
- * so of it (see CsvEpoch). Only files minted around this recording are followed.
+ * so of it (see CsvEpoch). Only files minted around this recording are followed. Every read is
+ * asynchronous, one look at a time: a folder on a hung mount skips looks, never holds a stop.
  */
 function watchTrackingCsvs(feedDir: string | null): CsvWatch {
   const followed = new Map<string, Followed>()
   const sinceMs = Date.now() - CSV_BEFORE_VIDEO_S * 1000
-  const readNew = (file: string, state: Followed) => {
-    const fd = openRegular(file)
-    if (fd == null) return // a FIFO or a device named like a CSV: never read (it would block every stop)
+  let busy = false
+  const readNew = async (file: string, state: Followed) => {
+    if (!(await fs.promises.stat(file)).isFile()) return // a FIFO or a device named like a CSV: never opened
+    const handle = await fs.promises.open(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
     try {
-      const bytes = fs.fstatSync(fd).size
+      const stat = await handle.stat()
+      if (!stat.isFile()) return // swapped since the stat
+      // Taken after the size: every byte counted below was on disk before this time.
       const lookedS = Date.now() / 1000
-      if (bytes <= state.offset) return
+      if (stat.size <= state.offset) return
       // Bounded: the rest waits for the next look (its rows' bounds are then looser, still bounds).
-      const chunk = Buffer.alloc(Math.min(bytes - state.offset, CSV_LOOK_MAX_BYTES))
-      state.offset += fs.readSync(fd, chunk, 0, chunk.length, state.offset)
+      const chunk = Buffer.alloc(Math.min(stat.size - state.offset, CSV_LOOK_MAX_BYTES))
+      state.offset += (await handle.read(chunk, 0, chunk.length, state.offset)).bytesRead
       const lines = (state.partial + chunk.toString('utf8')).split('\n')
       state.partial = lines.pop() ?? ''
       const rows = lines.filter((line) => /^[\d.]/.test(line)).map((line) => Number(line.split(',')[0]))
@@ -4903,27 +4929,28 @@ function watchTrackingCsvs(feedDir: string | null): CsvWatch {
       state.bounds.push(lookedS - timeS)
       if (rows.length > 1) state.gaps.push(timeS - (rows.at(-2) as number))
     } finally {
-      fs.closeSync(fd)
+      await handle.close().catch(() => {})
+    }
+  }
+  const once = async (dir: string) => {
+    const names = (await someEntries(dir, FEED_MAX_ENTRIES))
+      .map((entry) => entry.name)
+      .filter((n) => TRACKING_CSV_NAME.test(n) && ulidTimeMs(n) >= sinceMs)
+    for (const name of names) {
+      const file = path.join(dir, name)
+      const state = followed.get(file) ?? { offset: 0, partial: '', bounds: [], gaps: [] }
+      followed.set(file, state)
+      await readNew(file, state).catch(() => {}) // gone or unreadable: its mtime is used instead
     }
   }
   const look = () => {
-    if (!feedDir) return
-    let names: string[]
-    try {
-      names = fs.readdirSync(feedDir).filter((n) => TRACKING_CSV_NAME.test(n) && ulidTimeMs(n) >= sinceMs)
-    } catch {
-      return
-    }
-    for (const name of names) {
-      const file = path.join(feedDir, name)
-      const state = followed.get(file) ?? { offset: 0, partial: '', bounds: [], gaps: [] }
-      followed.set(file, state)
-      try {
-        readNew(file, state)
-      } catch {
-        /* gone or unreadable: its mtime is used instead */
-      }
-    }
+    if (!feedDir || busy) return
+    busy = true
+    once(feedDir)
+      .catch(() => {}) // no folder (yet): nothing to follow
+      .finally(() => {
+        busy = false
+      })
   }
   const epochs = () => {
     const found = new Map<string, WatchedEpoch>()
@@ -5628,7 +5655,8 @@ export function audioNotes(a: {
   const how = check.start.source
   tell(
     mark === '✔' ? 'ok' : 'plain',
-    `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at} (${how})`,
+    `${mark} ${label ? `Audio, ${label}` : 'Audio: '}${audioFile}${length}, first sample at ${at}` +
+      ` (${START_WORDS[how]})`,
     fitted(`${mark} Audio${label ? `, ${JSON.stringify(a.device)}` : ''}: ${audioFile}${length}, first sample ${at}`, [
       ` (${START_WORDS[how]})`,
     ]),
@@ -5784,6 +5812,12 @@ function timesyncFileFor(setting: string | null, feedDir: string | null, videoFi
   return dir == null ? null : `${dir}-timesyncUTC.parquet`
 }
 
+/** A file named like a recording that holds no video (text, or long empty): refused in one line, --mux or not. */
+function refuseNotVideo(videoFile: string): void {
+  const why = fs.existsSync(videoFile) ? notMp4File(videoFile) : null
+  if (why) throw new NotVideo(`${videoFile} is not a video (${why}): give the recording's mp4 with --video`)
+}
+
 /**
  * After the capture (or for `mux` later): find the video, wait for it with --mux, measure the
  * offset, save the record, deliver the command or the muxed file. A stop request here only ends
@@ -5805,11 +5839,12 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     if (f.allVideos) {
       const videos: VideoSync[] = []
       for (const videoFile of f.ownVideos ?? chooseVideos(search, audio, true, f.summary)) {
-        if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
         try {
+          refuseNotVideo(videoFile) // one such file is said, and the other videos still synced
+          if (f.mux) await waitForVideo(videoFile, f, () => interrupted)
           videos.push(await syncToVideo(audio, videoFile, f, stopped.signal))
         } catch (error) {
-          if (!(error instanceof NoOverlap)) throw error
+          if (!(error instanceof NoOverlap || error instanceof NotVideo)) throw error
           say(`✖ ${error.message}.`)
           refused = true
         }
@@ -5818,6 +5853,7 @@ async function finish(record: SyncRecord, syncFile: string | null, f: Finishing,
     } else {
       const given = { ...search, videoFile: f.videoFile ?? f.ownVideos?.at(-1) ?? null }
       const videoFile = chooseVideos(given, audio, false, f.summary)[0] ?? null
+      if (videoFile) refuseNotVideo(videoFile)
       if (f.mux && videoFile) await waitForVideo(videoFile, f, () => interrupted)
       Object.assign(record, await syncToVideo(audio, videoFile, f, stopped.signal), { state: 'synced', videos: null })
       if (!videoFile) elsewhere = recordingElsewhere(audio, f, syncFile)
@@ -6490,7 +6526,7 @@ async function plot(sync: SyncRecord, plotFile: string): Promise<void> {
     videoStartEpochS: sync.videoStartEpochS,
     videoDurationS: sync.videoDurationS ?? sync.videoRealSpanS ?? sync.audioDurationS ?? 0,
   })
-  const drawn = await $({ nothrow: true, quiet: true })`${sync.muxArgs[0]} ${args}`
+  const drawn = await runHelper(sync.muxArgs[0], args)
   say(
     drawn.exitCode === 0
       ? `✔ Plot: ${plotFile} (waveform above the video's span; red: first frame, green: first sample)`
@@ -6603,12 +6639,8 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
     }
   }
   let lastBytes = -1
-  const notVideo = () => {
-    const why = notMp4File(videoFile)
-    if (why) throw new ToolError(`${videoFile} is not a video (${why}): give the recording's mp4 with --video`)
-  }
   const finished = () => {
-    notVideo() // a text or empty file is said at once, not waited on as unfinished
+    refuseNotVideo(videoFile) // a text or empty file is said at once, not waited on as unfinished
     const bytes = fileBytes(videoFile)
     const still = bytes === lastBytes
     lastBytes = bytes
@@ -6639,13 +6671,28 @@ async function waitForVideo(videoFile: string, f: Finishing, interrupted: () => 
 const PROBED_ENTRIES = 'stream=codec_type,codec_name,sample_rate,nb_read_packets,duration'
 
 /** ffprobe's view of a file's streams. */
-async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>>> {
+/** A file's streams by ffprobe; a failed or timed-out probe is its one-line reason, never an empty list. */
+async function probeStreams(ffprobe: string, file: string): Promise<Array<Record<string, string>> | string> {
   // Packets are counted (no decoding), since Matroska states no frame count.
-  const probe = await $({
-    nothrow: true,
-    quiet: true,
-  })`${ffprobe} -v error -count_packets -show_entries ${PROBED_ENTRIES} -of json ${file}`
-  return probe.exitCode === 0 ? (JSON.parse(probe.stdout).streams ?? []) : []
+  const probe = await runHelper(ffprobe, [
+    '-v',
+    'error',
+    '-count_packets',
+    '-show_entries',
+    PROBED_ENTRIES,
+    '-of',
+    'json',
+    file,
+  ])
+  if (probe.exitCode !== 0)
+    return `ffprobe could not read ${path.basename(file)}: ${
+      probe.signal ? `ended after ${HELPER_TIMEOUT_MS / 1000} s` : ffmpegErrorLine(probe.stderr)
+    }`
+  try {
+    return JSON.parse(probe.stdout).streams ?? []
+  } catch {
+    return `ffprobe gave no streams for ${path.basename(file)}`
+  }
 }
 
 /**
@@ -6673,6 +6720,10 @@ export function publish(partial: string, finalFile: string, link = fs.linkSync):
 async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopRequests): Promise<number> {
   const [ffmpeg, ...args] = sync.muxArgs as string[]
   const original = ffprobe ? await probeStreams(ffprobe, sync.videoFile as string) : []
+  if (typeof original === 'string') {
+    say(`✖ Not muxed: ${original}. The audio and its timing are kept.`)
+    return 1
+  }
   const frames = Number(original.find((x) => x.codec_type === 'video')?.nb_read_packets ?? 0)
   if (ffprobe && !(frames > 0)) {
     // An mp4 finished before its first frame (a moov and nothing in it): ffmpeg's own words would be about -map.
@@ -6712,6 +6763,7 @@ async function runMux(sync: SyncRecord, ffprobe: string | null, stops: StopReque
   if (result.exitCode !== 0) return fail(notFfmpegReason(ffmpeg) ?? ffmpegErrorLine(result.stderr))
   if (ffprobe) {
     const muxed = await probeStreams(ffprobe, partial)
+    if (typeof muxed === 'string') return fail(`${muxed}, so it cannot be checked`)
     const video = muxed.find((x) => x.codec_type === 'video')
     const audios = muxed.filter((x) => x.codec_type === 'audio')
     const source = original.find((x) => x.codec_type === 'video')
@@ -7080,7 +7132,7 @@ function readWavInfo(file: string): WavInfo | null {
 
 async function listDevices(format: Format, ffmpegSetting: string): Promise<number> {
   const { ffmpeg } = await findTools(ffmpegSetting)
-  const out = await $({ nothrow: true, quiet: true })`${ffmpeg} ${listDevicesArgs(format)}`
+  const out = await runHelper(ffmpeg, listDevicesArgs(format), 20_000) // a stuck device server: ended, said below
   if (format === 'avfoundation') return printThen(out.stderr, 0)
   const devices = parseSources(out.stdout + out.stderr)
   if (!devices.length) {

@@ -364,7 +364,9 @@ async function trialsSession(pulse, mic, trialS) {
     if (code !== 0) throw new Error(`TracktorLive (trial ${trial + 1}) exited ${code}: ${log}`)
     await sleep(3000)
   }
-  const { sync } = await stop()
+  const { sync, stderr } = await stop()
+  if (process.argv.includes('--stops'))
+    console.log(`${stderr.trimEnd()}\n${sync.videos.map((video) => video.muxCommand).join('\n')}\n`)
   const rows = sync.videos.map((video, i) => {
     const mux = run('bash', ['-c', video.muxCommand])
     if (mux.status !== 0) throw new Error(`mux (trial ${i + 1}): ${mux.stderr}`)
@@ -416,7 +418,12 @@ try {
   const latencyS = Number.isFinite(first.truthLatencyS) && first.truthLatencyS > 0 ? first.truthLatencyS : null
   run1 = await laterSession(pulse, mic, quick ? 20 : 60, dataDir, latencyS)
   // --stops: what each of the two sessions printed at ctrl-c, whole (the README's example is one of them).
-  if (process.argv.includes('--stops')) for (const { stderr } of [first, run1]) console.log(`${stderr}\n`)
+  // Then the command (stdout) and the reasoning --verbose gives (the sync file's notes).
+  if (process.argv.includes('--stops'))
+    for (const { stderr, sync } of [first, run1])
+      console.log(
+        `${stderr.trimEnd()}\n${sync.muxCommand ?? ''}\n--verbose:\n${(sync.notes ?? []).map((n) => n.text).join('\n')}\n`,
+      )
   trials = await trialsSession(pulse, mic, quick ? 12 : 22)
   devices = await devicesSession(pulse, [mic, fastMic], quick ? 20 : 60)
 } finally {

@@ -387,17 +387,19 @@ test('6. mux on a moov-only mp4 with no frames: a plain line (no video frames), 
   assert.deepEqual(listing(cwd), before)
 })
 
-test('6. a 0-byte or text <ULID>.mp4 as the newest recording: named as not a video at once, not waited on for the whole --wait; exit 1, the WAV kept', async () => {
-  for (const content of ['', 'this is a text file, not a video\n']) {
+test('6. a 0-byte or text <ULID>.mp4 as the newest recording: named as not a video at once (with --mux or without), not waited on for the whole --wait; exit 1, the WAV kept', async () => {
+  const cases = [
+    { content: '', mux: ['--mux', '--wait', '120'] },
+    { content: 'this is a text file, not a video\n', mux: ['--mux', '--wait', '120'] },
+    { content: 'this is a text file, not a video\n', mux: [] }, // without --mux it is not "not finalized" either
+  ]
+  for (const { content, mux } of cases) {
     const cwd = tempDir()
     const feedDir = path.join(cwd, 'feed')
     fs.mkdirSync(feedDir)
     const video = path.join(feedDir, `${ulidAt(Date.now())}.mp4`)
     fs.writeFileSync(video, content)
-    const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, '--mux', '--wait', '120'], {
-      cwd,
-      env: pulse.env,
-    })
+    const tool = startTool(['feed', '--format', 'pulse', '--device', pulse.source, ...mux], { cwd, env: pulse.env })
     await tool.recording(path.join(cwd, 'feed-audio.wav'))
     await sleep(1500)
     const stopAtMs = Date.now()
@@ -411,11 +413,44 @@ test('6. a 0-byte or text <ULID>.mp4 as the newest recording: named as not a vid
       ended.stderr,
       /✖ .*\.mp4 is not a video \((it holds 0 bytes, unchanged for \d+ s|its first bytes are no mp4 box)/,
     )
-    assert.doesNotMatch(ended.stderr, /not finished in time/)
+    assert.doesNotMatch(ended.stderr, /not finished in time|not finalized/)
     assert.ok(readWav(path.join(cwd, 'feed-audio.wav')).samples > 48000, 'the WAV kept')
     assert.equal(fs.readFileSync(video, 'utf8'), content, 'the file left as it was')
     await waitFor(() => ffmpegPidsIn(cwd).length === 0, 3000, 'ffmpeg to exit')
   }
+})
+
+test('6. --all-videos with a text <ULID>.mp4 beside the real recording: the text file named as not a video, the real one still synced and muxed; exit 1, no ✔ for the text file', async () => {
+  const s = await recorded()
+  const audioStartMs = s.sync.audioStartEpochS * 1000
+  const text = path.join(s.cwd, 'feed', `${ulidAt(Math.round(audioStartMs + 500))}.mp4`) // minted inside the audio
+  fs.writeFileSync(text, 'this is a text file, not a video\n')
+  const muxed = muxLater(s.cwd, [s.syncPath, '--all-videos', '--mux'])
+  assert.equal(muxed.status, 1, muxed.stderr)
+  assert.match(muxed.stderr, new RegExp(`✖ .*${path.basename(text)} is not a video \\(its first bytes are no mp4 box`))
+  assert.match(muxed.stderr, /✔ Muxed: /, 'the real recording still muxed')
+  assert.ok(fs.existsSync(s.videoPath.replace(/\.mp4$/, '-with-audio.mp4')), 'the real one muxed beside it')
+  assert.equal(fs.readFileSync(text, 'utf8'), 'this is a text file, not a video\n', 'the text file left as it was')
+  assert.ok(
+    !ticks(muxed.stderr).some((line) => line.includes(path.basename(text, '.mp4').slice(-4))),
+    ticks(muxed.stderr).join('\n'),
+  )
+})
+
+test('L2. mux --mux where ffprobe cannot read the video: one line with ffprobe\'s own reason (not "no video frames"), exit 1, nothing muxed', async () => {
+  const s = await recorded()
+  const tools = path.join(s.cwd, 'tools')
+  fs.mkdirSync(tools)
+  const ffmpeg = spawnSync('sh', ['-c', 'command -v ffmpeg'], { encoding: 'utf8' }).stdout.trim()
+  fs.symlinkSync(ffmpeg, path.join(tools, 'ffmpeg')) // the real ffmpeg; its sibling ffprobe fails as a broken one would
+  fs.writeFileSync(path.join(tools, 'ffprobe'), '#!/bin/sh\necho "ffprobe: cannot read this disk" >&2\nexit 1\n', {
+    mode: 0o755,
+  })
+  const muxed = muxLater(s.cwd, [s.syncPath, '--mux', '--ffmpeg', path.join(tools, 'ffmpeg')])
+  assert.equal(muxed.status, 1, muxed.stderr)
+  assert.match(muxed.stderr, /✖ Not muxed: ffprobe could not read .*\.mp4: ffprobe: cannot read this disk\./)
+  assert.doesNotMatch(muxed.stderr, /no video frames|✔ Muxed/)
+  assert.equal(fs.existsSync(s.videoPath.replace(/\.mp4$/, '-with-audio.mp4')), false, 'nothing muxed')
 })
 
 const sha256 = (buffer) => createHash('sha256').update(buffer).digest('hex')
